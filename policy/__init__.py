@@ -1,0 +1,1 @@
+"""The VLA policy: model, training, checkpoints, real-time chunk execution, policy server."""
