@@ -1,0 +1,1 @@
+"""The production record in PostgreSQL: models, engine, recording, queries."""

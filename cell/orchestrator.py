@@ -1,0 +1,88 @@
+"""The line orchestrator: every station of a line config in one asyncio process.
+
+Stations that share a PLC endpoint share one OPC UA session; each station gets its own
+loop task. ``run_line`` returns when ``stop`` is set (or raises what a station raised).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from cell.config import LineConfig, Station
+from cell.db.engine import make_engine, make_sessionmaker
+from cell.dispatch import Dispatcher
+from cell.roster import sync_line
+from cell.station import CellContext, StationLoop
+from mes_bridge.session import PlcSession
+from robot.celery_app import make_celery
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    database_url: str
+    redis_url: str
+    job_timeout_s: float = 300.0
+
+
+def group_by_endpoint(line: LineConfig) -> dict[str, list[Station]]:
+    groups: dict[str, list[Station]] = defaultdict(list)
+    for st in line.stations:
+        groups[st.plc_endpoint].append(st)
+    return dict(groups)
+
+
+async def run_line(
+    line: LineConfig,
+    opts: RunOptions,
+    stop: asyncio.Event,
+    *,
+    ready: asyncio.Event | None = None,
+    context_out: list[CellContext] | None = None,
+) -> None:
+    """Serve every station of ``line`` until ``stop`` is set.
+
+    ``ready`` is set once all PLC sessions are connected and every station loop runs;
+    ``context_out`` (if given) receives the shared context, for counters in a demo.
+    """
+    engine = make_engine(opts.database_url, pool_size=max(5, len(line.stations) + 2))
+    sessions = make_sessionmaker(engine)
+    celery = make_celery(opts.redis_url)
+    try:
+        recipe_ids = await asyncio.to_thread(_sync, sessions, line)
+        ctx = CellContext(sessions=sessions, dispatcher=Dispatcher(celery),
+                          recipe_ids=recipe_ids, job_timeout_s=opts.job_timeout_s)
+        if context_out is not None:
+            context_out.append(ctx)
+        async with contextlib.AsyncExitStack() as stack:
+            tasks: list[asyncio.Task[None]] = []
+            for endpoint, stations in group_by_endpoint(line).items():
+                plc = await stack.enter_async_context(
+                    PlcSession(endpoint, {st.id: st.tags for st in stations})
+                )
+                for st in stations:
+                    loop = StationLoop(st, plc.station(st.id), ctx)
+                    tasks.append(asyncio.create_task(loop.run(), name=f"station-{st.id}"))
+            if ready is not None:
+                ready.set()
+            stopper = asyncio.create_task(stop.wait(), name="stop")
+            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            for t in [stopper, *tasks]:
+                t.cancel()
+            await asyncio.gather(stopper, *tasks, return_exceptions=True)
+            for t in done:
+                if t is not stopper and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+    finally:
+        celery.close()
+        engine.dispose()
+
+
+def _sync(sessions, line: LineConfig) -> dict[tuple[str, int], int]:  # type: ignore[no-untyped-def]
+    with sessions() as s:
+        return sync_line(s, line)

@@ -1,0 +1,141 @@
+"""A robot's Celery worker: consumes ``robot.<id>``, runs each job once on its robot.
+
+Run-once guard: before running, the worker claims the job key in Redis with SET NX. A
+second delivery of the same key (broker redelivery, a retry, a restarted worker) never
+runs the job again: it waits for the first run's stored outcome and returns it, or, if
+the first run died, answers NOK ``interrupted`` without touching the part.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from celery import Celery
+
+from robot.celery_app import RUN_JOB, make_celery, robot_queue
+from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome
+
+log = logging.getLogger(__name__)
+
+GUARD_TTL_S = 7 * 24 * 3600
+RUNNING = "running"
+
+
+def guard_key(job_key: str) -> str:
+    return f"intern:run:{job_key}"
+
+
+def heartbeat_key(robot_id: str) -> str:
+    return f"intern:robot:{robot_id}:heartbeat"
+
+
+class RunOnce:
+    """The Redis-backed run-once guard for job keys."""
+
+    def __init__(self, client: redis.Redis, worker_id: str) -> None:
+        self.client = client
+        self.worker_id = worker_id
+
+    def claim(self, job_key: str) -> bool:
+        """True if this worker now owns the job; False if any run claimed it before."""
+        value = json.dumps({"state": RUNNING, "worker": self.worker_id, "at": time.time()})
+        return bool(self.client.set(guard_key(job_key), value, nx=True, ex=GUARD_TTL_S))
+
+    def finish(self, outcome: JobOutcome) -> None:
+        value = json.dumps({"state": "done", "outcome": outcome.model_dump(mode="json")})
+        self.client.set(guard_key(outcome.job_key), value, ex=GUARD_TTL_S)
+
+    def previous(self, job_key: str) -> dict[str, Any] | None:
+        raw = self.client.get(guard_key(job_key))
+        return json.loads(raw) if raw else None
+
+
+def _interrupted(spec: JobSpec, detail: str) -> JobOutcome:
+    return JobOutcome(
+        job_key=spec.job_key,
+        robot_id=spec.robot_id,
+        outcome=Outcome.NOK,
+        error_code=int(ErrorCode.INTERRUPTED),
+        cycle_time_ms=0,
+        detail=detail,
+    )
+
+
+def execute_once(
+    guard: RunOnce, spec: JobSpec, runner: Callable[[JobSpec], JobOutcome]
+) -> JobOutcome:
+    """Run ``spec`` through ``runner`` unless its key was claimed before (see module doc).
+
+    A robot has one worker with concurrency 1, so a claim that is still "running" when
+    the job arrives again belongs to a run that died: the part may be half done.
+    """
+    if guard.claim(spec.job_key):
+        try:
+            outcome = runner(spec)
+        except Exception as exc:  # a crashed skill is a NOK job, recorded, not a lost one
+            log.exception("job %s failed in the robot runtime", spec.job_key)
+            outcome = _interrupted(spec, f"robot runtime error: {type(exc).__name__}: {exc}")
+        guard.finish(outcome)
+        return outcome
+    prev = guard.previous(spec.job_key)
+    if prev is not None and prev.get("state") == "done":
+        return JobOutcome.model_validate(prev["outcome"])
+    return _interrupted(spec, "job was started before and did not finish; not run again")
+
+
+def build_worker_app(
+    redis_url: str,
+    robot_id: str,
+    runner: Callable[[JobSpec], JobOutcome] | None = None,
+    *,
+    worker_id: str | None = None,
+) -> Celery:
+    """The Celery app of one robot's worker, with the run-job task registered."""
+    if runner is None:
+        from robot.skills import run_job
+
+        runner = run_job
+    app = make_celery(redis_url)
+    app.conf.task_default_queue = robot_queue(robot_id)
+    client = redis.Redis.from_url(redis_url)
+    guard = RunOnce(client, worker_id or f"{robot_id}-{time.time_ns()}")
+
+    @app.task(name=RUN_JOB)
+    def run_job_task(spec_data: dict[str, Any]) -> dict[str, Any]:
+        spec = JobSpec.model_validate(spec_data)
+        if spec.robot_id != robot_id:
+            outcome = JobOutcome(
+                job_key=spec.job_key,
+                robot_id=robot_id,
+                outcome=Outcome.NOK,
+                error_code=int(ErrorCode.DISPATCH_FAILED),
+                cycle_time_ms=0,
+                detail=f"job for robot {spec.robot_id} reached the queue of robot {robot_id}",
+            )
+        else:
+            outcome = execute_once(guard, spec, runner)
+        return outcome.model_dump(mode="json")
+
+    return app
+
+
+def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO") -> None:
+    """Run the worker in this process until it is stopped (concurrency 1, solo pool)."""
+    app = build_worker_app(redis_url, robot_id)
+    app.worker_main(
+        [
+            "worker",
+            "--queues", robot_queue(robot_id),
+            "--pool", "solo",
+            "--concurrency", "1",
+            "--hostname", f"robot-{robot_id}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel", loglevel,
+        ]
+    )
