@@ -1,0 +1,157 @@
+"""The ``intern`` command line. Errors at this edge are printed for a person, exit code 2."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from cell.config import LineConfig, LineConfigError, load_line_config, sample_config_path
+from cell.services import ServiceError, Services
+from cell.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Humanoid robot cells on a production line.")
+db_app = typer.Typer(no_args_is_help=True, help="The production record's schema.")
+app.add_typer(db_app, name="db")
+
+ConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="Line config YAML (default: INTERN_LINE_CONFIG, "
+                 "else the sample die-casting line)."),
+]
+
+
+def _fail(message: str) -> typer.Exit:
+    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(2)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _line(settings: Settings, config: Path | None) -> LineConfig:
+    path = config or settings.line_config or sample_config_path()
+    try:
+        return load_line_config(path)
+    except LineConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _services(settings: Settings) -> Services:
+    return Services(settings.data_dir.resolve(), settings.database_url, settings.redis_url)
+
+
+@app.command()
+def demo(
+    parts: Annotated[int, typer.Option(min=1, max=100000,
+                                       help="Parts per station.")] = 20,
+    config: ConfigOpt = None,
+) -> None:
+    """Run a simulated line end to end: PLC simulator, orchestrator, robot workers, record."""
+    from cell.demo import run_demo
+
+    settings = _settings()
+    line = _line(settings, config)
+    try:
+        run_demo(settings, line, parts=parts, console=Console())
+    except ServiceError as exc:
+        raise _fail(str(exc)) from None
+
+
+@app.command()
+def run(config: ConfigOpt = None) -> None:
+    """Run the bridge and the orchestrator against the line config's PLC(s) until stopped."""
+    from cell.db.migrate import upgrade
+    from cell.orchestrator import RunOptions, run_line
+
+    settings = _settings()
+    line = _line(settings, config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        with _services(settings) as svc:
+            assert svc.database_url and svc.redis_url
+            upgrade(svc.database_url)
+            opts = RunOptions(svc.database_url, svc.redis_url, settings.job_timeout_s)
+            asyncio.run(_until_signal(lambda stop: run_line(line, opts, stop)))
+    except ServiceError as exc:
+        raise _fail(str(exc)) from None
+
+
+async def _until_signal(main) -> None:  # type: ignore[no-untyped-def]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await main(stop)
+
+
+@app.command()
+def worker(
+    robot: Annotated[str, typer.Option("--robot", "-r", help="Robot id from the line config.")],
+    config: ConfigOpt = None,
+    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+) -> None:
+    """Run one robot's Celery worker (queue robot.<ID>, concurrency 1)."""
+    from robot.worker import run_worker
+
+    settings = _settings()
+    line = _line(settings, config)
+    try:
+        line.robot(robot)
+    except KeyError:
+        known = ", ".join(r.id for r in line.robots)
+        raise _fail(f"robot {robot!r} is not in line {line.line} (robots: {known})") from None
+    if settings.redis_url is None:
+        raise _fail("INTERN_REDIS_URL is not set: a worker must reach the cell's Redis")
+    run_worker(settings.redis_url, robot, loglevel=loglevel)
+
+
+@app.command()
+def plcsim(
+    config: ConfigOpt = None,
+    port: Annotated[int, typer.Option(help="TCP port (0: the config's endpoint).")] = 0,
+    takt: Annotated[float, typer.Option(help="Seconds between parts per station.")] = 76.0,
+    parts: Annotated[int, typer.Option(help="Parts per station, 0 for no limit.")] = 0,
+) -> None:
+    """Run the line PLC simulator (an OPC UA server) for the line config's stations."""
+    from cell.plcsim_cli import serve_plcsim
+
+    settings = _settings()
+    line = _line(settings, config)
+    asyncio.run(_until_signal(lambda stop: serve_plcsim(line, port=port, takt_s=takt,
+                                                        parts=parts, stop=stop)))
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+               ) -> None:
+    """Bring the database to the given Alembic revision (default: head)."""
+    from cell.db.migrate import upgrade
+
+    settings = _settings()
+    try:
+        with _services(settings) as svc:
+            assert svc.database_url
+            upgrade(svc.database_url, revision)
+            Console().print(f"database at revision {revision}: {svc.database_url}")
+    except ServiceError as exc:
+        raise _fail(str(exc)) from None
+
+
+def main() -> None:
+    """Entry point of the ``intern`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
