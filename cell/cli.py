@@ -62,9 +62,10 @@ def demo(
     from cell.demo import run_demo
 
     settings = _settings()
-    line = _line(settings, config)
+    path = config or settings.line_config or sample_config_path()
+    line = _line(settings, path)
     try:
-        run_demo(settings, line, parts=parts, console=Console())
+        run_demo(settings, line, path, parts=parts, console=Console())
     except ServiceError as exc:
         raise _fail(str(exc)) from None
 

@@ -22,7 +22,8 @@ from cell.db.record import JobRecord, record_job, resolve_epoch
 from cell.dispatch import Dispatcher
 from cell.roster import robot_for_station
 from cell.states import PackML
-from mes_bridge.session import PlcJob, PlcResult, StationChannel
+from mes_bridge.jobs import PlcJob, PlcResult
+from mes_bridge.session import StationChannel
 from robot.jobs import ErrorCode, JobOutcome, JobSpec
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class StationLoop:
 
     async def handle(self, job: PlcJob) -> None:
         started = datetime.now(UTC)
-        part_id = job.part_id if _usable_part_id(job.part_id) else None
+        part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
         decision = await asyncio.to_thread(self._resolve, job.job_seq, part_id)
         if decision.existing is not None:
             # Already on record: answer from the record (a repeat or a resync).
@@ -135,8 +136,16 @@ class StationLoop:
         await self._finish(job, rec, alert=None if rec.ok else "nok")
 
     def _input_problem(self, job: PlcJob, recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
-        if not _usable_part_id(job.part_id):
-            return ErrorCode.EMPTY_PART_ID, f"PLC sent no usable PartId ({job.raw_part_id!r})"
+        problems = {p.value for p in job.problems}
+        if "part_id_empty" in problems:
+            return ErrorCode.EMPTY_PART_ID, "PLC sent an empty PartId"
+        if any(p.startswith("part_id") for p in problems):
+            return (ErrorCode.INVALID_PART_ID,
+                    f"PLC sent an unusable PartId ({', '.join(sorted(problems))}): "
+                    f"{job.raw_part_id!r}")
+        if any(p.startswith("program_no") for p in problems):
+            return (ErrorCode.UNKNOWN_PROGRAM,
+                    f"PLC sent an unusable ProgramNo: {job.raw_program_no!r}")
         if recipe is None:
             known = ", ".join(str(r.program_no) for r in self.station.recipes)
             return (ErrorCode.UNKNOWN_PROGRAM,
@@ -188,10 +197,6 @@ class StationLoop:
                               part_id=rec.part_id, kind=alert, error_code=rec.error_code,
                               message=_alert_message(rec)))
                 s.commit()
-
-
-def _usable_part_id(part_id: str | None) -> bool:
-    return bool(part_id) and len(part_id or "") <= 64 and (part_id or "").isprintable()
 
 
 def _result_of(job: m.Job) -> PlcResult:

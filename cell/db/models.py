@@ -197,6 +197,8 @@ class Alert(Base):
     cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     cleared_by: Mapped[str | None] = mapped_column(String(80))
     rework: Mapped[str | None] = mapped_column(String(20))
+    reworked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    reworked_by: Mapped[str | None] = mapped_column(String(80))
 
     __table_args__ = (
         Index("ix_alerts_open", "station_id", postgresql_where=text("cleared_at IS NULL")),

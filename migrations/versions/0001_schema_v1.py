@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 23:16:17.307501
+Create Date: 2026-11-23 23:21:21.548343
 """
 
 from collections.abc import Sequence
@@ -119,6 +119,8 @@ def upgrade() -> None:
     sa.Column('cleared_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('cleared_by', sa.String(length=80), nullable=True),
     sa.Column('rework', sa.String(length=20), nullable=True),
+    sa.Column('reworked_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('reworked_by', sa.String(length=80), nullable=True),
     sa.ForeignKeyConstraint(['job_id'], ['jobs.id'], name=op.f('fk_alerts_job_id_jobs')),
     sa.ForeignKeyConstraint(['station_id'], ['stations.id'], name=op.f('fk_alerts_station_id_stations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alerts'))

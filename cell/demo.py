@@ -1,0 +1,155 @@
+"""``intern demo``: a simulated line end to end on this machine.
+
+PostgreSQL and Redis (embedded unless configured), the schema migrated, the PLC simulator
+on a free loopback port, one Celery worker process per robot, the orchestrator in this
+process; N parts per station, then a summary read back from the record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cell.config import LineConfig
+from cell.db.engine import make_engine, make_sessionmaker
+from cell.db.migrate import upgrade
+from cell.db.queries import StationSummary, station_summary
+from cell.orchestrator import RunOptions, run_line
+from cell.plcsim_cli import line_simulator, with_endpoint
+from cell.services import ServiceError, Services, free_port
+from cell.settings import Settings
+from robot.celery_app import make_celery
+
+
+@dataclass
+class WorkerProcs:
+    """Robot worker subprocesses, stopped on exit."""
+
+    procs: dict[str, subprocess.Popen[bytes]]
+    log_dir: Path
+
+    @classmethod
+    def start(cls, robot_ids: list[str], config: Path, env: dict[str, str],
+              log_dir: Path) -> WorkerProcs:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        procs = {}
+        for rid in robot_ids:
+            log = (log_dir / f"worker-{rid}.log").open("ab")
+            procs[rid] = subprocess.Popen(
+                [sys.executable, "-m", "cell", "worker", "--robot", rid, "--config", str(config),
+                 "--loglevel", "WARNING"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )
+        return cls(procs, log_dir)
+
+    def wait_ready(self, redis_url: str, timeout_s: float = 90.0) -> None:
+        """Block until every worker answers a ping, or raise naming the silent ones."""
+        app = make_celery(redis_url)
+        want = set(self.procs)
+        deadline = time.monotonic() + timeout_s
+        try:
+            while want and time.monotonic() < deadline:
+                for rid, proc in self.procs.items():
+                    if proc.poll() is not None:
+                        raise ServiceError(f"worker for robot {rid} exited with {proc.returncode}; "
+                                           f"see {self.log_dir / f'worker-{rid}.log'}")
+                replies = app.control.ping(timeout=1.0) or []
+                seen = {name.split("@")[0].removeprefix("robot-") for r in replies for name in r}
+                want -= seen
+        finally:
+            app.close()
+        if want:
+            raise ServiceError(f"robot workers not ready after {timeout_s:.0f} s: "
+                               f"{', '.join(sorted(want))}; see {self.log_dir}")
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: int,
+             console: Console) -> list[StationSummary]:
+    """Run ``parts`` parts through every station of ``line``; print and return the summary."""
+    data_dir = settings.data_dir.resolve()
+    started = datetime.now(UTC)
+    with Services(data_dir, settings.database_url, settings.redis_url) as svc:
+        assert svc.database_url and svc.redis_url
+        where = ", ".join(svc.embedded) or "none"
+        console.print(f"[bold]{line.line}[/]: {len(line.stations)} stations, "
+                      f"{len(line.robots)} robots; embedded servers: {where}")
+        upgrade(svc.database_url)
+        line = with_endpoint(line, f"opc.tcp://127.0.0.1:{free_port()}/intern-cells/plc")
+        workers = WorkerProcs.start([r.id for r in line.robots], config_path, svc.env(),
+                                    data_dir / "logs")
+        try:
+            workers.wait_ready(svc.redis_url)
+            opts = RunOptions(svc.database_url, svc.redis_url, settings.job_timeout_s)
+            asyncio.run(_drive(line, opts, parts, console))
+        finally:
+            workers.stop()
+        engine = make_engine(svc.database_url)
+        try:
+            with make_sessionmaker(engine)() as s:
+                summary = station_summary(s, since=started)
+        finally:
+            engine.dispose()
+        _print_summary(console, summary, svc, data_dir)
+        return summary
+
+
+async def _drive(line: LineConfig, opts: RunOptions, parts: int, console: Console) -> None:
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    async with line_simulator(line, takt_s=0.05, parts=parts) as sim:
+        runner = asyncio.create_task(run_line(line, opts, stop, ready=ready))
+        total = parts * len(line.stations)
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console, transient=False) as bar:
+            task = bar.add_task("parts through the line", total=total)
+            while not runner.done():
+                done = sum(len(sim.completed(st.id)) for st in line.stations)
+                bar.update(task, completed=done)
+                if done >= total:
+                    break
+                await asyncio.sleep(0.2)
+        stop.set()
+        await runner  # re-raises a failure of the orchestrator
+
+
+def _print_summary(console: Console, rows: list[StationSummary], svc: Services,
+                   data_dir: Path) -> None:
+    table = Table(title="Summary")
+    for col in ("station", "parts", "OK", "NOK", "first-pass yield", "cycle time median"):
+        table.add_column(col, justify="right" if col != "station" else "left")
+    for r in rows:
+        fpy = f"{100 * r.first_pass_yield:.1f} %" if r.first_pass_yield is not None else "-"
+        ct = f"{r.cycle_time_median_ms / 1000:.1f} s" if r.cycle_time_median_ms else "-"
+        table.add_row(r.station_id, str(r.jobs), str(r.ok), str(r.nok), fpy, ct)
+    jobs = sum(r.jobs for r in rows)
+    ok = sum(r.ok for r in rows)
+    table.add_row("all", str(jobs), str(ok), str(jobs - ok), "", "", style="bold")
+    console.print(table)
+    db = svc.database_url or ""
+    console.print(f"record: {db if 'postgres' not in svc.embedded else data_dir / 'postgres'}")
+    console.print(f"logs: {data_dir / 'logs'}")
+    if os.environ.get("INTERN_DATABASE_URL") is None:
+        console.print("query it: intern db upgrade prints the URL; the data stays in "
+                      f"{data_dir}")
