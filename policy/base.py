@@ -1,0 +1,69 @@
+"""The one small interface every policy has, and the errors the policy package raises.
+
+A policy turns an observation into an action chunk. A local torch model, a remote policy
+server, a recorder and the simulated-latency runner are all implementations of the same
+``ChunkPolicy`` so that they wrap one another and swap without code changes on the robot
+side. This module imports neither torch nor anything heavy.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from robot.schema import ACTION_DIM, Observation
+
+
+@runtime_checkable
+class ChunkPolicy(Protocol):
+    """Infer an action chunk from an observation.
+
+    ``infer(obs, prefix)`` returns a float32 array ``(H, ACTION_DIM)``: row ``i`` is the
+    action for control tick ``obs.step + i``. ``prefix`` (``(k, ACTION_DIM)``), when given,
+    is the actions already committed for ticks ``obs.step .. obs.step + k - 1``; the chunk
+    starts with them (rows ``0..k-1`` equal the prefix) and continues from them.
+    ``reset()`` forgets any episode state. ``version`` names the weights (content hash).
+    """
+
+    version: str
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray: ...
+
+    def reset(self) -> None: ...
+
+
+class PolicyError(RuntimeError):
+    """A policy could not produce a chunk; the message says why and what to do."""
+
+
+class PolicyInputError(PolicyError, ValueError):
+    """An observation or prefix that does not match the schema."""
+
+
+class PolicyConnectionError(PolicyError, ConnectionError):
+    """A remote policy server could not be reached or broke the protocol."""
+
+
+class CheckpointError(PolicyError):
+    """A checkpoint is missing, corrupt or does not match its recorded version."""
+
+
+def check_prefix(prefix: np.ndarray | None, max_len: int) -> np.ndarray:
+    """Return ``prefix`` as a float32 ``(k, ACTION_DIM)`` array (k may be 0) or raise.
+
+    ``max_len`` is the longest prefix the policy accepts (its chunk horizon or its trained
+    maximum delay).
+    """
+    if prefix is None:
+        return np.zeros((0, ACTION_DIM), dtype=np.float32)
+    p = np.asarray(prefix)
+    if p.ndim != 2 or p.shape[1] != ACTION_DIM:
+        raise PolicyInputError(
+            f"prefix must have shape (k, {ACTION_DIM}), got {tuple(p.shape)}"
+        )
+    if p.shape[0] > max_len:
+        raise PolicyInputError(f"prefix has {p.shape[0]} actions; at most {max_len} accepted")
+    if not np.issubdtype(p.dtype, np.number) or not np.all(np.isfinite(p)):
+        raise PolicyInputError("prefix must hold finite numbers")
+    return p.astype(np.float32, copy=True)

@@ -1,0 +1,276 @@
+"""Chunk scheduling: which action runs at each control tick, given chunks that arrive late.
+
+``ChunkScheduler`` is the clock-free core shared by the real-time executor
+(``policy.executor``) and the simulated-time runner (``policy.simtime``). Ticks are
+integers; a chunk is indexed by the observation step it was computed from (row ``i``
+is the action for tick ``obs_step + i``).
+
+Asynchronous execution with a committed prefix (mode ``prefix``): when a new chunk is
+requested at tick ``k`` the scheduler estimates the delay ``d = ceil(latency / dt)``
+from recent latencies and passes the current chunk's actions for ticks ``k .. k+d-1``
+as the prefix; the new chunk takes over at the tick it arrives, at row ``tick - k``.
+Baselines: ``naive`` (no prefix, switch at the arrival row), ``blend`` (no prefix,
+cross-fade old and new over ``blend_ticks``) and ``sync`` (hold the pose while
+inferring, then run the chunk from row 0).
+
+Every executed action passes a velocity limit (``robot.schema.clip_action``) and an
+acceleration limit (change per tick), so a boundary can never jump harder than the arm
+may. The watchdog: an action computed from an observation older than
+``staleness_ticks`` is never executed; with no fresh action the arm holds its pose.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from robot.schema import ACTION_DIM, ARM_ACTION, CONTROL_HZ, MAX_STEP_M, MAX_YAW_STEP, clip_action
+
+_N = len(ARM_ACTION)
+TOOL_DIMS = np.array([_N - 1, 2 * _N - 1])
+MOTION_DIMS = np.array([i for i in range(ACTION_DIM) if i not in TOOL_DIMS])
+#: Per-dimension limit per tick; motion is measured against it (tool dims count as 1).
+ACTION_SCALE = np.array(
+    [MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_YAW_STEP, 1.0] * 2, dtype=np.float32
+)
+
+
+class ExecMode(StrEnum):
+    PREFIX = "prefix"
+    NAIVE = "naive"
+    BLEND = "blend"
+    SYNC = "sync"
+
+
+class ExecConfig(BaseModel):
+    """How chunks are executed. ``staleness_ticks`` bounds the age of any executed action."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mode: ExecMode = ExecMode.PREFIX
+    hz: float = Field(default=float(CONTROL_HZ), gt=0, le=2000)
+    replan_every: int = Field(default=10, ge=1, description="ticks per chunk before replanning")
+    max_prefix: int = Field(default=8, ge=0, description="longest prefix the model accepts")
+    staleness_ticks: int = Field(default=29, ge=0)
+    accel_limit: float = Field(
+        default=0.5, gt=0, description="max change per tick, as a fraction of the speed limit"
+    )
+    blend_ticks: int = Field(default=5, ge=1)
+    latency_window: int = Field(default=8, ge=1)
+    initial_latency_s: float = Field(default=0.1, ge=0)
+    hold_tool: Literal["keep", "zero"] = "keep"
+
+    @property
+    def dt(self) -> float:
+        return 1.0 / self.hz
+
+
+@dataclass
+class ExecStats:
+    """Counters of one run. Ages are in ticks since the observation an action came from."""
+
+    ticks: int = 0
+    startup_ticks: int = 0
+    empty_queue_ticks: int = 0
+    sync_wait_ticks: int = 0
+    requests: int = 0
+    chunks_used: int = 0
+    dropped_observations: int = 0
+    dropped_chunks: int = 0
+    deadline_misses: int = 0
+    action_ages: list[int] = field(default_factory=list)
+    latencies_s: list[float] = field(default_factory=list)
+    boundary_jumps: list[float] = field(default_factory=list)
+    within_steps: list[float] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        ages = np.asarray(self.action_ages or [0])
+        steps = np.asarray(self.within_steps or [0.0])
+        jumps = np.asarray(self.boundary_jumps or [0.0])
+        typical = float(np.median(steps[steps > 0])) if np.any(steps > 0) else 0.0
+        return {
+            "ticks": self.ticks,
+            "startup_ticks": self.startup_ticks,
+            "empty_queue_ticks": self.empty_queue_ticks,
+            "sync_wait_ticks": self.sync_wait_ticks,
+            "requests": self.requests,
+            "chunks_used": self.chunks_used,
+            "dropped_observations": self.dropped_observations,
+            "dropped_chunks": self.dropped_chunks,
+            "deadline_misses": self.deadline_misses,
+            "max_action_age": int(ages.max()),
+            "mean_action_age": float(ages.mean()),
+            "boundary_jump_mean": float(jumps.mean()),
+            "within_step_median": typical,
+        }
+
+
+def motion_norm(a: np.ndarray) -> float:
+    """Size of an action change, motion dims only, each relative to its per-tick limit."""
+    return float(np.linalg.norm((a / ACTION_SCALE)[MOTION_DIMS]))
+
+
+class ChunkScheduler:
+    """Picks the action of every tick from the chunks delivered so far (see module doc).
+
+    Protocol per tick ``k``: ``deliver`` any chunk that has arrived, then, if
+    ``want_request(k)``, send the observation with ``begin_request(k)``'s prefix to the
+    policy, then ``next_action(k)`` is the action to send.
+    """
+
+    def __init__(self, config: ExecConfig, horizon: int = 30) -> None:
+        self.config = config
+        self.horizon = horizon
+        self.stats = ExecStats()
+        self._chunk: np.ndarray | None = None
+        self._base = 0  # tick at which row 0 of the current chunk applies
+        self._obs_step = 0  # observation step the current chunk was computed from
+        self._switch_tick = 0
+        self._old: tuple[np.ndarray, int] | None = None  # (chunk, base) for blending
+        self._in_flight: tuple[int, np.ndarray] | None = None  # (obs step, prefix sent)
+        self._latencies: deque[float] = deque(maxlen=config.latency_window)
+        self._last = np.zeros(ACTION_DIM, dtype=np.float32)
+        self._last_raw: np.ndarray | None = None
+        self._last_source: int | None = None
+        self._sent_chunks = 0
+
+    @property
+    def in_flight(self) -> bool:
+        return self._in_flight is not None
+
+    @property
+    def last_action(self) -> np.ndarray:
+        return self._last.copy()
+
+    def delay_ticks(self) -> int:
+        """Estimated delay in ticks: the worst recent latency, at least one tick."""
+        lat = max(self._latencies) if self._latencies else self.config.initial_latency_s
+        return max(1, math.ceil(lat / self.config.dt - 1e-9))
+
+    def want_request(self, tick: int) -> bool:
+        """True when a new chunk is due and none is in flight (a due tick while one is in
+        flight counts as a dropped observation)."""
+        due = self._chunk is None or tick - self._switch_tick >= self.config.replan_every
+        if due and self._in_flight is not None:
+            if self._chunk is not None:
+                self.stats.dropped_observations += 1
+            return False
+        return due
+
+    def begin_request(self, tick: int) -> np.ndarray | None:
+        """Mark a request for the observation of ``tick``; returns the prefix to send."""
+        prefix = np.zeros((0, ACTION_DIM), dtype=np.float32)
+        if self.config.mode is ExecMode.PREFIX and self._chunk is not None:
+            d = min(self.delay_ticks(), self.config.max_prefix)
+            rows = [self._planned(t) for t in range(tick, tick + d)]
+            # Only a contiguous run of planned actions is a usable prefix.
+            run = []
+            for r in rows:
+                if r is None:
+                    break
+                run.append(r)
+            if run:
+                prefix = np.stack(run).astype(np.float32)
+        self._in_flight = (tick, prefix)
+        self.stats.requests += 1
+        return prefix if self.config.mode is ExecMode.PREFIX else None
+
+    def deliver(self, chunk: np.ndarray, tick: int, latency_s: float) -> bool:
+        """Hand over the chunk of the in-flight request, arriving at ``tick``.
+
+        Returns False (and counts a dropped chunk) when it arrived too late to be used.
+        """
+        if self._in_flight is None:
+            raise RuntimeError("deliver() without a request in flight")
+        obs_step, prefix = self._in_flight
+        self._in_flight = None
+        self._latencies.append(latency_s)
+        self.stats.latencies_s.append(latency_s)
+        chunk = np.array(chunk, dtype=np.float32).reshape(-1, ACTION_DIM)
+        if len(prefix):
+            chunk[: len(prefix)] = prefix  # committed actions are never rewritten
+        base = tick if self.config.mode is ExecMode.SYNC else obs_step
+        if tick - base >= len(chunk) or tick - obs_step > self.config.staleness_ticks:
+            self.stats.dropped_chunks += 1
+            return False
+        if self.config.mode is ExecMode.BLEND and self._chunk is not None:
+            self._old = (self._chunk, self._base)
+        self._chunk, self._base, self._obs_step = chunk, base, obs_step
+        self._switch_tick = tick
+        self._sent_chunks += 1
+        self.stats.chunks_used += 1
+        return True
+
+    def abandon_request(self) -> None:
+        """Forget the in-flight request (its result will never be delivered)."""
+        self._in_flight = None
+
+    def next_action(self, tick: int) -> np.ndarray:
+        """The action for ``tick``, after watchdog, blending and limits."""
+        self.stats.ticks += 1
+        raw = self._planned(tick)
+        waiting_sync = self.config.mode is ExecMode.SYNC and self._in_flight is not None
+        if raw is not None and not waiting_sync:
+            raw = self._blended(tick, raw)
+            age = tick - self._obs_step
+            self.stats.action_ages.append(age)
+            source = self._sent_chunks
+            if self._last_raw is not None:
+                jump = motion_norm(raw - self._last_raw)
+                if source != self._last_source:
+                    self.stats.boundary_jumps.append(jump)
+                else:
+                    self.stats.within_steps.append(jump)
+            self._last_raw, self._last_source = raw, source
+            target = raw
+        else:
+            if self._sent_chunks == 0:
+                self.stats.startup_ticks += 1
+            elif waiting_sync:
+                self.stats.sync_wait_ticks += 1
+            else:
+                self.stats.empty_queue_ticks += 1
+            target = self.hold_action()
+            self._last_raw, self._last_source = None, None
+        self._last = self._limit(target)
+        return self._last.copy()
+
+    def hold_action(self) -> np.ndarray:
+        """Hold the pose: no motion; the tool keeps its last command (or stops)."""
+        hold = np.zeros(ACTION_DIM, dtype=np.float32)
+        if self.config.hold_tool == "keep":
+            hold[TOOL_DIMS] = self._last[TOOL_DIMS]
+        return hold
+
+    def _planned(self, tick: int) -> np.ndarray | None:
+        if self._chunk is None:
+            return None
+        i = tick - self._base
+        if not 0 <= i < len(self._chunk) or tick - self._obs_step > self.config.staleness_ticks:
+            return None
+        return self._chunk[i]
+
+    def _blended(self, tick: int, raw: np.ndarray) -> np.ndarray:
+        if self._old is None:
+            return raw
+        k = tick - self._switch_tick
+        old, base = self._old
+        i = tick - base
+        if k >= self.config.blend_ticks or not 0 <= i < len(old):
+            self._old = None
+            return raw
+        w = (k + 1) / (self.config.blend_ticks + 1)
+        return ((1 - w) * old[i] + w * raw).astype(np.float32)
+
+    def _limit(self, target: np.ndarray) -> np.ndarray:
+        a = clip_action(target)
+        step = self.config.accel_limit * ACTION_SCALE[MOTION_DIMS]
+        delta = np.clip(a[MOTION_DIMS] - self._last[MOTION_DIMS], -step, step)
+        a[MOTION_DIMS] = self._last[MOTION_DIMS] + delta
+        return a

@@ -1,0 +1,96 @@
+"""Flow matching for the action expert: normalisation, the training loss and the sampler.
+
+Convention: flow time ``t`` runs from 0 (clean actions) to 1 (pure noise),
+``x_t = t * noise + (1 - t) * actions`` and the network predicts the velocity
+``noise - actions``. Sampling integrates from ``t = 1`` to ``t = 0`` in ``flow_steps``
+Euler steps. Committed prefix tokens are held clean (time 0) throughout, in training and
+in sampling, and are never part of the loss.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from policy.model import VLA, ModelConfig
+
+
+class FlowPolicyModel(nn.Module):
+    """The VLA plus its data normalisation (buffers, saved with the weights)."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.net = VLA(cfg)
+        self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
+        self.register_buffer("state_std", torch.ones(cfg.state_dim))
+        self.register_buffer("action_mean", torch.zeros(cfg.action_dim))
+        self.register_buffer("action_std", torch.ones(cfg.action_dim))
+
+    def set_normalisation(
+        self, state: torch.Tensor, actions: torch.Tensor, *, floor: float = 1e-4
+    ) -> None:
+        """Per-dimension mean and std from training data (rows of states and actions)."""
+        self.state_mean.copy_(state.mean(0))
+        self.state_std.copy_(state.std(0).clamp_min(1e-2))
+        self.action_mean.copy_(actions.mean(0))
+        self.action_std.copy_(actions.std(0).clamp_min(floor))
+
+    @staticmethod
+    def images_in(images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, S, S, 3) -> float (B, C, 3, S, S) in [-0.5, 0.5]."""
+        return images.permute(0, 1, 4, 2, 3).float().div_(255.0).sub_(0.5)
+
+    def _encode(
+        self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        s = (state - self.state_mean) / self.state_std
+        return self.net.encode(self.images_in(images), text, s)
+
+    def loss(
+        self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
+        actions: torch.Tensor, valid: torch.Tensor, prefix_len: torch.Tensor,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Flow-matching loss on the noisy (non-prefix, valid) action tokens."""
+        b, h, _ = actions.shape
+        a = (actions - self.action_mean) / self.action_std
+        noise = torch.randn(a.shape, generator=generator)
+        # Beta(1.5, 1) puts more weight on noisier times, where the task is hardest.
+        t = torch.distributions.Beta(1.5, 1.0).sample((b,)) * 0.999 + 0.001
+        is_pre = torch.arange(h)[None] < prefix_len[:, None]
+        t_tok = torch.where(is_pre, torch.zeros(()), t[:, None].expand(b, h))
+        x_t = t_tok[..., None] * noise + (1 - t_tok[..., None]) * a
+        memory, mem_mask = self._encode(images, text, state)
+        v = self.net.velocity(x_t, t_tok, memory, mem_mask, prefix_len)
+        w = (valid & ~is_pre).float()
+        per_tok = ((v - (noise - a)) ** 2).mean(-1)
+        return (per_tok * w).sum() / w.sum().clamp_min(1.0)
+
+    @torch.no_grad()
+    def sample(
+        self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
+        prefix: torch.Tensor, prefix_len: torch.Tensor, *, steps: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        """Action chunks (B, H, A) in robot units; rows below ``prefix_len`` equal ``prefix``.
+
+        ``prefix`` is (B, P, A) in robot units, zero-padded past each ``prefix_len``.
+        """
+        steps = steps or self.cfg.flow_steps
+        b, h = images.shape[0], self.cfg.horizon
+        memory, mem_mask = self._encode(images, text, state)
+        is_pre = (torch.arange(h)[None] < prefix_len[:, None])[..., None]
+        clean = torch.zeros(b, h, self.cfg.action_dim)
+        p = prefix.shape[1]
+        clean[:, :p] = (prefix - self.action_mean) / self.action_std
+        x = torch.randn(b, h, self.cfg.action_dim, generator=generator)
+        x = torch.where(is_pre, clean, x)
+        for k in range(steps):
+            t = 1.0 - k / steps
+            t_tok = torch.where(is_pre[..., 0], torch.zeros(()), torch.full((b, h), t))
+            v = self.net.velocity(x, t_tok, memory, mem_mask, prefix_len)
+            x = torch.where(is_pre, clean, x - v / steps)
+        out = x * self.action_std + self.action_mean
+        out[:, :p] = torch.where(is_pre[:, :p], prefix, out[:, :p])
+        return out

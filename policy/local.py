@@ -1,0 +1,75 @@
+"""``LocalPolicy``: the torch model behind the ``ChunkPolicy`` interface, on this machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from policy.base import PolicyInputError, check_prefix
+from policy.checkpoint import load_checkpoint
+from policy.flow import FlowPolicyModel
+from policy.tokenizer import Tokenizer
+from robot.schema import Observation
+
+
+class LocalPolicy:
+    """Run a ``FlowPolicyModel`` in-process.
+
+    Sampling noise comes from a generator seeded with ``seed`` at ``reset()``, so an
+    episode replays identically. ``max_prefix`` is the longest prefix the model was
+    trained with; longer prefixes are refused.
+    """
+
+    def __init__(self, model: FlowPolicyModel, version: str, *, seed: int = 0) -> None:
+        self.model = model.eval()
+        self.version = version
+        self.horizon = model.cfg.horizon
+        self.max_prefix = model.cfg.max_prefix
+        self._tok = Tokenizer(model.cfg.vocab, model.cfg.text_len)
+        self._text_cache: dict[str, torch.Tensor] = {}
+        self._seed = seed
+        self._gen = torch.Generator().manual_seed(seed)
+
+    @classmethod
+    def load(cls, folder: Path, *, seed: int = 0) -> LocalPolicy:
+        model, version, _ = load_checkpoint(folder)
+        return cls(model, version, seed=seed)
+
+    def reset(self) -> None:
+        self._gen = torch.Generator().manual_seed(self._seed)
+
+    def _text(self, instruction: str) -> torch.Tensor:
+        t = self._text_cache.get(instruction)
+        if t is None:
+            t = torch.from_numpy(self._tok.encode(instruction))[None]
+            self._text_cache[instruction] = t
+        return t
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
+        cfg = self.model.cfg
+        p = check_prefix(prefix, self.max_prefix)
+        try:
+            images = np.stack([obs.images[c] for c in cfg.cameras])[None]
+        except KeyError as exc:
+            raise PolicyInputError(f"observation lacks camera {exc}") from None
+        if images.shape[2:] != (cfg.image_size, cfg.image_size, 3) or images.dtype != np.uint8:
+            raise PolicyInputError(
+                f"images must be uint8 ({cfg.image_size}, {cfg.image_size}, 3) per camera"
+            )
+        state = np.asarray(obs.state, dtype=np.float32).reshape(1, -1)
+        if state.shape[1] != cfg.state_dim:
+            raise PolicyInputError(f"state must have {cfg.state_dim} values")
+        with torch.inference_mode():
+            out = self.model.sample(
+                torch.from_numpy(images),
+                self._text(obs.instruction),
+                torch.from_numpy(state),
+                torch.from_numpy(p)[None],
+                torch.tensor([len(p)]),
+                generator=self._gen,
+            )
+        chunk = out[0].numpy().astype(np.float32)
+        chunk[: len(p)] = p
+        return chunk

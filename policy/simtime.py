@@ -1,0 +1,128 @@
+"""Asynchronous chunk execution in simulated time, with latency counted in ticks.
+
+The simulator pauses while the model computes, so a chunk requested at tick ``k`` can be
+computed at once and simply held back until tick ``k + d`` (``d`` drawn from the latency
+injector, in ticks): the robot executes exactly what it would with a real asynchronous
+worker. ``SimTimeRunner`` drives a whole episode; ``SimulatedAsyncPolicy`` is the same
+thing as a ``ChunkPolicy`` wrapper for callers that own the episode loop.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Protocol
+
+import numpy as np
+
+from policy.base import ChunkPolicy
+from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, ExecStats
+from policy.latency import LatencyInjector
+from robot.schema import Observation
+
+
+class Env(Protocol):
+    def reset(self) -> Observation: ...
+
+    def step(self, action: np.ndarray) -> tuple[Observation, bool]: ...
+
+
+class _Pipeline:
+    """The scheduler plus at most one pending chunk, advanced one tick at a time."""
+
+    def __init__(
+        self, policy: ChunkPolicy, config: ExecConfig, latency: LatencyInjector | None,
+        horizon: int,
+    ) -> None:
+        self.policy = policy
+        self.config = config
+        self.latency = latency
+        self.sched = ChunkScheduler(config, horizon)
+        self.pending: tuple[int, np.ndarray, float] | None = None
+
+    def deliver_due(self, tick: int) -> None:
+        if self.pending is not None and self.pending[0] <= tick:
+            _, chunk, lat = self.pending
+            self.pending = None
+            self.sched.deliver(chunk, tick, lat)
+
+    def request(self, tick: int, obs: Observation) -> None:
+        prefix = self.sched.begin_request(tick)
+        chunk = self.policy.infer(obs, prefix)
+        lat = self.latency.sample_s() if self.latency is not None else 0.0
+        d = math.ceil(lat / self.config.dt - 1e-9)
+        if self.config.mode is not ExecMode.SYNC:
+            d = max(d, 1)  # an asynchronous worker answers at the earliest on the next tick
+        self.pending = (tick + d, chunk, lat)
+        self.deliver_due(tick)
+
+
+class SimTimeRunner:
+    """Run one episode of ``env`` under ``policy`` in simulated time."""
+
+    def __init__(
+        self, policy: ChunkPolicy, config: ExecConfig, *, latency: LatencyInjector | None = None,
+        horizon: int = 30,
+    ) -> None:
+        self._policy = policy
+        self._config = config
+        self._latency = latency
+        self._horizon = horizon
+
+    def run(self, env: Env, max_steps: int) -> tuple[ExecStats, bool]:
+        """Returns the execution counters and whether the episode ended by itself."""
+        self._policy.reset()
+        pipe = _Pipeline(self._policy, self._config, self._latency, self._horizon)
+        obs = env.reset()
+        for tick in range(max_steps):
+            pipe.deliver_due(tick)
+            if pipe.sched.want_request(tick):
+                pipe.request(tick, obs)
+            obs, done = env.step(pipe.sched.next_action(tick))
+            if done:
+                return pipe.sched.stats, True
+        return pipe.sched.stats, False
+
+
+class SimulatedAsyncPolicy:
+    """A ``ChunkPolicy`` that returns what asynchronous execution would run.
+
+    Contract: ``infer(obs)`` returns the actions for ticks ``t .. t+n-1`` where ``t`` is the
+    number of actions returned since ``reset()``; the caller executes all of them and
+    calls again with the observation that follows (``n`` ends where the next chunk is
+    requested, so every request sees a fresh observation).
+    """
+
+    def __init__(
+        self, policy: ChunkPolicy, config: ExecConfig | None = None, *,
+        latency: LatencyInjector | None = None, horizon: int = 30,
+    ) -> None:
+        self._inner = policy
+        self._config = config or ExecConfig()
+        self._latency = latency
+        self._horizon = horizon
+        self.version = policy.version
+        self.reset()
+
+    @property
+    def stats(self) -> ExecStats:
+        return self._pipe.sched.stats
+
+    def reset(self) -> None:
+        self._inner.reset()
+        self._pipe = _Pipeline(self._inner, self._config, self._latency, self._horizon)
+        self._tick = 0
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
+        # ``prefix`` is owned by this wrapper's scheduler; a caller's prefix is not used.
+        pipe, tick = self._pipe, self._tick
+        out: list[np.ndarray] = []
+        while len(out) < self._horizon:
+            pipe.deliver_due(tick)
+            if pipe.sched.want_request(tick):
+                if out:
+                    break
+                pipe.request(tick, obs)
+            out.append(pipe.sched.next_action(tick))
+            tick += 1
+        self._tick = tick
+        return np.stack(out)
