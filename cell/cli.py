@@ -83,7 +83,8 @@ def run(config: ConfigOpt = None) -> None:
         with _services(settings) as svc:
             assert svc.database_url and svc.redis_url
             upgrade(svc.database_url)
-            opts = RunOptions(svc.database_url, svc.redis_url, settings.job_timeout_s)
+            opts = RunOptions(svc.database_url, svc.redis_url, data_dir=settings.data_dir.resolve(),
+                              job_timeout_s=settings.job_timeout_s)
             asyncio.run(_until_signal(lambda stop: run_line(line, opts, stop)))
     except ServiceError as exc:
         raise _fail(str(exc)) from None
@@ -121,6 +122,8 @@ def worker(
 @app.command()
 def plcsim(
     config: ConfigOpt = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (a plant network needs "
+                                      "an explicit one).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: the config's endpoint).")] = 0,
     takt: Annotated[float, typer.Option(help="Seconds between parts per station.")] = 76.0,
     parts: Annotated[int, typer.Option(help="Parts per station, 0 for no limit.")] = 0,
@@ -130,8 +133,11 @@ def plcsim(
 
     settings = _settings()
     line = _line(settings, config)
-    asyncio.run(_until_signal(lambda stop: serve_plcsim(line, port=port, takt_s=takt,
-                                                        parts=parts, stop=stop)))
+    try:
+        asyncio.run(_until_signal(lambda stop: serve_plcsim(
+            line, host=host, port=port, takt_s=takt, parts=parts, stop=stop)))
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
 
 
 @db_app.command("upgrade")

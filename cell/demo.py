@@ -101,7 +101,8 @@ def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: 
                                     data_dir / "logs")
         try:
             workers.wait_ready(svc.redis_url)
-            opts = RunOptions(svc.database_url, svc.redis_url, settings.job_timeout_s)
+            opts = RunOptions(svc.database_url, svc.redis_url, data_dir=settings.data_dir.resolve(),
+                              job_timeout_s=settings.job_timeout_s)
             asyncio.run(_drive(line, opts, parts, console))
         finally:
             workers.stop()

@@ -11,10 +11,13 @@ import contextlib
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from cell.config import LineConfig, Station
 from cell.db.engine import make_engine, make_sessionmaker
 from cell.dispatch import Dispatcher
+from cell.outbox import Outbox
+from cell.recorder import Recorder
 from cell.roster import sync_line
 from cell.station import CellContext, StationLoop
 from mes_bridge.session import PlcSession
@@ -27,7 +30,9 @@ log = logging.getLogger(__name__)
 class RunOptions:
     database_url: str
     redis_url: str
+    data_dir: Path
     job_timeout_s: float = 300.0
+    replay_every_s: float = 2.0
 
 
 def group_by_endpoint(line: LineConfig) -> dict[str, list[Station]]:
@@ -53,9 +58,12 @@ async def run_line(
     engine = make_engine(opts.database_url, pool_size=max(5, len(line.stations) + 2))
     sessions = make_sessionmaker(engine)
     celery = make_celery(opts.redis_url)
+    outbox = Outbox(opts.data_dir / "outbox.sqlite3")
+    recorder = Recorder(sessions, outbox)
     try:
         recipe_ids = await asyncio.to_thread(_sync, sessions, line)
-        ctx = CellContext(sessions=sessions, dispatcher=Dispatcher(celery),
+        await asyncio.to_thread(recorder.replay)  # results left from a previous run first
+        ctx = CellContext(sessions=sessions, recorder=recorder, dispatcher=Dispatcher(celery),
                           recipe_ids=recipe_ids, job_timeout_s=opts.job_timeout_s)
         if context_out is not None:
             context_out.append(ctx)
@@ -68,6 +76,8 @@ async def run_line(
                 for st in stations:
                     loop = StationLoop(st, plc.station(st.id), ctx)
                     tasks.append(asyncio.create_task(loop.run(), name=f"station-{st.id}"))
+            tasks.append(asyncio.create_task(_replay_loop(recorder, opts.replay_every_s),
+                                             name="outbox-replay"))
             if ready is not None:
                 ready.set()
             stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -80,7 +90,16 @@ async def run_line(
                     raise t.exception()  # type: ignore[misc]
     finally:
         celery.close()
+        outbox.close()
         engine.dispose()
+
+
+async def _replay_loop(recorder: Recorder, every_s: float) -> None:
+    """Drain the outbox whenever it holds results and the database answers."""
+    while True:
+        await asyncio.sleep(every_s)
+        if recorder.pending():
+            await asyncio.to_thread(recorder.replay)
 
 
 def _sync(sessions, line: LineConfig) -> dict[tuple[str, int], int]:  # type: ignore[no-untyped-def]

@@ -18,8 +18,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from cell.config import Recipe, Station
 from cell.db import models as m
-from cell.db.record import JobRecord, record_job, resolve_epoch
+from cell.db.record import JobRecord
 from cell.dispatch import Dispatcher
+from cell.recorder import Known, Recorder
 from cell.roster import robot_for_station
 from cell.states import PackML
 from mes_bridge.jobs import PlcJob, PlcResult
@@ -36,6 +37,7 @@ class CellContext:
     """What every station loop of one orchestrator shares."""
 
     sessions: sessionmaker[Session]
+    recorder: Recorder
     dispatcher: Dispatcher
     recipe_ids: dict[tuple[str, int], int]
     job_timeout_s: float = 300.0
@@ -90,12 +92,13 @@ class StationLoop:
     async def handle(self, job: PlcJob) -> None:
         started = datetime.now(UTC)
         part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
-        decision = await asyncio.to_thread(self._resolve, job.job_seq, part_id)
-        if decision.existing is not None:
+        decision = await asyncio.to_thread(self.ctx.recorder.decide, self.station.id,
+                                           job.job_seq, part_id)
+        if decision.known is not None:
             # Already on record: answer from the record (a repeat or a resync).
             self.ctx.count("republished")
             await self.channel.accept(job)
-            await self._publish(job, _result_of(decision.existing))
+            await self._publish(job, _result_of(decision.known))
             return
         epoch = decision.epoch
         base = dict(station_id=self.station.id, epoch=epoch, job_seq=job.job_seq,
@@ -167,8 +170,9 @@ class StationLoop:
 
     async def _finish(self, job: PlcJob, rec: JobRecord, alert: str | None) -> None:
         """Record durably, raise the alert, then publish; ResultSeq moves only after commit."""
-        await asyncio.to_thread(self._record, rec, alert)
+        where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
         self.ctx.count("ok" if rec.ok else "nok")
+        self.ctx.count(f"recorded_{where}")
         await self._publish(job, PlcResult(result=RESULT_OK if rec.ok else RESULT_NOK,
                                            error_code=rec.error_code,
                                            cycle_time_ms=rec.cycle_time_ms))
@@ -181,35 +185,12 @@ class StationLoop:
                         job.job_seq, self.ctx.result_ack_timeout_s)
         await self.set_state(PackML.IDLE, "ready")
 
-    def _resolve(self, job_seq: int, part_id: str | None):  # type: ignore[no-untyped-def]
-        with self.ctx.sessions() as s:
-            return resolve_epoch(s, self.station.id, job_seq, part_id)
-
     def _robot(self) -> str | None:
         with self.ctx.sessions() as s:
             return robot_for_station(s, self.station.id)
 
-    def _record(self, rec: JobRecord, alert: str | None) -> None:
-        with self.ctx.sessions() as s:
-            recorded = record_job(s, rec)
-            if alert is not None and recorded.created:
-                s.add(m.Alert(station_id=rec.station_id, job_id=recorded.job_id,
-                              part_id=rec.part_id, kind=alert, error_code=rec.error_code,
-                              message=_alert_message(rec)))
-                s.commit()
 
+def _result_of(known: Known) -> PlcResult:
+    return PlcResult(result=RESULT_OK if known.ok else RESULT_NOK, error_code=known.error_code,
+                     cycle_time_ms=known.cycle_time_ms)
 
-def _result_of(job: m.Job) -> PlcResult:
-    return PlcResult(result=RESULT_OK if job.ok else RESULT_NOK, error_code=job.error_code,
-                     cycle_time_ms=job.cycle_time_ms)
-
-
-def _alert_message(rec: JobRecord) -> str:
-    try:
-        name = ErrorCode(rec.error_code).name.lower()
-    except ValueError:
-        name = f"error {rec.error_code}"
-    part = rec.part_id or "(no part id)"
-    bad = [f"{f.side.value} {f.position}" for f in rec.fasteners if not f.ok]
-    where = f"; fasteners NOK: {', '.join(bad)}" if bad else ""
-    return f"{rec.station_id} job {rec.job_seq} part {part}: {name}{where}. {rec.detail}".strip()

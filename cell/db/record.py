@@ -56,11 +56,12 @@ class Recorded:
     created: bool
 
 
-def record_job(session: Session, rec: JobRecord) -> Recorded:
-    """Insert ``rec`` with its fasteners unless its key is already recorded; commit.
+def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Recorded:
+    """Insert ``rec`` with its fasteners unless its key is already recorded.
 
     A repeat (same key) changes nothing and returns the existing row's id with
-    ``created=False``: the first recording of a job is the one of record.
+    ``created=False``: the first recording of a job is the one of record. With
+    ``commit=False`` the caller commits (to add rows that belong to the same job).
     """
     if rec.part_id is not None:
         session.execute(insert(m.Part).values(part_id=rec.part_id).on_conflict_do_nothing())
@@ -97,7 +98,8 @@ def record_job(session: Session, rec: JobRecord) -> Recorded:
                 for f in rec.fasteners
             ],
         )
-    session.commit()
+    if commit:
+        session.commit()
     return Recorded(job_id, created=True)
 
 
