@@ -30,9 +30,11 @@ ACTION_DIM = 2 * len(ARM_ACTION)
 MAX_STEP_M = 0.012
 MAX_YAW_STEP = 0.06
 
-# Per arm: end-effector x, y, z (m, cell frame), yaw (rad), tool command echo, tool torque
-# (normalised to the recipe's max), holding flag; then the episode phase fraction and
-# a spare slot kept at zero.
+# Per arm: tool-point x, y, z (m, cell frame: x forward, y left, z up from the work
+# surface), wrist yaw (rad), tool activity (1 while the runner's spindle turns; gripper
+# closure 0..1), tool torque (normalised to the recipe's max; handling: 1 while a
+# casting is held), holding flag (a fastener or casting is in the tool and not yet
+# delivered); then the task's progress fraction and a spare slot kept at zero.
 ARM_STATE = ("x", "y", "z", "yaw", "tool", "torque", "holding")
 STATE_LAYOUT: tuple[str, ...] = (
     *(f"left.{k}" for k in ARM_STATE),

@@ -1,0 +1,1 @@
+"""The humanoid cell simulator: fastening physics, material handling, cameras, experts."""
