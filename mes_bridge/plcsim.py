@@ -1,0 +1,359 @@
+"""A line PLC simulator: a real asyncua server that plays the PLC side of the handshake.
+
+Per station it writes PartId and ProgramNo, increments JobSeq at the takt, waits for
+ResultSeq == JobSeq, latches Result/ErrorCode/CycleTimeMs, writes ResultAckSeq, counts OK
+and NOK parts and increments HeartbeatPLC every second. Variables live at the node ids of
+each station's tag map (by default ``s=<prefix>.<Tag>`` in ``urn:intern-cells:plcsim``).
+
+The PLC's memory is kept apart from the OPC UA server, so the server can be stopped and
+started again on the same port ("PLC restart") with its values retained, or with its
+counters reset (a cold restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import itertools
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlparse
+
+from asyncua import Server, ua
+from asyncua.common.callback import CallbackType, ServerItemCallback
+from pydantic import BaseModel, ConfigDict, Field
+
+from mes_bridge.channel import Signal
+from mes_bridge.jobs import RESULT_NOK, RESULT_OK
+from mes_bridge.nodeids import parse_node_ref
+from mes_bridge.tags import TAG_SPEC, Direction, Tag, TagMap
+
+log = logging.getLogger(__name__)
+
+PLCSIM_NAMESPACE = "urn:intern-cells:plcsim"
+DEFAULT_ENDPOINT = "opc.tcp://127.0.0.1:48400/intern-cells/plc"
+_ZERO: dict[str, object] = {"String": "", "Boolean": False}
+
+
+def default_tag_map(prefix: str) -> TagMap:
+    """The simulator's own layout: ``s=<prefix>.<Tag>`` in the simulator's namespace."""
+    return TagMap(namespace_uri=PLCSIM_NAMESPACE, prefix=prefix)
+
+
+class SimStation(BaseModel):
+    """How the simulator plays one station."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tags: TagMap
+    takt_s: float = Field(default=0.0, ge=0, description="0: next part once the last is acked")
+    program_nos: tuple[int, ...] = Field(default=(1,), min_length=1)
+    parts: int | None = Field(default=None, ge=0, description="stop after this many; None: run")
+    part_prefix: str = Field(default="DC1", pattern=r"^[A-Z0-9]{1,8}$")
+    omit: frozenset[Tag] = frozenset()  # tags given no node (to test connect-time checks)
+    type_overrides: dict[Tag, str] = Field(default_factory=dict)  # tag -> other VariantType
+
+
+@dataclass(frozen=True)
+class LatchedResult:
+    job_seq: int
+    part_id: str
+    program_no: int
+    result: int
+    error_code: int
+    cycle_time_ms: int
+
+
+@dataclass
+class JobTiming:
+    """``time.perf_counter()`` stamps taken at the PLC side for one job."""
+
+    job_seq: int
+    t_job: float  # JobSeq written
+    t_ack: float | None = None  # JobAckSeq == JobSeq seen
+    t_result: float | None = None  # ResultSeq == JobSeq seen
+
+
+@dataclass(frozen=True)
+class SimCounts:
+    requested: int
+    ok: int
+    nok: int
+
+
+@dataclass
+class _Station:
+    sid: str
+    cfg: SimStation
+    mem: dict[Tag, object]
+    vtypes: dict[Tag, ua.VariantType]
+    nodes: dict[Tag, ua.NodeId] = field(default_factory=dict)
+    completed: list[LatchedResult] = field(default_factory=list)
+    timings: dict[int, JobTiming] = field(default_factory=dict)
+    injected: list[tuple[str | None, int | None]] = field(default_factory=list)
+    requested: int = 0
+    epoch: int = 0  # bumped by a cold restart: the open job is abandoned
+    changed: Signal = field(default_factory=Signal)
+
+
+def _zero_memory(vtypes: Mapping[Tag, ua.VariantType]) -> dict[Tag, object]:
+    return {tag: _ZERO.get(vt.name, 0) for tag, vt in vtypes.items()}
+
+
+class PlcSimulator:
+    """The simulated line PLC; an async context manager. ``url`` is the real endpoint."""
+
+    def __init__(self, stations: Mapping[str, SimStation], endpoint: str = DEFAULT_ENDPOINT,
+                 *, heartbeat_s: float = 1.0) -> None:
+        parsed = urlparse(endpoint)
+        if parsed.scheme != "opc.tcp" or parsed.port is None:
+            raise ValueError(f"simulator endpoint must be opc.tcp://host:port/path: {endpoint!r}")
+        self._host = parsed.hostname or "127.0.0.1"
+        self._port, self._path = parsed.port, parsed.path
+        self._heartbeat_s = heartbeat_s
+        self._stations: dict[str, _Station] = {}
+        for sid, cfg in stations.items():
+            vtypes = {t: ua.VariantType[cfg.type_overrides.get(t, spec[1])]
+                      for t, spec in TAG_SPEC.items() if t not in cfg.omit}
+            self._stations[sid] = _Station(sid, cfg, _zero_memory(vtypes), vtypes)
+        self._by_node: dict[ua.NodeId, tuple[_Station, Tag]] = {}
+        self._serial = itertools.count(1)
+        self._server: Server | None = None
+        self._lock = asyncio.Lock()
+        self._done = Signal()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def url(self) -> str:
+        return f"opc.tcp://{self._host}:{self._port}{self._path}"
+
+    async def __aenter__(self) -> PlcSimulator:
+        await self.start_server()
+        self._tasks = [asyncio.create_task(self._run(st), name=f"plcsim-{st.sid}")
+                       for st in self._stations.values()]
+        self._tasks.append(asyncio.create_task(self._beat(), name="plcsim-heartbeat"))
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.stop_server()
+
+    # ------------------------------------------------------------------ results
+
+    def completed(self, station_id: str) -> list[LatchedResult]:
+        return list(self._stations[station_id].completed)
+
+    def counts(self, station_id: str) -> SimCounts:
+        st = self._stations[station_id]
+        ok = sum(r.result == RESULT_OK for r in st.completed)
+        return SimCounts(st.requested, ok, sum(r.result == RESULT_NOK for r in st.completed))
+
+    def timings(self, station_id: str) -> list[JobTiming]:
+        return list(self._stations[station_id].timings.values())
+
+    def value(self, station_id: str, tag: Tag) -> object:
+        """The PLC's current value of a tag (as the PLC program sees it)."""
+        return self._stations[station_id].mem[tag]
+
+    async def wait_completed(self, n: int, timeout: float) -> None:
+        """Wait until every station has latched at least ``n`` results, or ``TimeoutError``."""
+        def done() -> bool:
+            return all(len(st.completed) >= n for st in self._stations.values())
+
+        if not await self._done.until(done, timeout, lambda: None):
+            have = {sid: len(st.completed) for sid, st in self._stations.items()}
+            raise TimeoutError(f"PLC simulator: {n} results per station not latched within "
+                               f"{timeout} s; have {have}")
+
+    async def wait_for(self, station_id: str, tag: Tag, predicate: Callable[[object], bool],
+                       timeout: float) -> object:
+        """Wait until the PLC's value of ``tag`` satisfies ``predicate``; return it.
+
+        Raises ``TimeoutError`` naming the station, tag and last value.
+        """
+        st = self._stations[station_id]
+        if not await st.changed.until(lambda: predicate(st.mem.get(tag)), timeout, lambda: None):
+            raise TimeoutError(f"PLC simulator: station {station_id} tag {tag.value} still "
+                               f"{st.mem.get(tag)!r} after {timeout} s")
+        return st.mem.get(tag)
+
+    def inject(self, station_id: str, *, part_id: str | None = None,
+               program_no: int | None = None) -> None:
+        """Use these values for the station's next part (others as usual)."""
+        if program_no is not None and not -32768 <= program_no <= 32767:
+            raise ValueError(f"ProgramNo {program_no} does not fit the Int16 tag")
+        self._stations[station_id].injected.append((part_id, program_no))
+
+    # ------------------------------------------------------------------ server
+
+    async def start_server(self) -> None:
+        """Start the OPC UA server with the current PLC memory (retained over restarts)."""
+        async with self._lock:
+            server = Server()
+            await server.init()
+            server.set_endpoint(self.url)
+            server.set_server_name("intern-cells line PLC simulator")
+            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+            await server.register_namespace(PLCSIM_NAMESPACE)
+            for st in self._stations.values():
+                await self._add_station(server, st)
+            server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
+            await server.start()
+            if self._port == 0 and server.bserver is not None:
+                self._port = server.bserver.port
+            self._server = server
+        log.info("PLC simulator listening on %s", self.url)
+
+    async def stop_server(self) -> None:
+        """Stop the server (clients lose their connection); the PLC memory is kept."""
+        async with self._lock:
+            server, self._server = self._server, None
+            if server is not None:
+                await server.stop()
+
+    async def restart(self, *, cold: bool = False, down_s: float = 0.0) -> None:
+        """Stop and start again on the same port; ``cold`` resets every counter to 0."""
+        await self.stop_server()
+        if down_s:
+            await asyncio.sleep(down_s)  # the PLC is simply off for this long
+        if cold:
+            for st in self._stations.values():
+                st.mem = _zero_memory(st.vtypes)
+                st.epoch += 1
+                st.changed.fire()
+        await self.start_server()
+
+    async def _add_station(self, server: Server, st: _Station) -> None:
+        folder = await server.nodes.objects.add_folder(
+            await server.get_namespace_index(PLCSIM_NAMESPACE), st.sid)
+        resolved = st.cfg.tags.resolved()
+        for tag, vtype in st.vtypes.items():
+            ref = parse_node_ref(resolved[tag], st.cfg.tags.namespace_uri)
+            if isinstance(ref.namespace, str):
+                await server.register_namespace(ref.namespace)
+            nodeid = ref.resolve(await server.get_namespace_array())
+            var = await folder.add_variable(
+                nodeid, ua.QualifiedName(tag.value, nodeid.NamespaceIndex),
+                ua.Variant(st.mem[tag], vtype), datatype=ua.NodeId(vtype.value, 0))
+            if TAG_SPEC[tag][0] is Direction.CELL_TO_PLC:
+                await var.set_writable()
+            st.nodes[tag] = nodeid
+            self._by_node[nodeid] = (st, tag)
+
+    def _on_write(self, event: ServerItemCallback, _dispatcher: object) -> None:
+        """A client wrote: copy accepted Value writes into PLC memory and wake the station."""
+        now = time.perf_counter()
+        for wv, status in zip(event.request_params.NodesToWrite, event.response_params,
+                              strict=True):
+            if wv.AttributeId != ua.AttributeIds.Value or not status.is_good():
+                continue
+            hit = self._by_node.get(wv.NodeId)
+            if hit is None or TAG_SPEC[hit[1]][0] is not Direction.CELL_TO_PLC:
+                continue
+            st, tag = hit
+            value = wv.Value.Value.Value if wv.Value and wv.Value.Value else None
+            st.mem[tag] = value
+            timing = st.timings.get(st.mem[Tag.JOB_SEQ])  # type: ignore[call-overload]
+            if timing is not None and value == timing.job_seq:
+                if tag is Tag.JOB_ACK_SEQ and timing.t_ack is None:
+                    timing.t_ack = now
+                elif tag is Tag.RESULT_SEQ and timing.t_result is None:
+                    timing.t_result = now
+            st.changed.fire()
+
+    async def _put(self, st: _Station, tag: Tag, value: object) -> None:
+        if tag not in st.vtypes:
+            return
+        async with self._lock:
+            st.mem[tag] = value
+            if self._server is not None:
+                await self._server.write_attribute_value(
+                    st.nodes[tag], ua.DataValue(ua.Variant(value, st.vtypes[tag])))
+
+    # ------------------------------------------------------------------ PLC program
+
+    def _next_part(self, st: _Station) -> tuple[str, int]:
+        today = dt.date.today().isocalendar()
+        week = f"{today.year % 100:02d}{today.week:02d}"
+        part = f"{st.cfg.part_prefix}-{week}-{next(self._serial):06d}"
+        program = st.cfg.program_nos[st.requested % len(st.cfg.program_nos)]
+        if st.injected:
+            inj_part, inj_program = st.injected.pop(0)
+            part = part if inj_part is None else inj_part
+            program = program if inj_program is None else inj_program
+        return part, program
+
+    async def _run(self, st: _Station) -> None:
+        last_start: float | None = None
+        while st.cfg.parts is None or st.requested < st.cfg.parts:
+            if st.cfg.takt_s and last_start is not None:
+                # The line's takt: the next part arrives this long after the previous one.
+                await asyncio.sleep(max(0.0, last_start + st.cfg.takt_s - time.monotonic()))
+            last_start = time.monotonic()
+            seq = (int(st.mem.get(Tag.JOB_SEQ, 0)) + 1) & 0xFFFFFFFF or 1  # type: ignore[call-overload]
+            part, program = self._next_part(st)
+            await self._put(st, Tag.PART_ID, part)
+            await self._put(st, Tag.PROGRAM_NO, program)
+            st.timings[seq] = JobTiming(seq, time.perf_counter())
+            epoch = st.epoch
+            await self._put(st, Tag.JOB_SEQ, seq)
+            st.requested += 1
+            await st.changed.until(
+                lambda s=seq, e=epoch: st.epoch != e or st.mem.get(Tag.RESULT_SEQ) == s,
+                None, lambda: None)
+            if st.epoch != epoch:
+                continue  # cold restart: the PLC forgot this job
+            st.completed.append(LatchedResult(
+                seq, part, program, int(st.mem[Tag.RESULT]), int(st.mem[Tag.ERROR_CODE]),  # type: ignore[call-overload]
+                int(st.mem[Tag.CYCLE_TIME_MS])))  # type: ignore[call-overload]
+            await self._put(st, Tag.RESULT_ACK_SEQ, seq)
+            self._done.fire()
+
+    async def _beat(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_s)  # HeartbeatPLC ticks once per period
+            for st in self._stations.values():
+                beat = (int(st.mem.get(Tag.HEARTBEAT_PLC, 0)) + 1) & 0xFFFF  # type: ignore[call-overload]
+                await self._put(st, Tag.HEARTBEAT_PLC, beat)
+
+
+async def run_plcsim(
+    stations: Mapping[str, SimStation],
+    endpoint: str = DEFAULT_ENDPOINT,
+    *,
+    heartbeat_s: float = 1.0,
+    stop: asyncio.Event | None = None,
+    on_ready: Callable[[str], None] | None = None,
+    report_every_s: float = 0.0,
+) -> dict[str, SimCounts]:
+    """Run the simulator until every station has done its ``parts`` or ``stop`` is set.
+
+    With no ``parts`` on any station and no ``stop`` it runs until cancelled. ``on_ready``
+    gets the real endpoint URL once the server listens; ``report_every_s`` > 0 logs counts.
+    Returns each station's counts.
+    """
+    stop = stop or asyncio.Event()
+    async with PlcSimulator(stations, endpoint, heartbeat_s=heartbeat_s) as sim:
+        if on_ready is not None:
+            on_ready(sim.url)
+        finite = all(cfg.parts is not None for cfg in stations.values())
+        target = max((cfg.parts or 0) for cfg in stations.values())
+        last_report = time.monotonic()
+        while not stop.is_set():
+            if finite and all(len(sim.completed(sid)) >= (cfg.parts or 0)
+                              for sid, cfg in stations.items()):
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            if report_every_s and time.monotonic() - last_report >= report_every_s:
+                last_report = time.monotonic()
+                log.info("PLC simulator: %s (target %s)",
+                         {sid: sim.counts(sid) for sid in stations}, target)
+        return {sid: sim.counts(sid) for sid in stations}
