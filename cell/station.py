@@ -12,10 +12,11 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from cell.clock import Clock
 from cell.config import Recipe, Station
 from cell.db import models as m
 from cell.db.record import JobRecord
@@ -40,6 +41,7 @@ class CellContext:
     recorder: Recorder
     dispatcher: Dispatcher
     recipe_ids: dict[tuple[str, int], int]
+    clock: Clock = field(default_factory=Clock)
     job_timeout_s: float = 300.0
     result_ack_timeout_s: float = 30.0
     counters: dict[str, int] = field(default_factory=dict)
@@ -86,14 +88,15 @@ class StationLoop:
     def _store_state(self, state: PackML, reason: str) -> None:
         with self.ctx.sessions() as s:
             s.add(m.CellStateEvent(station_id=self.station.id, state=state.name.lower(),
-                                   state_code=int(state), reason=reason))
+                                   state_code=int(state), reason=reason,
+                                   at=self.ctx.clock.now()))
             s.commit()
 
     async def handle(self, job: PlcJob) -> None:
-        started = datetime.now(UTC)
+        started = self.ctx.clock.now()
         part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
         decision = await asyncio.to_thread(self.ctx.recorder.decide, self.station.id,
-                                           job.job_seq, part_id)
+                                           job.job_seq, part_id, job.counter_reset)
         if decision.known is not None:
             # Already on record: answer from the record (a repeat or a resync).
             self.ctx.count("republished")
@@ -104,7 +107,7 @@ class StationLoop:
         base = dict(station_id=self.station.id, epoch=epoch, job_seq=job.job_seq,
                     part_id=part_id, program_no=job.program_no, started_at=started)
         if job.resumed:
-            rec = JobRecord(**base, ended_at=datetime.now(UTC), cycle_time_ms=0, ok=False,
+            rec = JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0, ok=False,
                             error_code=int(ErrorCode.INTERRUPTED),
                             detail="job was accepted before a restart and has no result; "
                                    "not executed again")
@@ -116,14 +119,14 @@ class StationLoop:
         problem = self._input_problem(job, recipe)
         if problem is not None:
             code, text = problem
-            rec = JobRecord(**base, ended_at=datetime.now(UTC), cycle_time_ms=0, ok=False,
+            rec = JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0, ok=False,
                             error_code=int(code), detail=text)
             await self._finish(job, rec, alert="bad_input")
             return
         assert recipe is not None
         robot_id = await asyncio.to_thread(self._robot)
         if robot_id is None:
-            rec = JobRecord(**base, ended_at=datetime.now(UTC), cycle_time_ms=0, ok=False,
+            rec = JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0, ok=False,
                             error_code=int(ErrorCode.NO_ROBOT), task=recipe.task.value,
                             recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),
                             detail="no robot is assigned to this station")
@@ -135,6 +138,9 @@ class StationLoop:
                        fasteners=recipe.fasteners, takt_s=recipe.takt_s, seed=_seed(job_key),
                        difficulty=recipe.difficulty)
         outcome = await self.ctx.dispatcher.run(spec, self.ctx.job_timeout_s)
+        # A simulated robot answers faster than its cycle: the job ends when its cycle
+        # time has passed on the cell's clock, so records and the PLC see line timing.
+        await self.ctx.clock.sleep_until(started + timedelta(milliseconds=outcome.cycle_time_ms))
         rec = self._record_of(base, recipe, outcome)
         await self._finish(job, rec, alert=None if rec.ok else "nok")
 
@@ -160,7 +166,7 @@ class StationLoop:
                    outcome: JobOutcome) -> JobRecord:
         return JobRecord(
             **base,  # type: ignore[arg-type]
-            ended_at=datetime.now(UTC), cycle_time_ms=outcome.cycle_time_ms,
+            ended_at=self.ctx.clock.now(), cycle_time_ms=outcome.cycle_time_ms,
             ok=outcome.outcome.value == "ok" and outcome.error_code == 0,
             error_code=outcome.error_code, robot_id=outcome.robot_id, task=recipe.task.value,
             recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),

@@ -118,13 +118,15 @@ class EpochDecision:
 
 
 def resolve_epoch(
-    session: Session, station_id: str, job_seq: int, part_id: str | None
+    session: Session, station_id: str, job_seq: int, part_id: str | None,
+    *, counter_reset: bool = False,
 ) -> EpochDecision:
     """The counter epoch a PLC job belongs to, and its row if already recorded.
 
     Same JobSeq and part as a recorded job of the current epoch: a repeat (its row is
-    returned). A JobSeq at or below the epoch's highest that is not such a repeat: the PLC
-    counter went backwards, so the job opens the next epoch.
+    returned). A JobSeq at or below the epoch's highest that is not such a repeat, or one
+    the bridge saw the counter go backwards for (``counter_reset``): the PLC counter was
+    reset, so the job opens the next epoch.
     """
     current, top = session.execute(
         select(func.max(m.Job.epoch), func.max(m.Job.job_seq)).where(
@@ -136,12 +138,30 @@ def resolve_epoch(
     ).one()
     if current is None:
         return EpochDecision(0, None)
+    if counter_reset:
+        return EpochDecision(current + 1, None)
     existing = find_job(session, station_id, current, job_seq)
     if existing is not None and existing.part_id == part_id:
         return EpochDecision(current, existing)
     if job_seq <= top:
         return EpochDecision(current + 1, None)
     return EpochDecision(current, None)
+
+
+def last_job_seqs(session: Session) -> dict[str, int]:
+    """Each station's highest recorded JobSeq in its current counter epoch."""
+    current = (
+        select(m.Job.station_id, func.max(m.Job.epoch).label("epoch"))
+        .group_by(m.Job.station_id)
+        .subquery()
+    )
+    rows = session.execute(
+        select(m.Job.station_id, func.max(m.Job.job_seq))
+        .join(current, (m.Job.station_id == current.c.station_id)
+              & (m.Job.epoch == current.c.epoch))
+        .group_by(m.Job.station_id)
+    )
+    return {sid: int(seq) for sid, seq in rows}
 
 
 def recipe_hash(spec: dict[str, object]) -> str:

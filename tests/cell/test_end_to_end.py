@@ -5,6 +5,7 @@ real PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
+from cell.clock import Clock
 from cell.config import LineConfig, load_line_config, sample_config_path
 from cell.db import models as m
 from cell.db.record import JobRecord, record_job
@@ -24,6 +26,9 @@ from robot.jobs import ErrorCode
 
 pytestmark = pytest.mark.slow
 
+# Simulated robots report ~60 s cycles; the cell waits them out on this clock.
+FAST = Clock(scale=5000.0)
+
 
 @pytest.fixture
 def line() -> LineConfig:
@@ -33,8 +38,6 @@ def line() -> LineConfig:
 
 @pytest.fixture
 def workers(line: LineConfig, redis_url: str, tmp_path: Path) -> Iterator[WorkerProcs]:
-    import os
-
     env = dict(os.environ, INTERN_REDIS_URL=redis_url)
     procs = WorkerProcs.start([r.id for r in line.robots], sample_config_path(), env,
                               tmp_path / "logs")
@@ -48,7 +51,7 @@ def workers(line: LineConfig, redis_url: str, tmp_path: Path) -> Iterator[Worker
 async def _run(line: LineConfig, opts: RunOptions, parts: int,
                before: Callable[[PlcSimulator], None] | None = None) -> PlcSimulator:
     stop = asyncio.Event()
-    async with line_simulator(line, takt_s=0.0, parts=parts) as sim:
+    async with line_simulator(line, speed=None, parts=parts) as sim:
         if before is not None:
             before(sim)
         runner = asyncio.create_task(run_line(line, opts, stop))
@@ -74,7 +77,7 @@ def test_twenty_parts_through_the_line_match_the_record(
     tmp_path: Path,
 ) -> None:
     db = make_database()
-    opts = RunOptions(db, redis_url, data_dir=tmp_path, job_timeout_s=120)
+    opts = RunOptions(db, redis_url, data_dir=tmp_path, job_timeout_s=120, clock=FAST)
     parts = 20
     sim = asyncio.run(_run(line, opts, parts))
 
@@ -116,7 +119,7 @@ def test_bad_plc_input_ends_that_job_nok_with_an_alert_and_the_line_goes_on(
     tmp_path: Path,
 ) -> None:
     db = make_database()
-    opts = RunOptions(db, redis_url, data_dir=tmp_path, job_timeout_s=120)
+    opts = RunOptions(db, redis_url, data_dir=tmp_path, job_timeout_s=120, clock=FAST)
 
     def inject(sim: PlcSimulator) -> None:
         sim.inject("ST10", part_id="")            # first part: empty PartId

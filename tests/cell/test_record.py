@@ -5,7 +5,7 @@ from sqlalchemy.orm import Session
 
 from cell.config import load_line_config, sample_config_path
 from cell.db import models as m
-from cell.db.record import JobRecord, record_job, resolve_epoch
+from cell.db.record import JobRecord, last_job_seqs, record_job, resolve_epoch
 from cell.db.trace import pack_trace, unpack_trace
 from cell.roster import robot_for_station, sync_line
 from robot.jobs import FastenerResult, Side
@@ -82,3 +82,13 @@ def test_sync_line_is_idempotent_and_assigns_home_stations(db_session: Session) 
     open_rows = db_session.scalar(
         select(func.count()).select_from(m.Assignment).where(m.Assignment.valid_to.is_(None)))
     assert open_rows == len(line.robots)
+
+
+def test_last_job_seqs_are_taken_from_the_current_epoch(db_session: Session) -> None:
+    _seed(db_session)
+    for seq in (1, 2, 3):
+        record_job(db_session, _rec(seq, f"P-{seq}"))
+    record_job(db_session, _rec(1, "P-9", epoch=1))
+    assert last_job_seqs(db_session) == {"ST10": 1}
+    forced = resolve_epoch(db_session, "ST10", 5, "P-5", counter_reset=True)
+    assert forced.epoch == 2
