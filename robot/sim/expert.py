@@ -34,6 +34,12 @@ def _toward(err: np.ndarray, gain: float = GAIN, limit: float = MAX_STEP_M) -> n
     return step * (limit / n) if n > limit else step
 
 
+def _retry_bias(biases: np.ndarray, attempts: int) -> np.ndarray:
+    """The perception error for this attempt; after the drawn ones it keeps halving."""
+    last = len(biases) - 1
+    return biases[min(attempts, last)] * 0.5 ** max(attempts - last, 0)
+
+
 def fasten_expert(task: FastenTask) -> np.ndarray:
     """Both arms' actions for a nut installation or screwing task."""
     from robot.sim.fasten import APPROACH_M, CLEARANCE_M
@@ -62,7 +68,7 @@ def fasten_expert(task: FastenTask) -> np.ndarray:
         if job.blocked:
             a[2] = 0.006  # landed beside the stud: lift and look again
             continue
-        bias = task.expert_bias[i, p.slot, min(job.attempts, 2)]
+        bias = _retry_bias(task.expert_bias[i, p.slot], job.attempts)
         err = (p.xy + bias) - arm.pos[:2]
         a[:2] = _toward(err)
         if float(np.linalg.norm(err)) > ALIGN_TOL_M:
@@ -77,11 +83,66 @@ def fasten_expert(task: FastenTask) -> np.ndarray:
 
 def handling_expert(task: HandlingTask) -> np.ndarray:
     """Both arms' actions for the conveyor-to-fixture transfer."""
-    from robot.sim.handling import expert_arm_actions
+    from robot.sim import handling as hd
 
     out = np.zeros(ACTION_DIM, dtype=np.float32)
-    for i, a in enumerate(expert_arm_actions(task)):
-        out[i * ARM_DIM : (i + 1) * ARM_DIM] = a
-    out[3] = np.clip(out[3], -MAX_YAW_STEP, MAX_YAW_STEP)
-    out[8] = np.clip(out[8], -MAX_YAW_STEP, MAX_YAW_STEP)
+    arms = [task.arms[Side.LEFT], task.arms[Side.RIGHT]]
+    if task.round == 0:
+        both = all(g.holding for g in task.grips.values())
+        for i, side in enumerate((Side.LEFT, Side.RIGHT)):
+            a = out[i * ARM_DIM : (i + 1) * ARM_DIM]
+            arm, g = arms[i], task.grips[side]
+            if g.holding:
+                a[4] = 1.0
+                a[2] = MAX_STEP_M if both else 0.0
+                continue
+            bias = _retry_bias(task.pick_bias[i], g.attempts)
+            lug = task.lug(side)
+            err = lug[:2] + bias[:2] - arm.pos[:2]
+            yaw_err = task.cast_yaw + bias[2] - arm.yaw
+            h = float(arm.pos[2] - lug[2])
+            a[4] = -1.0
+            if arm.tool_level > 0.0 and (h > 0.002 or arm.tool_level >= 1.0):
+                a[2] = 0.004 if arm.tool_level >= 1.0 else 0.0  # closed on air: open, lift
+                continue
+            if float(np.linalg.norm(err)) > 0.001 or abs(yaw_err) > np.radians(0.5):
+                a[:2] = _toward(err)
+                a[3] = np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP)
+                if h < 0.015:
+                    a[2] = 0.004
+            elif h > 0.001:
+                a[:2] = _toward(err)
+                a[2] = -min(MAX_STEP_M, 0.5 * h + 0.002)
+            else:
+                a[4] = 1.0
+        return out
+    # Place: both hands move the casting together.
+    if task.released:
+        out[2] = out[7] = MAX_STEP_M
+        out[4] = out[9] = -1.0
+        return out
+    out[4] = out[9] = 1.0
+    bias = _retry_bias(task.place_bias, task.place_attempts)
+    err = task.fix_xy + bias[:2] - task.cast_xy
+    yaw_err = task.fix_yaw + bias[2] - task.cast_yaw
+    seated = task.cast_z <= 1e-6
+    move = np.zeros(3)
+    turn = 0.0
+    if task.push > 0:
+        move[2] = 0.006  # resting on a nest: lift and aim again
+    elif seated:
+        out[4] = out[9] = -1.0
+    elif task.cast_z < hd.NEST_TOP - 1e-6:
+        move[2] = -min(MAX_STEP_M, task.cast_z + 0.002)
+    elif float(np.linalg.norm(err)) > 0.0008 or abs(yaw_err) > np.radians(0.3):
+        move[:2] = _toward(err)
+        turn = float(np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP))
+        if task.cast_z < hd.NEST_TOP + 0.01:
+            move[2] = 0.004
+    else:
+        move[:2] = _toward(err)
+        move[2] = -min(MAX_STEP_M, 0.5 * task.cast_z + 0.002)
+    for i in range(2):
+        out[i * ARM_DIM : i * ARM_DIM + 3] = move
+        out[i * ARM_DIM + 3] = turn
     return out

@@ -25,7 +25,7 @@ import numpy as np
 from robot.jobs import ErrorCode, Side, Task
 from robot.sim import fastening as fz
 from robot.sim.config import NUT_TIMES, SCREW_TIMES, SimConfig
-from robot.sim.render import Box, Disc, Prim, Scene, View
+from robot.sim.render import WRIST_CAM_HEIGHT_M, Box, Disc, Prim, Scene, View
 from robot.sim.task import SIDES, Result, SimTask, Streams
 
 CASTING_XY = np.array([0.50, 0.0])
@@ -362,7 +362,7 @@ class FastenTask(SimTask):
                 tool.append(Disc(0.0, 0.0, 0.0, k.item_r, k.item_rgb, inner=k.item_r - 0.0009))
             name = f"wrist_{side.value}"
             overlay[name] = tool
-            wrists[name] = View(x, y, z + 0.05, arm.yaw)
+            wrists[name] = View(x, y, z + WRIST_CAM_HEIGHT_M, arm.yaw)
         return Scene(static=static, dynamic=[], version=self.version, background=BG,
                      head=View(0.50, 0.0, 1.0, 0.0, half_m=0.26), wrists=wrists,
                      overlay=overlay, head_only=head)

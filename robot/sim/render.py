@@ -3,7 +3,7 @@
 Image convention for every camera: rows run from the camera's forward direction (top)
 backwards, columns from its left (first column) to its right; the head camera looks
 straight down on the work area (orthographic, cell x up, cell y left), a wrist camera looks
-straight down the tool axis from ``WRIST_CAM_HEIGHT_M`` above the tool point with a
+straight down the tool axis from ``Scene.wrist_height`` above the tool point with a
 ``WRIST_FOV_DEG`` field of view, turned with the wrist's yaw, so the tool axis is the image
 centre. Edges are anti-aliased (coverage from the signed distance), which keeps sub-pixel
 positions visible to a network.
@@ -84,6 +84,7 @@ class Scene:
     wrists: dict[str, View]
     overlay: dict[str, list[Prim]]
     head_only: list[Prim]
+    wrist_height: float = WRIST_CAM_HEIGHT_M  # camera above the tool point
 
 
 class Renderer:
@@ -108,7 +109,7 @@ class Renderer:
             img = self._blank(scene.background)
             self._draw_all(img, scene.static, view)
             self._draw_all(img, scene.dynamic, view)
-            tool = View(0.0, 0.0, WRIST_CAM_HEIGHT_M, 0.0)
+            tool = View(0.0, 0.0, scene.wrist_height, 0.0)
             self._draw_all(img, scene.overlay.get(name, []), tool)
             out[name] = self._finish(img)
         return out

@@ -87,9 +87,10 @@ class SimTask(ABC):
             a = action[i * ARM_DIM : (i + 1) * ARM_DIM]
             applied[i * ARM_DIM : (i + 1) * ARM_DIM], working = self.step_arm(side, a)
             busy = busy or working
+        self.after_arms(action)
         self.ticks += 1
         self.round_ticks += 1
-        self.clock.add(self.busy_phase if busy else self.idle_phase, DT)
+        self.clock.add(self.tick_phase(busy), DT)
         if self.round_finished():
             self.next_round()
         elif self.round_ticks >= self.times.round_budget_ticks:
@@ -122,8 +123,13 @@ class SimTask(ABC):
         out[14] = self.progress()
         return out
 
-    busy_phase = "drive"
-    idle_phase = "align"
+    def after_arms(self, action: np.ndarray) -> None:
+        """Hook after both arms moved in a tick (e.g. a casting carried by both hands)."""
+        return None
+
+    def tick_phase(self, busy: bool) -> str:
+        """The cycle-time phase a control tick counts towards."""
+        return "drive" if busy else "align"
 
     @abstractmethod
     def reset(self) -> None:
