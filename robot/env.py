@@ -204,7 +204,7 @@ def check_chunk(chunk: np.ndarray, version: str) -> np.ndarray:
     return c
 
 
-StepHook = Callable[[Observation, np.ndarray], None]
+StepHook = Callable[[Observation, np.ndarray, np.ndarray | None], None]
 
 
 def rollout(
@@ -213,13 +213,15 @@ def rollout(
     *,
     replan_every: int | None = None,
     on_step: StepHook | None = None,
+    expert_labels: bool = False,
 ) -> EpisodeOutcome:
     """Run one episode from ``reset()`` to done and return its outcome.
 
     ``policy`` None drives with the scripted expert. A chunk is executed open loop for
     ``replan_every`` ticks (default: all of it) and always re-planned when a scripted phase
-    moved the arms (a new round). ``on_step(obs, applied)`` sees every observation with
-    the action then applied, e.g. to record the episode.
+    moved the arms (a new round). ``on_step(obs, applied, expert)`` sees every observation
+    with the action then applied and, with ``expert_labels``, the expert's action for that
+    same state (``None`` otherwise), e.g. to record the episode or relabel it.
     """
     obs = env.reset()
     if policy is not None:
@@ -235,9 +237,10 @@ def rollout(
         start_round = obs.extras.get("round")
         for a in actions:
             before = obs
+            label = env.expert_action() if expert_labels else None
             obs, done = env.step(a)
             if on_step is not None:
-                on_step(before, env.last_applied)
+                on_step(before, env.last_applied, label)
             if done or obs.extras.get("round") != start_round:
                 break
     return env.outcome()
