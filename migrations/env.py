@@ -8,6 +8,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
+from cell.db import models_analytics  # noqa: F401  (registers the analytics tables)
 from cell.db.models import Base
 
 config = context.config
