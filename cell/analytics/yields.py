@@ -174,6 +174,22 @@ def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return centre - half, centre + half
 
 
+def two_proportions(ka: int, na: int, kb: int, nb: int
+                    ) -> tuple[float, float, float, float, float, float]:
+    """(pa, pb, pb - pa, 95 % low, 95 % high, two-sided p): Newcombe's hybrid score
+    interval for the difference and the pooled two-proportion z-test."""
+    pa, pb = ka / na, kb / nb
+    la, ua = _wilson(ka, na)
+    lb, ub = _wilson(kb, nb)
+    d = pb - pa
+    low = d - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2)
+    high = d + math.sqrt((ub - pb) ** 2 + (pa - la) ** 2)
+    pooled = (ka + kb) / (na + nb)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
+    p_value = math.erfc(abs(d) / se / math.sqrt(2)) if se > 0 else 1.0
+    return pa, pb, d, low, high, p_value
+
+
 def compare_policies(session: Session, window: Window, station: str, version_a: str,
                      version_b: str, *, alpha: float = 0.05) -> PolicyComparison:
     """Is B's first-pass yield at ``station`` different from A's, or is it luck?"""
@@ -191,15 +207,7 @@ def compare_policies(session: Session, window: Window, station: str, version_a: 
                                 ka / na if na else None, kb / nb if nb else None, None, None,
                                 None, None, f"no parts with {missing} at {station} in the "
                                 f"window (versions seen: {known})")
-    pa, pb = ka / na, kb / nb
-    la, ua = _wilson(ka, na)
-    lb, ub = _wilson(kb, nb)
-    d = pb - pa
-    low = d - math.sqrt((pb - lb) ** 2 + (ua - pa) ** 2)
-    high = d + math.sqrt((ub - pb) ** 2 + (pa - la) ** 2)
-    pooled = (ka + kb) / (na + nb)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / na + 1 / nb))
-    p_value = math.erfc(abs(d) / se / math.sqrt(2)) if se > 0 else 1.0
+    pa, pb, d, low, high, p_value = two_proportions(ka, na, kb, nb)
     if p_value < alpha:
         better = version_b if d > 0 else version_a
         verdict = (f"{better} is better: difference {100 * d:+.2f} points, "
