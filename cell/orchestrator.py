@@ -13,6 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
+
 from cell.clock import Clock
 from cell.config import LineConfig, Station
 from cell.db.engine import make_engine, make_sessionmaker
@@ -61,12 +63,14 @@ async def run_line(
     engine = make_engine(opts.database_url, pool_size=max(5, len(line.stations) + 2))
     sessions = make_sessionmaker(engine)
     celery = make_celery(opts.redis_url)
+    redis_client = redis.Redis.from_url(opts.redis_url, socket_timeout=5.0)
     outbox = Outbox(opts.data_dir / "outbox.sqlite3")
     recorder = Recorder(sessions, outbox)
     try:
         recipe_ids, known_seqs = await asyncio.to_thread(_sync, sessions, line)
         await asyncio.to_thread(recorder.replay)  # results left from a previous run first
-        ctx = CellContext(sessions=sessions, recorder=recorder, dispatcher=Dispatcher(celery),
+        dispatcher = Dispatcher(celery, redis_client)
+        ctx = CellContext(sessions=sessions, recorder=recorder, dispatcher=dispatcher,
                           recipe_ids=recipe_ids, job_timeout_s=opts.job_timeout_s,
                           clock=opts.clock or Clock())
         if context_out is not None:
@@ -98,6 +102,7 @@ async def run_line(
                     raise t.exception()  # type: ignore[misc]
     finally:
         celery.close()
+        redis_client.close()
         outbox.close()
         engine.dispose()
 

@@ -1,9 +1,14 @@
 """One station's loop: PLC job -> recipe -> assigned robot -> result on record -> PLC.
 
-The invariants of the handshake live here: a result is committed to PostgreSQL before
-``ResultSeq`` moves; a job already on record is answered from the record, never run
-again; a job the cell had accepted before a restart but has no record of ends NOK
-``interrupted`` with an alert, because the robot may already have worked on the part.
+The invariants of the handshake live here: a result is durable (PostgreSQL or the local
+outbox) before ``ResultSeq`` moves; a job already on record is answered from the record,
+never run again; a job the cell had accepted before a restart but has no record of ends
+NOK ``interrupted`` with an alert, because the robot may already have worked on the part.
+
+While no robot serves the station, or its robot's worker is offline, the station is Held
+and the PLC's job waits unacknowledged. A NOK job whose recipe says ``hold``, and any
+interrupted job, holds the station after its result is published until a technician has
+cleared the alert.
 """
 
 from __future__ import annotations
@@ -12,17 +17,16 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from cell.clock import Clock
 from cell.config import Recipe, Station
-from cell.db import models as m
 from cell.db.record import JobRecord
 from cell.dispatch import Dispatcher
+from cell.holds import HOLDING_ALERTS, StationDb
 from cell.recorder import Known, Recorder
-from cell.roster import robot_for_station
 from cell.states import PackML
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.session import StationChannel
@@ -31,6 +35,8 @@ from robot.jobs import ErrorCode, JobOutcome, JobSpec
 log = logging.getLogger(__name__)
 
 RESULT_OK, RESULT_NOK = 1, 2
+NOT_RETRIED = {int(ErrorCode.INTERRUPTED), int(ErrorCode.ROBOT_TIMEOUT),
+               int(ErrorCode.DISPATCH_FAILED), int(ErrorCode.MISSING_NUT)}
 
 
 @dataclass
@@ -44,6 +50,8 @@ class CellContext:
     clock: Clock = field(default_factory=Clock)
     job_timeout_s: float = 300.0
     result_ack_timeout_s: float = 30.0
+    walk_s: float = 25.0  # simulated time a robot takes to walk to a new station
+    poll_s: float = 0.25  # wall seconds between checks while Held
     counters: dict[str, int] = field(default_factory=dict)
 
     def count(self, name: str) -> None:
@@ -62,38 +70,39 @@ class StationLoop:
         self.station = station
         self.channel = channel
         self.ctx = ctx
+        self.db = StationDb(ctx.sessions, station.id)
         self.state = PackML.UNDEFINED
+        self.robot_here: str | None = None  # the robot that did this station's last job
 
     async def run(self) -> None:
         await self.set_state(PackML.IDLE, "ready")
         while True:
             job = await self.channel.next_job()
-            try:
-                await self.handle(job)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                # A job the cell cannot finish stays unanswered at the PLC (ResultSeq does
-                # not move), so nothing unrecorded is ever reported; the loop goes on.
-                log.exception("station %s: job %s not finished", self.station.id, job.job_seq)
-                await self.set_state(PackML.HELD, "internal error; see log")
+            delay = 1.0
+            while True:
+                try:
+                    await self.handle(job)
+                    break
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    # Unanswered, the job keeps the PLC waiting, so nothing unrecorded is
+                    # ever reported. Handling it again is safe: a recorded job is answered
+                    # from the record and the worker runs a job key only once.
+                    log.exception("station %s: job %s not finished", self.station.id,
+                                  job.job_seq)
+                    await self.set_state(PackML.HELD, f"cell error, retrying: {exc}")
+                    await asyncio.sleep(delay)
+                    delay = min(2 * delay, 30.0)
 
     async def set_state(self, state: PackML, reason: str) -> None:
         if state == self.state:
             return
         self.state = state
-        await asyncio.to_thread(self._store_state, state, reason)
+        await asyncio.to_thread(self.db.state_event, state, reason, self.ctx.clock.now())
         await self.channel.set_cell_state(int(state))
 
-    def _store_state(self, state: PackML, reason: str) -> None:
-        with self.ctx.sessions() as s:
-            s.add(m.CellStateEvent(station_id=self.station.id, state=state.name.lower(),
-                                   state_code=int(state), reason=reason,
-                                   at=self.ctx.clock.now()))
-            s.commit()
-
     async def handle(self, job: PlcJob) -> None:
-        started = self.ctx.clock.now()
         part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
         decision = await asyncio.to_thread(self.ctx.recorder.decide, self.station.id,
                                            job.job_seq, part_id, job.counter_reset)
@@ -103,48 +112,83 @@ class StationLoop:
             await self.channel.accept(job)
             await self._publish(job, _result_of(decision.known))
             return
-        epoch = decision.epoch
-        base = dict(station_id=self.station.id, epoch=epoch, job_seq=job.job_seq,
+        started = self.ctx.clock.now()
+        base = dict(station_id=self.station.id, epoch=decision.epoch, job_seq=job.job_seq,
                     part_id=part_id, program_no=job.program_no, started_at=started)
         if job.resumed:
-            rec = JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0, ok=False,
-                            error_code=int(ErrorCode.INTERRUPTED),
-                            detail="job was accepted before a restart and has no result; "
-                                   "not executed again")
-            await self._finish(job, rec, alert="interrupted")
+            await self._finish(job, self._nok(base, ErrorCode.INTERRUPTED,
+                                              "job was accepted before a restart and has no "
+                                              "result; not executed again"), "interrupted")
             return
-        await self.channel.accept(job)
-        await self.set_state(PackML.EXECUTE, f"job {job.job_seq}")
         recipe = self.station.recipe(job.program_no)
         problem = self._input_problem(job, recipe)
         if problem is not None:
-            code, text = problem
-            rec = JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0, ok=False,
-                            error_code=int(code), detail=text)
-            await self._finish(job, rec, alert="bad_input")
+            await self.channel.accept(job)
+            await self.set_state(PackML.EXECUTE, f"job {job.job_seq}: rejecting bad input")
+            await self._finish(job, self._nok(base, *problem), "bad_input")
             return
         assert recipe is not None
-        robot_id = await asyncio.to_thread(self._robot)
-        if robot_id is None:
-            rec = JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0, ok=False,
-                            error_code=int(ErrorCode.NO_ROBOT), task=recipe.task.value,
-                            recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),
-                            detail="no robot is assigned to this station")
-            await self._finish(job, rec, alert="no_robot")
-            return
-        job_key = f"{self.station.id}:{epoch}:{job.job_seq}"
-        spec = JobSpec(job_key=job_key, station_id=self.station.id, robot_id=robot_id,
-                       part_id=part_id or "", program_no=job.program_no, task=recipe.task,
-                       fasteners=recipe.fasteners, takt_s=recipe.takt_s, seed=_seed(job_key),
+        robot_id = await self._await_robot()
+        base["started_at"] = started = self.ctx.clock.now()
+        await self.channel.accept(job)
+        if self.robot_here is not None and robot_id != self.robot_here:
+            await self.set_state(PackML.STARTING, f"robot {robot_id} walking to the station")
+            await self.ctx.clock.sleep(self.ctx.walk_s)
+        self.robot_here = robot_id
+        await self.set_state(PackML.EXECUTE, f"job {job.job_seq} on robot {robot_id}")
+        key = f"{self.station.id}:{decision.epoch}:{job.job_seq}"
+        outcome = await self._run_robot(key, robot_id, part_id or "", recipe, started, 1)
+        attempt = 1
+        if (outcome.error_code and recipe.on_nok == "retry_once"
+                and outcome.error_code not in NOT_RETRIED):
+            attempt = 2
+            self.ctx.count("retried")
+            outcome = await self._run_robot(f"{key}:2", robot_id, part_id or "", recipe,
+                                            self.ctx.clock.now(), 2)
+        rec = self._record_of(base, recipe, outcome, attempt)
+        alert = None
+        if not rec.ok:
+            alert = "interrupted" if rec.error_code == ErrorCode.INTERRUPTED else (
+                "nok_hold" if recipe.on_nok == "hold" else "nok")
+        await self._finish(job, rec, alert)
+
+    async def _run_robot(self, key: str, robot_id: str, part_id: str, recipe: Recipe,
+                         started: datetime, attempt: int) -> JobOutcome:
+        spec = JobSpec(job_key=key, station_id=self.station.id, robot_id=robot_id,
+                       part_id=part_id, program_no=recipe.program_no, task=recipe.task,
+                       fasteners=recipe.fasteners, takt_s=recipe.takt_s, seed=_seed(key),
                        difficulty=recipe.difficulty)
         outcome = await self.ctx.dispatcher.run(spec, self.ctx.job_timeout_s)
         # A simulated robot answers faster than its cycle: the job ends when its cycle
         # time has passed on the cell's clock, so records and the PLC see line timing.
         await self.ctx.clock.sleep_until(started + timedelta(milliseconds=outcome.cycle_time_ms))
-        rec = self._record_of(base, recipe, outcome)
-        await self._finish(job, rec, alert=None if rec.ok else "nok")
+        return outcome
 
-    def _input_problem(self, job: PlcJob, recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
+    async def _await_robot(self) -> str:
+        """The robot serving the station, holding the station while there is none."""
+        while True:
+            robot_id = await asyncio.to_thread(self.db.robot)
+            if robot_id is None:
+                await self.set_state(PackML.HELD, "no robot assigned to the station")
+            elif not await self.ctx.dispatcher.alive(robot_id):
+                await self.set_state(PackML.HELD, f"robot {robot_id}'s worker is offline")
+            else:
+                if self.state is PackML.HELD:
+                    await self.set_state(PackML.UNHOLDING, f"robot {robot_id} available")
+                return robot_id
+            await asyncio.sleep(self.ctx.poll_s)
+
+    async def _hold_for_technician(self, reason: str) -> None:
+        await self.set_state(PackML.HELD, reason)
+        self.ctx.count("holds")
+        # An alert still in the outbox cannot be cleared yet: stay held until it is written.
+        while self.ctx.recorder.pending() or await asyncio.to_thread(self.db.open_alerts,
+                                                                      HOLDING_ALERTS):
+            await asyncio.sleep(self.ctx.poll_s)
+        await self.set_state(PackML.UNHOLDING, "alert cleared by a technician")
+
+    def _input_problem(self, job: PlcJob,
+                       recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
         problems = {p.value for p in job.problems}
         if "part_id_empty" in problems:
             return ErrorCode.EMPTY_PART_ID, "PLC sent an empty PartId"
@@ -162,8 +206,12 @@ class StationLoop:
                     f"(known: {known})")
         return None
 
-    def _record_of(self, base: dict[str, object], recipe: Recipe,
-                   outcome: JobOutcome) -> JobRecord:
+    def _nok(self, base: dict[str, object], code: ErrorCode, detail: str) -> JobRecord:
+        return JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0,  # type: ignore[arg-type]
+                         ok=False, error_code=int(code), detail=detail)
+
+    def _record_of(self, base: dict[str, object], recipe: Recipe, outcome: JobOutcome,
+                   attempt: int) -> JobRecord:
         return JobRecord(
             **base,  # type: ignore[arg-type]
             ended_at=self.ctx.clock.now(), cycle_time_ms=outcome.cycle_time_ms,
@@ -171,32 +219,31 @@ class StationLoop:
             error_code=outcome.error_code, robot_id=outcome.robot_id, task=recipe.task.value,
             recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),
             policy_version=outcome.policy_version, detail=outcome.detail,
-            fasteners=outcome.fasteners,
+            fasteners=outcome.fasteners, attempt=attempt,
         )
 
     async def _finish(self, job: PlcJob, rec: JobRecord, alert: str | None) -> None:
-        """Record durably, raise the alert, then publish; ResultSeq moves only after commit."""
+        """Make the result durable, then publish it; hold the station if the alert says so."""
         where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
         self.ctx.count("ok" if rec.ok else "nok")
         self.ctx.count(f"recorded_{where}")
         await self._publish(job, PlcResult(result=RESULT_OK if rec.ok else RESULT_NOK,
                                            error_code=rec.error_code,
                                            cycle_time_ms=rec.cycle_time_ms))
+        if alert in HOLDING_ALERTS:
+            await self._hold_for_technician(f"job {rec.job_seq} NOK ({alert}): "
+                                            "waiting for a technician")
+            await self.set_state(PackML.IDLE, "ready")
 
     async def _publish(self, job: PlcJob, result: PlcResult) -> None:
-        await self.set_state(PackML.COMPLETING, f"job {job.job_seq} result")
         await self.channel.publish_result(job, result)
+        await self.set_state(PackML.COMPLETE, f"job {job.job_seq} result published")
         if not await self.channel.wait_result_ack(job, self.ctx.result_ack_timeout_s):
             log.warning("station %s: PLC did not latch result %s in %.0f s", self.station.id,
                         job.job_seq, self.ctx.result_ack_timeout_s)
         await self.set_state(PackML.IDLE, "ready")
 
-    def _robot(self) -> str | None:
-        with self.ctx.sessions() as s:
-            return robot_for_station(s, self.station.id)
-
 
 def _result_of(known: Known) -> PlcResult:
     return PlcResult(result=RESULT_OK if known.ok else RESULT_NOK, error_code=known.error_code,
                      cycle_time_ms=known.cycle_time_ms)
-

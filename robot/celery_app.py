@@ -11,6 +11,15 @@ from celery import Celery
 RUN_JOB = "intern.robot.run_job"
 
 
+HEARTBEAT_EVERY_S = 1.0
+HEARTBEAT_TTL_S = 5.0
+
+
+def heartbeat_key(robot_id: str) -> str:
+    """Redis key a robot's worker refreshes every ``HEARTBEAT_EVERY_S`` while it lives."""
+    return f"intern:robot:{robot_id}:heartbeat"
+
+
 def robot_queue(robot_id: str) -> str:
     """The queue a robot's worker consumes: ``robot.<robot_id>``."""
     return f"robot.{robot_id}"

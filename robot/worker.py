@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +19,14 @@ from typing import Any
 import redis
 from celery import Celery
 
-from robot.celery_app import RUN_JOB, make_celery, robot_queue
+from robot.celery_app import (
+    HEARTBEAT_EVERY_S,
+    HEARTBEAT_TTL_S,
+    RUN_JOB,
+    heartbeat_key,
+    make_celery,
+    robot_queue,
+)
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome
 
 log = logging.getLogger(__name__)
@@ -28,10 +37,6 @@ RUNNING = "running"
 
 def guard_key(job_key: str) -> str:
     return f"intern:run:{job_key}"
-
-
-def heartbeat_key(robot_id: str) -> str:
-    return f"intern:robot:{robot_id}:heartbeat"
 
 
 class RunOnce:
@@ -124,9 +129,31 @@ def build_worker_app(
     return app
 
 
+class Heartbeat(threading.Thread):
+    """Refreshes the robot's heartbeat key while the process lives (also during a job:
+    the solo pool runs jobs on the main thread). A killed worker's key expires."""
+
+    def __init__(self, redis_url: str, robot_id: str) -> None:
+        super().__init__(name=f"heartbeat-{robot_id}", daemon=True)
+        self.client = redis.Redis.from_url(redis_url, socket_timeout=2.0)
+        self.key = heartbeat_key(robot_id)
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.client.set(self.key, json.dumps({"pid": os.getpid(), "at": time.time()}),
+                                px=int(HEARTBEAT_TTL_S * 1000))
+            except redis.RedisError as exc:  # Redis restarting: try again next beat
+                log.warning("heartbeat not sent: %s", exc)
+            self.stopped.wait(HEARTBEAT_EVERY_S)
+
+
 def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO") -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool)."""
     app = build_worker_app(redis_url, robot_id)
+    beat = Heartbeat(redis_url, robot_id)
+    beat.start()
     app.worker_main(
         [
             "worker",

@@ -17,6 +17,7 @@ import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from cell.db.migrate import upgrade
 from cell.services import EmbeddedPostgres, EmbeddedRedis
@@ -37,7 +38,8 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def make_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
     """Factory: a new, migrated database on the test server; all dropped at session end."""
-    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
+    # A fresh connection each time: a long test session must not depend on one socket.
+    admin = create_engine(pg_server_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     created: list[str] = []
 
     def _make() -> str:
