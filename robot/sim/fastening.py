@@ -165,6 +165,8 @@ class Rundown:
 
     @property
     def strip_nm(self) -> float:
+        if self.cross_threaded:
+            return self.sample.strip_nm  # it binds on the crooked thread instead
         ratio = self.misalignment_mm / self.sample.clean_start_mm
         weakening = 0.45 * min(max((ratio - 0.6) / 0.4, 0.0), 1.0)
         return self.sample.strip_nm * (1.0 - weakening)
