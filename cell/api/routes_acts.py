@@ -1,0 +1,162 @@
+"""Writes: sign-in, users, roster acts and alert steps. Each write is audited with its
+author (the signed-in user, never a name from the request body)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Path, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cell import alerts as al
+from cell.api import auth
+from cell.api.deps import Admin, MaybePrincipal, Reader, SessionDep, Supervisor, Technician
+from cell.assign import AssignmentRefused, reassign, roster, swap, to_maintenance
+
+router = APIRouter(prefix="/api", tags=["acts"])
+
+Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(min_length=1, max_length=80)
+    password: str = Field(min_length=1, max_length=200)
+
+
+@router.post("/auth/login")
+def login(body: Login, request: Request, s: SessionDep) -> dict:
+    """Exchange a password for a bearer token (valid ``token_ttl_hours``)."""
+    ttl = timedelta(hours=request.app.state.settings.token_ttl_hours)
+    token, role = auth.login(s, body.username, body.password, ttl)
+    return {"token": token, "username": body.username, "role": role.label}
+
+
+@router.get("/auth/me")
+def me(who: MaybePrincipal) -> dict:
+    if who is None:
+        return {"username": None, "role": None}
+    return {"username": who.username, "role": who.role.label}
+
+
+class NewUser(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,80}$")
+    role: Literal["viewer", "technician", "engineer", "supervisor", "admin"]
+    password: str | None = Field(default=None, min_length=8, max_length=200)
+
+
+@router.post("/users", status_code=201)
+def add_user(body: NewUser, s: SessionDep, who: Admin) -> dict:
+    """Add a user; the answer carries a first token, shown this once."""
+    try:
+        auth.create_user(s, body.username, auth.Role.parse(body.role), body.password)
+    except auth.AuthError as exc:
+        auth.audit(s, who, "user.add", body.username, "refused", {"reason": str(exc)})
+        raise HTTPException(409, str(exc)) from None
+    token = auth.issue_token(s, body.username, label="created")
+    auth.audit(s, who, "user.add", body.username, "done", {"role": body.role})
+    return {"username": body.username, "role": body.role, "token": token}
+
+
+@router.get("/roster")
+def get_roster(s: SessionDep, _: Reader) -> list[dict]:
+    """Every robot, the station it serves (or none), since when, by whom and why."""
+    return [asdict(e) for e in roster(s)]
+
+
+class AssignAct(BaseModel):
+    """``reassign`` robot to station; ``swap`` robot with other_robot; ``maintenance``."""
+
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["reassign", "swap", "maintenance"] = "reassign"
+    robot: Id
+    station: Id | None = None
+    other_robot: Id | None = None
+    reason: str = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _needs(self) -> AssignAct:
+        if self.action == "reassign" and not self.station:
+            raise ValueError("reassign needs a station")
+        if self.action == "swap" and not self.other_robot:
+            raise ValueError("swap needs other_robot")
+        return self
+
+
+@router.post("/assign")
+def assign(body: AssignAct, s: SessionDep, who: Supervisor) -> dict:
+    """Roster act by a supervisor; takes effect at the station's next cycle. A refusal
+    answers 409 with the reason."""
+    target = body.robot
+    try:
+        if body.action == "reassign":
+            assert body.station is not None
+            reassign(s, body.robot, body.station, author=who.username, reason=body.reason)
+        elif body.action == "swap":
+            assert body.other_robot is not None
+            swap(s, body.robot, body.other_robot, author=who.username, reason=body.reason)
+        else:
+            to_maintenance(s, body.robot, author=who.username, reason=body.reason)
+    except AssignmentRefused as exc:
+        s.rollback()
+        auth.audit(s, who, f"assign.{body.action}", target, "refused",
+                   body.model_dump() | {"reason_refused": str(exc)})
+        raise HTTPException(409, str(exc)) from None
+    auth.audit(s, who, f"assign.{body.action}", target, "done", body.model_dump())
+    return {"done": body.action, "roster": [asdict(e) for e in roster(s)]}
+
+
+@router.get("/alerts")
+def list_alerts(s: SessionDep, _: Reader, station: Id | None = None) -> list[dict]:
+    """Open alerts (not cleared), oldest first."""
+    return [{"id": a.id, "station_id": a.station_id, "job_id": a.job_id,
+             "part_id": a.part_id, "kind": a.kind, "error_code": a.error_code,
+             "message": a.message, "raised_at": a.raised_at,
+             "acknowledged_at": a.acknowledged_at, "acknowledged_by": a.acknowledged_by,
+             "rework": a.rework} for a in al.open_alerts(s, station)]
+
+
+class ReworkBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: al.Rework
+
+
+AlertId = Annotated[int, Path(ge=1, le=2 ** 62)]
+
+
+def _alert_step(s: SessionDep, who: auth.Principal, alert_id: int, step: str,
+                outcome: al.Rework | None = None) -> dict:
+    try:
+        if step == "ack":
+            a = al.acknowledge(s, alert_id, author=who.username)
+        elif step == "rework":
+            assert outcome is not None
+            a = al.record_rework(s, alert_id, outcome, author=who.username)
+        else:
+            a = al.clear(s, alert_id, author=who.username)
+    except al.AlertRefused as exc:
+        s.rollback()
+        auth.audit(s, who, f"alert.{step}", str(alert_id), "refused", {"reason": str(exc)})
+        raise HTTPException(409, str(exc)) from None
+    auth.audit(s, who, f"alert.{step}", str(alert_id), "done",
+               {"outcome": outcome.value} if outcome else {})
+    return {"id": a.id, "acknowledged_by": a.acknowledged_by, "rework": a.rework,
+            "cleared_by": a.cleared_by, "cleared_at": a.cleared_at}
+
+
+@router.post("/alerts/{alert_id}/ack")
+def ack(alert_id: AlertId, s: SessionDep, who: Technician) -> dict:
+    return _alert_step(s, who, alert_id, "ack")
+
+
+@router.post("/alerts/{alert_id}/rework")
+def rework(alert_id: AlertId, body: ReworkBody, s: SessionDep, who: Technician) -> dict:
+    return _alert_step(s, who, alert_id, "rework", body.outcome)
+
+
+@router.post("/alerts/{alert_id}/clear")
+def clear(alert_id: AlertId, s: SessionDep, who: Technician) -> dict:
+    return _alert_step(s, who, alert_id, "clear")

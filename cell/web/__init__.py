@@ -1,0 +1,1 @@
+"""Web pages served by the API: yield dashboard, roster, alert queue, part lookup."""

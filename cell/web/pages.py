@@ -1,0 +1,34 @@
+"""HTML pages. They hold no data themselves: the scripts read and write through the
+JSON API with the signed-in user's token, so the API's role checks apply to the pages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+HERE = Path(__file__).parent
+PAGES = {"dashboard": "Yield dashboard", "roster": "Robot roster", "alerts": "Alert queue",
+         "part": "Part lookup", "login": "Sign in"}
+
+
+def install(app: FastAPI) -> None:
+    templates = Jinja2Templates(directory=HERE / "templates")
+    router = APIRouter(include_in_schema=False)
+
+    def page(name: str):  # type: ignore[no-untyped-def]
+        def render(request: Request) -> HTMLResponse:
+            return templates.TemplateResponse(request, f"{name}.html",
+                                              {"title": PAGES[name], "page": name,
+                                               "pages": PAGES})
+        return render
+
+    router.add_api_route("/", page("dashboard"), methods=["GET"], response_class=HTMLResponse)
+    for name in PAGES:
+        router.add_api_route(f"/{name}", page(name), methods=["GET"],
+                             response_class=HTMLResponse)
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -1,0 +1,62 @@
+"""A database with a generated history and the sample line, users of every role, and the
+API app on it (in-process client; the web tests run a real server)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+
+from cell.api import ApiSettings, create_app
+from cell.api.auth import Role, create_user, issue_token
+from cell.config import load_line_config, sample_config_path
+from cell.history import HistoryOptions, generate_history
+from cell.roster import sync_line
+
+END = datetime(2026, 3, 10, tzinfo=UTC)
+
+
+@dataclass
+class ApiWorld:
+    url: str
+    tokens: dict[str, str]  # role name -> token of a user with that role
+    passwords: dict[str, str]
+
+    def session(self) -> Session:
+        return Session(create_engine(self.url))
+
+
+def build_world(url: str) -> ApiWorld:
+    generate_history(url, HistoryOptions(stations=5, days=1, end=END, seed=5))
+    engine = create_engine(url)
+    tokens, passwords = {}, {}
+    with Session(engine) as s:
+        sync_line(s, load_line_config(sample_config_path()))
+        for role in Role:
+            name = f"{role.label}-user"
+            passwords[name] = f"pw-{role.label}-2026"
+            create_user(s, name, role, passwords[name])
+            tokens[role.label] = issue_token(s, name)
+    engine.dispose()
+    return ApiWorld(url, tokens, passwords)
+
+
+@pytest.fixture(scope="session")
+def world(make_database: Callable[[], str]) -> ApiWorld:
+    return build_world(make_database())
+
+
+@pytest.fixture(scope="session")
+def client(world: ApiWorld) -> Iterator[TestClient]:
+    app = create_app(ApiSettings(database_url=world.url))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def auth(world: ApiWorld, role: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {world.tokens[role]}"}
