@@ -118,7 +118,7 @@ def worker(
         raise _fail(f"robot {robot!r} is not in line {line.line} (robots: {known})") from None
     if settings.redis_url is None:
         raise _fail("INTERN_REDIS_URL is not set: a worker must reach the cell's Redis")
-    run_worker(settings.redis_url, robot, loglevel=loglevel)
+    run_worker(settings.redis_url, robot, loglevel=loglevel, time_scale=settings.time_scale)
 
 
 @app.command()

@@ -102,7 +102,8 @@ def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: 
                       f"{len(line.robots)} robots; embedded servers: {where}")
         upgrade(svc.database_url)
         line = with_endpoint(line, f"opc.tcp://127.0.0.1:{free_port()}/intern-cells/plc")
-        workers = WorkerProcs.start([r.id for r in line.robots], config_path, svc.env(),
+        env = svc.env() | {"INTERN_TIME_SCALE": str(speed)}
+        workers = WorkerProcs.start([r.id for r in line.robots], config_path, env,
                                     data_dir / "logs")
         try:
             workers.wait_ready(svc.redis_url)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default=Path(".intern"), description="embedded servers, outbox, logs")
     line_config: Path | None = Field(default=None, description="YAML line config")
     job_timeout_s: float = Field(default=300.0, gt=0, description="wait for a robot's result")
+    time_scale: float | None = Field(
+        default=None, gt=0,
+        description="simulated robots take cycle time / scale of wall time (unset: no pacing)")
 
     @field_validator("database_url")
     @classmethod

@@ -53,6 +53,7 @@ class CellContext:
     walk_s: float = 25.0  # simulated time a robot takes to walk to a new station
     poll_s: float = 0.25  # wall seconds between checks while Held
     counters: dict[str, int] = field(default_factory=dict)
+    robot_at: dict[str, str] = field(default_factory=dict)  # robot -> station of its last job
 
     def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -72,7 +73,6 @@ class StationLoop:
         self.ctx = ctx
         self.db = StationDb(ctx.sessions, station.id)
         self.state = PackML.UNDEFINED
-        self.robot_here: str | None = None  # the robot that did this station's last job
 
     async def run(self) -> None:
         await self.set_state(PackML.IDLE, "ready")
@@ -131,10 +131,11 @@ class StationLoop:
         robot_id = await self._await_robot()
         base["started_at"] = started = self.ctx.clock.now()
         await self.channel.accept(job)
-        if self.robot_here is not None and robot_id != self.robot_here:
-            await self.set_state(PackML.STARTING, f"robot {robot_id} walking to the station")
+        came_from = self.ctx.robot_at.get(robot_id)
+        if came_from is not None and came_from != self.station.id:
+            await self.set_state(PackML.STARTING, f"robot {robot_id} walking from {came_from}")
             await self.ctx.clock.sleep(self.ctx.walk_s)
-        self.robot_here = robot_id
+        self.ctx.robot_at[robot_id] = self.station.id
         await self.set_state(PackML.EXECUTE, f"job {job.job_seq} on robot {robot_id}")
         key = f"{self.station.id}:{decision.epoch}:{job.job_seq}"
         outcome = await self._run_robot(key, robot_id, part_id or "", recipe, started, 1)

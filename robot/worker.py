@@ -93,18 +93,38 @@ def execute_once(
     return _interrupted(spec, "job was started before and did not finish; not run again")
 
 
+def paced(runner: Callable[[JobSpec], JobOutcome],
+          time_scale: float) -> Callable[[JobSpec], JobOutcome]:
+    """A runner that takes the job's cycle time (divided by ``time_scale``) in wall time,
+    as a physical robot would, so the worker is busy for as long as the job lasts."""
+    def run(spec: JobSpec) -> JobOutcome:
+        t0 = time.monotonic()
+        outcome = runner(spec)
+        rest = outcome.cycle_time_ms / 1000 / time_scale - (time.monotonic() - t0)
+        if rest > 0:
+            time.sleep(rest)
+        return outcome
+    return run
+
+
 def build_worker_app(
     redis_url: str,
     robot_id: str,
     runner: Callable[[JobSpec], JobOutcome] | None = None,
     *,
     worker_id: str | None = None,
+    time_scale: float | None = None,
 ) -> Celery:
-    """The Celery app of one robot's worker, with the run-job task registered."""
+    """The Celery app of one robot's worker, with the run-job task registered.
+
+    ``time_scale`` paces simulated jobs: each takes its cycle time / scale of wall time.
+    """
     if runner is None:
         from robot.skills import run_job
 
         runner = run_job
+    if time_scale is not None:
+        runner = paced(runner, time_scale)
     app = make_celery(redis_url)
     app.conf.task_default_queue = robot_queue(robot_id)
     client = redis.Redis.from_url(redis_url)
@@ -149,9 +169,10 @@ class Heartbeat(threading.Thread):
             self.stopped.wait(HEARTBEAT_EVERY_S)
 
 
-def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO") -> None:
+def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO",
+               time_scale: float | None = None) -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool)."""
-    app = build_worker_app(redis_url, robot_id)
+    app = build_worker_app(redis_url, robot_id, time_scale=time_scale)
     beat = Heartbeat(redis_url, robot_id)
     beat.start()
     app.worker_main(
