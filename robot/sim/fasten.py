@@ -54,12 +54,11 @@ class Kind:
     item_inner: float
     item_rgb: tuple[float, float, float]
     hole_r: float
-    noun: str
 
 
 NUT = Kind(fz.M8_SELF_TAPPING_NUT, FLANGE_Z + 0.010, 0.0105, 0.0065, 0.0045,
-           (0.90, 0.75, 0.15), 0.004, "nut")
-SCREW = Kind(fz.M6_SCREW, FLANGE_Z, 0.05, 0.005, 0.0025, (0.25, 0.45, 0.90), 0.003, "screw")
+           (0.90, 0.75, 0.15), 0.004)
+SCREW = Kind(fz.M6_SCREW, FLANGE_Z, 0.05, 0.005, 0.0025, (0.25, 0.45, 0.90), 0.003)
 
 
 @dataclass
@@ -111,16 +110,15 @@ class FastenTask(SimTask):
         w, d = self.rng.world, self.d
         counts = {s: sum(1 for f in self.specs if f.side is s) for s in SIDES}
         self.n_rounds = max(counts.values())
-        per_side = "per side" if counts[Side.LEFT] == counts[Side.RIGHT] else None
-        noun = self.kind.noun
-        if self.cfg.task is Task.NUT_INSTALL:
-            what = f"install {{}} {noun}s {{}} on the casting"
+        n_left, n_right = counts[Side.LEFT], counts[Side.RIGHT]
+        noun, verb, place = (("nut", "install", "on the casting")
+                             if self.cfg.task is Task.NUT_INSTALL
+                             else ("screw", "drive", "into the cover"))
+        if n_left == n_right:
+            self.instruction = f"{verb} {n_left} {noun}s per side {place}"
         else:
-            what = f"drive {{}} {noun}s {{}} into the cover"
-        self.instruction = (
-            what.format(counts[Side.LEFT], per_side) if per_side
-            else what.format(f"{counts[Side.LEFT]}+{counts[Side.RIGHT]}", "left+right")
-        )
+            self.instruction = (f"{verb} {n_left} {noun}s on the left and {n_right} on the "
+                                f"right {place}")
         # Part pose jitter (fixture clamping) and cast position tolerance per stud.
         self.part_xy = CASTING_XY + w.uniform(-0.006, 0.006, 2) * d
         self.part_yaw = float(w.uniform(-1.0, 1.0) * np.radians(1.2) * d)
