@@ -33,8 +33,11 @@ function lineChart(target, labels, values, label) {
   const x = xs(values.length);
   svg.append(svgEl("polyline", {class: "series",
     points: values.map((v, i) => `${x(i)},${y(v)}`).join(" ")}));
-  values.forEach((v, i) => svg.append(svgEl("circle", {cx: x(i), cy: y(v), r: 3,
-    class: "point"}, undefined)).append(svgEl("title", {}, `${labels[i]}: ${fmt(v)}`)));
+  values.forEach((v, i) => {
+    const dot = svgEl("circle", {cx: x(i), cy: y(v), r: 3, class: "point"});
+    dot.append(svgEl("title", {}, `${labels[i]}: ${fmt(v)}`));
+    svg.append(dot);
+  });
 }
 
 function barChart(target, labels, values, label) {
@@ -46,7 +49,7 @@ function barChart(target, labels, values, label) {
                                height: H - PAD - y(v), class: "bar"});
     bar.append(svgEl("title", {}, `${labels[i]}: ${v}`));
     svg.append(bar);
-    if (bw > 30) svg.append(svgEl("text", {x: PAD + i * bw + 2, y: H - PAD + 14,
+    if (bw > 70) svg.append(svgEl("text", {x: PAD + i * bw + 2, y: H - PAD + 14,
                                            class: "tick"}, labels[i].slice(0, 12)));
   });
 }

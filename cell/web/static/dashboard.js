@@ -8,13 +8,17 @@ async function stations() {
   for (const r of res.data) sel.append(new Option(r.station_id, r.station_id));
 }
 
+let latest = 0;  // only the newest request draws: an older, slower answer is dropped
+
 async function show() {
+  const mine = ++latest;
   const st = document.getElementById("station").value;
   const days = document.getElementById("days").value || 7;
   const q = `days=${encodeURIComponent(days)}` + (st ? `&station=${encodeURIComponent(st)}` : "");
   const [trend, byStation, pareto, cycle, spc] = await Promise.all([
     api(`/api/yield?${q}&by=day`), api(`/api/yield?${q}&by=station`),
     api(`/api/pareto?${q}`), api(`/api/cycle-time?${q}`), api(`/api/spc?${q}`)]);
+  if (mine !== latest) return;
   if (trend.ok) lineChart(document.getElementById("yield-chart"),
     trend.data.map((r) => r.day), trend.data.map((r) => r.first_pass_yield), "yield trend");
   if (byStation.ok) document.querySelector("#yield-table tbody").replaceChildren(
@@ -30,7 +34,7 @@ async function show() {
       `${first.station_id} ${first.side} ${first.position}: Cpk ${fmt(first.ok_only.cpk || 0)}`;
     const chart = await api(`/api/spc/chart?${q.replace(/station=[^&]*/, "")}` +
       `&station=${first.station_id}&side=${first.side}&position=${first.position}`);
-    if (chart.ok) controlChart(document.getElementById("spc-chart"), chart.data);
+    if (chart.ok && mine === latest) controlChart(document.getElementById("spc-chart"), chart.data);
   }
 }
 
