@@ -3,50 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from cell import analytics as an
+from cell.analytics.params import StationId, WindowParams, YieldParams
 from cell.api.deps import Reader, SessionDep
 
 router = APIRouter(prefix="/api", tags=["analytics"])
-
-StationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
-
-
-class WindowParams(BaseModel):
-    """``start``/``end`` (ISO 8601, UTC when no offset) or the last ``days`` days."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    start: datetime | None = None
-    end: datetime | None = None
-    days: float = Field(default=7.0, gt=0, le=3660)
-    station: StationId | None = None
-
-    @model_validator(mode="after")
-    def _order(self) -> WindowParams:
-        if self.start and self.end and self.end.replace(tzinfo=self.end.tzinfo or UTC) <= \
-                self.start.replace(tzinfo=self.start.tzinfo or UTC):
-            raise ValueError("end must be after start")
-        return self
-
-    def window(self) -> an.Window:
-        end = self.end or datetime.now(UTC)
-        start = self.start or end - timedelta(days=self.days)
-        return an.Window(start, end)
-
-
-class YieldParams(WindowParams):
-    by: list[Literal["station", "robot", "task", "policy", "day", "shift", "hour"]] = ["station"]
-    robot: str | None = Field(default=None, max_length=40)
-    task: str | None = Field(default=None, max_length=40)
-    policy: str | None = Field(default=None, max_length=80)
-    tz: str = Field(default="UTC", max_length=64)
-
 
 @router.get("/yield")
 def get_yield(p: Annotated[YieldParams, Query()], s: SessionDep, _: Reader) -> list[dict]:
