@@ -41,22 +41,25 @@ def _get(session: Session, alert_id: int) -> m.Alert:
     return alert
 
 
-def acknowledge(session: Session, alert_id: int, *, author: str) -> m.Alert:
+def acknowledge(session: Session, alert_id: int, *, author: str,
+                at: datetime | None = None) -> m.Alert:
+    """Mark the alert seen by ``author`` (at ``at``, default now); repeated, a no-op."""
     alert = _get(session, alert_id)
     if alert.acknowledged_at is None:
-        alert.acknowledged_at = datetime.now(UTC)
+        alert.acknowledged_at = at or datetime.now(UTC)
         alert.acknowledged_by = author
     session.commit()
     return alert
 
 
-def record_rework(session: Session, alert_id: int, outcome: Rework, *, author: str) -> m.Alert:
+def record_rework(session: Session, alert_id: int, outcome: Rework, *, author: str,
+                  at: datetime | None = None) -> m.Alert:
     """Record what was done to the alert's part; the job row carries it too."""
     alert = _get(session, alert_id)
     if alert.acknowledged_at is None:
         raise AlertRefused(f"acknowledge alert {alert_id} before recording rework")
     alert.rework = outcome.value
-    alert.reworked_at = datetime.now(UTC)
+    alert.reworked_at = at or datetime.now(UTC)
     alert.reworked_by = author
     if alert.job_id is not None:
         job = session.get(m.Job, alert.job_id)
@@ -66,7 +69,8 @@ def record_rework(session: Session, alert_id: int, outcome: Rework, *, author: s
     return alert
 
 
-def clear(session: Session, alert_id: int, *, author: str) -> m.Alert:
+def clear(session: Session, alert_id: int, *, author: str,
+          at: datetime | None = None) -> m.Alert:
     alert = _get(session, alert_id)
     if alert.acknowledged_at is None:
         raise AlertRefused(f"acknowledge alert {alert_id} before clearing it")
@@ -74,7 +78,7 @@ def clear(session: Session, alert_id: int, *, author: str) -> m.Alert:
         raise AlertRefused(
             f"record the rework outcome of alert {alert_id} (reworked_ok or scrapped) first"
         )
-    alert.cleared_at = datetime.now(UTC)
+    alert.cleared_at = at or datetime.now(UTC)
     alert.cleared_by = author
     session.commit()
     return alert

@@ -95,7 +95,7 @@ def _require_author(author: str, reason: str) -> None:
 
 
 def reassign(session: Session, robot_id: str, station_id: str, *, author: str,
-             reason: str) -> m.Assignment:
+             reason: str, at: datetime | None = None) -> m.Assignment:
     """Move ``robot_id`` to ``station_id``; the station it leaves has no robot until
     another is assigned. Commits."""
     _require_author(author, reason)
@@ -112,12 +112,13 @@ def reassign(session: Session, robot_id: str, station_id: str, *, author: str,
         raise AssignmentRefused(
             f"{station_id} is served by {occupant}: move {occupant} away first or swap them"
         )
-    row = _move(session, robot_id, station_id, author, reason, datetime.now(UTC))
+    row = _move(session, robot_id, station_id, author, reason, at or datetime.now(UTC))
     session.commit()
     return row
 
 
-def swap(session: Session, robot_a: str, robot_b: str, *, author: str, reason: str) -> None:
+def swap(session: Session, robot_a: str, robot_b: str, *, author: str, reason: str,
+         at: datetime | None = None) -> None:
     """Exchange the stations of two robots, each checked for the other's skills. Commits."""
     _require_author(author, reason)
     a, b = _robot(session, robot_a), _robot(session, robot_b)
@@ -129,18 +130,19 @@ def swap(session: Session, robot_a: str, robot_b: str, *, author: str, reason: s
         raise AssignmentRefused(f"robot {idle} serves no station; use reassign instead")
     _check_skills(session, a, st_b)
     _check_skills(session, b, st_a)
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     _move(session, a.id, st_b, author, reason, now)
     _move(session, b.id, st_a, author, reason, now)
     session.commit()
 
 
-def to_maintenance(session: Session, robot_id: str, *, author: str, reason: str) -> None:
+def to_maintenance(session: Session, robot_id: str, *, author: str, reason: str,
+                   at: datetime | None = None) -> None:
     """Take a robot out of service; its station has no robot until one is assigned."""
     _require_author(author, reason)
     _robot(session, robot_id)
     current = _open(session, robot_id)
     if current is not None and current.station_id is None:
         raise AssignmentRefused(f"robot {robot_id} is already out of service")
-    _move(session, robot_id, None, author, f"maintenance: {reason}", datetime.now(UTC))
+    _move(session, robot_id, None, author, f"maintenance: {reason}", at or datetime.now(UTC))
     session.commit()

@@ -15,11 +15,15 @@ from rich.console import Console
 from cell.config import LineConfig, LineConfigError, load_line_config, sample_config_path
 from cell.services import ServiceError, Services
 from cell.settings import Settings, SettingsError, load_settings
+from robot.cli import sim_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Humanoid robot cells on a production line.")
 db_app = typer.Typer(no_args_is_help=True, help="The production record's schema.")
 app.add_typer(db_app, name="db")
+report_app = typer.Typer(no_args_is_help=True, help="Reports from the production record.")
+app.add_typer(report_app, name="report")
+app.add_typer(sim_app, name="sim")
 
 ConfigOpt = Annotated[
     Path | None,
@@ -58,16 +62,23 @@ def demo(
     speed: Annotated[float, typer.Option(min=1.0, max=1000.0, help="Simulated seconds per "
                                          "wall second (the line's 76 s takt runs faster)."
                                          )] = 60.0,
+    shift: Annotated[bool, typer.Option("--shift", help="Run a whole simulated shift with "
+                                        "a technician and a supervisor, then its report."
+                                        )] = False,
+    hours: Annotated[int, typer.Option(min=1, max=12, help="Shift length with --shift.")] = 3,
     config: ConfigOpt = None,
 ) -> None:
     """Run a simulated line end to end: PLC simulator, orchestrator, robot workers, record."""
-    from cell.demo import run_demo
+    from cell.demo import run_demo, run_shift
 
     settings = _settings()
     path = config or settings.line_config or sample_config_path()
     line = _line(settings, path)
     try:
-        run_demo(settings, line, path, parts=parts, speed=speed, console=Console())
+        if shift:
+            run_shift(settings, line, path, hours=hours, speed=speed, console=Console())
+        else:
+            run_demo(settings, line, path, parts=parts, speed=speed, console=Console())
     except ServiceError as exc:
         raise _fail(str(exc)) from None
 
@@ -142,6 +153,48 @@ def plcsim(
             line, host=host, port=port, speed=speed or None, parts=parts, stop=stop)))
     except ValueError as exc:
         raise _fail(str(exc)) from None
+
+
+@report_app.command("shift")
+def report_shift(
+    start: Annotated[str | None, typer.Option(help="Shift start, ISO 8601 (default: the "
+                                             "latest recorded shift).")] = None,
+    hours: Annotated[float, typer.Option(min=0.1, max=24.0, help="Length from --start.")] = 8.0,
+) -> None:
+    """Per station: parts, first-pass and final yield, NOK Pareto, cycle time against takt,
+    availability, interventions, mean time to acknowledge and to repair."""
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import select
+
+    from cell.analytics.report import shift_report
+    from cell.db.engine import make_engine, make_sessionmaker
+    from cell.db.models_analytics import Shift
+    from cell.report_view import print_shift_report
+
+    settings = _settings()
+    with _services(settings) as svc:
+        assert svc.database_url
+        engine = make_engine(svc.database_url)
+        try:
+            with make_sessionmaker(engine)() as s:
+                if start is None:
+                    row = s.scalars(select(Shift).order_by(Shift.starts_at.desc())).first()
+                    if row is None:
+                        raise _fail("no shift on record; give --start")
+                    begin, end = row.starts_at, row.ends_at
+                else:
+                    try:
+                        begin = datetime.fromisoformat(start)
+                    except ValueError:
+                        raise _fail(f"--start {start!r} is not an ISO 8601 time "
+                                    "(e.g. 2026-11-23T06:00+00:00)") from None
+                    if begin.tzinfo is None:
+                        raise _fail("--start needs a UTC offset, e.g. 2026-11-23T06:00+00:00")
+                    end = begin + timedelta(hours=hours)
+                print_shift_report(Console(), shift_report(s, begin, end))
+        finally:
+            engine.dispose()
 
 
 @db_app.command("upgrade")

@@ -8,20 +8,22 @@ process; N parts per station, then a summary read back from the record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cell.analytics.report import ShiftReport, shift_report
 from cell.clock import Clock
 from cell.config import LineConfig
 from cell.db.engine import make_engine, make_sessionmaker
@@ -29,8 +31,11 @@ from cell.db.migrate import upgrade
 from cell.db.queries import StationSummary, station_summary
 from cell.orchestrator import RunOptions, run_line
 from cell.plcsim_cli import line_simulator, with_endpoint
+from cell.report_view import print_shift_report
 from cell.services import ServiceError, Services, free_port
 from cell.settings import Settings
+from cell.shift import Move, People, next_shift_start, record_shift, standard_moves
+from mes_bridge.plcsim import PlcSimulator
 from robot.celery_app import make_celery
 
 
@@ -87,14 +92,14 @@ class WorkerProcs:
                 proc.wait(5)
 
 
-def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: int,
-             speed: float, console: Console) -> list[StationSummary]:
-    """Run ``parts`` parts through every station of ``line``; print and return the summary."""
+@contextlib.contextmanager
+def simulated_line(settings: Settings, line: LineConfig, config_path: Path, speed: float,
+                   console: Console) -> Iterator[tuple[Services, LineConfig]]:
+    """Servers up and migrated, the line on a free loopback port, robot workers ready."""
     data_dir = settings.data_dir.resolve()
     # The PLC simulator and the bridge talk plain OPC UA on loopback; asyncua warns
     # about that on every connect, which is noise in a demo.
     logging.getLogger("asyncua").setLevel(logging.ERROR)
-    started = datetime.now(UTC)
     with Services(data_dir, settings.database_url, settings.redis_url) as svc:
         assert svc.database_url and svc.redis_url
         where = ", ".join(svc.embedded) or "none"
@@ -107,39 +112,102 @@ def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: 
                                     data_dir / "logs")
         try:
             workers.wait_ready(svc.redis_url)
-            opts = RunOptions(svc.database_url, svc.redis_url, data_dir=data_dir,
-                              job_timeout_s=settings.job_timeout_s, clock=Clock(speed))
-            asyncio.run(_drive(line, opts, parts, speed, console))
+            yield svc, line
         finally:
             workers.stop()
+
+
+def run_demo(settings: Settings, line: LineConfig, config_path: Path, *, parts: int,
+             speed: float, console: Console) -> list[StationSummary]:
+    """Run ``parts`` parts through every station of ``line``; print and return the summary.
+
+    A simulated technician answers the alerts, so a station held after a NOK resumes.
+    """
+    data_dir = settings.data_dir.resolve()
+    started = datetime.now(UTC)
+    with simulated_line(settings, line, config_path, speed, console) as (svc, line):
+        assert svc.database_url and svc.redis_url
+        clock = Clock(speed)
+        opts = RunOptions(svc.database_url, svc.redis_url, data_dir=data_dir,
+                          job_timeout_s=settings.job_timeout_s, clock=clock)
+        total = parts * len(line.stations)
+        asyncio.run(_drive(line, opts, parts, None, console,
+                           lambda sim: sum(len(sim.completed(st.id)) for st in line.stations)
+                           >= total, total))
+        summary = _summary(svc.database_url, started)
+    _print_summary(console, summary, svc, data_dir)
+    return summary
+
+
+def run_shift(settings: Settings, line: LineConfig, config_path: Path, *, hours: int,
+              speed: float, console: Console) -> ShiftReport:
+    """A simulated shift of ``hours`` at the line's takt, with a technician answering
+    alerts and a supervisor moving robots; prints and returns the shift report."""
+    data_dir = settings.data_dir.resolve()
+    with simulated_line(settings, line, config_path, speed, console) as (svc, line):
+        assert svc.database_url and svc.redis_url
         engine = make_engine(svc.database_url)
         try:
             with make_sessionmaker(engine)() as s:
-                summary = station_summary(s, since=started)
+                start = next_shift_start(s, datetime.now(UTC))
+                record_shift(s, f"sim {start:%Y-%m-%d %H:%M}", start, hours)
+            end = start + timedelta(hours=hours)
+            clock = Clock(speed, origin=start)
+            console.print(f"shift {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC (simulated, "
+                          f"{speed:g}x): about {hours * 3600 / speed / 60:.1f} min")
+            opts = RunOptions(svc.database_url, svc.redis_url, data_dir=data_dir,
+                              job_timeout_s=settings.job_timeout_s, clock=clock)
+            asyncio.run(_drive(line, opts, None, standard_moves(hours), console,
+                               lambda sim: clock.now() >= end, int(hours * 3600)))
+            with make_sessionmaker(engine)() as s:
+                report = shift_report(s, start, end)
         finally:
             engine.dispose()
-        _print_summary(console, summary, svc, data_dir)
-        return summary
+    print_shift_report(console, report)
+    return report
 
 
-async def _drive(line: LineConfig, opts: RunOptions, parts: int, speed: float,
-                 console: Console) -> None:
+async def _drive(line: LineConfig, opts: RunOptions, parts: int | None,
+                 moves: tuple[Move, ...] | None, console: Console,
+                 finished: Callable[[PlcSimulator], bool], total: int) -> None:
+    """Run the PLC simulator, the orchestrator and the simulated people until
+    ``finished(sim)``; progress in parts, or in simulated seconds for a shift."""
+    assert opts.clock is not None
     stop = asyncio.Event()
-    ready = asyncio.Event()
-    async with line_simulator(line, speed=speed, parts=parts) as sim:
-        runner = asyncio.create_task(run_line(line, opts, stop, ready=ready))
-        total = parts * len(line.stations)
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TimeElapsedColumn(), console=console, transient=False) as bar:
-            task = bar.add_task("parts through the line", total=total)
-            while not runner.done():
-                done = sum(len(sim.completed(st.id)) for st in line.stations)
-                bar.update(task, completed=done)
-                if done >= total:
-                    break
-                await asyncio.sleep(0.2)
-        stop.set()
-        await runner  # re-raises a failure of the orchestrator
+    engine = make_engine(opts.database_url)
+    people = People(make_sessionmaker(engine), opts.clock, opts.clock.now(),
+                    moves=moves or ())
+    speed = opts.clock.scale
+    try:
+        async with line_simulator(line, speed=speed, parts=parts) as sim:
+            runner = asyncio.create_task(run_line(line, opts, stop))
+            helpers = asyncio.create_task(people.run())
+            t0 = opts.clock.now()
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TimeElapsedColumn(), console=console) as bar:
+                what = "parts through the line" if parts else "simulated seconds of shift"
+                task = bar.add_task(what, total=total)
+                while not runner.done() and not finished(sim):
+                    done = (sum(len(sim.completed(st.id)) for st in line.stations) if parts
+                            else int((opts.clock.now() - t0).total_seconds()))
+                    bar.update(task, completed=min(done, total))
+                    await asyncio.sleep(0.2)
+                bar.update(task, completed=total)
+            stop.set()
+            helpers.cancel()
+            await asyncio.gather(helpers, return_exceptions=True)
+            await runner  # re-raises a failure of the orchestrator
+    finally:
+        engine.dispose()
+
+
+def _summary(database_url: str, since: datetime) -> list[StationSummary]:
+    engine = make_engine(database_url)
+    try:
+        with make_sessionmaker(engine)() as s:
+            return station_summary(s, since=since)
+    finally:
+        engine.dispose()
 
 
 def _print_summary(console: Console, rows: list[StationSummary], svc: Services,
@@ -155,9 +223,9 @@ def _print_summary(console: Console, rows: list[StationSummary], svc: Services,
     ok = sum(r.ok for r in rows)
     table.add_row("all", str(jobs), str(ok), str(jobs - ok), "", "", style="bold")
     console.print(table)
-    db = svc.database_url or ""
-    console.print(f"record: {db if 'postgres' not in svc.embedded else data_dir / 'postgres'}")
-    console.print(f"logs: {data_dir / 'logs'}")
-    if os.environ.get("INTERN_DATABASE_URL") is None:
-        console.print("query it: intern db upgrade prints the URL; the data stays in "
-                      f"{data_dir}")
+    if "postgres" in svc.embedded:
+        console.print(f"record: embedded PostgreSQL, data in {data_dir / 'postgres'} "
+                      f"(connect: psql '{svc.database_url}'.replace('+psycopg', ''))")
+    else:
+        console.print(f"record: {svc.database_url}")
+    console.print(f"worker logs: {data_dir / 'logs'}")

@@ -23,6 +23,7 @@ from cell.dispatch import Dispatcher
 from cell.outbox import Outbox
 from cell.recorder import Recorder
 from cell.roster import sync_line
+from cell.states import PackML
 from cell.station import CellContext, StationLoop
 from mes_bridge.session import PlcSession
 from robot.celery_app import make_celery
@@ -37,6 +38,7 @@ class RunOptions:
     data_dir: Path
     job_timeout_s: float = 300.0
     replay_every_s: float = 2.0
+    drain_s: float = 60.0  # on stop, how long running jobs may take to finish
     clock: Clock | None = None  # None: the wall clock
 
 
@@ -77,6 +79,7 @@ async def run_line(
             context_out.append(ctx)
         async with contextlib.AsyncExitStack() as stack:
             tasks: list[asyncio.Task[None]] = []
+            loops: dict[asyncio.Task[None], StationLoop] = {}
             for endpoint, stations in group_by_endpoint(line).items():
                 # The last recorded JobSeq lets the bridge see a counter reset that
                 # happened while the cell was down.
@@ -87,24 +90,43 @@ async def run_line(
                 ))
                 for st in stations:
                     loop = StationLoop(st, plc.station(st.id), ctx)
-                    tasks.append(asyncio.create_task(loop.run(), name=f"station-{st.id}"))
+                    task = asyncio.create_task(loop.run(), name=f"station-{st.id}")
+                    tasks.append(task)
+                    loops[task] = loop
             tasks.append(asyncio.create_task(_replay_loop(recorder, opts.replay_every_s),
                                              name="outbox-replay"))
             if ready is not None:
                 ready.set()
             stopper = asyncio.create_task(stop.wait(), name="stop")
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+            failed = [t for t in done if t is not stopper and t.exception() is not None]
+            if not failed:
+                await _drain(ctx, loops, opts.drain_s)
             for t in [stopper, *tasks]:
                 t.cancel()
             await asyncio.gather(stopper, *tasks, return_exceptions=True)
-            for t in done:
-                if t is not stopper and not t.cancelled() and t.exception() is not None:
-                    raise t.exception()  # type: ignore[misc]
+            if failed:
+                raise failed[0].exception()  # type: ignore[misc]
     finally:
         celery.close()
         redis_client.close()
         outbox.close()
         engine.dispose()
+
+
+async def _drain(ctx: CellContext, loops: dict[asyncio.Task[None], StationLoop],
+                 grace_s: float) -> None:
+    """Let running jobs finish (up to ``grace_s``) and stop every station cleanly."""
+    ctx.draining = True
+    for task, loop in loops.items():
+        if not loop.busy:
+            task.cancel()  # waiting for a job: nothing to finish
+    await asyncio.wait(loops, timeout=grace_s)
+    for task, loop in loops.items():
+        if task.cancelled() or not task.done():
+            task.cancel()
+            with contextlib.suppress(Exception):
+                await loop.set_state(PackML.STOPPED, "orchestrator stopped")
 
 
 async def _replay_loop(recorder: Recorder, every_s: float) -> None:

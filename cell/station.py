@@ -54,6 +54,7 @@ class CellContext:
     poll_s: float = 0.25  # wall seconds between checks while Held
     counters: dict[str, int] = field(default_factory=dict)
     robot_at: dict[str, str] = field(default_factory=dict)  # robot -> station of its last job
+    draining: bool = False  # stopping: finish the running job, take no new one
 
     def count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
@@ -73,27 +74,38 @@ class StationLoop:
         self.ctx = ctx
         self.db = StationDb(ctx.sessions, station.id)
         self.state = PackML.UNDEFINED
+        self.busy = False
 
     async def run(self) -> None:
+        """Serve jobs until cancelled, or until ``ctx.draining`` after the running job."""
         await self.set_state(PackML.IDLE, "ready")
-        while True:
+        while not self.ctx.draining:
             job = await self.channel.next_job()
-            delay = 1.0
-            while True:
-                try:
-                    await self.handle(job)
-                    break
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    # Unanswered, the job keeps the PLC waiting, so nothing unrecorded is
-                    # ever reported. Handling it again is safe: a recorded job is answered
-                    # from the record and the worker runs a job key only once.
-                    log.exception("station %s: job %s not finished", self.station.id,
-                                  job.job_seq)
-                    await self.set_state(PackML.HELD, f"cell error, retrying: {exc}")
-                    await asyncio.sleep(delay)
-                    delay = min(2 * delay, 30.0)
+            if self.ctx.draining:
+                break  # not acknowledged: the PLC's job waits for the next start
+            self.busy = True
+            try:
+                await self._serve(job)
+            finally:
+                self.busy = False
+        await self.set_state(PackML.STOPPED, "orchestrator stopping")
+
+    async def _serve(self, job: PlcJob) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.handle(job)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # Unanswered, the job keeps the PLC waiting, so nothing unrecorded is ever
+                # reported. Handling it again is safe: a recorded job is answered from the
+                # record and the worker runs a job key only once.
+                log.exception("station %s: job %s not finished", self.station.id, job.job_seq)
+                await self.set_state(PackML.HELD, f"cell error, retrying: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
 
     async def set_state(self, state: PackML, reason: str) -> None:
         if state == self.state:
