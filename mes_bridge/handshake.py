@@ -163,6 +163,8 @@ class StationHandshake:
         notices: list[Notice] = []
         if self.last_job_seq is not None and j < self.last_job_seq:
             notices.append(self._counter_reset(j))
+        if self._acked():
+            self._acked_job = self.current  # acknowledged while we were away
         known = self.current is not None and self.current.job_seq == j
         if j == 0:
             self._phase, self.last_job_seq = Phase.IDLE, 0
@@ -340,8 +342,9 @@ class StationHandshake:
             self._phase = phase
 
     def _acked(self) -> bool:
-        s = self.seen
-        return s.result_seq is not None and s.result_ack_seq == s.result_seq == s.job_seq
+        """The PLC echoed ResultAckSeq for the result we published for ``current``."""
+        return (self.current is not None and self.result is not None
+                and self.seen.result_ack_seq == self.current.job_seq)
 
     def _check_current(self, job: PlcJob, action: str) -> None:
         if job.station_id != self.station_id:

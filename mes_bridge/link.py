@@ -105,15 +105,25 @@ class _Handler:
         value = val if status is None or status.is_good() else None
         self._link.sink(DataChange(self._link.generation, key[0], key[1], value))
 
+    def status_change_notification(self, status: Any) -> None:
+        # The server ended or timed out a subscription: this connection can no longer be
+        # trusted to report changes, so it is dropped and rebuilt with a resync.
+        code = getattr(status, "Status", None)
+        if code is not None and not code.is_good():
+            self._link.on_lost(self._link.generation,
+                               ConnectionError(f"subscription status {code.name}"))
+
 
 class Link:
     def __init__(self, client: Client, nodes: dict[tuple[str, Tag], TagNode], generation: int,
-                 sink: Callable[[DataChange], None]) -> None:
+                 sink: Callable[[DataChange], None],
+                 on_lost: Callable[[int, BaseException], None]) -> None:
         self.client = client
         self.nodes = nodes
         self.by_nodeid = {n.nodeid: key for key, n in nodes.items()}
         self.generation = generation
         self.sink = sink
+        self.on_lost = on_lost
 
     @classmethod
     async def open(
@@ -131,7 +141,7 @@ class Link:
             namespaces = await client.get_namespace_array()
             nodes = _resolve(refs, namespaces)
             await _check_nodes(client, list(nodes.values()))
-            link = cls(client, nodes, generation, sink)
+            link = cls(client, nodes, generation, sink, on_lost)
 
             async def lost(exc: Exception) -> None:
                 on_lost(generation, exc)

@@ -17,6 +17,7 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
+import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -50,6 +51,7 @@ class SimStation(BaseModel):
 
     tags: TagMap
     takt_s: float = Field(default=0.0, ge=0, description="0: next part once the last is acked")
+    jitter_s: float = Field(default=0.0, ge=0, description="random extra delay before a part")
     program_nos: tuple[int, ...] = Field(default=(1,), min_length=1)
     parts: int | None = Field(default=None, ge=0, description="stop after this many; None: run")
     part_prefix: str = Field(default="DC1", pattern=r"^[A-Z0-9]{1,8}$")
@@ -94,6 +96,7 @@ class _Station:
     completed: list[LatchedResult] = field(default_factory=list)
     timings: dict[int, JobTiming] = field(default_factory=dict)
     injected: list[tuple[str | None, int | None]] = field(default_factory=list)
+    written_at: dict[Tag, float] = field(default_factory=dict)  # last client write, perf_counter
     requested: int = 0
     epoch: int = 0  # bumped by a cold restart: the open job is abandoned
     changed: Signal = field(default_factory=Signal)
@@ -122,6 +125,7 @@ class PlcSimulator:
         self._by_node: dict[ua.NodeId, tuple[_Station, Tag]] = {}
         self._serial = itertools.count(1)
         self._server: Server | None = None
+        self._running = False
         self._lock = asyncio.Lock()
         self._done = Signal()
         self._tasks: list[asyncio.Task[None]] = []
@@ -184,6 +188,14 @@ class PlcSimulator:
                                f"{st.mem.get(tag)!r} after {timeout} s")
         return st.mem.get(tag)
 
+    def written_at(self, station_id: str, tag: Tag) -> float | None:
+        """``time.perf_counter()`` when a client last wrote ``tag``, None if never."""
+        return self._stations[station_id].written_at.get(tag)
+
+    async def plc_write(self, station_id: str, tag: Tag, value: object) -> None:
+        """Write a tag as the PLC program would (e.g. to force a gap in JobSeq)."""
+        await self._put(self._stations[station_id], tag, value)
+
     def inject(self, station_id: str, *, part_id: str | None = None,
                program_no: int | None = None) -> None:
         """Use these values for the station's next part (others as usual)."""
@@ -194,29 +206,42 @@ class PlcSimulator:
     # ------------------------------------------------------------------ server
 
     async def start_server(self) -> None:
-        """Start the OPC UA server with the current PLC memory (retained over restarts)."""
+        """Start listening, the address space showing the current PLC memory."""
         async with self._lock:
-            server = Server()
-            await server.init()
-            server.set_endpoint(self.url)
-            server.set_server_name("intern-cells line PLC simulator")
-            server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-            await server.register_namespace(PLCSIM_NAMESPACE)
+            if self._server is None:
+                self._server = await self._build()
+            server = self._server
             for st in self._stations.values():
-                await self._add_station(server, st)
-            server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
+                for tag, nodeid in st.nodes.items():
+                    await server.write_attribute_value(
+                        nodeid, ua.DataValue(ua.Variant(st.mem[tag], st.vtypes[tag])))
+            server.set_endpoint(self.url)
             await server.start()
             if self._port == 0 and server.bserver is not None:
                 self._port = server.bserver.port
-            self._server = server
+            self._running = True
         log.info("PLC simulator listening on %s", self.url)
 
     async def stop_server(self) -> None:
-        """Stop the server (clients lose their connection); the PLC memory is kept."""
+        """Stop listening (clients lose their connection and session); memory is kept."""
         async with self._lock:
-            server, self._server = self._server, None
-            if server is not None:
-                await server.stop()
+            if self._server is not None and self._running:
+                self._running = False
+                await self._server.stop()
+
+    async def _build(self) -> Server:
+        # Built once and started/stopped for restarts: building the standard address space
+        # takes seconds of CPU, a restart should not.
+        server = Server()
+        await server.init()
+        server.disable_clock()  # no server clock task: it would not survive a stop/start
+        server.set_server_name("intern-cells line PLC simulator")
+        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
+        await server.register_namespace(PLCSIM_NAMESPACE)
+        for st in self._stations.values():
+            await self._add_station(server, st)
+        server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
+        return server
 
     async def restart(self, *, cold: bool = False, down_s: float = 0.0) -> None:
         """Stop and start again on the same port; ``cold`` resets every counter to 0."""
@@ -260,6 +285,7 @@ class PlcSimulator:
             st, tag = hit
             value = wv.Value.Value.Value if wv.Value and wv.Value.Value else None
             st.mem[tag] = value
+            st.written_at[tag] = now
             timing = st.timings.get(st.mem[Tag.JOB_SEQ])  # type: ignore[call-overload]
             if timing is not None and value == timing.job_seq:
                 if tag is Tag.JOB_ACK_SEQ and timing.t_ack is None:
@@ -273,9 +299,10 @@ class PlcSimulator:
             return
         async with self._lock:
             st.mem[tag] = value
-            if self._server is not None:
+            if self._server is not None and self._running:
                 await self._server.write_attribute_value(
                     st.nodes[tag], ua.DataValue(ua.Variant(value, st.vtypes[tag])))
+        st.changed.fire()
 
     # ------------------------------------------------------------------ PLC program
 
@@ -296,6 +323,9 @@ class PlcSimulator:
             if st.cfg.takt_s and last_start is not None:
                 # The line's takt: the next part arrives this long after the previous one.
                 await asyncio.sleep(max(0.0, last_start + st.cfg.takt_s - time.monotonic()))
+            if st.cfg.jitter_s:
+                # Parts do not arrive in step with anything the cell does.
+                await asyncio.sleep(random.uniform(0.0, st.cfg.jitter_s))
             last_start = time.monotonic()
             seq = (int(st.mem.get(Tag.JOB_SEQ, 0)) + 1) & 0xFFFFFFFF or 1  # type: ignore[call-overload]
             part, program = self._next_part(st)

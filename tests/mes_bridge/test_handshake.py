@@ -306,3 +306,16 @@ def test_misuse_by_the_cell_is_refused_clearly() -> None:
 def test_result_values_must_fit_their_tags(args, message) -> None:
     with pytest.raises(ValueError, match=message):
         PlcResult(*args)
+
+
+def test_an_ack_given_while_disconnected_is_seen_at_the_resync() -> None:
+    m = synced(3)
+    job = request(m, 4)
+    assert job is not None
+    m.accept(job)
+    m.publish(job, OK)
+    m.connection_lost()
+    # Meanwhile the PLC latched job 4, acknowledged it and requested job 5.
+    out = m.resync(snapshot(5, 4, 4, 4))
+    assert m.result_acked(job)
+    assert [j.job_seq for j in out.jobs] == [5] and out.notices == ()

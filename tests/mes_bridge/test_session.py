@@ -6,10 +6,11 @@ import asyncio
 
 import pytest
 
-from mes_bridge.errors import PlcConnectionError, TagMapError
+from mes_bridge.errors import JobNotCurrent, PlcConnectionError, TagMapError
+from mes_bridge.handshake import NoticeKind
 from mes_bridge.jobs import InputProblem
 from mes_bridge.plcsim import LatchedResult, SimStation
-from mes_bridge.session import PlcSession
+from mes_bridge.session import PlcResult, PlcSession
 from mes_bridge.tags import Tag, TagMap
 
 from .conftest import ACK_TIMEOUT_S, RUN_TIMEOUT_S, serve, stations
@@ -129,3 +130,36 @@ async def test_heartbeats_and_cell_state_reach_the_other_side(make_sim) -> None:
             await ch.set_cell_state(2**40)
         with pytest.raises(KeyError, match="serves"):
             plc.station("ST99")
+
+
+async def test_a_gap_and_a_counter_reset_on_the_wire_are_visible(make_sim) -> None:
+    st = stations("ST10", parts=0)  # the test plays the PLC program by hand
+    sim = await make_sim(st)
+
+    async def plc_requests(seq: int) -> None:
+        await sim.plc_write("ST10", Tag.PART_ID, f"DC1-2611-{seq:06d}")
+        await sim.plc_write("ST10", Tag.PROGRAM_NO, 1)
+        await sim.plc_write("ST10", Tag.JOB_SEQ, seq)
+
+    async with PlcSession(sim.url, {"ST10": st["ST10"].tags}) as plc:
+        ch = plc.station("ST10")
+        await plc_requests(1)
+        first = await asyncio.wait_for(ch.next_job(), RUN_TIMEOUT_S)
+        await ch.accept(first)
+        await ch.publish_result(first, PlcResult(1, 0, 60_000))
+        assert sim.value("ST10", Tag.RESULT_SEQ) == 1  # written before publish returned
+        await sim.plc_write("ST10", Tag.RESULT_ACK_SEQ, 1)
+        assert await ch.wait_result_ack(first, ACK_TIMEOUT_S)
+
+        await plc_requests(4)
+        jumped = await asyncio.wait_for(ch.next_job(), RUN_TIMEOUT_S)
+        assert (jumped.job_seq, jumped.skipped, jumped.part_id) == (4, 2, "DC1-2611-000004")
+        await ch.accept(jumped)
+
+        await plc_requests(2)  # backwards: the PLC restarted its counter
+        after_reset = await asyncio.wait_for(ch.next_job(), RUN_TIMEOUT_S)
+        assert after_reset.job_seq == 2 and after_reset.counter_reset
+        with pytest.raises(JobNotCurrent, match="job 4"):
+            await ch.publish_result(jumped, PlcResult(1, 0, 1))
+        kinds = [n.kind for n in ch.notices()]
+    assert kinds == [NoticeKind.GAP, NoticeKind.COUNTER_RESET]

@@ -1,0 +1,79 @@
+"""Node id text from tag maps: parsing, resolving by namespace URI, clear errors."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from asyncua import ua
+from pydantic import ValidationError
+
+from mes_bridge.errors import TagMapError
+from mes_bridge.nodeids import parse_node_ref
+from mes_bridge.session import PlcSession
+from mes_bridge.tags import Tag, TagMap
+
+NAMESPACES = ["http://opcfoundation.org/UA/", "urn:plc:server",
+              "http://www.siemens.com/simatic-s7-opcua"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('ns=2;s="DB_Cell01"."JobSeq"', ua.NodeId('"DB_Cell01"."JobSeq"', 2)),
+        ('nsu=http://www.siemens.com/simatic-s7-opcua;s="DB_Cell01"."JobSeq"',
+         ua.NodeId('"DB_Cell01"."JobSeq"', 2)),
+        ("s=Line1.ST10.JobSeq", ua.NodeId("Line1.ST10.JobSeq", 1)),
+        ("s=a;b=c", ua.NodeId("a;b=c", 1)),  # a string id is taken verbatim
+        ("i=6012", ua.NodeId(6012, 1, ua.NodeIdType.Numeric)),
+        ("nsu=urn:plc:server;g=09087e75-8e5e-499b-954f-f2a9603db28a",
+         ua.NodeId(uuid.UUID("09087e75-8e5e-499b-954f-f2a9603db28a"), 1, ua.NodeIdType.Guid)),
+        ("ns=1;b=AQID", ua.NodeId(b"\x01\x02\x03", 1, ua.NodeIdType.ByteString)),
+    ],
+)
+def test_node_ids_of_every_form_resolve_by_namespace(text: str, expected: ua.NodeId) -> None:
+    assert parse_node_ref(text, "urn:plc:server").resolve(NAMESPACES) == expected
+
+
+def test_a_namespace_index_moved_by_a_program_download_follows_the_uri() -> None:
+    ref = parse_node_ref("nsu=urn:plc:server;s=X", None)
+    assert ref.resolve(NAMESPACES).NamespaceIndex == 1
+    assert ref.resolve([NAMESPACES[0], "urn:other", "urn:plc:server"]).NamespaceIndex == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "default", "message"),
+    [
+        ("s=X", None, "no ns=/nsu= and the tag map has no namespace_uri"),
+        ("ns=two;s=X", None, "numeric index"),
+        ("nsu=;s=X", None, "expected 'nsu=<uri>;<id>'"),
+        ("q=X", "urn:a", "identifier must be"),
+        ("i=-1", "urn:a", "bad Numeric identifier"),
+        ("g=not-a-guid", "urn:a", "bad Guid identifier"),
+        ("b=***", "urn:a", "bad ByteString identifier"),
+    ],
+)
+def test_bad_node_id_text_is_refused_with_the_reason(text, default, message) -> None:
+    with pytest.raises(TagMapError, match=message):
+        parse_node_ref(text, default)
+
+
+def test_an_unknown_namespace_or_index_is_a_clear_error() -> None:
+    with pytest.raises(TagMapError, match="namespace 'urn:gone' is not on the server"):
+        parse_node_ref("nsu=urn:gone;s=X", None).resolve(NAMESPACES)
+    with pytest.raises(TagMapError, match="index 7 does not exist"):
+        parse_node_ref("ns=7;s=X", None).resolve(NAMESPACES)
+
+
+def test_session_options_are_checked_before_any_connection() -> None:
+    tags = {"ST10": TagMap(namespace_uri="urn:a", prefix="L.ST10")}
+    with pytest.raises(ValueError, match=r"opc\.tcp://"):
+        PlcSession("http://127.0.0.1:4840", tags)
+    with pytest.raises(ValidationError, match="needs 'certificate' and 'private_key'"):
+        PlcSession("opc.tcp://127.0.0.1:4840", tags, security_policy="Basic256Sha256",
+                   security_mode="SignAndEncrypt")
+    with pytest.raises(ValidationError, match="must both be 'None' or neither"):
+        PlcSession("opc.tcp://127.0.0.1:4840", tags, security_mode="Sign")
+    bad_map = {"ST10": TagMap(nodes={t: "ns=x;s=Y" for t in Tag})}
+    with pytest.raises(TagMapError, match="station ST10: node 'ns=x;s=Y'"):
+        PlcSession("opc.tcp://127.0.0.1:4840", bad_map)
