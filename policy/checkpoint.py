@@ -9,6 +9,9 @@ A checkpoint is a folder with
 ``version`` is the first 16 hex digits of SHA-256 over the weights file and the canonical
 JSON of the model config; loading recomputes it and refuses a mismatch, so the version
 recorded with every job names exactly the weights that ran.
+
+Reading a config imports no torch (the cell asks for versions); saving and loading the
+weights import it when called.
 """
 
 from __future__ import annotations
@@ -17,14 +20,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from policy.base import CheckpointError
-from policy.flow import FlowPolicyModel
-from policy.model import ModelConfig
+
+if TYPE_CHECKING:
+    from policy.flow import FlowPolicyModel
 
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
@@ -40,6 +41,7 @@ def save_checkpoint(
     model: FlowPolicyModel, folder: Path, *, train_info: dict[str, Any] | None = None
 ) -> str:
     """Write ``model`` to ``folder`` (created); returns the version id."""
+    from safetensors.torch import save_file
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     weights_path = folder / WEIGHTS
@@ -68,6 +70,12 @@ def read_config(folder: Path) -> dict[str, Any]:
 
 def load_checkpoint(folder: Path) -> tuple[FlowPolicyModel, str, dict[str, Any]]:
     """Load a checkpoint folder; returns (model in eval mode, version, config document)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from policy.flow import FlowPolicyModel
+    from policy.model import ModelConfig
+
     doc = read_config(folder)
     weights_path = folder / WEIGHTS
     if not weights_path.is_file():

@@ -139,6 +139,7 @@ class ChunkScheduler:
         self._last_raw: np.ndarray | None = None
         self._last_source: int | None = None
         self._sent_chunks = 0
+        self._started = False
 
     @property
     def in_flight(self) -> bool:
@@ -204,8 +205,20 @@ class ChunkScheduler:
         self._chunk, self._base, self._obs_step = chunk, base, obs_step
         self._switch_tick = tick
         self._sent_chunks += 1
+        self._started = True
         self.stats.chunks_used += 1
         return True
+
+    def restart(self) -> None:
+        """Start a new segment: a scripted phase moved the arms, so neither the current chunk
+        nor the one in flight applies any more. The arm is at rest; the next chunk is
+        requested without a prefix, and ticks until it arrives count as start-up."""
+        self._chunk = None
+        self._old = None
+        self._in_flight = None
+        self._last = np.zeros(ACTION_DIM, dtype=np.float32)
+        self._last_raw = self._last_source = None
+        self._started = False
 
     def abandon_request(self) -> None:
         """Forget the in-flight request (its result will never be delivered)."""
@@ -230,7 +243,7 @@ class ChunkScheduler:
             self._last_raw, self._last_source = raw, source
             target = raw
         else:
-            if self._sent_chunks == 0:
+            if not self._started:
                 self.stats.startup_ticks += 1
             elif waiting_sync:
                 self.stats.sync_wait_ticks += 1

@@ -27,6 +27,7 @@ import numpy as np
 from policy.base import ChunkPolicy, PolicyError
 from policy.chunking import ChunkScheduler, ExecConfig, ExecStats
 from policy.latency import LatencyInjector
+from policy.simtime import Segment, round_segment
 from robot.schema import Observation
 
 _EPS = 1e-9  # virtual instants computed two ways must compare equal
@@ -156,6 +157,7 @@ class RealTimeExecutor:
     ``latency`` injects extra inference delay; ``stall_timeout_s`` abandons a request whose
     answer has not come back in time (the watchdog then holds the pose until a fresh chunk
     arrives). ``on_tick`` (optional) sees every tick's index, observation and action.
+    When ``segment(obs)`` changes (the simulator's round), the schedule restarts.
     """
 
     def __init__(
@@ -169,6 +171,7 @@ class RealTimeExecutor:
         latency: LatencyInjector | None = None,
         stall_timeout_s: float = 5.0,
         on_tick: Callable[[int, Observation, np.ndarray], None] | None = None,
+        segment: Segment = round_segment,
     ) -> None:
         self.config = config
         self.scheduler = ChunkScheduler(config, horizon)
@@ -178,6 +181,7 @@ class RealTimeExecutor:
         self._latency = latency
         self._stall_timeout_s = stall_timeout_s
         self._on_tick = on_tick
+        self._segment = segment
 
     def run(self, max_ticks: int) -> RunReport:
         """Run until the episode is done or ``max_ticks`` ticks; returns the report."""
@@ -187,6 +191,7 @@ class RealTimeExecutor:
         periods: list[float] = []
         lateness: list[float] = []
         done = False
+        seg: object = None
         try:
             t0 = clock.now()
             grid = 0
@@ -199,6 +204,13 @@ class RealTimeExecutor:
                     periods.append(start - last_start)
                 last_start = start
                 obs = self._io.observe()
+                key = self._segment(obs)
+                if key != seg:
+                    if seg is not None:
+                        # A scripted phase moved the arms: nothing planned before applies.
+                        sched.restart()
+                        job = None
+                    seg = key
                 job = self._collect(job, tick, start)
                 if sched.want_request(tick):
                     prefix = sched.begin_request(tick)

@@ -19,11 +19,16 @@ class LocalPolicy:
 
     Sampling noise comes from a generator seeded with ``seed`` at ``reset()``, so an
     episode replays identically. ``max_prefix`` is the longest prefix the model was
-    trained with; longer prefixes are refused.
+    trained with; longer prefixes are refused. ``flow_steps`` overrides the checkpoint's
+    number of integration steps.
     """
 
-    def __init__(self, model: FlowPolicyModel, version: str, *, seed: int = 0) -> None:
+    def __init__(
+        self, model: FlowPolicyModel, version: str, *, seed: int = 0,
+        flow_steps: int | None = None,
+    ) -> None:
         self.model = model.eval()
+        self.flow_steps = flow_steps
         self.version = version
         self.horizon = model.cfg.horizon
         self.max_prefix = model.cfg.max_prefix
@@ -50,14 +55,16 @@ class LocalPolicy:
     def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
         cfg = self.model.cfg
         p = check_prefix(prefix, self.max_prefix)
-        try:
-            images = np.stack([obs.images[c] for c in cfg.cameras])[None]
-        except KeyError as exc:
-            raise PolicyInputError(f"observation lacks camera {exc}") from None
-        if images.shape[2:] != (cfg.image_size, cfg.image_size, 3) or images.dtype != np.uint8:
-            raise PolicyInputError(
-                f"images must be uint8 ({cfg.image_size}, {cfg.image_size}, 3) per camera"
-            )
+        want = (cfg.image_size, cfg.image_size, 3)
+        for c in cfg.cameras:
+            img = obs.images.get(c)
+            if img is None:
+                raise PolicyInputError(f"observation lacks camera {c!r} (render must be on)")
+            if img.shape != want or img.dtype != np.uint8:
+                raise PolicyInputError(
+                    f"camera {c!r} image must be uint8 {want}, got {img.dtype} {img.shape}"
+                )
+        images = np.stack([obs.images[c] for c in cfg.cameras])[None]
         state = np.asarray(obs.state, dtype=np.float32).reshape(1, -1)
         if state.shape[1] != cfg.state_dim:
             raise PolicyInputError(f"state must have {cfg.state_dim} values")
@@ -68,6 +75,7 @@ class LocalPolicy:
                 torch.from_numpy(state),
                 torch.from_numpy(p)[None],
                 torch.tensor([len(p)]),
+                steps=self.flow_steps,
                 generator=self._gen,
             )
         chunk = out[0].numpy().astype(np.float32)

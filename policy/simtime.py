@@ -10,6 +10,7 @@ thing as a ``ChunkPolicy`` wrapper for callers that own the episode loop.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Hashable
 from typing import Protocol
 
 import numpy as np
@@ -19,6 +20,13 @@ from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, ExecStats
 from policy.latency import LatencyInjector
 from robot.schema import Observation
 
+Segment = Callable[[Observation], Hashable]
+
+
+def round_segment(obs: Observation) -> Hashable:
+    """The simulator's round: a scripted phase between rounds moves the arms."""
+    return obs.extras.get("round")
+
 
 class Env(Protocol):
     def reset(self) -> Observation: ...
@@ -26,7 +34,7 @@ class Env(Protocol):
     def step(self, action: np.ndarray) -> tuple[Observation, bool]: ...
 
 
-class _Pipeline:
+class SimPipeline:
     """The scheduler plus at most one pending chunk, advanced one tick at a time."""
 
     def __init__(
@@ -38,6 +46,16 @@ class _Pipeline:
         self.latency = latency
         self.sched = ChunkScheduler(config, horizon)
         self.pending: tuple[int, np.ndarray, float] | None = None
+        self.segment: Hashable = None
+
+    def new_segment(self, obs: Observation, segment: Segment) -> None:
+        """Restart the schedule when ``obs`` begins a new segment (see ``restart``)."""
+        key = segment(obs)
+        if key != self.segment:
+            if self.segment is not None:
+                self.sched.restart()
+                self.pending = None
+            self.segment = key
 
     def deliver_due(self, tick: int) -> None:
         if self.pending is not None and self.pending[0] <= tick:
@@ -61,19 +79,21 @@ class SimTimeRunner:
 
     def __init__(
         self, policy: ChunkPolicy, config: ExecConfig, *, latency: LatencyInjector | None = None,
-        horizon: int = 30,
+        horizon: int = 30, segment: Segment = round_segment,
     ) -> None:
         self._policy = policy
         self._config = config
         self._latency = latency
         self._horizon = horizon
+        self._segment = segment
 
     def run(self, env: Env, max_steps: int) -> tuple[ExecStats, bool]:
         """Returns the execution counters and whether the episode ended by itself."""
         self._policy.reset()
-        pipe = _Pipeline(self._policy, self._config, self._latency, self._horizon)
+        pipe = SimPipeline(self._policy, self._config, self._latency, self._horizon)
         obs = env.reset()
         for tick in range(max_steps):
+            pipe.new_segment(obs, self._segment)
             pipe.deliver_due(tick)
             if pipe.sched.want_request(tick):
                 pipe.request(tick, obs)
@@ -95,8 +115,10 @@ class SimulatedAsyncPolicy:
     def __init__(
         self, policy: ChunkPolicy, config: ExecConfig | None = None, *,
         latency: LatencyInjector | None = None, horizon: int = 30,
+        segment: Segment = round_segment,
     ) -> None:
         self._inner = policy
+        self._segment = segment
         self._config = config or ExecConfig()
         self._latency = latency
         self._horizon = horizon
@@ -109,12 +131,16 @@ class SimulatedAsyncPolicy:
 
     def reset(self) -> None:
         self._inner.reset()
-        self._pipe = _Pipeline(self._inner, self._config, self._latency, self._horizon)
+        self._pipe = SimPipeline(self._inner, self._config, self._latency, self._horizon)
         self._tick = 0
 
     def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
         # ``prefix`` is owned by this wrapper's scheduler; a caller's prefix is not used.
-        pipe, tick = self._pipe, self._tick
+        pipe = self._pipe
+        # Chunks are indexed by the observation's step; a caller that stopped executing
+        # early (e.g. at the end of a segment) resumes from where it really is.
+        tick = obs.step if obs.step <= self._tick else self._tick
+        pipe.new_segment(obs, self._segment)
         out: list[np.ndarray] = []
         while len(out) < self._horizon:
             pipe.deliver_due(tick)

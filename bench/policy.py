@@ -1,0 +1,221 @@
+"""Policy runtime figures, each printed as a ratio against a floor measured in the same run.
+
+1. Inference latency p50/p99 of the shipped nut-installation checkpoint on this CPU
+   (2 threads), against the control period and against a one-integration-step floor.
+2. Control-loop period jitter p99 and deadline misses over 10,000 ticks with injected
+   inference latencies 0, 80 and 200 ms, against a bare loop (same clock, no policy).
+   To keep the run short the default is time-scaled: the loop runs at 300 Hz and the
+   latencies are scaled by the same factor (0, 8, 20 ms), so each run covers 10,000
+   ticks in ~33 s; ``--realtime`` runs the true 30 Hz loop (10,000 ticks = 5.6 min per
+   latency, ~22 min in all). The policy in this loop replays chunks recorded from the
+   model, so the figure is the executor's, not the model's compute.
+3. Chunk-boundary discontinuity in the simulator (200 ms delay): mean action jump at a
+   chunk boundary divided by the median within-chunk step, prefix-conditioned against
+   naive switching and blending.
+4. Task completion in simulated time, asynchronous against synchronous execution at
+   80 and 200 ms: policy-driven ticks and cycle time, with the expert as the floor.
+
+Run: ``python bench/policy.py [--realtime] [--episodes N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+from policy.chunking import ExecConfig, ExecMode
+from policy.evaluate import EVAL_SEED0, run_expert
+from policy.executor import MonotonicClock, RealTimeExecutor
+from policy.latency import LatencyInjector
+from policy.local import LocalPolicy
+from policy.runtime import load_policy
+from policy.simtime import SimTimeRunner
+from robot.env import CellEnv
+from robot.jobs import Task
+from robot.schema import ACTION_DIM, Observation
+
+
+def pct(xs: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(xs), q))
+
+
+def bench_inference(policy: LocalPolicy, n: int = 200) -> list[Observation]:
+    env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0, render=True)
+    obs = env.reset()
+    observations = []
+    for _ in range(20):
+        observations.append(obs)
+        obs, done = env.step(env.expert_action())
+        if done:
+            break
+    prefix = np.zeros((3, ACTION_DIM), dtype=np.float32)
+    full, one = [], []
+    for i in range(n):
+        o = observations[i % len(observations)]
+        t0 = time.perf_counter()
+        policy.infer(o, prefix)
+        full.append(time.perf_counter() - t0)
+    one_step = LocalPolicy(policy.model, policy.version, flow_steps=1)
+    for i in range(n // 2):
+        t0 = time.perf_counter()
+        one_step.infer(observations[i % len(observations)], prefix)
+        one.append(time.perf_counter() - t0)
+    p50, p99, floor = pct(full, 50), pct(full, 99), pct(one, 50)
+    print(f"== inference latency (CPU, 2 threads, {policy.model.cfg.flow_steps} flow steps, "
+          "prefix 3) ==")
+    print(f"p50 {p50 * 1e3:.1f} ms  p99 {p99 * 1e3:.1f} ms")
+    print(f"p50 / control period (33.3 ms) = {p50 * 30:.2f}   p99 / period = {p99 * 30:.2f}")
+    print(f"p50 / one-flow-step floor ({floor * 1e3:.1f} ms) = {p50 / floor:.2f}")
+    return observations
+
+
+class ReplayPolicy:
+    """Returns recorded model chunks in turn (the control-loop bench measures the loop)."""
+
+    def __init__(self, chunks: list[np.ndarray]) -> None:
+        self._chunks = chunks
+        self._i = 0
+        self.version = "replay"
+
+    def reset(self) -> None:
+        self._i = 0
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
+        c = self._chunks[self._i % len(self._chunks)].copy()
+        self._i += 1
+        if prefix is not None and len(prefix):
+            c[: len(prefix)] = prefix
+        return c
+
+
+class LoopIO:
+    """A robot stand-in for the timing loop: constant observation, actions counted."""
+
+    def __init__(self, obs: Observation) -> None:
+        self._obs = obs
+        self.sent = 0
+
+    def observe(self) -> Observation:
+        return self._obs
+
+    def act(self, action: np.ndarray) -> bool:
+        self.sent += 1
+        return False
+
+
+def bare_loop_jitter(hz: float, ticks: int) -> tuple[float, int]:
+    clock, dt = MonotonicClock(), 1.0 / hz
+    t0 = clock.now()
+    starts = []
+    misses = 0
+    for k in range(ticks):
+        clock.sleep_until(t0 + k * dt)
+        starts.append(clock.now())
+        if clock.now() > t0 + (k + 1) * dt:
+            misses += 1
+    periods = np.diff(starts)
+    return float(np.percentile(np.abs(periods - dt), 99)), misses
+
+
+def bench_loop(policy: LocalPolicy, observations: list[Observation], realtime: bool) -> None:
+    scale = 1.0 if realtime else 0.1
+    hz = 30.0 / scale
+    ticks = 10_000
+    chunks = [policy.infer(o) for o in observations[:8]]
+    floor, floor_miss = bare_loop_jitter(hz, ticks)
+    print(f"\n== control loop at {hz:.0f} Hz, {ticks} ticks per run "
+          f"({'real time' if realtime else 'time-scaled x10: latencies scaled by 0.1'}) ==")
+    print(f"floor (bare loop): jitter p99 {floor * 1e6:.0f} us, deadline misses {floor_miss}")
+    for lat_ms in (0, 80, 200):
+        scaled = lat_ms * scale
+        cfg = ExecConfig(mode=ExecMode.PREFIX, hz=hz)
+        io = LoopIO(observations[0])
+        ex = RealTimeExecutor(
+            ReplayPolicy(chunks), io, cfg, latency=LatencyInjector(f"fixed:{scaled}"),
+            segment=lambda o: 0,
+        )
+        rep = ex.run(ticks)
+        s = rep.stats
+        jit = rep.jitter_p99_s(cfg.dt)
+        print(
+            f"latency {lat_ms:3d} ms (injected {scaled:.0f} ms): jitter p99 {jit * 1e6:.0f} us "
+            f"= {jit / max(floor, 1e-9):.2f} x floor = {jit / cfg.dt:.3f} of a period; "
+            f"deadline misses {s.deadline_misses}/{s.ticks} "
+            f"({100 * s.deadline_misses / max(s.ticks, 1):.2f}%); empty-queue ticks "
+            f"{s.empty_queue_ticks}; oldest action {max(s.action_ages)} ticks"
+        )
+
+
+def bench_boundaries(policy: LocalPolicy, episodes: int) -> None:
+    print("\n== chunk-boundary discontinuity (simulator, 200 ms delay, nut installation) ==")
+    base = None
+    for mode in (ExecMode.PREFIX, ExecMode.NAIVE, ExecMode.BLEND):
+        jumps: list[float] = []
+        steps: list[float] = []
+        for i in range(episodes):
+            env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
+            cfg = ExecConfig(mode=mode, accel_limit=10.0)  # measure what the policy asked
+            stats, _ = SimTimeRunner(
+                policy, cfg, latency=LatencyInjector("fixed:200", seed=i)
+            ).run(env, env.max_steps + 1)
+            jumps += stats.boundary_jumps
+            steps += stats.within_steps
+        typical = float(np.median([s for s in steps if s > 0]))
+        ratio = float(np.mean(jumps)) / typical
+        base = base or ratio
+        vs = "" if mode is ExecMode.PREFIX else f"  = {ratio / base:.1f} x prefix"
+        print(f"{mode.value:7s}: boundary jump / typical within-chunk step = {ratio:.2f} "
+              f"({len(jumps)} boundaries){vs}")
+
+
+def bench_completion(policy: LocalPolicy, episodes: int) -> None:
+    print("\n== task completion in simulated time (nut installation) ==")
+    expert_ticks, expert_cycle = [], []
+    for i in range(episodes):
+        env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=False)
+        out = run_expert(env)
+        expert_ticks.append(out.steps)
+        expert_cycle.append(out.cycle_time_s)
+    et, ec = float(np.mean(expert_ticks)), float(np.mean(expert_cycle))
+    print(f"floor (expert, no inference delay): {et:.1f} policy ticks, cycle {ec:.2f} s")
+    for lat in ("fixed:80", "fixed:200"):
+        res = {}
+        for mode in (ExecMode.PREFIX, ExecMode.SYNC):
+            ticks, cycle, ok = [], [], 0
+            for i in range(episodes):
+                env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
+                SimTimeRunner(policy, ExecConfig(mode=mode),
+                              latency=LatencyInjector(lat, seed=i)).run(env, env.max_steps + 1)
+                out = env.outcome()
+                ticks.append(out.steps)
+                cycle.append(out.cycle_time_s)
+                ok += out.success
+            res[mode] = (float(np.mean(ticks)), float(np.mean(cycle)), ok)
+        (at, ac, aok), (st, sc, sok) = res[ExecMode.PREFIX], res[ExecMode.SYNC]
+        print(
+            f"{lat}: async {at:.1f} ticks / sync {st:.1f} ticks = {at / st:.2f} "
+            f"(async {at / et:.2f} x floor, sync {st / et:.2f} x floor); cycle time async/sync "
+            f"= {ac / sc:.3f}; successes async {aok}/{episodes}, sync {sok}/{episodes}"
+        )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--realtime", action="store_true", help="true 30 Hz control loop")
+    ap.add_argument("--episodes", type=int, default=20, help="simulator episodes per figure")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    policy = load_policy(Task.NUT_INSTALL)
+    assert isinstance(policy, LocalPolicy)
+    print(f"policy {policy.version}")
+    observations = bench_inference(policy)
+    bench_loop(policy, observations, args.realtime)
+    bench_boundaries(policy, args.episodes)
+    bench_completion(policy, args.episodes)
+
+
+if __name__ == "__main__":
+    main()

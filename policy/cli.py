@@ -1,0 +1,152 @@
+"""``intern policy ...``: train, evaluate and serve the VLA policy.
+
+Mounted by the main CLI in ``cell``, which must never import torch: this module imports
+only typer, pydantic and torch-free policy modules; torch loads inside the commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+
+from robot.jobs import Task
+
+policy_app = typer.Typer(help="The VLA policy: train, evaluate, serve.", no_args_is_help=True)
+
+TaskOpt = Annotated[Task, typer.Option("--task", help="nut_install, screwing or material_handling")]
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for e in exc.errors():
+        where = ".".join(str(x) for x in e["loc"])
+        msg = str(e["msg"]).removeprefix("Value error, ")
+        parts.append(f"{where}: {msg}" if where else msg)
+    return "; ".join(parts)
+
+
+@policy_app.command()
+def train(
+    task: TaskOpt,
+    demos: Annotated[
+        Path | None,
+        typer.Option(help="recorded demonstrations (manifest.json); omit to generate them"),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="checkpoint folder to write")] = None,
+    episodes: Annotated[int, typer.Option(help="expert episodes to generate")] = 150,
+    steps: Annotated[int, typer.Option(help="behaviour-cloning steps")] = 2000,
+    relabel_rounds: Annotated[int, typer.Option(help="DAgger-style relabelling rounds")] = 2,
+    relabel_episodes: Annotated[int, typer.Option(help="policy episodes per round")] = 20,
+    relabel_steps: Annotated[int, typer.Option(help="training steps after each round")] = 600,
+    minutes: Annotated[float, typer.Option(help="wall-time budget")] = 28.0,
+    difficulty: float = 1.0,
+    seed: int = 0,
+) -> None:
+    """Train on simulator demonstrations and write a safetensors checkpoint."""
+    from policy.train import TrainConfig
+
+    if demos is not None and not (demos / "manifest.json").is_file():
+        _fail(f"{demos} has no manifest.json; record demonstrations with 'intern sim demos'")
+    try:
+        cfg = TrainConfig(
+            task=task, out=out or Path("checkpoints") / task.value, demos=demos,
+            expert_episodes=episodes, steps=steps, dagger_rounds=relabel_rounds,
+            dagger_episodes=relabel_episodes, dagger_steps=relabel_steps,
+            time_budget_min=minutes, difficulty=difficulty, seed=seed,
+        )
+    except ValidationError as exc:
+        _fail(_explain(exc))
+    from policy.train import train as run_training
+
+    summary = run_training(cfg, log=typer.echo)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+@policy_app.command("eval")
+def evaluate_cmd(
+    task: TaskOpt,
+    episodes: Annotated[int, typer.Option(min=1, help="seeds to run")] = 200,
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="checkpoint folder (default: the shipped one)")
+    ] = None,
+    latency: Annotated[str, typer.Option(help="simulated inference delay")] = "fixed:80",
+    mode: Annotated[str, typer.Option(help="prefix, naive, blend or sync")] = "prefix",
+    difficulty: float = 1.0,
+    expert: Annotated[bool, typer.Option(help="run the expert on the same seeds")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Success rate (95% interval), failure modes and cycle time beside the expert."""
+    from policy.chunking import ExecConfig
+    from policy.latency import LatencySpec
+
+    try:
+        LatencySpec.parse(latency)
+        cfg = ExecConfig(mode=mode)  # type: ignore[arg-type]
+    except (ValueError, ValidationError) as exc:
+        _fail(str(exc) if not isinstance(exc, ValidationError) else _explain(exc))
+    from policy.base import CheckpointError
+    from policy.evaluate import evaluate, format_report
+    from policy.local import LocalPolicy
+    from policy.runtime import load_policy
+
+    try:
+        pol = LocalPolicy.load(checkpoint) if checkpoint else load_policy(task)
+    except CheckpointError as exc:
+        _fail(str(exc))
+
+    def progress(n: int, p: object, e: object) -> None:
+        if n % 25 == 0 and not as_json:
+            typer.echo(f"  {n}/{episodes} episodes", err=True)
+
+    report = evaluate(
+        pol, task, episodes, difficulty=difficulty, latency=latency, config=cfg,
+        with_expert=expert, progress=progress,
+    )
+    typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
+
+
+@policy_app.command()
+def serve(
+    task: Annotated[Task | None, typer.Option(help="serve the shipped policy of this task")] = None,
+    checkpoint: Annotated[Path | None, typer.Option(help="or this checkpoint folder")] = None,
+    host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
+    port: int = 8765,
+    token: Annotated[
+        str | None, typer.Option(help="required from clients; env INTERN_POLICY_TOKEN")
+    ] = None,
+) -> None:
+    """Answer observations with action chunks over msgpack (see policy.wire)."""
+    from policy.server import ServerConfig
+
+    try:
+        secret = token or os.environ.get("INTERN_POLICY_TOKEN")
+        cfg = ServerConfig(host=host, port=port, token=secret)
+    except ValidationError as exc:
+        _fail(_explain(exc))
+    if (task is None) == (checkpoint is None):
+        _fail("give exactly one of --task or --checkpoint")
+    import asyncio
+
+    from policy.base import CheckpointError
+    from policy.local import LocalPolicy
+    from policy.runtime import load_policy
+    from policy.server import PolicyServer
+
+    try:
+        pol = LocalPolicy.load(checkpoint) if checkpoint else load_policy(task)  # type: ignore[arg-type]
+    except CheckpointError as exc:
+        _fail(str(exc))
+    typer.echo(f"serving policy {pol.version} on {cfg.host}:{cfg.port}")
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(PolicyServer(pol, cfg).serve_forever())

@@ -1,0 +1,236 @@
+"""Training the VLA on the simulator: expert demonstrations, then DAgger-style relabelling.
+
+1. Demonstrations: loaded from ``--demos DIR`` (``policy.data`` format) or generated
+   in-process by running the scripted expert in ``robot.env.CellEnv``; only successful
+   episodes are kept.
+2. Behaviour cloning with the flow-matching loss, each sample conditioned on a random
+   committed prefix of 0..``max_prefix`` actions (as asynchronous execution will ask).
+3. Relabelling rounds: the current policy drives the simulator through the same
+   asynchronous executor it will run under (with a simulated inference delay), the
+   expert labels every visited state (``CellEnv.expert_action``), and the new episodes
+   join the data. This teaches recovery from the policy's own mistakes.
+
+Training seeds (``seed * 1_000_000 + i``) never overlap the evaluation seeds
+(``policy.evaluate.EVAL_SEED0`` onwards). Wall time is capped by ``time_budget_min``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from policy.checkpoint import save_checkpoint
+from policy.chunking import ExecConfig
+from policy.data import ChunkDataset, Episode, EpisodeBuilder, collect_expert_episode, load_episodes
+from policy.flow import FlowPolicyModel
+from policy.latency import LatencyInjector
+from policy.local import LocalPolicy
+from policy.model import ModelConfig
+from policy.simtime import SimPipeline, round_segment
+from policy.tokenizer import Tokenizer
+from robot.jobs import Task
+
+Log = Callable[[str], None]
+
+
+class TrainConfig(BaseModel):
+    """A training run. Validated at the CLI boundary."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    task: Task
+    out: Path
+    demos: Path | None = None
+    expert_episodes: int = Field(default=120, ge=1, le=5000)
+    difficulty: float = Field(default=1.0, ge=0.0, le=5.0)
+    seed: int = Field(default=0, ge=0, le=1000)
+    steps: int = Field(default=4000, ge=1)
+    batch: int = Field(default=64, ge=2, le=1024)
+    lr: float = Field(default=5e-4, gt=0, le=1e-2)
+    dagger_rounds: int = Field(default=2, ge=0, le=20)
+    dagger_episodes: int = Field(default=30, ge=1, le=1000)
+    dagger_steps: int = Field(default=1500, ge=0)
+    dagger_latency: str = "fixed:80"
+    time_budget_min: float = Field(default=28.0, gt=0)
+    threads: int = Field(default=2, ge=1, le=2)
+    d_model: int = Field(default=128, ge=32, le=512)
+    flow_steps: int = Field(default=5, ge=1, le=50)
+
+
+def train_seed(cfg: TrainConfig, i: int) -> int:
+    return cfg.seed * 1_000_000 + i
+
+
+def make_env(task: Task, seed: int, difficulty: float) -> Any:
+    from robot.env import CellEnv
+
+    return CellEnv(task, seed=seed, difficulty=difficulty, render=True)
+
+
+def _to_batch(
+    b: dict[str, Any], tok: Tokenizer, rng: np.random.Generator, max_prefix: int
+) -> dict[str, torch.Tensor]:
+    n = len(b["text"])
+    # A third of samples run without a prefix (first chunk of an episode, synchronous use).
+    plen = np.where(rng.random(n) < 0.3, 0, rng.integers(1, max_prefix + 1, n))
+    return {
+        "images": torch.from_numpy(b["images"]),
+        "text": torch.from_numpy(np.stack([tok.encode(t) for t in b["text"]])),
+        "state": torch.from_numpy(b["state"]),
+        "actions": torch.from_numpy(b["actions"]),
+        "valid": torch.from_numpy(b["valid"]),
+        "prefix_len": torch.from_numpy(plen.astype(np.int64)),
+    }
+
+
+def relabel_episode(
+    policy: LocalPolicy, cfg: TrainConfig, seed: int, rng: np.random.Generator, beta: float
+) -> tuple[Episode, bool]:
+    """The policy drives (asynchronously, simulated delay), the expert labels every state.
+
+    With probability ``beta`` per tick the expert's own action is executed instead, which
+    keeps early, weak policies near the states that matter.
+    """
+    env = make_env(cfg.task, seed, cfg.difficulty)
+    pipe = SimPipeline(
+        policy, ExecConfig(), LatencyInjector(cfg.dagger_latency, seed=seed), policy.horizon
+    )
+    policy.reset()
+    b = EpisodeBuilder()
+    obs = env.reset()
+    for tick in range(env.max_steps):
+        label = env.expert_action()
+        b.add(obs, label)
+        pipe.new_segment(obs, round_segment)
+        pipe.deliver_due(tick)
+        if pipe.sched.want_request(tick):
+            pipe.request(tick, obs)
+        a = pipe.sched.next_action(tick)
+        obs, done = env.step(label if rng.random() < beta else a)
+        if done:
+            break
+    ok = bool(env.outcome().success)
+    return b.build(success=ok, task=cfg.task.value, seed=seed), ok
+
+
+def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
+    """Run the whole recipe and write the checkpoint to ``cfg.out``; returns a summary."""
+    t_start = time.monotonic()
+    deadline = t_start + cfg.time_budget_min * 60
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    mcfg = replace(ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps)
+    tok = Tokenizer(mcfg.vocab, mcfg.text_len)
+
+    data = ChunkDataset(mcfg.horizon)
+    if cfg.demos is not None:
+        demos = load_episodes(cfg.demos, task=cfg.task.value)
+        log(f"loaded {len(demos)} successful demonstrations from {cfg.demos}")
+    else:
+        demos, n_fail = [], 0
+        for i in range(cfg.expert_episodes):
+            seed = train_seed(cfg, i)
+            ep = collect_expert_episode(
+                make_env(cfg.task, seed, cfg.difficulty), task=cfg.task.value, seed=seed
+            )
+            if ep.success:
+                demos.append(ep)
+            else:
+                n_fail += 1
+        log(
+            f"generated {len(demos)} expert demonstrations ({n_fail} failed, dropped) "
+            f"in {time.monotonic() - t_start:.0f} s"
+        )
+    if not demos:
+        raise ValueError("no successful demonstrations to train on")
+    data.add(demos)
+    t_data = time.monotonic() - t_start
+
+    model = FlowPolicyModel(mcfg)
+    model.set_normalisation(
+        torch.from_numpy(data.all_states()), torch.from_numpy(data.all_actions())
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    total = cfg.steps + cfg.dagger_rounds * cfg.dagger_steps
+    warm = min(200, total // 10 + 1)
+
+    def lr_at(step: int) -> float:
+        if step < warm:
+            return cfg.lr * (step + 1) / warm
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+
+    step = 0
+    losses: list[float] = []
+    dagger_log: list[dict[str, float]] = []
+
+    def fit(n: int) -> None:
+        nonlocal step
+        model.train()
+        for _ in range(n):
+            if time.monotonic() > deadline:
+                return
+            for g in opt.param_groups:
+                g["lr"] = lr_at(step)
+            b = _to_batch(data.sample(rng, cfg.batch), tok, rng, mcfg.max_prefix)
+            loss = model.loss(**b)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            losses.append(loss.item())
+            step += 1
+            if step % 250 == 0:
+                log(
+                    f"step {step}/{total} loss {np.mean(losses[-250:]):.4f} "
+                    f"samples {len(data)} elapsed {time.monotonic() - t_start:.0f} s"
+                )
+        model.eval()
+
+    fit(cfg.steps)
+    next_seed = cfg.expert_episodes
+    for r in range(cfg.dagger_rounds):
+        if time.monotonic() > deadline:
+            log("time budget reached; skipping remaining relabelling rounds")
+            break
+        beta = 0.3 * (1 - r / max(cfg.dagger_rounds, 1))
+        policy = LocalPolicy(model, "training", seed=r)
+        new, ok = [], 0
+        for i in range(cfg.dagger_episodes):
+            ep, success = relabel_episode(policy, cfg, train_seed(cfg, next_seed + i), rng, beta)
+            new.append(ep)
+            ok += success
+        next_seed += cfg.dagger_episodes
+        data.add(new)
+        rate = ok / cfg.dagger_episodes
+        dagger_log.append({"round": r, "beta": beta, "policy_success": rate})
+        log(f"relabel round {r}: policy success {rate:.0%} (beta {beta:.2f}), "
+            f"{sum(len(e) for e in new)} labelled states")
+        fit(cfg.dagger_steps)
+
+    wall = time.monotonic() - t_start
+    info = {
+        "task": cfg.task.value,
+        "difficulty": cfg.difficulty,
+        "steps": step,
+        "batch": cfg.batch,
+        "expert_episodes": len(demos),
+        "samples": len(data),
+        "final_loss": float(np.mean(losses[-200:])) if losses else None,
+        "relabel_rounds": dagger_log,
+        "wall_time_s": round(wall, 1),
+        "data_time_s": round(t_data, 1),
+        "threads": cfg.threads,
+        "torch": torch.__version__,
+    }
+    version = save_checkpoint(model, cfg.out, train_info=info)
+    log(f"wrote {cfg.out} version {version} after {wall:.0f} s ({step} steps)")
+    return {"version": version, **info}

@@ -1,0 +1,41 @@
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from policy.cli import policy_app
+
+
+def test_cli_client_and_runtime_modules_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "import policy.cli, policy.client, policy.runtime, policy.server, policy.recorder\n"
+        "import policy.checkpoint, policy.executor, policy.simtime\n"
+        "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == ""
+
+
+def test_serve_refuses_a_public_address_without_a_token():
+    r = CliRunner().invoke(policy_app, ["serve", "--host", "0.0.0.0", "--task", "nut_install"])
+    assert r.exit_code == 2
+    assert "token" in r.output and "127.0.0.1" in r.output
+
+
+def test_bad_options_get_actionable_errors(tmp_path):
+    r = CliRunner().invoke(policy_app, ["eval", "--task", "nut_install", "--latency", "soon"])
+    assert r.exit_code == 2 and "fixed:MS" in r.output
+    r = CliRunner().invoke(policy_app, ["eval", "--task", "nut_install", "--mode", "fast"])
+    assert r.exit_code == 2 and "mode" in r.output
+    r = CliRunner().invoke(policy_app, ["train", "--task", "nut_install", "--demos", str(tmp_path)])
+    assert r.exit_code == 2 and "manifest.json" in r.output
+    r = CliRunner().invoke(policy_app, ["train", "--task", "welding"])
+    assert r.exit_code != 0 and "welding" in r.output
+    r = CliRunner().invoke(
+        policy_app, ["eval", "--task", "screwing", "--checkpoint", str(tmp_path)]
+    )
+    assert r.exit_code == 2 and "config.json" in r.output
