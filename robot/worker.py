@@ -51,9 +51,18 @@ class RunOnce:
         value = json.dumps({"state": RUNNING, "worker": self.worker_id, "at": time.time()})
         return bool(self.client.set(guard_key(job_key), value, nx=True, ex=GUARD_TTL_S))
 
-    def finish(self, outcome: JobOutcome) -> None:
+    def finish(self, outcome: JobOutcome, deadline_s: float = 60.0) -> None:
+        """Store the outcome under the job key, retrying while Redis is unreachable."""
         value = json.dumps({"state": "done", "outcome": outcome.model_dump(mode="json")})
-        self.client.set(guard_key(outcome.job_key), value, ex=GUARD_TTL_S)
+        end = time.monotonic() + deadline_s
+        while True:
+            try:
+                self.client.set(guard_key(outcome.job_key), value, ex=GUARD_TTL_S)
+                return
+            except redis.ConnectionError:
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.5)
 
     def previous(self, job_key: str) -> dict[str, Any] | None:
         raw = self.client.get(guard_key(job_key))
