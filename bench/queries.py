@@ -29,7 +29,7 @@ from cell.db.migrate import upgrade
 from cell.history import HistoryOptions, generate_history
 
 RAW_YIELD = """
-SELECT station_id, (ended_at AT TIME ZONE 'UTC')::date, count(*) FILTER (WHERE attempt = 1),
+SELECT station_id, (ended_at AT TIME ZONE 'UTC')::date, count(*),
        count(*) FILTER (WHERE ok AND attempt = 1),
        count(*) FILTER (WHERE ok OR rework = 'reworked_ok')
 FROM jobs WHERE ended_at >= :a AND ended_at < :b GROUP BY 1, 2"""
@@ -59,7 +59,7 @@ st AS (SELECT sh.id, ev.station_id,
               sum(extract(epoch FROM least(ev.nx, sh.ends_at) - greatest(ev.at, sh.starts_at)))
                 FILTER (WHERE NOT analytics_state_down(ev.state)) AS running
        FROM sh JOIN ev ON ev.at < sh.ends_at AND ev.nx > sh.starts_at GROUP BY 1, 2),
-jb AS (SELECT sh.id, j.station_id, count(*) FILTER (WHERE j.attempt = 1) AS parts,
+jb AS (SELECT sh.id, j.station_id, count(*) AS parts,
               count(*) FILTER (WHERE j.ok AND j.attempt = 1) AS fp
        FROM sh JOIN jobs j ON j.ended_at >= sh.starts_at AND j.ended_at < sh.ends_at
        GROUP BY 1, 2)

@@ -117,7 +117,7 @@ def yield_cmd(
     keys = {"station": "station_id", "robot": "robot_id", "task": "task",
             "policy": "policy_version", "day": "day", "shift": "shift", "hour": "hour"}
     out = [{keys[k]: getattr(r, keys[k]) for k in p.by}
-           | {"parts": r.parts, "jobs": r.jobs, "first_pass_yield": r.first_pass_yield,
+           | {"parts": r.parts, "retried": r.retried, "first_pass_yield": r.first_pass_yield,
               "final_yield": r.final_yield, "scrapped": r.scrapped} for r in rows]
     emit(out, fmt, Console(), title="Yield")
 

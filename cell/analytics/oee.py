@@ -7,7 +7,7 @@ before a station's first event is unknown and is not counted.
 
 - planned busy time (PBT): the known time of the shift;
 - availability = running time / PBT;
-- performance (effectiveness) = parts x takt / running time (a retry is not output);
+- performance (effectiveness) = parts (jobs) x takt / running time;
 - quality ratio = parts OK at the first attempt / parts;
 - OEE = availability x performance x quality.
 """
@@ -138,9 +138,8 @@ def oee_by_shift(session: Session, window: Window, *, station: str | None = None
     hours = SHIFT_HOURS.replace(":start", ":span_a").replace(":end", ":span_b")
     p = split(span, "hour").params() | params | {"span_a": span.start, "span_b": span.end}
     jobs = {(r[0], r[1]): r[2:] for r in session.execute(text(f"""
-        SELECT sm.shift_id, p.station_id, sum(p.jobs), sum(p.first_attempts),
-               sum(p.first_pass_ok),
-               sum(p.takt_ms_sum * p.first_attempts / greatest(p.jobs, 1))
+        SELECT sm.shift_id, p.station_id, sum(p.jobs), sum(p.jobs), sum(p.first_pass_ok),
+               sum(p.takt_ms_sum)
         FROM ({JOBS_PARTS.format(where=where_j)}) p JOIN ({hours}) sm ON sm.bucket = p.bucket
         GROUP BY 1, 2"""), p)}
     states = {(r[0], r[1]): (float(r[2]), float(r[3])) for r in session.execute(text(f"""

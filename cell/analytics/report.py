@@ -19,7 +19,7 @@ from cell.analytics.yields import yield_by
 class StationShift:
     station_id: str
     parts: int
-    jobs: int
+    jobs: int  # the same as parts: a PLC job is one part at the station
     first_pass_yield: float | None
     final_yield: float | None  # reworked_ok counts as good
     nok_pareto: tuple[tuple[int, str, int], ...]  # (error code, name, NOK jobs)
@@ -67,7 +67,7 @@ def shift_report(session: Session, start: datetime, end: datetime) -> ShiftRepor
         known, running = avail.get(st, (0.0, 0.0))
         n_al, n_ack, n_clr, mtta, mttr = alerts.get(st, (0, 0, 0, None, None))
         out.append(StationShift(
-            station_id=st, parts=y.parts if y else 0, jobs=y.jobs if y else 0,
+            station_id=st, parts=y.parts if y else 0, jobs=y.parts if y else 0,
             first_pass_yield=y.first_pass_yield if y else None,
             final_yield=y.final_yield if y else None, nok_pareto=tuple(pareto.get(st, ())),
             cycle_p50_s=c.p50_s if c else None, cycle_p95_s=c.p95_s if c else None,

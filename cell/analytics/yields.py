@@ -1,10 +1,11 @@
 """First-pass and final yield, grouped as asked, and policy version comparison.
 
-Definitions (ISO 22400 quality figures, per station):
-- parts: first attempts (a retry of the same part is not a new part);
-- first-pass yield = parts OK at the first attempt / parts;
-- final yield = parts good in the end / parts, where good in the end is an OK job (first
-  attempt or retry) or a NOK job whose rework was recorded ``reworked_ok``.
+Definitions (ISO 22400 quality figures, per station). A job row is one PLC job, that is
+one part at one station; a retry by the cell happens inside the job (``attempt`` > 1).
+- parts: jobs;
+- first-pass yield = jobs OK at the first attempt / parts;
+- final yield = parts good in the end / parts, where good in the end is an OK job (at any
+  attempt) or a NOK job whose rework was recorded ``reworked_ok``.
 """
 
 from __future__ import annotations
@@ -69,8 +70,8 @@ class YieldRow:
     day: date | None
     shift: str | None
     hour: datetime | None
-    jobs: int
-    parts: int
+    parts: int  # jobs: one PLC job is one part at the station
+    retried: int  # parts the cell tried more than once
     first_pass_ok: int
     final_good: int
     scrapped: int
@@ -81,7 +82,7 @@ class YieldRow:
 
     @property
     def final_yield(self) -> float | None:
-        return min(1.0, self.final_good / self.parts) if self.parts else None
+        return self.final_good / self.parts if self.parts else None
 
 
 def _filters(filters: dict[str, str | None]) -> tuple[str, dict[str, str]]:
@@ -125,7 +126,7 @@ def yield_by(session: Session, window: Window, by: Sequence[GroupKey] = ("statio
     shift_join = (f"LEFT JOIN ({SHIFT_HOURS}) sm ON sm.bucket = p.bucket"
                   if "shift" in keys else "")
     sql = f"""
-    SELECT {select_keys} sum(p.jobs), sum(p.first_attempts), sum(p.first_pass_ok),
+    SELECT {select_keys} sum(p.jobs), sum(p.jobs - p.first_attempts), sum(p.first_pass_ok),
            sum(p.ok + p.reworked_ok), sum(p.scrapped)
     FROM ({JOBS_PARTS.format(where=where)}) p {shift_join}
     {group}
@@ -135,13 +136,13 @@ def yield_by(session: Session, window: Window, by: Sequence[GroupKey] = ("statio
     out = []
     for row in session.execute(text(sql), params):
         vals = dict(zip(keys, row[:len(keys)], strict=True))
-        jobs, parts, fp, good, scrapped = (int(v or 0) for v in row[len(keys):])
-        if jobs == 0:
+        parts, retried, fp, good, scrapped = (int(v or 0) for v in row[len(keys):])
+        if parts == 0:
             continue
         out.append(YieldRow(
             station_id=vals.get("station"), robot_id=vals.get("robot"),
             task=vals.get("task"), policy_version=vals.get("policy"), day=vals.get("day"),
-            shift=vals.get("shift"), hour=vals.get("hour"), jobs=jobs, parts=parts,
+            shift=vals.get("shift"), hour=vals.get("hour"), parts=parts, retried=retried,
             first_pass_ok=fp, final_good=good, scrapped=scrapped))
     return out
 

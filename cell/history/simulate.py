@@ -160,22 +160,18 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
             while fi < len(f_at) and f_at[fi] < free_at:
                 fi += 1
         else:
-            end = now + int(cyc1[k])
+            # A retry after a NOK happens inside the same PLC job: one row, attempt 2,
+            # the cycle time covers both tries and the outcome is the retry's.
+            retry = bool(nok1[k]) and plan.on_nok == "retry_once"
+            work = int(cyc1[k]) + (2 * US + int(cyc2[k]) if retry else 0)
+            ok = not (nok2[k] if retry else nok1[k])
+            code = 0 if ok else int(code2[k] if retry else code1[k])
+            end = now + work
             ev.append((now, execute, 1))
             ev.append((end, idle, 0))
             final = len(jobs)
-            jobs.append((k, now, end, int(cyc1[k]) // 1000, int(not nok1[k]),
-                         int(code1[k]) if nok1[k] else 0, 1))
+            jobs.append((k, now, end, work // 1000, int(ok), code, 2 if retry else 1))
             rework.append(0)
-            if nok1[k] and plan.on_nok == "retry_once":
-                s2 = end + 2 * US
-                end = s2 + int(cyc2[k])
-                ev.append((s2, execute, 1))
-                ev.append((end, idle, 0))
-                final = len(jobs)
-                jobs.append((k, s2, end, int(cyc2[k]) // 1000, int(not nok2[k]),
-                             int(code2[k]) if nok2[k] else 0, 2))
-                rework.append(0)
             free_at = end + TRANSFER_US
             if jobs[final][4] == 0:
                 raised = end

@@ -252,19 +252,19 @@ CREATE TRIGGER analytics_states AFTER INSERT
 # Documented views for Grafana and ad-hoc SQL; see grafana/README.md.
 VIEWS = """
 CREATE VIEW v_yield_hourly AS
-SELECT bucket AS time, station_id, robot_id, task, policy_version, jobs,
-       first_attempts AS parts, first_pass_ok, ok + reworked_ok AS final_good,
-       first_pass_ok::float8 / nullif(first_attempts, 0) AS first_pass_yield,
-       least(1.0, (ok + reworked_ok)::float8 / nullif(first_attempts, 0)) AS final_yield,
+SELECT bucket AS time, station_id, robot_id, task, policy_version, jobs AS parts,
+       jobs - first_attempts AS retried, first_pass_ok, ok + reworked_ok AS final_good,
+       first_pass_ok::float8 / nullif(jobs, 0) AS first_pass_yield,
+       (ok + reworked_ok)::float8 / nullif(jobs, 0) AS final_yield,
        cycle_ms_sum::float8 / nullif(worked, 0) / 1000.0 AS cycle_time_mean_s
 FROM rollup_jobs_hourly;
 
 CREATE VIEW v_yield_daily AS
 SELECT date_trunc('day', bucket, 'UTC') AS time, station_id,
-       sum(first_attempts) AS parts, sum(first_pass_ok) AS first_pass_ok,
+       sum(jobs) AS parts, sum(first_pass_ok) AS first_pass_ok,
        sum(ok + reworked_ok) AS final_good,
-       sum(first_pass_ok)::float8 / nullif(sum(first_attempts), 0) AS first_pass_yield,
-       least(1.0, sum(ok + reworked_ok)::float8 / nullif(sum(first_attempts), 0)) AS final_yield
+       sum(first_pass_ok)::float8 / nullif(sum(jobs), 0) AS first_pass_yield,
+       sum(ok + reworked_ok)::float8 / nullif(sum(jobs), 0) AS final_yield
 FROM rollup_jobs_hourly GROUP BY 1, 2;
 
 CREATE VIEW v_nok_daily AS

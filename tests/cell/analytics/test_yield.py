@@ -16,7 +16,7 @@ WINDOW = Window(datetime(2026, 3, 8, 5, 17, 31, tzinfo=UTC),
 
 def _raw(hist: Session, group: str, where: str = "") -> dict[tuple, tuple[int, int, int, int]]:
     rows = hist.execute(text(f"""
-        SELECT {group}, count(*), count(*) FILTER (WHERE attempt = 1),
+        SELECT {group}, count(*), count(*) FILTER (WHERE attempt > 1),
                count(*) FILTER (WHERE ok AND attempt = 1),
                count(*) FILTER (WHERE ok OR rework = 'reworked_ok')
         FROM jobs WHERE ended_at >= :a AND ended_at < :b {where}
@@ -30,8 +30,8 @@ def test_yield_by_station_and_day_matches_raw_rows(hist: Session) -> None:
     want = _raw(hist, "station_id, (ended_at AT TIME ZONE 'UTC')::date")
     assert len(got) == len(want) == 5 * 2
     for r in got:
-        jobs, parts, fp, good = want[(r.station_id, r.day)]
-        assert (r.jobs, r.parts, r.first_pass_ok, r.final_good) == (jobs, parts, fp, good)
+        parts, retried, fp, good = want[(r.station_id, r.day)]
+        assert (r.parts, r.retried, r.first_pass_ok, r.final_good) == (parts, retried, fp, good)
     fpy = {r.station_id: r.first_pass_yield for r in got}
     assert all(0.9 < v < 1.0 for v in fpy.values())
 
@@ -39,7 +39,7 @@ def test_yield_by_station_and_day_matches_raw_rows(hist: Session) -> None:
 def test_days_follow_the_asked_time_zone(hist: Session) -> None:
     got = yield_by(hist, WINDOW, ("day",), tz="America/New_York")
     want = _raw(hist, "(ended_at AT TIME ZONE 'America/New_York')::date")
-    assert {r.day: r.parts for r in got} == {k[0]: v[1] for k, v in want.items()}
+    assert {r.day: r.parts for r in got} == {k[0]: v[0] for k, v in want.items()}
     with pytest.raises(QueryError, match="time zone"):
         yield_by(hist, WINDOW, ("day",), tz="Mars/Olympus")
 
@@ -47,16 +47,16 @@ def test_days_follow_the_asked_time_zone(hist: Session) -> None:
 def test_yield_by_policy_robot_and_task_with_a_filter(hist: Session) -> None:
     got = yield_by(hist, WINDOW, ("robot", "policy", "task"), station="L1-ST20")
     want = _raw(hist, "robot_id, policy_version, task", "AND station_id = 'L1-ST20'")
-    assert {(r.robot_id, r.policy_version, r.task): (r.jobs, r.parts, r.first_pass_ok,
+    assert {(r.robot_id, r.policy_version, r.task): (r.parts, r.retried, r.first_pass_ok,
                                                      r.final_good) for r in got} == want
-    # Screwing retries a NOK once: retries are jobs, not parts.
-    assert sum(r.jobs for r in got) > sum(r.parts for r in got)
+    # Screwing retries a NOK once, inside the same job: a retried part is still one part.
+    assert sum(r.retried for r in got) > 0
 
 
 def test_yield_by_shift_uses_the_shifts_table(hist: Session) -> None:
     got = {r.shift: r.parts for r in yield_by(hist, WINDOW, ("shift",))}
     shifts = hist.execute(text("SELECT name, starts_at, ends_at FROM shifts")).all()
-    jobs = hist.execute(text("SELECT ended_at FROM jobs WHERE attempt = 1 AND ended_at >= :a "
+    jobs = hist.execute(text("SELECT ended_at FROM jobs WHERE ended_at >= :a "
                              "AND ended_at < :b"), {"a": WINDOW.start, "b": WINDOW.end}).all()
     want: dict[str | None, int] = {}
     for (t,) in jobs:
@@ -71,7 +71,7 @@ def test_a_window_inside_one_hour_reads_raw_rows_only(hist: Session) -> None:
     got = yield_by(hist, w, ())
     n = hist.execute(text("SELECT count(*) FROM jobs WHERE ended_at >= :a AND ended_at < :b"),
                      {"a": w.start, "b": w.end}).scalar()
-    assert len(got) == 1 and got[0].jobs == n > 0
+    assert len(got) == 1 and got[0].parts == n > 0
 
 
 def test_bad_grouping_and_backwards_window_are_refused() -> None:
@@ -101,7 +101,7 @@ def test_compare_policies_on_recorded_versions(hist: Session) -> None:
                       "AND job_seq % 2 = 0"))
     res = compare_policies(hist, WINDOW, "L1-ST10", versions[0], "vla-x")
     raw = hist.execute(text("""SELECT policy_version, count(*), count(*) FILTER (WHERE ok)
-        FROM jobs WHERE station_id = 'L1-ST10' AND attempt = 1 AND ended_at >= :a
+        FROM jobs WHERE station_id = 'L1-ST10' AND ended_at >= :a
         AND ended_at < :b GROUP BY 1"""), {"a": WINDOW.start, "b": WINDOW.end}).all()
     by = {v: (n, k) for v, n, k in raw}
     assert (res.parts_b, res.ok_b) == by["vla-x"]
