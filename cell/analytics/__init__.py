@@ -26,6 +26,7 @@ from cell.analytics.yields import (
     PolicyComparison,
     YieldRow,
     compare_policies,
+    two_proportions,
     yield_by,
 )
 
@@ -35,5 +36,5 @@ __all__ = [
     "StationShift", "Window", "YieldRow", "availability", "compare_policies",
     "control_chart", "cycle_distribution", "error_name", "fastener_pareto",
     "nelson_violations", "nok_pareto", "oee_by_shift", "part_history", "shift_report",
-    "spc_summary", "state_seconds", "yield_by",
+    "spc_summary", "state_seconds", "two_proportions", "yield_by",
 ]
