@@ -13,7 +13,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-import redis
+import redis.asyncio as aioredis
 
 from cell.clock import Clock
 from cell.config import LineConfig, Station
@@ -65,7 +65,7 @@ async def run_line(
     engine = make_engine(opts.database_url, pool_size=max(5, len(line.stations) + 2))
     sessions = make_sessionmaker(engine)
     celery = make_celery(opts.redis_url)
-    redis_client = redis.Redis.from_url(opts.redis_url, socket_timeout=5.0)
+    redis_client = aioredis.Redis.from_url(opts.redis_url, socket_timeout=5.0)
     outbox = Outbox(opts.data_dir / "outbox.sqlite3")
     recorder = Recorder(sessions, outbox)
     try:
@@ -109,7 +109,7 @@ async def run_line(
                 raise failed[0].exception()  # type: ignore[misc]
     finally:
         celery.close()
-        redis_client.close()
+        await redis_client.aclose()
         outbox.close()
         engine.dispose()
 
@@ -119,8 +119,8 @@ async def _drain(ctx: CellContext, loops: dict[asyncio.Task[None], StationLoop],
     """Let running jobs finish (up to ``grace_s``) and stop every station cleanly."""
     ctx.draining = True
     for task, loop in loops.items():
-        if not loop.busy:
-            task.cancel()  # waiting for a job: nothing to finish
+        if not loop.busy or loop.state is PackML.HELD:
+            task.cancel()  # waiting for a job, a robot or a technician: nothing to finish
     await asyncio.wait(loops, timeout=grace_s)
     for task, loop in loops.items():
         if task.cancelled() or not task.done():

@@ -123,7 +123,7 @@ async def running_line(line: LineConfig, db_url: str, redis_url: str, data_dir: 
     ready = asyncio.Event()
     ctx_out: list[CellContext] = []
     opts = RunOptions(db_url, redis_url, data_dir=data_dir, job_timeout_s=120,
-                      replay_every_s=0.5, clock=Clock(scale))
+                      replay_every_s=0.5, clock=Clock(scale), drain_s=30.0)
     async with line_simulator(line, speed=None, parts=parts) as sim:
         runner = asyncio.create_task(run_line(line, opts, stop, ready=ready,
                                               context_out=ctx_out))
