@@ -224,6 +224,8 @@ def generate_history(database_url: str, opts: HistoryOptions,
         t = time.monotonic()
         conn.execute("SET intern.analytics_bulk = off")
         conn.execute("RESET session_replication_role")
+        # A week of a plant's rows sorts and hashes in memory rather than in temp files.
+        conn.execute("SET work_mem = '256MB'")
         for w in range(0, opts.days, 7):
             a_dt = start + timedelta(days=w)
             b_dt = min(end, a_dt + timedelta(days=7))
