@@ -36,11 +36,12 @@ class StationDb:
         self._robot: str | None = None
         self._held = False
 
-    def state_event(self, state: PackML, reason: str, at: datetime) -> None:
+    def state_events(self, states: list[PackML], reason: str, at: datetime) -> None:
+        """Store transitions through ``states`` (in order, all at ``at``) with ``reason``."""
         with self._lock:
-            self._pending.append(m.CellStateEvent(
+            self._pending.extend(m.CellStateEvent(
                 station_id=self.station_id, state=state.name.lower(), state_code=int(state),
-                reason=reason[:500], at=at))
+                reason=reason[:500], at=at) for state in states)
             try:
                 with self.sessions() as s:
                     s.add_all(self._pending)

@@ -27,7 +27,7 @@ from cell.db.record import JobRecord
 from cell.dispatch import Dispatcher
 from cell.holds import HOLDING_ALERTS, StationDb
 from cell.recorder import Known, Recorder
-from cell.states import PackML
+from cell.states import PackML, path
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.session import StationChannel
 from robot.jobs import ErrorCode, JobOutcome, JobSpec
@@ -78,7 +78,8 @@ class StationLoop:
 
     async def run(self) -> None:
         """Serve jobs until cancelled, or until ``ctx.draining`` after the running job."""
-        await self.set_state(PackML.IDLE, "ready")
+        self.state = PackML.STOPPED
+        await self.set_state(PackML.IDLE, "orchestrator started")
         while not self.ctx.draining:
             job = await self.channel.next_job()
             if self.ctx.draining:
@@ -108,10 +109,13 @@ class StationLoop:
                 delay = min(2 * delay, 30.0)
 
     async def set_state(self, state: PackML, reason: str) -> None:
-        if state == self.state:
+        """Go to ``state`` through PackML's intermediate states (Holding before Held,
+        Resetting before Idle, ...), each stored with ``reason``; the PLC sees the last."""
+        route = path(self.state, state)
+        if not route:
             return
         self.state = state
-        await asyncio.to_thread(self.db.state_event, state, reason, self.ctx.clock.now())
+        await asyncio.to_thread(self.db.state_events, route, reason, self.ctx.clock.now())
         await self.channel.set_cell_state(int(state))
 
     async def handle(self, job: PlcJob) -> None:
