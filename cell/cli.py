@@ -16,6 +16,7 @@ from cell.cli_analytics import register as register_analytics
 from cell.config import LineConfig, LineConfigError, load_line_config, sample_config_path
 from cell.services import ServiceError, Services
 from cell.settings import Settings, SettingsError, load_settings
+from policy.cli import policy_app
 from robot.cli import sim_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -25,6 +26,7 @@ app.add_typer(db_app, name="db")
 report_app = typer.Typer(no_args_is_help=True, help="Reports from the production record.")
 app.add_typer(report_app, name="report")
 app.add_typer(sim_app, name="sim")
+app.add_typer(policy_app, name="policy")
 
 ConfigOpt = Annotated[
     Path | None,

@@ -60,3 +60,12 @@ def test_bad_database_url_names_the_variable(monkeypatch: pytest.MonkeyPatch) ->
     result = CliRunner().invoke(app, ["db", "upgrade"])
     assert result.exit_code == 2
     assert "INTERN_DATABASE_URL" in result.output and "PostgreSQL" in result.output
+
+
+def test_the_cell_side_never_imports_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, cell.cli, cell.orchestrator, cell.demo, cell.api.app; "
+            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0
