@@ -53,7 +53,9 @@ def server(web_world: ApiWorld) -> Iterator[str]:
     thread.join(15)
 
 
-@pytest.fixture(scope="session")
+# Package scope: Playwright's sync API keeps an event loop running in this thread while
+# the browser lives, which would break every asyncio test that runs after the pages.
+@pytest.fixture(scope="package")
 def browser() -> Iterator[object]:
     if not os.path.exists(CHROMIUM):
         message = "Debian's chromium is not installed (apt-get install -y chromium)"
