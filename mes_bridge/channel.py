@@ -7,15 +7,25 @@ import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from mes_bridge.handshake import Notice, Phase, StationHandshake
+from mes_bridge.handshake import Notice, NoticeKind, Phase, StationHandshake
 from mes_bridge.jobs import INT32_MAX, INT32_MIN, PlcJob, PlcResult
 
 if TYPE_CHECKING:
     from mes_bridge.session import PlcSession
 
 NOTICES_KEPT = 200
+UINT16_MAX = 0xFFFF
+
+
+class PlcLiveness(StrEnum):
+    """What HeartbeatPLC says about the PLC program of one station."""
+
+    ALIVE = "alive"  # connected, and HeartbeatPLC changed within the stale limit
+    STALE = "stale"  # connected, but HeartbeatPLC has not changed for longer than that
+    DISCONNECTED = "disconnected"  # no live connection: nothing is known about the PLC
 
 
 class Signal:
@@ -68,7 +78,9 @@ class StationChannel:
         self._pending: PlcJob | None = None
         self._changed = Signal()
         self._notices: deque[Notice] = deque(maxlen=NOTICES_KEPT)
-        self._plc_heartbeat: tuple[object, float] | None = None
+        self._beat_value: int | None = None  # last valid HeartbeatPLC value
+        self._beat_at: float | None = None  # monotonic: its last change, or the last resync
+        self._reported = PlcLiveness.DISCONNECTED  # last liveness turned into a notice
         self.cell_state: int | None = None  # last state asked for; rewritten on resync
 
     # ------------------------------------------------------------------ cell API
@@ -97,8 +109,13 @@ class StationChannel:
     async def publish_result(self, job: PlcJob, result: PlcResult) -> None:
         """Result, ErrorCode, CycleTimeMs, then ResultSeq = JobSeq (last), Busy = False.
 
-        Call only once the result is durable. Returns when the PLC has ResultSeq.
+        Call only once the result is durable. Returns when the PLC has ResultSeq, at once
+        if the PLC already latched this job's result (a repeat after a resync). Raises
+        ``JobNotCurrent`` for a job the PLC gave up (a new JobSeq, a counter reset),
+        ``PlcWriteError`` if the PLC refused a write (the job stays unanswered).
         """
+        if self._machine.result_acked(job):
+            return
         await self._session.apply(
             self.station_id, job, lambda: self._machine.publish(job, result))
 
@@ -125,10 +142,39 @@ class StationChannel:
         return list(self._notices)
 
     def plc_heartbeat_age(self) -> float | None:
-        """Seconds since HeartbeatPLC last changed, None if never seen."""
-        if self._plc_heartbeat is None:
+        """Seconds since HeartbeatPLC last changed or the connection was last resynced,
+        whichever is later; None while there is no live connection."""
+        if not self._session.connected or self._beat_at is None:
             return None
-        return time.monotonic() - self._plc_heartbeat[1]
+        return time.monotonic() - self._beat_at
+
+    def plc_liveness(self, stale_after_s: float | None = None) -> PlcLiveness:
+        """ALIVE, STALE or DISCONNECTED, with ``stale_after_s`` (default: the session's
+        ``plc_heartbeat_timeout_s``) as the limit on ``plc_heartbeat_age``.
+
+        After a (re)connect the PLC gets the full limit to show a change, so a fresh
+        connection is ALIVE until proven stale. Only a valid UInt16 that differs from the
+        last one counts as a beat; a bad-quality or mistyped value does not.
+        """
+        age = self.plc_heartbeat_age()
+        if age is None:
+            return PlcLiveness.DISCONNECTED
+        limit = self._session.plc_heartbeat_timeout_s if stale_after_s is None else stale_after_s
+        return PlcLiveness.STALE if age > limit else PlcLiveness.ALIVE
+
+    def plc_alive(self, stale_after_s: float | None = None) -> bool:
+        """True only if ``plc_liveness(stale_after_s)`` is ALIVE."""
+        return self.plc_liveness(stale_after_s) is PlcLiveness.ALIVE
+
+    async def wait_liveness_change(self, since: PlcLiveness, timeout: float) -> PlcLiveness:
+        """Return ``plc_liveness()`` as soon as it differs from ``since`` or after ``timeout``.
+
+        A change to STALE is noticed by the session's tick (every ``heartbeat_s``), so it
+        arrives up to that much after the limit passed.
+        """
+        await self._changed.until(lambda: self.plc_liveness() is not since, timeout,
+                                  lambda: None)
+        return self.plc_liveness()
 
     # ------------------------------------------------------------------ session side
 
@@ -138,9 +184,28 @@ class StationChannel:
     def note(self, notice: Notice) -> None:
         self._notices.append(notice)
 
-    def heartbeat_seen(self, value: object) -> None:
-        if self._plc_heartbeat is None or self._plc_heartbeat[0] != value:
-            self._plc_heartbeat = (value, time.monotonic())
+    def heartbeat_seen(self, value: object, *, resync: bool = False) -> None:
+        """HeartbeatPLC as read; at a resync the staleness clock restarts."""
+        valid = isinstance(value, int) and not isinstance(value, bool) \
+            and 0 <= value <= UINT16_MAX
+        if resync:
+            self._beat_at = time.monotonic()
+            self._beat_value = value if valid else None  # type: ignore[assignment]
+        elif valid and value != self._beat_value:
+            self._beat_value, self._beat_at = value, time.monotonic()  # type: ignore[assignment]
+
+    def liveness_notice(self) -> Notice | None:
+        """A notice if liveness went from ALIVE to STALE or back since the last call."""
+        now = self.plc_liveness()
+        before, self._reported = self._reported, now
+        if before is PlcLiveness.ALIVE and now is PlcLiveness.STALE:
+            return Notice(self.station_id, NoticeKind.PLC_HEARTBEAT_STALE, None,
+                          f"HeartbeatPLC unchanged for {self.plc_heartbeat_age():.1f} s "
+                          f"(value {self._beat_value})")
+        if before is PlcLiveness.STALE and now is PlcLiveness.ALIVE:
+            return Notice(self.station_id, NoticeKind.PLC_HEARTBEAT_RESUMED, None,
+                          f"HeartbeatPLC changes again (value {self._beat_value})")
+        return None
 
     def changed(self) -> None:
         self._changed.fire()

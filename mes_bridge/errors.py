@@ -22,6 +22,23 @@ class PlcWriteError(BridgeError):
     """The PLC refused a write (bad status); the message names station, tag, node and status."""
 
 
+class CertificateError(BridgeError):
+    """A certificate or key file that cannot be used; the message names the file and why."""
+
+
+class PlcSecurityError(BridgeError):
+    """The secure connection was refused: an untrusted certificate (either side), a login
+    the PLC rejected, or no endpoint with the configured policy and mode.
+
+    Never retried: a person has to change a trust list, a certificate or a password.
+    """
+
+
+class UntrustedCertificate(PlcSecurityError):
+    """A peer's certificate is not on the trust list (or is expired, or names another
+    application URI); the message names its subject, URI and thumbprint."""
+
+
 class HandshakeError(BridgeError):
     """The cell asked for a handshake step that does not fit the station's state."""
 

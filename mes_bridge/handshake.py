@@ -17,6 +17,8 @@ Contracts:
 * What the cell committed (``accept``/``publish``) stays committed across a connection
   loss: if the full read does not show it, ``resync`` returns the writes again.
 * ``ResultSeq`` is always written after Result, ErrorCode and CycleTimeMs.
+* A step whose writes the PLC refused (not lost: refused) is taken back with ``revert``,
+  so the cell can try it again; a lost connection never takes a step back.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class NoticeKind(StrEnum):
     REWRITTEN = "rewritten"  # committed writes the PLC did not show were written again
     INCONSISTENT = "inconsistent"  # the tags contradict the handshake
     UNREADABLE = "unreadable"  # JobSeq had no usable value
+    WRITE_REFUSED = "write_refused"  # the PLC refused a handshake or status write
+    PLC_HEARTBEAT_STALE = "plc_heartbeat_stale"  # HeartbeatPLC stopped changing
+    PLC_HEARTBEAT_RESUMED = "plc_heartbeat_resumed"  # ... and changes again
 
 
 class Classification(StrEnum):
@@ -79,6 +84,19 @@ class Outcome:
     writes: tuple[WriteStep, ...] = ()
     notices: tuple[Notice, ...] = ()
     classification: Classification | None = None  # set by ``resync`` only
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A snapshot taken by ``StationHandshake.mark``; compared and restored, nothing else."""
+
+    current: PlcJob | None
+    result: PlcResult | None
+    phase: Phase
+    held: Phase | None
+    acked_job: PlcJob | None
+    job_ack_seq: int | None
+    result_seq: int | None
 
 
 @dataclass
@@ -245,6 +263,26 @@ class StationHandshake:
 
     def is_current(self, job: PlcJob) -> bool:
         return self.current == job
+
+    def mark(self) -> Mark:
+        """The parts of the state a cell step changes, to take the step back later."""
+        s = self.seen
+        return Mark(self.current, self.result, self._phase, self._held, self._acked_job,
+                    s.job_ack_seq, s.result_seq)
+
+    def revert(self, before: Mark, after: Mark) -> bool:
+        """Take back the step that moved the machine from ``before`` to ``after``.
+
+        Only if nothing else changed it since (``mark() == after``): a step overtaken by
+        a new job, a counter reset or a lost connection is not undone. Returns whether it
+        was taken back.
+        """
+        if self.mark() != after:
+            return False
+        self.current, self.result = before.current, before.result
+        self._phase, self._held, self._acked_job = before.phase, before.held, before.acked_job
+        self.seen.job_ack_seq, self.seen.result_seq = before.job_ack_seq, before.result_seq
+        return True
 
     # ----------------------------------------------------------------- internals
 

@@ -4,6 +4,12 @@ A ``Link`` is built for every (re)connect and thrown away when the connection is
 the session above it keeps the handshake state. Data changes are handed to a sink (an
 ``asyncio.Queue.put_nowait``) straight from the subscription handler: nothing slow ever
 runs inside a data-change callback.
+
+Subscriptions are grouped by what they are for, not by station: one (fast) subscription
+holds every station's handshake inputs, another (slow) every HeartbeatPLC; a group is
+split only past ``max_items_per_subscription``. Reads, writes and item creation are
+split to the PLC's announced operation limits (small PLCs allow a few hundred nodes per
+call), except a handshake step, which is always one write request.
 """
 
 from __future__ import annotations
@@ -13,16 +19,15 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from asyncua import Client, ua
-from asyncua.crypto import security_policies
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from mes_bridge.errors import PlcWriteError, TagMapError
 from mes_bridge.handshake import WriteStep
 from mes_bridge.nodeids import NodeRef
+from mes_bridge.security import ClientSecurity
 from mes_bridge.tags import TAG_SPEC, Direction, Tag
 
 log = logging.getLogger(__name__)
@@ -34,41 +39,45 @@ HANDSHAKE_INPUTS = (Tag.PART_ID, Tag.PROGRAM_NO, Tag.RESULT_ACK_SEQ, Tag.JOB_SEQ
 LINK_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError, OSError, asyncio.TimeoutError, ua.UaError,
 )
+_S = ua.StatusCodes
+# Service faults on a write that say the connection or session is gone (reconnect);
+# any other bad status on a write is the PLC refusing it (``PlcWriteError``).
+CONNECTION_FAULTS = frozenset({
+    _S.BadSessionIdInvalid, _S.BadSessionClosed, _S.BadSessionNotActivated,
+    _S.BadSecureChannelIdInvalid, _S.BadSecureChannelClosed, _S.BadConnectionClosed,
+    _S.BadServerNotConnected, _S.BadCommunicationError, _S.BadTimeout,
+    _S.BadServerHalted, _S.BadShutdown, _S.BadNoCommunication, _S.BadTooManySessions,
+    _S.BadRequestInterrupted, _S.BadDisconnect,
+})
+_LIMITS = (ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+           ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
+           ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
 
 
 class ConnectOptions(BaseModel):
-    """How to reach the PLC. Plain mode is for the simulator and tests."""
+    """How to talk to the PLC once reached (security is a ``ClientSecurity``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     timeout_s: float = Field(default=4.0, gt=0, description="per request")
     watchdog_s: float = Field(default=1.0, gt=0, description="liveness probe period")
-    session_timeout_s: float = Field(default=60.0, gt=0)
+    # Short: a session orphaned by a lost connection keeps a slot on the PLC this long
+    # (a small PLC allows a handful), and the bridge never resumes one anyway.
+    session_timeout_s: float = Field(default=20.0, gt=0)
     publishing_interval_ms: float = Field(default=50.0, gt=0)
     heartbeat_interval_ms: float = Field(default=500.0, gt=0)
     max_items_per_subscription: int = Field(default=1000, ge=1)
-    application_uri: str = "urn:intern-cells:bridge"
-    security_policy: Literal[
-        "None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "None"
-    security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None"
-    certificate: Path | None = None
-    private_key: Path | None = None
-    private_key_password: str | None = None
-    server_certificate: Path | None = None
-    username: str | None = None
-    password: str | None = None
+    max_nodes_per_request: int = Field(default=1000, ge=1,
+                                       description="lowered further to the PLC's limits")
 
-    @model_validator(mode="after")
-    def _security_consistent(self) -> ConnectOptions:
-        plain = (self.security_policy == "None", self.security_mode == "None")
-        if plain[0] != plain[1]:
-            raise ValueError("security_policy and security_mode must both be 'None' or neither")
-        if not plain[0] and (self.certificate is None or self.private_key is None):
-            raise ValueError(
-                f"security mode {self.security_mode} needs 'certificate' and 'private_key'")
-        if (self.username is None) != (self.password is None):
-            raise ValueError("give both username and password, or neither")
-        return self
+
+@dataclass(frozen=True)
+class Limits:
+    """Nodes per call the PLC accepts (its OperationLimits, capped by our options)."""
+
+    read: int
+    write: int
+    monitor: int
 
 
 @dataclass(frozen=True)
@@ -117,31 +126,34 @@ class _Handler:
 class Link:
     def __init__(self, client: Client, nodes: dict[tuple[str, Tag], TagNode], generation: int,
                  sink: Callable[[DataChange], None],
-                 on_lost: Callable[[int, BaseException], None]) -> None:
+                 on_lost: Callable[[int, BaseException], None], limits: Limits) -> None:
         self.client = client
         self.nodes = nodes
         self.by_nodeid = {n.nodeid: key for key, n in nodes.items()}
         self.generation = generation
         self.sink = sink
         self.on_lost = on_lost
+        self.limits = limits
+        self.subscriptions: list[tuple[float, int]] = []  # (interval ms, items) each
 
     @classmethod
     async def open(
         cls, endpoint: str, refs: Mapping[str, Mapping[Tag, NodeRef]], options: ConnectOptions,
-        *, generation: int, sink: Callable[[DataChange], None],
+        security: ClientSecurity, *, generation: int, sink: Callable[[DataChange], None],
         on_lost: Callable[[int, BaseException], None],
     ) -> Link:
         """Connect, resolve namespace URIs, check every node, subscribe.
 
-        Raises ``TagMapError`` if the PLC does not fit the tag maps, or one of
-        ``LINK_ERRORS`` if it cannot be reached.
+        Raises ``TagMapError`` if the PLC does not fit the tag maps, ``PlcSecurityError``
+        if it refuses us or we refuse it, or one of ``LINK_ERRORS`` if it cannot be reached.
         """
-        client = await _connect(endpoint, options)
+        client = await _connect(endpoint, options, security)
         try:
+            limits = await _limits(client, options.max_nodes_per_request)
             namespaces = await client.get_namespace_array()
             nodes = _resolve(refs, namespaces)
-            await _check_nodes(client, list(nodes.values()))
-            link = cls(client, nodes, generation, sink, on_lost)
+            await _check_nodes(client, list(nodes.values()), limits.read)
+            link = cls(client, nodes, generation, sink, on_lost, limits)
 
             async def lost(exc: Exception) -> None:
                 on_lost(generation, exc)
@@ -166,19 +178,23 @@ class Link:
             for start in range(0, len(items), size):
                 chunk = items[start:start + size]
                 sub = await self.client.create_subscription(interval, handler)
-                handles = await sub.subscribe_data_change(
-                    [self.client.get_node(n.nodeid) for n in chunk], sampling_interval=0)
-                bad = [f"  {n.where()}: cannot monitor ({h.name})"
-                       for n, h in zip(chunk, handles, strict=True)
-                       if isinstance(h, ua.StatusCode)]
-                if bad:
-                    raise TagMapError("PLC refused monitored items:\n" + "\n".join(bad))
+                self.subscriptions.append((interval, len(chunk)))
+                for part in _chunks(chunk, self.limits.monitor):
+                    handles = await sub.subscribe_data_change(
+                        [self.client.get_node(n.nodeid) for n in part], sampling_interval=0)
+                    bad = [f"  {n.where()}: cannot monitor ({h.name})"
+                           for n, h in zip(part, handles, strict=True)
+                           if isinstance(h, ua.StatusCode)]
+                    if bad:
+                        raise TagMapError("PLC refused monitored items:\n" + "\n".join(bad))
 
     async def read_all(self) -> dict[str, dict[Tag, object]]:
-        """Every mapped tag's value in one read; None where the status is bad."""
+        """Every mapped tag's value (as few reads as the PLC allows); None if bad status."""
         keys = list(self.nodes)
-        dvs = await self.client.uaclient.read_attributes(
-            [self.nodes[k].nodeid for k in keys], ua.AttributeIds.Value)
+        dvs: list[ua.DataValue] = []
+        for part in _chunks(keys, self.limits.read):
+            dvs.extend(await self.client.uaclient.read_attributes(
+                [self.nodes[k].nodeid for k in part], ua.AttributeIds.Value))
         out: dict[str, dict[Tag, object]] = {}
         for (station, tag), dv in zip(keys, dvs, strict=True):
             good = dv.StatusCode is None or dv.StatusCode.is_good()
@@ -186,16 +202,26 @@ class Link:
         return out
 
     async def write(self, items: Iterable[tuple[str, Tag, object]]) -> None:
-        """One write request, values typed as the tags declare, applied in order.
+        """Values typed as the tags declare, in order, in as few requests as the PLC allows.
 
-        Raises ``PlcWriteError`` naming station, tag and node for a refused value.
+        Raises ``PlcWriteError`` naming station, tag, node and status for a refused value
+        (or a refused request), one of ``LINK_ERRORS`` if the connection is gone.
         """
         targets = [(self.nodes[(sid, tag)], value) for sid, tag, value in items]
-        if not targets:
-            return
+        for part in _chunks(targets, self.limits.write):
+            await self._write_request(part)
+
+    async def _write_request(self, targets: list[tuple[TagNode, object]]) -> None:
         dvs = [ua.DataValue(ua.Variant(value, node.vtype)) for node, value in targets]
-        results = await self.client.uaclient.write_attributes(
-            [node.nodeid for node, _ in targets], dvs, ua.AttributeIds.Value)
+        try:
+            results = await self.client.uaclient.write_attributes(
+                [node.nodeid for node, _ in targets], dvs, ua.AttributeIds.Value)
+        except ua.UaStatusCodeError as exc:
+            if exc.code in CONNECTION_FAULTS:
+                raise
+            where = "; ".join(node.where() for node, _ in targets)
+            raise PlcWriteError(f"PLC refused a write request ({ua.StatusCode(exc.code).name})"
+                                f": {where}") from exc
         bad = [f"  {node.where()}: writing {value!r} refused ({status.name})"
                for (node, value), status in zip(targets, results, strict=True)
                if not status.is_good()]
@@ -203,35 +229,43 @@ class Link:
             raise PlcWriteError("PLC refused a write:\n" + "\n".join(bad))
 
     async def write_steps(self, station_id: str, steps: Iterable[WriteStep]) -> None:
-        """Handshake steps in order, each request only after the previous succeeded."""
+        """Handshake steps in order, each one request, sent once the previous succeeded."""
         for step in steps:
-            await self.write((station_id, tag, value) for tag, value in step)
+            await self._write_request([(self.nodes[(station_id, tag)], value)
+                                       for tag, value in step])
 
     async def close(self, timeout_s: float) -> None:
         await _close_quietly(self.client, timeout_s)
 
 
-async def _connect(endpoint: str, options: ConnectOptions) -> Client:
+async def _connect(endpoint: str, options: ConnectOptions, security: ClientSecurity) -> Client:
     client = Client(endpoint, timeout=options.timeout_s, watchdog_intervall=options.watchdog_s)
-    client.application_uri = options.application_uri
     client.name = client.description = "intern-cells bridge"
     client.session_timeout = int(options.session_timeout_s * 1000)
-    if options.security_policy != "None":
-        policy = getattr(security_policies, f"SecurityPolicy{options.security_policy}")
-        await client.set_security(
-            policy,
-            certificate=str(options.certificate),
-            private_key=str(options.private_key),
-            private_key_password=options.private_key_password,
-            server_certificate=(str(options.server_certificate)
-                                if options.server_certificate else None),
-            mode=getattr(ua.MessageSecurityMode, options.security_mode),
-        )
-    if options.username is not None:
-        client.set_user(options.username)
-        client.set_password(options.password or "")
-    await client.connect(auto_reconnect=False)
+    try:
+        await security.apply(client, endpoint)
+        await client.connect(auto_reconnect=False)
+    except LINK_ERRORS as exc:
+        refused = security.explain(exc, endpoint)
+        if refused is not None:
+            raise refused from exc
+        raise
     return client
+
+
+async def _limits(client: Client, cap: int) -> Limits:
+    """The PLC's OperationLimits (0 or unreadable: no limit), capped at ``cap``."""
+    dvs = await client.uaclient.read_attributes([ua.NodeId(i) for i in _LIMITS],
+                                                ua.AttributeIds.Value)
+    values = []
+    for dv in dvs:
+        v = dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else 0
+        values.append(min(cap, int(v)) if isinstance(v, int) and v > 0 else cap)
+    return Limits(*values)
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i:i + size] for i in range(0, len(items), size)] or []
 
 
 async def _close_quietly(client: Client, timeout_s: float) -> None:
@@ -266,15 +300,24 @@ def _type_name(dv: ua.DataValue) -> str:
     return str(nodeid)
 
 
-async def _check_nodes(client: Client, nodes: list[TagNode]) -> None:
-    """Every node exists, has the declared data type and the access its direction needs."""
-    ids = [n.nodeid for n in nodes]
-    types = await client.uaclient.read_attributes(ids, ua.AttributeIds.DataType)
-    access = await client.uaclient.read_attributes(ids, ua.AttributeIds.UserAccessLevel)
+async def _check_nodes(client: Client, nodes: list[TagNode], per_read: int) -> None:
+    """Every node exists, has the declared data type and the access its direction needs.
+
+    All problems of all stations are reported together (one start-up, one list to fix).
+    """
+    types: list[ua.DataValue] = []
+    access: list[ua.DataValue] = []
+    for part in _chunks([n.nodeid for n in nodes], per_read):
+        types.extend(await client.uaclient.read_attributes(part, ua.AttributeIds.DataType))
+        access.extend(await client.uaclient.read_attributes(
+            part, ua.AttributeIds.UserAccessLevel))
     problems: list[str] = []
     for node, dtype, acc in zip(nodes, types, access, strict=True):
         if not dtype.StatusCode.is_good():
-            problems.append(f"  {node.where()}: not found on the PLC ({dtype.StatusCode.name})")
+            code = dtype.StatusCode
+            what = ("not found on the PLC" if code.value == ua.StatusCodes.BadNodeIdUnknown
+                    else "not a variable on the PLC")
+            problems.append(f"  {node.where()}: {what} ({code.name})")
             continue
         expected = ua.NodeId(node.vtype.value, 0)
         if dtype.Value is None or dtype.Value.Value != expected:

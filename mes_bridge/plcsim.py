@@ -20,114 +20,75 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from urllib.parse import urlparse
 
 from asyncua import Server, ua
-from asyncua.common.callback import CallbackType, ServerItemCallback
-from pydantic import BaseModel, ConfigDict, Field
+from asyncua.common.callback import ServerItemCallback
 
 from mes_bridge.channel import Signal
-from mes_bridge.jobs import RESULT_NOK, RESULT_OK
 from mes_bridge.nodeids import parse_node_ref
-from mes_bridge.tags import TAG_SPEC, Direction, Tag, TagMap
+from mes_bridge.plcsim_server import SimSecurity, SimServer
+from mes_bridge.plcsim_types import (
+    DEFAULT_ENDPOINT,
+    PLCSIM_NAMESPACE,
+    Injection,
+    JobTiming,
+    LatchedResult,
+    SimCounts,
+    SimStation,
+    StationState,
+    default_tag_map,
+)
+from mes_bridge.tags import TAG_SPEC, Direction, Tag
+
+__all__ = ["DEFAULT_ENDPOINT", "PLCSIM_NAMESPACE", "Injection", "JobTiming", "LatchedResult",
+           "PlcSimulator", "SimCounts", "SimSecurity", "SimStation", "default_tag_map",
+           "run_plcsim"]
 
 log = logging.getLogger(__name__)
 
-PLCSIM_NAMESPACE = "urn:intern-cells:plcsim"
-DEFAULT_ENDPOINT = "opc.tcp://127.0.0.1:48400/intern-cells/plc"
 _ZERO: dict[str, object] = {"String": "", "Boolean": False}
-
-
-def default_tag_map(prefix: str) -> TagMap:
-    """The simulator's own layout: ``s=<prefix>.<Tag>`` in the simulator's namespace."""
-    return TagMap(namespace_uri=PLCSIM_NAMESPACE, prefix=prefix)
-
-
-class SimStation(BaseModel):
-    """How the simulator plays one station."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tags: TagMap
-    takt_s: float = Field(default=0.0, ge=0, description="0: next part once the last is acked")
-    jitter_s: float = Field(default=0.0, ge=0, description="random extra delay before a part")
-    program_nos: tuple[int, ...] = Field(default=(1,), min_length=1)
-    parts: int | None = Field(default=None, ge=0, description="stop after this many; None: run")
-    part_prefix: str = Field(default="DC1", pattern=r"^[A-Z0-9]{1,8}$")
-    omit: frozenset[Tag] = frozenset()  # tags given no node (to test connect-time checks)
-    type_overrides: dict[Tag, str] = Field(default_factory=dict)  # tag -> other VariantType
-
-
-@dataclass(frozen=True)
-class LatchedResult:
-    job_seq: int
-    part_id: str
-    program_no: int
-    result: int
-    error_code: int
-    cycle_time_ms: int
-
-
-@dataclass
-class JobTiming:
-    """``time.perf_counter()`` stamps taken at the PLC side for one job."""
-
-    job_seq: int
-    t_job: float  # JobSeq written
-    t_ack: float | None = None  # JobAckSeq == JobSeq seen
-    t_result: float | None = None  # ResultSeq == JobSeq seen
-
-
-@dataclass(frozen=True)
-class SimCounts:
-    requested: int
-    ok: int
-    nok: int
-
-
-@dataclass
-class _Station:
-    sid: str
-    cfg: SimStation
-    mem: dict[Tag, object]
-    vtypes: dict[Tag, ua.VariantType]
-    nodes: dict[Tag, ua.NodeId] = field(default_factory=dict)
-    completed: list[LatchedResult] = field(default_factory=list)
-    timings: dict[int, JobTiming] = field(default_factory=dict)
-    injected: list[tuple[str | None, int | None]] = field(default_factory=list)
-    written_at: dict[Tag, float] = field(default_factory=dict)  # last client write, perf_counter
-    requested: int = 0
-    epoch: int = 0  # bumped by a cold restart: the open job is abandoned
-    changed: Signal = field(default_factory=Signal)
 
 
 def _zero_memory(vtypes: Mapping[Tag, ua.VariantType]) -> dict[Tag, object]:
     return {tag: _ZERO.get(vt.name, 0) for tag, vt in vtypes.items()}
 
 
+WriteHook = Callable[[str, Tag, object], None]
+
+
 class PlcSimulator:
-    """The simulated line PLC; an async context manager. ``url`` is the real endpoint."""
+    """The simulated line PLC; an async context manager. ``url`` is the real endpoint.
+
+    ``security`` makes it a secured PLC (see ``SimSecurity``); ``keep`` bounds the
+    per-station history of latched results and timings (None: keep all, for tests; a
+    long-running simulator should bound it).
+    """
 
     def __init__(self, stations: Mapping[str, SimStation], endpoint: str = DEFAULT_ENDPOINT,
-                 *, heartbeat_s: float = 1.0) -> None:
+                 *, heartbeat_s: float = 1.0, security: SimSecurity | None = None,
+                 keep: int | None = None) -> None:
         parsed = urlparse(endpoint)
         if parsed.scheme != "opc.tcp" or parsed.port is None:
             raise ValueError(f"simulator endpoint must be opc.tcp://host:port/path: {endpoint!r}")
+        if keep is not None and keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
         self._host = parsed.hostname or "127.0.0.1"
         self._port, self._path = parsed.port, parsed.path
         self._heartbeat_s = heartbeat_s
-        self._stations: dict[str, _Station] = {}
+        self._stations: dict[str, StationState] = {}
         for sid, cfg in stations.items():
             vtypes = {t: ua.VariantType[cfg.type_overrides.get(t, spec[1])]
                       for t, spec in TAG_SPEC.items() if t not in cfg.omit}
-            self._stations[sid] = _Station(sid, cfg, _zero_memory(vtypes), vtypes)
-        self._by_node: dict[ua.NodeId, tuple[_Station, Tag]] = {}
+            self._stations[sid] = StationState(sid, cfg, _zero_memory(vtypes), vtypes, keep)
+        self._by_node: dict[ua.NodeId, tuple[StationState, Tag]] = {}
         self._serial = itertools.count(1)
-        self._server: Server | None = None
-        self._running = False
+        self._server = SimServer(self.url, "intern-cells line PLC simulator", security,
+                                 self._on_write)
+        self._built = False
         self._lock = asyncio.Lock()
         self._done = Signal()
+        self._hooks: list[WriteHook] = []
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -156,8 +117,7 @@ class PlcSimulator:
 
     def counts(self, station_id: str) -> SimCounts:
         st = self._stations[station_id]
-        ok = sum(r.result == RESULT_OK for r in st.completed)
-        return SimCounts(st.requested, ok, sum(r.result == RESULT_NOK for r in st.completed))
+        return SimCounts(st.requested, st.ok, st.nok)
 
     def timings(self, station_id: str) -> list[JobTiming]:
         return list(self._stations[station_id].timings.values())
@@ -169,10 +129,10 @@ class PlcSimulator:
     async def wait_completed(self, n: int, timeout: float) -> None:
         """Wait until every station has latched at least ``n`` results, or ``TimeoutError``."""
         def done() -> bool:
-            return all(len(st.completed) >= n for st in self._stations.values())
+            return all(st.ok + st.nok >= n for st in self._stations.values())
 
         if not await self._done.until(done, timeout, lambda: None):
-            have = {sid: len(st.completed) for sid, st in self._stations.items()}
+            have = {sid: st.ok + st.nok for sid, st in self._stations.items()}
             raise TimeoutError(f"PLC simulator: {n} results per station not latched within "
                                f"{timeout} s; have {have}")
 
@@ -192,60 +152,82 @@ class PlcSimulator:
         """``time.perf_counter()`` when a client last wrote ``tag``, None if never."""
         return self._stations[station_id].written_at.get(tag)
 
+    # ------------------------------------------------------------------ fault hooks
+
     async def plc_write(self, station_id: str, tag: Tag, value: object) -> None:
         """Write a tag as the PLC program would (e.g. to force a gap in JobSeq)."""
         await self._put(self._stations[station_id], tag, value)
 
+    async def plc_write_raw(self, station_id: str, tag: Tag, variant: ua.Variant) -> None:
+        """Put a value of any type on a tag's node (the PLC program's memory is unchanged)."""
+        st = self._stations[station_id]
+        async with self._lock:
+            if self._server.running:
+                await self._server.store(st.nodes[tag], variant)
+
     def inject(self, station_id: str, *, part_id: str | None = None,
-               program_no: int | None = None) -> None:
-        """Use these values for the station's next part (others as usual)."""
+               program_no: int | None = None,
+               raw: Mapping[Tag, ua.Variant] | None = None) -> None:
+        """Use these values for the station's next part (others as usual); see ``Injection``."""
         if program_no is not None and not -32768 <= program_no <= 32767:
             raise ValueError(f"ProgramNo {program_no} does not fit the Int16 tag")
-        self._stations[station_id].injected.append((part_id, program_no))
+        raw = dict(raw or {})
+        bad = [t.value for t in raw if TAG_SPEC[t][0] is not Direction.PLC_TO_CELL
+               or t is Tag.HEARTBEAT_PLC]
+        if bad:
+            raise ValueError(f"raw values are for JobSeq, PartId, ProgramNo and ResultAckSeq, "
+                             f"not {', '.join(bad)}")
+        self._stations[station_id].injected.append(Injection(part_id, program_no, raw))
+
+    def on_client_write(self, hook: WriteHook) -> None:
+        """Call ``hook(station, tag, value)`` for every accepted client write, right after
+        it is applied and before the client gets its answer (e.g. to drop connections
+        between two writes of the handshake)."""
+        self._hooks.append(hook)
+
+    def drop_connections(self) -> int:
+        """Reset every client connection now, as a cut cable does; returns how many."""
+        return self._server.drop_connections()
+
+    async def refuse_writes(self, station_id: str, tag: Tag, refuse: bool = True) -> None:
+        """Make a cell->PLC tag read-only for clients (or writable again)."""
+        await self._server.set_writable(self._stations[station_id].nodes[tag], not refuse)
 
     # ------------------------------------------------------------------ server
 
     async def start_server(self) -> None:
         """Start listening, the address space showing the current PLC memory."""
         async with self._lock:
-            if self._server is None:
-                self._server = await self._build()
-            server = self._server
+            if not self._built:
+                # Built once and started/stopped for restarts: building the standard
+                # address space takes seconds of CPU, a restart should not.
+                server = await self._server.build([PLCSIM_NAMESPACE])
+                for st in self._stations.values():
+                    await self._add_station(server, st)
+                self._built = True
             for st in self._stations.values():
                 for tag, nodeid in st.nodes.items():
-                    await server.write_attribute_value(
-                        nodeid, ua.DataValue(ua.Variant(st.mem[tag], st.vtypes[tag])))
-            server.set_endpoint(self.url)
-            await server.start()
-            if self._port == 0 and server.bserver is not None:
-                self._port = server.bserver.port
-            self._running = True
+                    await self._server.store(nodeid, ua.Variant(st.mem[tag], st.vtypes[tag]))
+            port = await self._server.start()
+            if self._port == 0:
+                self._port = port
+                self._server.url = self.url
         log.info("PLC simulator listening on %s", self.url)
 
-    async def stop_server(self) -> None:
-        """Stop listening (clients lose their connection and session); memory is kept."""
+    async def stop_server(self, *, abort: bool = False) -> None:
+        """Stop listening; clients lose connection, session and subscriptions.
+
+        Memory is kept. ``abort`` resets the connections (a power cut or a killed PLC
+        runtime) instead of closing them.
+        """
         async with self._lock:
-            if self._server is not None and self._running:
-                self._running = False
-                await self._server.stop()
+            await self._server.stop(abort=abort)
 
-    async def _build(self) -> Server:
-        # Built once and started/stopped for restarts: building the standard address space
-        # takes seconds of CPU, a restart should not.
-        server = Server()
-        await server.init()
-        server.disable_clock()  # no server clock task: it would not survive a stop/start
-        server.set_server_name("intern-cells line PLC simulator")
-        server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-        await server.register_namespace(PLCSIM_NAMESPACE)
-        for st in self._stations.values():
-            await self._add_station(server, st)
-        server.subscribe_server_callback(CallbackType.PostWrite, self._on_write)
-        return server
-
-    async def restart(self, *, cold: bool = False, down_s: float = 0.0) -> None:
-        """Stop and start again on the same port; ``cold`` resets every counter to 0."""
-        await self.stop_server()
+    async def restart(self, *, cold: bool = False, down_s: float = 0.0,
+                      kill: bool = False) -> None:
+        """Stop and start again on the same port; ``cold`` resets every counter to 0,
+        ``kill`` resets connections instead of closing them."""
+        await self.stop_server(abort=kill)
         if down_s:
             await asyncio.sleep(down_s)  # the PLC is simply off for this long
         if cold:
@@ -255,7 +237,7 @@ class PlcSimulator:
                 st.changed.fire()
         await self.start_server()
 
-    async def _add_station(self, server: Server, st: _Station) -> None:
+    async def _add_station(self, server: Server, st: StationState) -> None:
         folder = await server.nodes.objects.add_folder(
             await server.get_namespace_index(PLCSIM_NAMESPACE), st.sid)
         resolved = st.cfg.tags.resolved()
@@ -293,31 +275,42 @@ class PlcSimulator:
                 elif tag is Tag.RESULT_SEQ and timing.t_result is None:
                     timing.t_result = now
             st.changed.fire()
+            for hook in self._hooks:
+                hook(st.sid, tag, value)
 
-    async def _put(self, st: _Station, tag: Tag, value: object) -> None:
+    async def _put(self, st: StationState, tag: Tag, value: object) -> None:
         if tag not in st.vtypes:
             return
         async with self._lock:
             st.mem[tag] = value
-            if self._server is not None and self._running:
-                await self._server.write_attribute_value(
-                    st.nodes[tag], ua.DataValue(ua.Variant(value, st.vtypes[tag])))
+            if self._server.running:
+                await self._server.store(st.nodes[tag], ua.Variant(value, st.vtypes[tag]))
         st.changed.fire()
 
     # ------------------------------------------------------------------ PLC program
 
-    def _next_part(self, st: _Station) -> tuple[str, int]:
+    def _next_part(self, st: StationState) -> tuple[str, int, Injection]:
         today = dt.date.today().isocalendar()
         week = f"{today.year % 100:02d}{today.week:02d}"
         part = f"{st.cfg.part_prefix}-{week}-{next(self._serial):06d}"
         program = st.cfg.program_nos[st.requested % len(st.cfg.program_nos)]
-        if st.injected:
-            inj_part, inj_program = st.injected.pop(0)
-            part = part if inj_part is None else inj_part
-            program = program if inj_program is None else inj_program
-        return part, program
+        inj = st.injected.pop(0) if st.injected else Injection()
+        part = part if inj.part_id is None else inj.part_id
+        program = program if inj.program_no is None else inj.program_no
+        return part, program, inj
 
-    async def _run(self, st: _Station) -> None:
+    async def _put_part(self, st: StationState, tag: Tag, value: object, inj: Injection) -> None:
+        if tag in inj.raw:
+            await self.plc_write_raw(st.sid, tag, inj.raw[tag])
+        else:
+            await self._put(st, tag, value)
+
+    async def _hold_raw(self, st: StationState, tag: Tag, inj: Injection) -> None:
+        if tag in inj.raw:
+            await self.plc_write_raw(st.sid, tag, inj.raw[tag])
+            await asyncio.sleep(st.cfg.raw_hold_s)  # the faulty value stays this long
+
+    async def _run(self, st: StationState) -> None:
         last_start: float | None = None
         while st.cfg.parts is None or st.requested < st.cfg.parts:
             if st.cfg.takt_s and last_start is not None:
@@ -328,9 +321,10 @@ class PlcSimulator:
                 await asyncio.sleep(random.uniform(0.0, st.cfg.jitter_s))
             last_start = time.monotonic()
             seq = (int(st.mem.get(Tag.JOB_SEQ, 0)) + 1) & 0xFFFFFFFF or 1  # type: ignore[call-overload]
-            part, program = self._next_part(st)
-            await self._put(st, Tag.PART_ID, part)
-            await self._put(st, Tag.PROGRAM_NO, program)
+            part, program, inj = self._next_part(st)
+            await self._put_part(st, Tag.PART_ID, part, inj)
+            await self._put_part(st, Tag.PROGRAM_NO, program, inj)
+            await self._hold_raw(st, Tag.JOB_SEQ, inj)
             st.timings[seq] = JobTiming(seq, time.perf_counter())
             epoch = st.epoch
             await self._put(st, Tag.JOB_SEQ, seq)
@@ -340,9 +334,10 @@ class PlcSimulator:
                 None, lambda: None)
             if st.epoch != epoch:
                 continue  # cold restart: the PLC forgot this job
-            st.completed.append(LatchedResult(
+            st.latch(LatchedResult(
                 seq, part, program, int(st.mem[Tag.RESULT]), int(st.mem[Tag.ERROR_CODE]),  # type: ignore[call-overload]
                 int(st.mem[Tag.CYCLE_TIME_MS])))  # type: ignore[call-overload]
+            await self._hold_raw(st, Tag.RESULT_ACK_SEQ, inj)
             await self._put(st, Tag.RESULT_ACK_SEQ, seq)
             self._done.fire()
 
@@ -350,8 +345,9 @@ class PlcSimulator:
         while True:
             await asyncio.sleep(self._heartbeat_s)  # HeartbeatPLC ticks once per period
             for st in self._stations.values():
-                beat = (int(st.mem.get(Tag.HEARTBEAT_PLC, 0)) + 1) & 0xFFFF  # type: ignore[call-overload]
-                await self._put(st, Tag.HEARTBEAT_PLC, beat)
+                if st.cfg.heartbeat:
+                    beat = (int(st.mem.get(Tag.HEARTBEAT_PLC, 0)) + 1) & 0xFFFF  # type: ignore[call-overload]
+                    await self._put(st, Tag.HEARTBEAT_PLC, beat)
 
 
 async def run_plcsim(
@@ -362,22 +358,26 @@ async def run_plcsim(
     stop: asyncio.Event | None = None,
     on_ready: Callable[[str], None] | None = None,
     report_every_s: float = 0.0,
+    security: SimSecurity | None = None,
+    keep: int | None = 10_000,
 ) -> dict[str, SimCounts]:
     """Run the simulator until every station has done its ``parts`` or ``stop`` is set.
 
     With no ``parts`` on any station and no ``stop`` it runs until cancelled. ``on_ready``
     gets the real endpoint URL once the server listens; ``report_every_s`` > 0 logs counts.
-    Returns each station's counts.
+    ``keep`` bounds the kept history (a simulator may run for weeks). Returns each
+    station's counts.
     """
     stop = stop or asyncio.Event()
-    async with PlcSimulator(stations, endpoint, heartbeat_s=heartbeat_s) as sim:
+    async with PlcSimulator(stations, endpoint, heartbeat_s=heartbeat_s, security=security,
+                            keep=keep) as sim:
         if on_ready is not None:
             on_ready(sim.url)
         finite = all(cfg.parts is not None for cfg in stations.values())
         target = max((cfg.parts or 0) for cfg in stations.values())
         last_report = time.monotonic()
         while not stop.is_set():
-            if finite and all(len(sim.completed(sid)) >= (cfg.parts or 0)
+            if finite and all(sim.counts(sid).ok + sim.counts(sid).nok >= (cfg.parts or 0)
                               for sid, cfg in stations.items()):
                 break
             with contextlib.suppress(TimeoutError):

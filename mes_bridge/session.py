@@ -3,8 +3,15 @@
 ``PlcSession`` owns the connection (a ``Link`` per (re)connect), one ``StationHandshake``
 per station and three tasks: the processor (the only consumer of data changes: the
 subscription handler just queues them), the supervisor (reconnect with backoff and a
-deadline, then resync from a full read) and the cell heartbeat. Cell code talks to a
+deadline, then resync from a full read) and the heartbeat tick. Cell code talks to a
 station through its ``StationChannel``.
+
+Heartbeats: every ``heartbeat_s`` the tick writes HeartbeatCell (+1) to every station,
+but only while the session is healthy: connected and resynced, not failed, and its
+processor has taken the previous tick from its queue (so data changes are being handled,
+not piling up). Otherwise HeartbeatCell stands still and the PLC's watchdog sees it. The
+same tick checks HeartbeatPLC of each station (see ``StationChannel.plc_liveness``) and
+reports a station turning stale, or alive again, as a notice.
 
 Usage::
 
@@ -22,44 +29,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Literal
 
-from mes_bridge.channel import Signal, StationChannel
-from mes_bridge.errors import BridgeError, JobNotCurrent, PlcConnectionError, TagMapError
+from mes_bridge.channel import PlcLiveness, Signal, StationChannel
+from mes_bridge.errors import (
+    BridgeError,
+    JobNotCurrent,
+    PlcConnectionError,
+    PlcWriteError,
+)
 from mes_bridge.handshake import Notice, NoticeKind, Outcome, StationHandshake, WriteStep
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.link import LINK_ERRORS, ConnectOptions, DataChange, Link
-from mes_bridge.nodeids import NodeRef, parse_node_ref
+from mes_bridge.nodeids import parse_tag_map
+from mes_bridge.reconnect import Reconnecting, Resync
+from mes_bridge.security import ClientSecurity, SecurityConfig
 from mes_bridge.tags import Tag, TagMap
 
-__all__ = ["PlcJob", "PlcResult", "PlcSession", "StationChannel"]
+__all__ = ["PlcJob", "PlcLiveness", "PlcResult", "PlcSession", "SecurityConfig",
+           "StationChannel"]
 
 log = logging.getLogger(__name__)
 
 # Order in which one batch of changes is applied: PartId and ProgramNo are written by the
 # PLC before JobSeq, and may arrive in the same notification as JobSeq.
 _APPLY_ORDER = (Tag.PART_ID, Tag.PROGRAM_NO, Tag.RESULT_ACK_SEQ, Tag.HEARTBEAT_PLC, Tag.JOB_SEQ)
-_QUIET = {NoticeKind.RESUMED, NoticeKind.REWRITTEN}
+_QUIET = {NoticeKind.RESUMED, NoticeKind.REWRITTEN, NoticeKind.PLC_HEARTBEAT_RESUMED}
 
 
 @dataclass(frozen=True)
-class _Resync:
-    generation: int
-    values: dict[str, dict[Tag, object]]
+class _Tick:
+    n: int
 
 
-class PlcSession:
+class PlcSession(Reconnecting):
     """One asyncua client per PLC endpoint serving many stations; an async context manager.
 
     Entering connects (retrying until ``connect_deadline_s``), resolves namespace URIs,
     checks every mapped node's existence, data type and access (``TagMapError`` naming
-    station, tag and node), subscribes, resyncs and starts the cell heartbeat. A lost
+    station, tag and node), subscribes, resyncs and starts the heartbeat tick. A lost
     connection is re-established with backoff; past ``reconnect_deadline_s`` (None: never
-    give up) every waiting call raises ``PlcConnectionError``.
+    give up) every waiting call raises ``PlcConnectionError``. A security refusal
+    (``PlcSecurityError``: untrusted certificate either way, login refused, no such
+    endpoint) is never retried: it ends the session at once, on entry or on a reconnect.
+
+    ``security`` (default: plain) is checked when the session is built: certificate, key
+    and trust list files are loaded then (``CertificateError`` naming the file).
+    ``plc_heartbeat_timeout_s`` is the default limit of ``StationChannel.plc_liveness``.
     """
 
     def __init__(
@@ -75,39 +92,32 @@ class PlcSession:
         reconnect_max_delay_s: float = 5.0,
         known_job_seqs: Mapping[str, int] | None = None,
         on_notice: Callable[[Notice], None] | None = None,
-        security_policy: Literal[
-            "None", "Basic256Sha256", "Aes128Sha256RsaOaep", "Aes256Sha256RsaPss"] = "None",
-        security_mode: Literal["None", "Sign", "SignAndEncrypt"] = "None",
-        certificate: Path | None = None,
-        private_key: Path | None = None,
-        private_key_password: str | None = None,
-        server_certificate: Path | None = None,
-        username: str | None = None,
-        password: str | None = None,
-        application_uri: str = "urn:intern-cells:bridge",
+        plc_heartbeat_timeout_s: float = 5.0,
+        security: SecurityConfig | None = None,
+        session_timeout_s: float = 20.0,
     ) -> None:
         if not endpoint.startswith("opc.tcp://"):
             raise ValueError(f"PLC endpoint must start with opc.tcp://, got {endpoint!r}")
         if not stations:
             raise ValueError("a PLC session needs at least one station")
-        if heartbeat_s <= 0 or connect_deadline_s <= 0 or reconnect_max_delay_s <= 0:
-            raise ValueError("heartbeat_s, connect_deadline_s and reconnect_max_delay_s "
-                             "must be positive")
+        if min(heartbeat_s, connect_deadline_s, reconnect_max_delay_s,
+               plc_heartbeat_timeout_s) <= 0:
+            raise ValueError("heartbeat_s, connect_deadline_s, reconnect_max_delay_s and "
+                             "plc_heartbeat_timeout_s must be positive")
         self.endpoint = endpoint
         self._options = ConnectOptions(
             timeout_s=timeout_s, publishing_interval_ms=publishing_interval_ms,
             heartbeat_interval_ms=min(500.0, heartbeat_s * 500),
-            application_uri=application_uri, security_policy=security_policy,
-            security_mode=security_mode, certificate=certificate, private_key=private_key,
-            private_key_password=private_key_password, server_certificate=server_certificate,
-            username=username, password=password,
+            session_timeout_s=session_timeout_s,
         )
+        self._security = ClientSecurity(security or SecurityConfig())
+        self.plc_heartbeat_timeout_s = plc_heartbeat_timeout_s
         self._heartbeat_s = heartbeat_s
         self._connect_deadline_s = connect_deadline_s
         self._reconnect_deadline_s = reconnect_deadline_s
         self._max_delay_s = reconnect_max_delay_s
         self._on_notice = on_notice
-        self._refs = {sid: _parse_refs(sid, tm) for sid, tm in stations.items()}
+        self._refs = {sid: parse_tag_map(sid, tm) for sid, tm in stations.items()}
         known = dict(known_job_seqs or {})
         self._machines = {sid: StationHandshake(sid, last_job_seq=known.get(sid))
                           for sid in stations}
@@ -119,12 +129,14 @@ class PlcSession:
         self._failure: BaseException | None = None
         self._closing = False
         self._heartbeat = 0
+        self._ticks_sent = self._ticks_seen = 0
+        self._beat_refused = False
         self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> PlcSession:
-        self._queue: asyncio.Queue[DataChange | _Resync] = asyncio.Queue()
+        self._queue: asyncio.Queue[DataChange | Resync | _Tick] = asyncio.Queue()
         self._reconnect = asyncio.Event()
         self._sync = Signal()
         self._tasks = [asyncio.create_task(self._process(), name="plc-process")]
@@ -186,6 +198,19 @@ class PlcSession:
         """The error that ended the session for good, if any."""
         return self._failure
 
+    @property
+    def healthy(self) -> bool:
+        """Connected, resynced, not failed, and the processor keeps up with its queue:
+        the condition under which HeartbeatCell ticks."""
+        return (self._failure is None and self.connected
+                and self._ticks_seen == self._ticks_sent)
+
+    def subscriptions(self) -> list[tuple[float, int]]:
+        """(publishing interval ms, monitored items) of each subscription of the live
+        connection; empty while disconnected."""
+        link = self._link
+        return list(link.subscriptions) if link is not None and self.connected else []
+
     # ------------------------------------------------------------------ channel side
 
     async def apply(self, station_id: str, job: PlcJob,
@@ -193,22 +218,35 @@ class PlcSession:
         """Commit a handshake step in the machine, then get its writes onto the PLC.
 
         If the connection is down or drops mid-write, wait for the next resync and write
-        again (the values are idempotent), unless the job stopped being current.
+        again (the values are idempotent), unless the job stopped being current: then
+        return if the PLC has latched its result meanwhile, else raise ``JobNotCurrent``.
+        If the PLC refuses the write (``PlcWriteError``) the step is taken back.
         """
         if self._failure is not None:
             raise self._failure
-        steps = commit()
         machine = self._machines[station_id]
+        before = machine.mark()
+        steps = commit()
+        after = machine.mark()
         waited = False
         while True:
             link = self._link
             if link is not None and self._live_gen == link.generation:
                 if waited and not machine.is_current(job):
+                    if machine.result_acked(job):
+                        return  # the resync wrote the step again and the PLC latched it
                     raise JobNotCurrent(f"station {station_id}: job {job.job_seq} stopped "
                                         "being current while the PLC was unreachable")
                 try:
                     await link.write_steps(station_id, steps)
                     return
+                except PlcWriteError as exc:
+                    # Refused, not lost: the step did not happen, so it must not count as
+                    # done (the cell retries it, e.g. after the PLC is fixed).
+                    machine.revert(before, after)
+                    self._deliver(self._channels[station_id], Outcome(notices=(Notice(
+                        station_id, NoticeKind.WRITE_REFUSED, job.job_seq, str(exc)),)))
+                    raise
                 except LINK_ERRORS as exc:
                     self._lost(link.generation, exc)
                     target = link.generation + 1
@@ -222,96 +260,45 @@ class PlcSession:
                 None, self.failure)
 
     async def write_status(self, station_id: str) -> None:
-        """Best effort: CellState now if connected; the next resync writes it otherwise."""
+        """Best effort: CellState now if connected; the next resync writes it otherwise.
+
+        A refused status write is reported as a notice, never raised: the cell's work
+        must not stop because the PLC will not show its state.
+        """
         link = self._link
         state = self._channels[station_id].cell_state
         if state is None or link is None or self._live_gen != link.generation:
             return
         try:
             await link.write([(station_id, Tag.CELL_STATE, state)])
+        except PlcWriteError as exc:
+            self._deliver(self._channels[station_id], Outcome(notices=(Notice(
+                station_id, NoticeKind.WRITE_REFUSED, None, str(exc)),)))
         except LINK_ERRORS as exc:
             self._lost(link.generation, exc)
 
-    # ------------------------------------------------------------------ connection
-
-    async def _connect(self, deadline_s: float | None) -> None:
-        """Open a new link and queue its resync, retrying with backoff until the deadline."""
-        start = time.monotonic()
-        delay, attempts = 0.2, 0
-        while True:
-            attempts += 1
-            try:
-                await self._open_link()
-                return
-            except TagMapError:
-                raise
-            except LINK_ERRORS as exc:
-                last = exc
-            left = None if deadline_s is None else deadline_s - (time.monotonic() - start)
-            if left is not None and left <= 0:
-                raise PlcConnectionError(
-                    f"PLC at {self.endpoint} unreachable: {attempts} attempts in "
-                    f"{deadline_s:.0f} s, last error: {last!r}") from last
-            log.info("PLC at %s unreachable (%r); retrying in %.1f s", self.endpoint, last, delay)
-            # Backoff between attempts: there is no event to await for a server coming back.
-            await asyncio.sleep(delay if left is None else min(delay, left))
-            delay = min(delay * 2, self._max_delay_s)
-
-    async def _open_link(self) -> None:
-        gen = self._generation + 1
-        link = await Link.open(self.endpoint, self._refs, self._options, generation=gen,
-                               sink=self._queue.put_nowait, on_lost=self._lost)
-        self._generation, self._link = gen, link
-        try:
-            values = await link.read_all()
-        except BaseException:
-            self._link = None
-            await link.close(self._options.timeout_s)
-            raise
-        self._queue.put_nowait(_Resync(gen, values))
-
-    def _lost(self, generation: int, exc: BaseException) -> None:
-        if self._closing or generation != self._generation or generation <= self._lost_gen:
-            return
-        log.warning("connection to PLC at %s lost: %r", self.endpoint, exc)
-        self._lost_gen = generation
-        self._live_gen = None
-        for machine in self._machines.values():
-            machine.connection_lost()
-        self._reconnect.set()
-        self._wake_all()
-
-    async def _supervise(self) -> None:
-        while True:
-            await self._reconnect.wait()
-            self._reconnect.clear()
-            old, self._link = self._link, None
-            if old is not None:
-                await old.close(self._options.timeout_s)
-            try:
-                await self._connect(self._reconnect_deadline_s)
-            except BridgeError as exc:
-                log.error("giving up on PLC at %s: %s", self.endpoint, exc)
-                self._failure = exc
-                self._wake_all()
-                return
-            log.info("reconnected to PLC at %s (connection %d)", self.endpoint, self._generation)
-
     async def _beat(self) -> None:
-        """HeartbeatCell of every station, one write per tick, while connected."""
+        """The tick: HeartbeatCell of every station while healthy; a marker to the processor."""
         while True:
             await asyncio.sleep(self._heartbeat_s)  # a periodic tick, not a wait for a state
+            healthy, link = self.healthy, self._link
+            self._ticks_sent += 1
+            self._queue.put_nowait(_Tick(self._ticks_sent))
+            if not healthy or link is None:
+                continue  # HeartbeatCell stands still: the PLC's watchdog will see it
             self._heartbeat = (self._heartbeat + 1) & 0xFFFF
-            link = self._link
-            if link is None or self._live_gen != link.generation:
-                continue
             try:
                 await link.write([(sid, Tag.HEARTBEAT_CELL, self._heartbeat)
                                   for sid in self._channels])
+                if self._beat_refused:
+                    log.info("PLC at %s takes HeartbeatCell again", self.endpoint)
+                self._beat_refused = False
+            except PlcWriteError as exc:
+                if not self._beat_refused:  # once, not every second
+                    log.error("HeartbeatCell write refused: %s", exc)
+                self._beat_refused = True
             except LINK_ERRORS as exc:
                 self._lost(link.generation, exc)
-            except BridgeError as exc:
-                log.error("heartbeat write refused: %s", exc)
 
     # ------------------------------------------------------------------ processing
 
@@ -324,10 +311,13 @@ class PlcSession:
             updates: dict[str, dict[Tag, object]] = {}
             try:
                 for item in batch:
-                    if isinstance(item, _Resync):
+                    if isinstance(item, Resync):
                         self._apply_changes(updates)
                         updates = {}
                         await self._apply_resync(item)
+                    elif isinstance(item, _Tick):
+                        self._ticks_seen = item.n
+                        self._check_liveness()
                     elif item.generation == self._live_gen:
                         updates.setdefault(item.station_id, {})[item.tag] = item.value
                 self._apply_changes(updates)
@@ -353,29 +343,48 @@ class PlcSession:
                         raise BridgeError(f"unexpected writes on a data change: {out.writes}")
             channel.changed()
 
-    async def _apply_resync(self, marker: _Resync) -> None:
+    async def _apply_resync(self, marker: Resync) -> None:
         gen, link = marker.generation, self._link
         if link is None or gen != link.generation or gen <= self._lost_gen:
             return  # that connection is already gone; its successor brings a new read
         pending: list[tuple[str, tuple[WriteStep, ...]]] = []
         for sid, machine in self._machines.items():
-            out = machine.resync(marker.values.get(sid, {}))
-            log.info("station %s resync: %s", sid, out.classification)
+            values = marker.values.get(sid, {})
+            out = machine.resync(values)
+            log.debug("station %s resync: %s", sid, out.classification)
+            self._channels[sid].heartbeat_seen(values.get(Tag.HEARTBEAT_PLC), resync=True)
             self._deliver(self._channels[sid], out)
             if out.writes:
                 pending.append((sid, out.writes))
+        status = [(sid, Tag.CELL_STATE, ch.cell_state)
+                  for sid, ch in self._channels.items() if ch.cell_state is not None]
         try:
             for sid, steps in pending:
-                await link.write_steps(sid, steps)
-            status = [(sid, Tag.CELL_STATE, ch.cell_state)
-                      for sid, ch in self._channels.items() if ch.cell_state is not None]
-            await link.write(status)
+                await self._rewrite(link, sid, lambda s=sid, w=steps: link.write_steps(s, w))
+            await self._rewrite(link, None, lambda: link.write(status))
         except LINK_ERRORS as exc:
             self._lost(gen, exc)
             return
         if gen > self._lost_gen:
             self._live_gen = gen
         self._wake_all()
+
+    async def _rewrite(self, link: Link, station_id: str | None,
+                       write: Callable[[], Awaitable[None]]) -> None:
+        """A resync write; one the PLC refuses is reported, and the rest still happen."""
+        try:
+            await write()
+        except PlcWriteError as exc:
+            for sid in [station_id] if station_id else list(self._channels):
+                self._deliver(self._channels[sid], Outcome(notices=(Notice(
+                    sid, NoticeKind.WRITE_REFUSED, None, f"at resync: {exc}"),)))
+
+    def _check_liveness(self) -> None:
+        for channel in self._channels.values():
+            notice = channel.liveness_notice()
+            if notice is not None:
+                self._deliver(channel, Outcome(notices=(notice,)))
+                channel.changed()
 
     def _deliver(self, channel: StationChannel, out: Outcome) -> None:
         for notice in out.notices:
@@ -392,11 +401,3 @@ class PlcSession:
         self._sync.fire()
         for channel in self._channels.values():
             channel.changed()
-
-
-def _parse_refs(station_id: str, tag_map: TagMap) -> dict[Tag, NodeRef]:
-    try:
-        return {tag: parse_node_ref(text, tag_map.namespace_uri)
-                for tag, text in tag_map.resolved().items()}
-    except TagMapError as exc:
-        raise TagMapError(f"station {station_id}: {exc}") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -58,3 +60,13 @@ async def make_sim() -> AsyncIterator[Callable[..., Awaitable[PlcSimulator]]]:
             return await stack.enter_async_context(PlcSimulator(st, FREE_PORT_URL, **kw))
 
         yield make
+
+
+async def eventually(cond: Callable[[], bool], what: str,
+                     timeout: float = ACK_TIMEOUT_S) -> None:
+    """Poll ``cond`` until it holds; ``AssertionError`` naming ``what`` after ``timeout``."""
+    end = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.05)

@@ -319,3 +319,22 @@ def test_an_ack_given_while_disconnected_is_seen_at_the_resync() -> None:
     out = m.resync(snapshot(5, 4, 4, 4))
     assert m.result_acked(job)
     assert [j.job_seq for j in out.jobs] == [5] and out.notices == ()
+
+
+def test_a_refused_step_is_taken_back_unless_something_else_moved_the_machine() -> None:
+    m = synced()
+    job = request(m, 1)
+    assert job is not None
+    before = m.mark()
+    m.accept(job)
+    m.publish(job, OK)
+    after = m.mark()
+    assert m.revert(before, after) and m.phase is Phase.OFFERED and m.result is None
+    m.accept(job)  # the cell tries again: allowed, as if the refused step never happened
+    before = m.mark()
+    m.publish(job, OK)
+    after = m.mark()
+    newer = request(m, 2)  # the PLC moved on before the refusal came back
+    assert newer is not None
+    assert not m.revert(before, after)
+    assert m.is_current(newer) and m.phase is Phase.OFFERED

@@ -6,7 +6,6 @@ import uuid
 
 import pytest
 from asyncua import ua
-from pydantic import ValidationError
 
 from mes_bridge.errors import TagMapError
 from mes_bridge.nodeids import parse_node_ref
@@ -69,11 +68,8 @@ def test_session_options_are_checked_before_any_connection() -> None:
     tags = {"ST10": TagMap(namespace_uri="urn:a", prefix="L.ST10")}
     with pytest.raises(ValueError, match=r"opc\.tcp://"):
         PlcSession("http://127.0.0.1:4840", tags)
-    with pytest.raises(ValidationError, match="needs 'certificate' and 'private_key'"):
-        PlcSession("opc.tcp://127.0.0.1:4840", tags, security_policy="Basic256Sha256",
-                   security_mode="SignAndEncrypt")
-    with pytest.raises(ValidationError, match="must both be 'None' or neither"):
-        PlcSession("opc.tcp://127.0.0.1:4840", tags, security_mode="Sign")
+    with pytest.raises(ValueError, match="plc_heartbeat_timeout_s must be positive"):
+        PlcSession("opc.tcp://127.0.0.1:4840", tags, plc_heartbeat_timeout_s=0)
     bad_map = {"ST10": TagMap(nodes={t: "ns=x;s=Y" for t in Tag})}
-    with pytest.raises(TagMapError, match="station ST10: node 'ns=x;s=Y'"):
+    with pytest.raises(TagMapError, match="station ST10, tag JobSeq: node 'ns=x;s=Y'"):
         PlcSession("opc.tcp://127.0.0.1:4840", bad_map)
