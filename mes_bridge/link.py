@@ -151,7 +151,7 @@ class Link:
         try:
             limits = await _limits(client, options.max_nodes_per_request)
             namespaces = await client.get_namespace_array()
-            nodes = _resolve(refs, namespaces)
+            nodes = resolve_nodes(refs, namespaces)
             await _check_nodes(client, list(nodes.values()), limits.read)
             link = cls(client, nodes, generation, sink, on_lost, limits)
 
@@ -274,10 +274,17 @@ async def _close_quietly(client: Client, timeout_s: float) -> None:
         await asyncio.wait_for(client.disconnect(), timeout_s)
 
 
-def _resolve(refs: Mapping[str, Mapping[Tag, NodeRef]],
-             namespaces: list[str]) -> dict[tuple[str, Tag], TagNode]:
+def resolve_nodes(refs: Mapping[str, Mapping[Tag, NodeRef]],
+                  namespaces: list[str]) -> dict[tuple[str, Tag], TagNode]:
+    """Every station's tags as concrete nodes on a server with these ``namespaces``.
+
+    Raises ``TagMapError`` listing every node that does not resolve, and every node
+    mapped twice (two stations on one data block is a copy-paste error that would let
+    one station's job be answered by another).
+    """
     nodes: dict[tuple[str, Tag], TagNode] = {}
     problems: list[str] = []
+    owner: dict[ua.NodeId, TagNode] = {}
     for station, tags in refs.items():
         for tag, ref in tags.items():
             try:
@@ -286,7 +293,11 @@ def _resolve(refs: Mapping[str, Mapping[Tag, NodeRef]],
                 problems.append(f"  station {station}, tag {tag.value}: {exc}")
                 continue
             vtype = ua.VariantType[TAG_SPEC[tag][1]]
-            nodes[(station, tag)] = TagNode(station, tag, ref.text, nodeid, vtype)
+            node = TagNode(station, tag, ref.text, nodeid, vtype)
+            if nodeid in owner:
+                problems.append(f"  {node.where()}: the same node as {owner[nodeid].where()}")
+            owner.setdefault(nodeid, node)
+            nodes[(station, tag)] = node
     if problems:
         raise TagMapError("tag map does not resolve on the PLC:\n" + "\n".join(problems))
     return nodes

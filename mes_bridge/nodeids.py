@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from asyncua import ua
 
 from mes_bridge.errors import TagMapError
-from mes_bridge.tags import Tag, TagMap
 
 _KINDS = {
     "s": ua.NodeIdType.String,
@@ -105,13 +104,3 @@ def parse_node_ref(text: str, default_uri: str | None) -> NodeRef:
         raise TagMapError(f"node {text!r}: bad {kind.name} identifier: {exc}") from None
     return NodeRef(text=text, namespace=namespace, kind=kind, identifier=identifier)
 
-
-def parse_tag_map(station_id: str, tag_map: TagMap) -> dict[Tag, NodeRef]:
-    """Every tag's ``NodeRef``; ``TagMapError`` naming the station, tag and node if one is bad."""
-    refs: dict[Tag, NodeRef] = {}
-    for tag, text in tag_map.resolved().items():
-        try:
-            refs[tag] = parse_node_ref(text, tag_map.namespace_uri)
-        except TagMapError as exc:
-            raise TagMapError(f"station {station_id}, tag {tag.value}: {exc}") from None
-    return refs

@@ -42,7 +42,6 @@ from mes_bridge.errors import (
 from mes_bridge.handshake import Notice, NoticeKind, Outcome, StationHandshake, WriteStep
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.link import LINK_ERRORS, ConnectOptions, DataChange, Link
-from mes_bridge.nodeids import parse_tag_map
 from mes_bridge.reconnect import Reconnecting, Resync
 from mes_bridge.security import ClientSecurity, SecurityConfig
 from mes_bridge.tags import Tag, TagMap
@@ -117,7 +116,7 @@ class PlcSession(Reconnecting):
         self._reconnect_deadline_s = reconnect_deadline_s
         self._max_delay_s = reconnect_max_delay_s
         self._on_notice = on_notice
-        self._refs = {sid: parse_tag_map(sid, tm) for sid, tm in stations.items()}
+        self._refs = {sid: tm.refs(sid) for sid, tm in stations.items()}
         known = dict(known_job_seqs or {})
         self._machines = {sid: StationHandshake(sid, last_job_seq=known.get(sid))
                           for sid in stations}

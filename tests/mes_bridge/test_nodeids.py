@@ -6,8 +6,10 @@ import uuid
 
 import pytest
 from asyncua import ua
+from pydantic import ValidationError
 
 from mes_bridge.errors import TagMapError
+from mes_bridge.link import resolve_nodes
 from mes_bridge.nodeids import parse_node_ref
 from mes_bridge.session import PlcSession
 from mes_bridge.tags import Tag, TagMap
@@ -70,6 +72,32 @@ def test_session_options_are_checked_before_any_connection() -> None:
         PlcSession("http://127.0.0.1:4840", tags)
     with pytest.raises(ValueError, match="plc_heartbeat_timeout_s must be positive"):
         PlcSession("opc.tcp://127.0.0.1:4840", tags, plc_heartbeat_timeout_s=0)
-    bad_map = {"ST10": TagMap(nodes={t: "ns=x;s=Y" for t in Tag})}
-    with pytest.raises(TagMapError, match="station ST10, tag JobSeq: node 'ns=x;s=Y'"):
-        PlcSession("opc.tcp://127.0.0.1:4840", bad_map)
+
+
+def test_a_tag_map_is_checked_when_it_is_read() -> None:
+    with pytest.raises(ValidationError, match=(
+            r"tag JobSeq: node id 'ns=x;s=A': expected 'ns=<index>;<id>' with a numeric index")):
+        TagMap(prefix="L", nodes={Tag.JOB_SEQ: "ns=x;s=A"})
+    with pytest.raises(ValidationError, match="no ns=/nsu= and the tag map has no namespace_uri"):
+        TagMap(prefix="L.ST10")
+    with pytest.raises(ValidationError, match=r"tags share a node: JobSeq, JobAckSeq -> 's=L.J'"):
+        TagMap(namespace_uri="urn:a", prefix="L",
+               nodes={Tag.JOB_SEQ: "s=L.J", Tag.JOB_ACK_SEQ: "s=L.J"})
+    with pytest.raises(ValidationError, match=r"no '\{tag\}' in it"):
+        TagMap(namespace_uri="urn:a", pattern='"DB_Cell01"')
+    siemens = TagMap(namespace_uri="http://www.siemens.com/simatic-s7-opcua",
+                     pattern='"DB_Cell01"."{tag}"', nodes={Tag.HEARTBEAT_PLC: 's="DB_C"."Life"'})
+    refs = siemens.refs("ST10")
+    assert refs[Tag.JOB_SEQ].identifier == '"DB_Cell01"."JobSeq"'
+    assert refs[Tag.HEARTBEAT_PLC].identifier == '"DB_C"."Life"'
+    assert refs[Tag.JOB_SEQ].namespace == "http://www.siemens.com/simatic-s7-opcua"
+
+
+def test_two_stations_on_one_node_are_refused_whatever_the_spelling() -> None:
+    st10 = TagMap(namespace_uri="urn:plc:server", prefix="DB10")
+    st20 = TagMap(namespace_uri="urn:plc:server", prefix="DB20",
+                  nodes={Tag.RESULT_SEQ: "ns=1;s=DB10.ResultSeq"})  # copied from ST10's map
+    with pytest.raises(TagMapError, match=(
+            r"station ST20, tag ResultSeq, node 'ns=1;s=DB10.ResultSeq': the same node as "
+            r"station ST10, tag ResultSeq, node 's=DB10.ResultSeq'")):
+        resolve_nodes({"ST10": st10.refs("ST10"), "ST20": st20.refs("ST20")}, NAMESPACES)
