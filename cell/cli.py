@@ -16,6 +16,7 @@ from cell.cli_analytics import register as register_analytics
 from cell.config import LineConfig, LineConfigError, load_line_config, sample_config_path
 from cell.services import ServiceError, Services
 from cell.settings import Settings, SettingsError, load_settings
+from mes_bridge.cli import certs_app
 from policy.cli import policy_app
 from robot.cli import sim_app
 
@@ -27,6 +28,7 @@ report_app = typer.Typer(no_args_is_help=True, help="Reports from the production
 app.add_typer(report_app, name="report")
 app.add_typer(sim_app, name="sim")
 app.add_typer(policy_app, name="policy")
+app.add_typer(certs_app(), name="certs")
 
 ConfigOpt = Annotated[
     Path | None,
