@@ -28,6 +28,7 @@ from cell.dispatch import Dispatcher
 from cell.holds import HOLDING_ALERTS, StationDb
 from cell.recorder import Known, Recorder
 from cell.states import PackML, path
+from mes_bridge.errors import JobNotCurrent
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.session import StationChannel
 from robot.jobs import ErrorCode, JobOutcome, JobSpec
@@ -99,6 +100,13 @@ class StationLoop:
                 return
             except asyncio.CancelledError:
                 raise
+            except JobNotCurrent as exc:
+                # The PLC gave the job up (its counters reset, or a newer JobSeq): there is
+                # nobody left to answer. What was recorded for it stays on record; trying
+                # again would block the station for good.
+                log.warning("station %s: %s", self.station.id, exc)
+                self.ctx.count("given_up_by_plc")
+                return
             except Exception as exc:
                 # Unanswered, the job keeps the PLC waiting, so nothing unrecorded is ever
                 # reported. Handling it again is safe: a recorded job is answered from the

@@ -336,7 +336,7 @@ class PlcSimulator:
                 continue  # cold restart: the PLC forgot this job
             st.latch(LatchedResult(
                 seq, part, program, int(st.mem[Tag.RESULT]), int(st.mem[Tag.ERROR_CODE]),  # type: ignore[call-overload]
-                int(st.mem[Tag.CYCLE_TIME_MS])))  # type: ignore[call-overload]
+                int(st.mem[Tag.CYCLE_TIME_MS]), epoch))  # type: ignore[call-overload]
             await self._hold_raw(st, Tag.RESULT_ACK_SEQ, inj)
             await self._put(st, Tag.RESULT_ACK_SEQ, seq)
             self._done.fire()

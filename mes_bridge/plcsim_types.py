@@ -43,12 +43,17 @@ class SimStation(BaseModel):
 
 @dataclass(frozen=True)
 class LatchedResult:
+    """A result the PLC latched. ``part_id``/``program_no`` are what the PLC program
+    meant to send (a raw injected value is not reflected); ``plc_epoch`` counts the cold
+    restarts before the job (not part of equality)."""
+
     job_seq: int
     part_id: str
     program_no: int
     result: int
     error_code: int
     cycle_time_ms: int
+    plc_epoch: int = field(default=0, compare=False)
 
 
 @dataclass

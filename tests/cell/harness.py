@@ -117,14 +117,22 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_line(line: LineConfig, db_url: str, redis_url: str, data_dir: Path, *,
-                       scale: float, parts: int | None) -> AsyncIterator[Running]:
-    """Run ``line`` against its simulated PLC until the block exits."""
+                       scale: float, parts: int | None,
+                       prepare: Callable[[PlcSimulator], None] | None = None,
+                       ) -> AsyncIterator[Running]:
+    """Run ``line`` against its simulated PLC until the block exits.
+
+    ``prepare`` gets the simulator before it starts (e.g. to inject the first parts).
+    """
     stop = asyncio.Event()
     ready = asyncio.Event()
     ctx_out: list[CellContext] = []
     opts = RunOptions(db_url, redis_url, data_dir=data_dir, job_timeout_s=120,
                       replay_every_s=0.5, clock=Clock(scale), drain_s=30.0)
-    async with line_simulator(line, speed=None, parts=parts) as sim:
+    simulator = line_simulator(line, speed=None, parts=parts)
+    if prepare is not None:
+        prepare(simulator)
+    async with simulator as sim:
         runner = asyncio.create_task(run_line(line, opts, stop, ready=ready,
                                               context_out=ctx_out))
         waiter = asyncio.create_task(ready.wait())
