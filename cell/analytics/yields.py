@@ -50,11 +50,15 @@ SHIFT_HOURS = """
   WHERE sh.ends_at > :start AND sh.starts_at < :end
 """
 
-_GROUP_EXPR = {
-    "station": "p.station_id", "robot": "p.robot_id", "task": "p.task",
-    "policy": "p.policy_version", "day": "(p.bucket AT TIME ZONE :tz)::date",
-    "shift": "sm.shift", "hour": "p.bucket",
-}
+
+
+def _group_exprs(alias: str, bucket: str) -> dict[str, str]:
+    """Group expressions over a rollup row or a raw job row (``bucket`` is its UTC hour)."""
+    return {"station": f"{alias}.station_id", "robot": f"{alias}.robot_id",
+            "task": f"{alias}.task", "policy": f"{alias}.policy_version",
+            "day": f"({bucket} AT TIME ZONE :tz)::date", "shift": "sm.shift", "hour": bucket}
+
+
 _FILTER_COLS = {"station": "station_id", "robot": "robot_id", "task": "task",
                 "policy": "policy_version"}
 
@@ -85,13 +89,14 @@ class YieldRow:
         return self.final_good / self.parts if self.parts else None
 
 
-def _filters(filters: dict[str, str | None]) -> tuple[str, dict[str, str]]:
-    clauses, params = [], {}
+def _filters(filters: dict[str, str | None]) -> tuple[list[str], dict[str, str]]:
+    """(filtered columns, bind parameters named f_<column>)."""
+    cols, params = [], {}
     for key, value in filters.items():
         if value is not None:
-            clauses.append(f"AND {_FILTER_COLS[key]} = :f_{key}")
-            params[f"f_{key}"] = value
-    return " ".join(clauses), params
+            cols.append(_FILTER_COLS[key])
+            params[f"f_{_FILTER_COLS[key]}"] = value
+    return cols, params
 
 
 def check_tz(tz: str) -> str:
@@ -119,17 +124,39 @@ def yield_by(session: Session, window: Window, by: Sequence[GroupKey] = ("statio
     where, params = _filters({"station": station, "robot": robot, "task": task,
                               "policy": policy})
     keys = list(dict.fromkeys(by))
-    exprs = [_GROUP_EXPR[k] for k in keys]
-    select_keys = "".join(f"{e} AS k{i}, " for i, e in enumerate(exprs))
-    ordinals = ", ".join(str(i + 1) for i in range(len(exprs)))
-    group = f"GROUP BY {ordinals} ORDER BY {ordinals}" if exprs else ""
-    shift_join = (f"LEFT JOIN ({SHIFT_HOURS}) sm ON sm.bucket = p.bucket"
-                  if "shift" in keys else "")
+    n = len(keys)
+    ordinals = ", ".join(str(i + 1) for i in range(n))
+    group = f"GROUP BY {ordinals}" if n else ""
+    shift = "shift" in keys
+    # Each side is aggregated to the asked groups before the two are added up, so the
+    # year's rollup rows are summed by one narrow hash aggregate.
+    branches = []
+    for source, alias, bucket, measures, where_at in (
+        ("rollup_jobs_hourly", "r", "r.bucket",
+         "sum(r.jobs), sum(r.jobs - r.first_attempts), sum(r.first_pass_ok), "
+         "sum(r.ok + r.reworked_ok), sum(r.scrapped)",
+         "r.bucket >= :fs AND r.bucket < :fe"),
+        ("jobs", "j", "date_trunc('hour', j.ended_at, 'UTC')",
+         "count(*), count(*) FILTER (WHERE j.attempt > 1), "
+         "count(*) FILTER (WHERE j.ok AND j.attempt = 1), "
+         "count(*) FILTER (WHERE j.ok OR j.rework = 'reworked_ok'), "
+         "count(*) FILTER (WHERE NOT j.ok AND j.rework = 'scrapped')",
+         "((j.ended_at >= :e1a AND j.ended_at < :e1b) OR "
+         "(j.ended_at >= :e2a AND j.ended_at < :e2b))"),
+    ):
+        exprs = _group_exprs(alias, bucket)
+        select_keys = "".join(f"{exprs[k]} AS k{i}, " for i, k in enumerate(keys))
+        join = f"LEFT JOIN sm ON sm.bucket = {bucket}" if shift else ""
+        branches.append(f"SELECT {select_keys}{measures} FROM {source} {alias} {join} "
+                        f"WHERE {where_at} "
+                        + "".join(f"AND {alias}.{c} = :f_{c} " for c in where) + group)
+    outer_keys = "".join(f"k{i}, " for i in range(n))
+    cte = f"WITH sm AS ({SHIFT_HOURS}) " if shift else ""
     sql = f"""
-    SELECT {select_keys} sum(p.jobs), sum(p.jobs - p.first_attempts), sum(p.first_pass_ok),
-           sum(p.ok + p.reworked_ok), sum(p.scrapped)
-    FROM ({JOBS_PARTS.format(where=where)}) p {shift_join}
-    {group}
+    {cte}SELECT {outer_keys} sum(c1), sum(c2), sum(c3), sum(c4), sum(c5)
+    FROM ({branches[0]} UNION ALL {branches[1]}) p (""" + ", ".join(
+        [f"k{i}" for i in range(n)] + ["c1", "c2", "c3", "c4", "c5"]) + f""")
+    {group} {"ORDER BY " + ordinals if n else ""}
     """
     params |= split(window, "hour").params() | {"start": window.start, "end": window.end,
                                                 "tz": tz}
