@@ -41,14 +41,14 @@ def train(
     task: TaskOpt,
     demos: Annotated[
         Path | None,
-        typer.Option(help="recorded demonstrations (manifest.json); omit to generate them"),
+        typer.Option(help="episodes recorded by 'intern sim demos'; omit to generate them"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="checkpoint folder to write")] = None,
     episodes: Annotated[int, typer.Option(help="expert episodes to generate")] = 150,
-    steps: Annotated[int, typer.Option(help="behaviour-cloning steps")] = 2000,
+    steps: Annotated[int, typer.Option(help="behaviour-cloning steps")] = 3000,
     relabel_rounds: Annotated[int, typer.Option(help="DAgger-style relabelling rounds")] = 2,
     relabel_episodes: Annotated[int, typer.Option(help="policy episodes per round")] = 20,
-    relabel_steps: Annotated[int, typer.Option(help="training steps after each round")] = 600,
+    relabel_steps: Annotated[int, typer.Option(help="training steps after each round")] = 700,
     minutes: Annotated[float, typer.Option(help="wall-time budget")] = 28.0,
     difficulty: float = 1.0,
     seed: int = 0,
@@ -56,8 +56,8 @@ def train(
     """Train on simulator demonstrations and write a safetensors checkpoint."""
     from policy.train import TrainConfig
 
-    if demos is not None and not (demos / "manifest.json").is_file():
-        _fail(f"{demos} has no manifest.json; record demonstrations with 'intern sim demos'")
+    if demos is not None and not any(demos.glob("*.json")):
+        _fail(f"{demos} holds no recorded episodes; record some with 'intern sim demos'")
     try:
         cfg = TrainConfig(
             task=task, out=out or Path("checkpoints") / task.value, demos=demos,
@@ -85,6 +85,7 @@ def evaluate_cmd(
     difficulty: float = 1.0,
     expert: Annotated[bool, typer.Option(help="run the expert on the same seeds")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    threads: Annotated[int, typer.Option(min=1, max=64, help="torch threads")] = 1,
 ) -> None:
     """Success rate (95% interval), failure modes and cycle time beside the expert."""
     from policy.chunking import ExecConfig
@@ -95,11 +96,14 @@ def evaluate_cmd(
         cfg = ExecConfig(mode=mode)  # type: ignore[arg-type]
     except (ValueError, ValidationError) as exc:
         _fail(str(exc) if not isinstance(exc, ValidationError) else _explain(exc))
+    import torch
+
     from policy.base import CheckpointError
     from policy.evaluate import evaluate, format_report
     from policy.local import LocalPolicy
     from policy.runtime import load_policy
 
+    torch.set_num_threads(threads)
     try:
         pol = LocalPolicy.load(checkpoint) if checkpoint else load_policy(task)
     except CheckpointError as exc:
@@ -125,6 +129,7 @@ def serve(
     token: Annotated[
         str | None, typer.Option(help="required from clients; env INTERN_POLICY_TOKEN")
     ] = None,
+    threads: Annotated[int, typer.Option(min=1, max=64, help="torch threads")] = 2,
 ) -> None:
     """Answer observations with action chunks over msgpack (see policy.wire)."""
     from policy.server import ServerConfig
@@ -138,11 +143,14 @@ def serve(
         _fail("give exactly one of --task or --checkpoint")
     import asyncio
 
+    import torch
+
     from policy.base import CheckpointError
     from policy.local import LocalPolicy
     from policy.runtime import load_policy
     from policy.server import PolicyServer
 
+    torch.set_num_threads(threads)
     try:
         pol = LocalPolicy.load(checkpoint) if checkpoint else load_policy(task)  # type: ignore[arg-type]
     except CheckpointError as exc:
@@ -150,3 +158,7 @@ def serve(
     typer.echo(f"serving policy {pol.version} on {cfg.host}:{cfg.port}")
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(PolicyServer(pol, cfg).serve_forever())
+
+
+if __name__ == "__main__":  # python -m policy.cli ... (the same commands as intern policy)
+    policy_app()

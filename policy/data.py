@@ -5,24 +5,32 @@ An ``Episode`` holds one task episode: camera images (T, C, S, S, 3) uint8 in
 float32 (the action taken, or for relabelled episodes the expert's label at that state),
 the instruction and whether the episode succeeded.
 
-On disk (``save_episodes`` / ``load_episodes``): one ``episode_NNNNNN.npz`` per episode
-(arrays ``images``, ``state``, ``action``; loaded with ``allow_pickle=False``) and a
-``manifest.json`` listing them with instruction, task, seed and success.
+On disk, demonstrations are in the robot recorder's format (``robot/EPISODES.md``);
+``load_demos`` reads them.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, STATE_DIM, Observation, clip_action
+from robot.schema import (
+    ACTION_DIM,
+    CAMERAS,
+    IMAGE_SIZE,
+    MAX_STEP_M,
+    MAX_YAW_STEP,
+    STATE_DIM,
+    Observation,
+    clip_action,
+)
 
-MANIFEST = "manifest.json"
+# Lateral and yaw action limits, to measure sideways motion as a fraction of full speed.
+ACTION_SCALE6 = np.array([MAX_STEP_M, MAX_STEP_M, MAX_YAW_STEP] * 2, dtype=np.float32)
 
 
 @dataclass
@@ -79,61 +87,48 @@ def collect_expert_episode(env: Any, *, task: str, seed: int) -> Episode:
     return b.build(success=bool(env.outcome().success), task=task, seed=seed)
 
 
-def save_episodes(episodes: Iterable[Episode], folder: Path) -> int:
-    """Write episodes under ``folder`` (appending to an existing manifest); returns count."""
-    folder.mkdir(parents=True, exist_ok=True)
-    manifest = _read_manifest(folder) if (folder / MANIFEST).exists() else []
-    n0 = len(manifest)
-    for i, ep in enumerate(episodes, start=n0):
-        name = f"episode_{i:06d}.npz"
-        np.savez_compressed(folder / name, images=ep.images, state=ep.state, action=ep.action)
-        manifest.append(
-            {"file": name, "instruction": ep.instruction, "success": ep.success,
-             "task": ep.task, "seed": ep.seed, "length": len(ep)}
-        )
-    (folder / MANIFEST).write_text(json.dumps({"episodes": manifest}, indent=1) + "\n")
-    return len(manifest) - n0
+def load_demos(folder: Path, *, task: str | None = None, successful_only: bool = True) -> list[
+    Episode
+]:
+    """Episodes recorded by ``robot.recorder`` (``intern sim demos``) in ``folder``.
 
+    The label of each tick is the expert's action when the episode carries one
+    (relabelled runs), otherwise the action applied. Episodes of other tasks, failed
+    ones (unless asked) and ones recorded without cameras are skipped; an empty result
+    raises ``ValueError`` saying what was found.
+    """
+    from robot.recorder import iter_episodes
 
-def _read_manifest(folder: Path) -> list[dict[str, Any]]:
-    path = folder / MANIFEST
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{folder} has no {MANIFEST}; record demonstrations first "
-            "(intern sim demos --task T --episodes N --out DIR)"
-        )
-    doc = json.loads(path.read_text())
-    eps = doc.get("episodes") if isinstance(doc, dict) else None
-    if not isinstance(eps, list):
-        raise ValueError(f"{path}: expected {{'episodes': [...]}}")
-    return eps
-
-
-def load_episodes(
-    folder: Path, *, task: str | None = None, successful_only: bool = True,
-    reader: Callable[[Path, dict[str, Any]], Episode] | None = None,
-) -> list[Episode]:
-    """Load the episodes listed in ``folder``'s manifest (optionally one task, successes)."""
     out: list[Episode] = []
-    for entry in _read_manifest(folder):
-        if task and entry.get("task") not in (task, None, ""):
+    seen = 0
+    for rec in iter_episodes(folder):
+        seen += 1
+        m = rec.manifest
+        if task and m.get("task") != task:
             continue
-        if successful_only and not entry.get("success", True):
+        if successful_only and not rec.outcome.success:
             continue
-        ep = (reader or _read_npz)(folder, entry)
-        check_episode(ep, folder / str(entry.get("file")))
-        out.append(ep)
-    return out
-
-
-def _read_npz(folder: Path, entry: dict[str, Any]) -> Episode:
-    with np.load(folder / entry["file"], allow_pickle=False) as z:
-        return Episode(
-            images=z["images"], state=z["state"].astype(np.float32),
-            action=z["action"].astype(np.float32), instruction=str(entry["instruction"]),
-            success=bool(entry.get("success", True)), task=str(entry.get("task", "")),
-            seed=int(entry.get("seed", -1)),
+        if set(rec.images) != set(CAMERAS):
+            continue
+        ep = Episode(
+            images=np.stack([rec.images[c] for c in CAMERAS], axis=1),
+            state=rec.state.astype(np.float32),
+            action=(rec.expert_action if rec.expert_action is not None else rec.action).astype(
+                np.float32
+            ),
+            instruction=str(m["instruction"]),
+            success=bool(rec.outcome.success),
+            task=str(m.get("task", "")),
+            seed=int(m.get("seed", -1)),
         )
+        check_episode(ep, folder / str(m.get("npz")))
+        out.append(ep)
+    if not out:
+        raise ValueError(
+            f"{folder}: {seen} recorded episodes, none usable (task {task}, successful, "
+            "with cameras); record some with 'intern sim demos --task T --episodes N --out DIR'"
+        )
+    return out
 
 
 def check_episode(ep: Episode, where: Path) -> None:
@@ -156,6 +151,7 @@ class ChunkDataset:
         self.horizon = horizon
         self.episodes: list[Episode] = []
         self._index = np.zeros((0, 2), dtype=np.int64)
+        self._p: np.ndarray | None = None
 
     def add(self, episodes: Sequence[Episode]) -> None:
         start = len(self.episodes)
@@ -170,8 +166,20 @@ class ChunkDataset:
     def __len__(self) -> int:
         return len(self._index)
 
+    def weights(self) -> np.ndarray:
+        """Sampling weight per sample: states where the arm must move sideways (aligning
+        over a feature) are rare but decide success, so they are drawn more often."""
+        w = []
+        for e in self.episodes:
+            lateral = np.abs(e.action[:, [0, 1, 3, 5, 6, 8]] / ACTION_SCALE6).max(axis=1)
+            w.append(1.0 + 4.0 * np.clip(lateral / 0.1, 0.0, 1.0))
+        p = np.concatenate(w) if w else np.zeros(0)
+        return p / p.sum()
+
     def sample(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray | list[str]]:
-        picks = self._index[rng.integers(0, len(self._index), batch)]
+        if self._p is None or len(self._p) != len(self._index):
+            self._p = self.weights()
+        picks = self._index[rng.choice(len(self._index), batch, p=self._p)]
         h = self.horizon
         images = np.empty((batch, *self.episodes[0].images.shape[1:]), dtype=np.uint8)
         state = np.empty((batch, STATE_DIM), dtype=np.float32)

@@ -50,9 +50,10 @@ class FlowPolicyModel(nn.Module):
     def loss(
         self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
         actions: torch.Tensor, valid: torch.Tensor, prefix_len: torch.Tensor,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, aux_weight: float = 0.5,
     ) -> torch.Tensor:
-        """Flow-matching loss on the noisy (non-prefix, valid) action tokens."""
+        """Flow-matching loss on the noisy (non-prefix, valid) action tokens, plus
+        ``aux_weight`` times the trunk's direct regression of the next actions."""
         b, h, _ = actions.shape
         a = (actions - self.action_mean) / self.action_std
         noise = torch.randn(a.shape, generator=generator)
@@ -65,17 +66,23 @@ class FlowPolicyModel(nn.Module):
         v = self.net.velocity(x_t, t_tok, memory, mem_mask, prefix_len)
         w = (valid & ~is_pre).float()
         per_tok = ((v - (noise - a)) ** 2).mean(-1)
-        return (per_tok * w).sum() / w.sum().clamp_min(1.0)
+        flow = (per_tok * w).sum() / w.sum().clamp_min(1.0)
+        k = self.cfg.aux_actions
+        wa = valid[:, :k].float()
+        aux = ((self.net.aux_actions(memory, mem_mask) - a[:, :k]) ** 2).mean(-1)
+        return flow + aux_weight * (aux * wa).sum() / wa.sum().clamp_min(1.0)
 
     @torch.no_grad()
     def sample(
         self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
         prefix: torch.Tensor, prefix_len: torch.Tensor, *, steps: int | None = None,
-        generator: torch.Generator | None = None,
+        generator: torch.Generator | None = None, noise_scale: float = 1.0,
     ) -> torch.Tensor:
         """Action chunks (B, H, A) in robot units; rows below ``prefix_len`` equal ``prefix``.
 
         ``prefix`` is (B, P, A) in robot units, zero-padded past each ``prefix_len``.
+        ``noise_scale`` below 1 starts the integration nearer the centre of the noise
+        distribution, trading diversity for precision (0 is deterministic).
         """
         steps = steps or self.cfg.flow_steps
         b, h = images.shape[0], self.cfg.horizon
@@ -84,7 +91,7 @@ class FlowPolicyModel(nn.Module):
         clean = torch.zeros(b, h, self.cfg.action_dim)
         p = prefix.shape[1]
         clean[:, :p] = (prefix - self.action_mean) / self.action_std
-        x = torch.randn(b, h, self.cfg.action_dim, generator=generator)
+        x = torch.randn(b, h, self.cfg.action_dim, generator=generator) * noise_scale
         x = torch.where(is_pre, clean, x)
         for k in range(steps):
             t = 1.0 - k / steps

@@ -20,15 +20,18 @@ class LocalPolicy:
     Sampling noise comes from a generator seeded with ``seed`` at ``reset()``, so an
     episode replays identically. ``max_prefix`` is the longest prefix the model was
     trained with; longer prefixes are refused. ``flow_steps`` overrides the checkpoint's
-    number of integration steps.
+    number of integration steps; ``noise_scale`` the checkpoint's sampling temperature
+    (``extra["noise_scale"]`` in its config, default 1).
     """
 
     def __init__(
         self, model: FlowPolicyModel, version: str, *, seed: int = 0,
-        flow_steps: int | None = None,
+        flow_steps: int | None = None, noise_scale: float | None = None,
     ) -> None:
         self.model = model.eval()
         self.flow_steps = flow_steps
+        extra = model.cfg.extra.get("noise_scale")
+        self.noise_scale = noise_scale if noise_scale is not None else float(extra or 1.0)
         self.version = version
         self.horizon = model.cfg.horizon
         self.max_prefix = model.cfg.max_prefix
@@ -38,9 +41,11 @@ class LocalPolicy:
         self._gen = torch.Generator().manual_seed(seed)
 
     @classmethod
-    def load(cls, folder: Path, *, seed: int = 0) -> LocalPolicy:
+    def load(
+        cls, folder: Path, *, seed: int = 0, noise_scale: float | None = None
+    ) -> LocalPolicy:
         model, version, _ = load_checkpoint(folder)
-        return cls(model, version, seed=seed)
+        return cls(model, version, seed=seed, noise_scale=noise_scale)
 
     def reset(self) -> None:
         self._gen = torch.Generator().manual_seed(self._seed)
@@ -76,6 +81,7 @@ class LocalPolicy:
                 torch.from_numpy(p)[None],
                 torch.tensor([len(p)]),
                 steps=self.flow_steps,
+                noise_scale=self.noise_scale,
                 generator=self._gen,
             )
         chunk = out[0].numpy().astype(np.float32)

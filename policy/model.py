@@ -49,7 +49,9 @@ class ModelConfig:
     expert_layers: int = 2
     vision_channels: tuple[int, ...] = (16, 32)
     keypoints: int = 8
+    fine_keypoints: int = 4
     flow_steps: int = 5
+    aux_actions: int = 4
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -86,20 +88,38 @@ class VisionEncoder(nn.Module):
         self.net = nn.Sequential(*layers)
         self.heat = nn.Conv2d(c_in, cfg.keypoints, 1)
         self.proj = nn.Linear(c_in + 2, cfg.d_model)
+        # Full-resolution keypoints straight from the pixels: a dark stud or a coloured
+        # tool tip is found by a single filter, so these positions are useful from the
+        # first training steps, long before the deep maps have learned anything.
+        self.fine_heat = nn.Conv2d(5, cfg.fine_keypoints, 3, padding=1)
+        self.fine_gain = nn.Parameter(torch.tensor(20.0))
+        with torch.no_grad():
+            # The first fine map starts as a darkness detector (holes, studs and gaps are
+            # the darkest things in view); training is free to change it.
+            self.fine_heat.weight[0].zero_()
+            self.fine_heat.weight[0, :3, 1, 1] = -1.0
+            self.fine_heat.bias[0] = 0.0
+        self.fine_proj = nn.Linear(5 + 2, cfg.d_model)
         s = cfg.image_size
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")
         self.register_buffer("coords", torch.stack([xs, ys])[None], persistent=False)
         m = s // 2 ** len(cfg.vision_channels)
         gy, gx = torch.meshgrid(torch.linspace(-1, 1, m), torch.linspace(-1, 1, m), indexing="ij")
         self.register_buffer("grid_xy", torch.stack([gx, gy], -1).reshape(-1, 2), persistent=False)
+        self.register_buffer("pix_xy", self.coords[0].flatten(1).T.contiguous(), persistent=False)
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
         b = img.shape[0]
-        f = self.net(torch.cat([img, self.coords.expand(b, -1, -1, -1)], dim=1))
+        x = torch.cat([img, self.coords.expand(b, -1, -1, -1)], dim=1)
+        f = self.net(x)
         att = self.heat(f).flatten(2).softmax(dim=-1)  # (B, K, HW)
         xy = att @ self.grid_xy  # (B, K, 2) soft-argmax positions
         feat = att @ f.flatten(2).transpose(1, 2)  # (B, K, C) features under each map
-        return self.proj(torch.cat([feat, xy], dim=-1))
+        fine = (self.fine_heat(x).flatten(2) * self.fine_gain).softmax(dim=-1)
+        fine_tok = torch.cat([fine @ x.flatten(2).transpose(1, 2), fine @ self.pix_xy], dim=-1)
+        return torch.cat(
+            [self.proj(torch.cat([feat, xy], dim=-1)), self.fine_proj(fine_tok)], dim=1
+        )
 
 
 class Block(nn.Module):
@@ -189,6 +209,12 @@ class VLA(nn.Module):
         )
         self.out_norm = nn.LayerNorm(d)
         self.act_out = nn.Linear(d, cfg.action_dim)
+        # Training-only head: regress the next few actions straight from the trunk. Its
+        # low-variance gradient teaches the encoder where things are much faster than the
+        # flow loss alone; sampling never uses it.
+        self.aux = nn.Sequential(
+            nn.Linear(d, d), nn.GELU(), nn.Linear(d, cfg.aux_actions * cfg.action_dim)
+        )
         for p in (self.cam_emb, self.text_pos, self.act_pos):
             nn.init.normal_(p, std=0.02)
         nn.init.zeros_(self.act_out.weight)
@@ -212,6 +238,12 @@ class VLA(nn.Module):
         for blk in self.trunk:
             x = blk(x, mask=keep)
         return self.trunk_norm(x), keep
+
+    def aux_actions(self, memory: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """(B, aux_actions, A) normalised next actions regressed from the trunk."""
+        w = keep[:, 0, 0, :, None].float()
+        pooled = (memory * w).sum(1) / w.sum(1).clamp_min(1.0)
+        return self.aux(pooled).view(memory.shape[0], self.cfg.aux_actions, -1)
 
     def velocity(
         self, x_t: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,

@@ -1,6 +1,6 @@
 """Training the VLA on the simulator: expert demonstrations, then DAgger-style relabelling.
 
-1. Demonstrations: loaded from ``--demos DIR`` (``policy.data`` format) or generated
+1. Demonstrations: loaded from ``--demos DIR`` (``robot.recorder`` format) or generated
    in-process by running the scripted expert in ``robot.env.CellEnv``; only successful
    episodes are kept.
 2. Behaviour cloning with the flow-matching loss, each sample conditioned on a random
@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from policy.checkpoint import save_checkpoint
 from policy.chunking import ExecConfig
-from policy.data import ChunkDataset, Episode, EpisodeBuilder, collect_expert_episode, load_episodes
+from policy.data import ChunkDataset, Episode, EpisodeBuilder, collect_expert_episode, load_demos
 from policy.flow import FlowPolicyModel
 from policy.latency import LatencyInjector
 from policy.local import LocalPolicy
@@ -53,15 +53,17 @@ class TrainConfig(BaseModel):
     difficulty: float = Field(default=1.0, ge=0.0, le=5.0)
     seed: int = Field(default=0, ge=0, le=1000)
     steps: int = Field(default=4000, ge=1)
-    batch: int = Field(default=64, ge=2, le=1024)
-    lr: float = Field(default=5e-4, gt=0, le=1e-2)
+    batch: int = Field(default=48, ge=2, le=1024)
+    lr: float = Field(default=1e-3, gt=0, le=1e-2)
     dagger_rounds: int = Field(default=2, ge=0, le=20)
     dagger_episodes: int = Field(default=30, ge=1, le=1000)
     dagger_steps: int = Field(default=1500, ge=0)
     dagger_latency: str = "fixed:80"
     time_budget_min: float = Field(default=28.0, gt=0)
-    threads: int = Field(default=2, ge=1, le=2)
-    d_model: int = Field(default=128, ge=32, le=512)
+    # One intra-op thread by default: on a shared 2-core machine two torch threads spin
+    # against the other processes and train several times slower than one.
+    threads: int = Field(default=1, ge=1, le=2)
+    d_model: int = Field(default=96, ge=32, le=512)
     flow_steps: int = Field(default=5, ge=1, le=50)
 
 
@@ -133,7 +135,7 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
 
     data = ChunkDataset(mcfg.horizon)
     if cfg.demos is not None:
-        demos = load_episodes(cfg.demos, task=cfg.task.value)
+        demos = load_demos(cfg.demos, task=cfg.task.value)
         log(f"loaded {len(demos)} successful demonstrations from {cfg.demos}")
     else:
         demos, n_fail = [], 0

@@ -32,7 +32,7 @@ def test_bad_options_get_actionable_errors(tmp_path):
     r = CliRunner().invoke(policy_app, ["eval", "--task", "nut_install", "--mode", "fast"])
     assert r.exit_code == 2 and "mode" in r.output
     r = CliRunner().invoke(policy_app, ["train", "--task", "nut_install", "--demos", str(tmp_path)])
-    assert r.exit_code == 2 and "manifest.json" in r.output
+    assert r.exit_code == 2 and "intern sim demos" in r.output
     r = CliRunner().invoke(policy_app, ["train", "--task", "welding"])
     assert r.exit_code != 0 and "welding" in r.output
     r = CliRunner().invoke(

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+
+from policy.data import ChunkDataset, collect_expert_episode, load_demos
+from robot.env import CellEnv
+from robot.jobs import Task
+from robot.recorder import write_demos
+from robot.schema import ACTION_DIM, CAMERAS
+
+
+def test_demos_recorded_by_the_robot_recorder_load_for_training(tmp_path):
+    write_demos(Task.SCREWING, 2, tmp_path, seed_start=7)
+    eps = load_demos(tmp_path, task="screwing")
+    assert len(eps) >= 1
+    ep = eps[0]
+    assert ep.images.shape[1:] == (len(CAMERAS), 64, 64, 3) and ep.images.dtype == np.uint8
+    assert ep.action.shape == (len(ep), ACTION_DIM)
+    assert ep.instruction.startswith("drive")
+    with pytest.raises(ValueError, match="none usable"):
+        load_demos(tmp_path, task="nut_install")
+
+
+def test_chunk_samples_follow_the_episode_and_mark_its_end():
+    ep = collect_expert_episode(CellEnv(Task.SCREWING, seed=3), task="screwing", seed=3)
+    data = ChunkDataset(horizon=30)
+    data.add([ep])
+    assert len(data) == len(ep)
+    b = data.sample(np.random.default_rng(0), 64)
+    assert b["actions"].shape == (64, 30, ACTION_DIM)
+    # Chunks running past the last tick are padded and marked invalid, never invented.
+    tail = ~b["valid"]
+    assert tail.any() and np.all(b["actions"][tail] == 0)
+    # Sideways (aligning) states are drawn more often than their share of the data.
+    p = data.weights()
+    lateral = np.abs(ep.action[:, [0, 1, 5, 6]]).max(axis=1) > 1e-4
+    assert p[lateral].mean() > p[~lateral].mean()
