@@ -77,6 +77,34 @@ class StationDb:
         return self._held
 
 
+    def raise_alert(self, kind: str, message: str, at: datetime) -> int | None:
+        """An alert of the station not tied to a job; None if the database is down."""
+        try:
+            with self.sessions() as s:
+                alert = m.Alert(station_id=self.station_id, kind=kind, message=message,
+                                raised_at=at)
+                s.add(alert)
+                s.commit()
+                return alert.id
+        except DBAPIError:
+            log.warning("station %s: alert %s not stored: database unreachable",
+                        self.station_id, kind)
+            return None
+
+    def clear_alert(self, alert_id: int, at: datetime) -> None:
+        """Clear an alert the cell raised itself once its cause is gone."""
+        try:
+            with self.sessions() as s:
+                alert = s.get(m.Alert, alert_id)
+                if alert is not None and alert.cleared_at is None:
+                    alert.cleared_at = at
+                    alert.cleared_by = "system"
+                    s.commit()
+        except DBAPIError:
+            log.warning("station %s: alert %d not cleared: database unreachable",
+                        self.station_id, alert_id)
+
+
 def _detached(e: m.CellStateEvent) -> m.CellStateEvent:
     """A fresh copy of an event a failed session may have left in a bad state."""
     return m.CellStateEvent(station_id=e.station_id, state=e.state, state_code=e.state_code,

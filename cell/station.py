@@ -28,6 +28,7 @@ from cell.dispatch import Dispatcher
 from cell.holds import HOLDING_ALERTS, StationDb
 from cell.recorder import Known, Recorder
 from cell.states import PackML, path
+from mes_bridge.channel import PlcLiveness
 from mes_bridge.errors import JobNotCurrent
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.session import StationChannel
@@ -76,21 +77,53 @@ class StationLoop:
         self.db = StationDb(ctx.sessions, station.id)
         self.state = PackML.UNDEFINED
         self.busy = False
+        self.plc_stale = False
+        self._state_lock = asyncio.Lock()
 
     async def run(self) -> None:
         """Serve jobs until cancelled, or until ``ctx.draining`` after the running job."""
         self.state = PackML.STOPPED
         await self.set_state(PackML.IDLE, "orchestrator started")
-        while not self.ctx.draining:
-            job = await self.channel.next_job()
-            if self.ctx.draining:
-                break  # not acknowledged: the PLC's job waits for the next start
-            self.busy = True
-            try:
-                await self._serve(job)
-            finally:
-                self.busy = False
+        watcher = asyncio.create_task(self._watch_plc(), name=f"plc-watch-{self.station.id}")
+        try:
+            while not self.ctx.draining:
+                job = await self.channel.next_job()
+                if self.ctx.draining:
+                    break  # not acknowledged: the PLC's job waits for the next start
+                self.busy = True
+                try:
+                    await self._serve(job)
+                finally:
+                    self.busy = False
+        finally:
+            watcher.cancel()
         await self.set_state(PackML.STOPPED, "orchestrator stopping")
+
+    async def _watch_plc(self) -> None:
+        """Hold the station while the PLC's heartbeat is stale, with an alert that clears
+        itself when the heartbeat returns. A running job finishes first."""
+        liveness = PlcLiveness.ALIVE
+        alert_id: int | None = None
+        while True:
+            liveness = await self.channel.wait_liveness_change(liveness, timeout=5.0)
+            stale = liveness is PlcLiveness.STALE
+            if stale == self.plc_stale:
+                continue
+            self.plc_stale = stale
+            now = self.ctx.clock.now()
+            age = self.channel.plc_heartbeat_age() or 0.0
+            if stale:
+                alert_id = await asyncio.to_thread(
+                    self.db.raise_alert, "plc_heartbeat",
+                    f"{self.station.id}: PLC heartbeat unchanged for {age:.0f} s", now)
+                if not self.busy:
+                    await self.set_state(PackML.HELD, "PLC heartbeat stale")
+            else:
+                if alert_id is not None:
+                    await asyncio.to_thread(self.db.clear_alert, alert_id, now)
+                    alert_id = None
+                if not self.busy and self.state is PackML.HELD:
+                    await self.set_state(PackML.IDLE, "PLC heartbeat back")
 
     async def _serve(self, job: PlcJob) -> None:
         delay = 1.0
@@ -119,14 +152,18 @@ class StationLoop:
     async def set_state(self, state: PackML, reason: str) -> None:
         """Go to ``state`` through PackML's intermediate states (Holding before Held,
         Resetting before Idle, ...), each stored with ``reason``; the PLC sees the last."""
-        route = path(self.state, state)
-        if not route:
-            return
-        self.state = state
-        await asyncio.to_thread(self.db.state_events, route, reason, self.ctx.clock.now())
-        await self.channel.set_cell_state(int(state))
+        async with self._state_lock:  # the PLC watcher changes states too
+            route = path(self.state, state)
+            if not route:
+                return
+            self.state = state
+            await asyncio.to_thread(self.db.state_events, route, reason, self.ctx.clock.now())
+            await self.channel.set_cell_state(int(state))
 
     async def handle(self, job: PlcJob) -> None:
+        while self.plc_stale:  # a PLC whose program is not running gets no answer
+            await self.set_state(PackML.HELD, "PLC heartbeat stale")
+            await asyncio.sleep(self.ctx.poll_s)
         part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
         decision = await asyncio.to_thread(self.ctx.recorder.decide, self.station.id,
                                            job.job_seq, part_id, job.counter_reset)

@@ -165,6 +165,11 @@ class PlcSimulator:
             if self._server.running:
                 await self._server.store(st.nodes[tag], variant)
 
+    def set_heartbeat(self, station_id: str, running: bool) -> None:
+        """Start or stop the station's HeartbeatPLC (a PLC program stopped and restarted)."""
+        st = self._stations[station_id]
+        st.cfg = st.cfg.model_copy(update={"heartbeat": running})
+
     def inject(self, station_id: str, *, part_id: str | None = None,
                program_no: int | None = None,
                raw: Mapping[Tag, ua.Variant] | None = None) -> None:

@@ -145,3 +145,30 @@ async def test_reassignment_mid_job_takes_effect_at_the_cycle_boundary(
     rows = {(r.station_id, r.job_seq): r for r in run.rows()}
     assert rows[("ST10", 2)].robot_id == "R1" and rows[("ST10", 2)].ok
     assert rows[("ST20", 1)].robot_id == "R1"
+
+
+async def test_a_stale_plc_heartbeat_holds_the_station_with_an_alert_until_it_returns(
+    tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
+) -> None:
+    line, cfg = sample_line(tmp_path, stations=("ST30",))
+    w = workers(cfg)
+    w.start("R3")
+    db = make_database()
+    async with running_line(line, db, redis_url, tmp_path, scale=SCALE, parts=None) as run:
+        await run.until(lambda: len(run.sim.completed("ST30")) >= 1, 120, "a first part")
+        run.sim.set_heartbeat("ST30", False)
+        await run.until(lambda: run.plc("ST30", Tag.CELL_STATE) == PackML.HELD, 60,
+                        "ST30 held on the stale heartbeat")
+        acked = run.plc("ST30", Tag.JOB_ACK_SEQ)
+        with run.session() as s:
+            (alert,) = [a for a in alerts.open_alerts(s, "ST30") if a.kind == "plc_heartbeat"]
+            assert "ST30: PLC heartbeat unchanged" in alert.message
+        # No job is taken while the PLC program is not running.
+        assert run.plc("ST30", Tag.JOB_ACK_SEQ) == acked
+        run.sim.set_heartbeat("ST30", True)
+        await run.until(lambda: run.plc("ST30", Tag.JOB_ACK_SEQ) > acked, 60,
+                        "jobs taken again once the heartbeat is back")
+        with run.session() as s:
+            assert not [a for a in alerts.open_alerts(s, "ST30") if a.kind == "plc_heartbeat"]
+            cleared = s.get(m.Alert, alert.id)
+            assert cleared.cleared_by == "system" and cleared.cleared_at is not None
