@@ -34,6 +34,10 @@ def test_compose_parses_and_every_service_runs_a_real_subcommand() -> None:
     assert "${POSTGRES_PASSWORD:?" in text and "${INTERN_LINE_CONFIG:?" in text
     assert compose["services"]["postgres"]["healthcheck"]
     assert compose["services"]["plcsim"]["profiles"] == ["demo"]
+    # Grafana's provisioning comes from the repository.
+    for volume in compose["services"]["grafana"]["volumes"]:
+        host = volume.split(":", 1)[0]
+        assert (ROOT / host).is_dir(), f"grafana mounts {host}, which is not in the repository"
 
 
 def test_unknown_subcommand_is_refused() -> None:
