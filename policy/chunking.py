@@ -196,7 +196,10 @@ class ChunkScheduler:
         chunk = np.array(chunk, dtype=np.float32).reshape(-1, ACTION_DIM)
         if len(prefix):
             chunk[: len(prefix)] = prefix  # committed actions are never rewritten
-        base = tick if self.config.mode is ExecMode.SYNC else obs_step
+        # The first chunk of a segment runs from row 0: the arm stood still while it was
+        # computed, so its first rows are still the right ones (as in synchronous mode).
+        held = self.config.mode is ExecMode.SYNC or self._chunk is None
+        base = tick if held else obs_step
         if tick - base >= len(chunk) or tick - obs_step > self.config.staleness_ticks:
             self.stats.dropped_chunks += 1
             return False

@@ -1,0 +1,61 @@
+"""The shipped checkpoints driving the real simulator."""
+
+import numpy as np
+import pytest
+
+from policy.chunking import ExecConfig
+from policy.evaluate import EVAL_SEED0, evaluate, wilson
+from policy.latency import LatencyInjector
+from policy.local import LocalPolicy
+from policy.runtime import checkpoint_dir, has_policy, load_policy, policy_version, simulated_async
+from policy.simtime import SimTimeRunner
+from robot.env import CellEnv, rollout
+from robot.jobs import Task
+
+SHIPPED = [t for t in Task if has_policy(t)]
+
+
+def test_nut_installation_policy_ships():
+    assert Task.NUT_INSTALL in SHIPPED
+
+
+@pytest.mark.parametrize("task", SHIPPED)
+def test_shipped_checkpoint_is_small_and_loads_with_its_version(task):
+    folder = checkpoint_dir(task)
+    assert (folder / "model.safetensors").stat().st_size <= 20 * 1024 * 1024
+    policy = load_policy(task)
+    assert isinstance(policy, LocalPolicy)
+    assert policy.version == policy_version(task)
+
+
+def test_policy_runs_the_simulator_asynchronously_without_running_dry():
+    policy = load_policy(Task.NUT_INSTALL)
+    for i in range(2):
+        env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + 900 + i, render=True)
+        stats, done = SimTimeRunner(
+            policy, ExecConfig(), latency=LatencyInjector("fixed:200", seed=i)
+        ).run(env, env.max_steps + 1)
+        assert done
+        assert stats.empty_queue_ticks == 0
+        assert max(stats.action_ages) <= ExecConfig().staleness_ticks
+        assert stats.chunks_used >= 3 and stats.startup_ticks >= 6 * 3  # 3 rounds, 200 ms
+        out = env.outcome()
+        assert out.done and len(out.fasteners) == 6
+
+
+def test_simulated_async_wrapper_plugs_into_the_simulator_rollout():
+    wrapped = simulated_async(load_policy(Task.NUT_INSTALL), latency="fixed:80")
+    out = rollout(CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + 950, render=True), wrapped)
+    assert out.done and out.steps > 0
+    assert wrapped.version == policy_version(Task.NUT_INSTALL)
+    assert wrapped.stats.chunks_used >= 3
+
+
+def test_evaluation_reports_policy_beside_expert():
+    r = evaluate(load_policy(Task.NUT_INSTALL), Task.NUT_INSTALL, 2, seed0=EVAL_SEED0 + 970)
+    assert r["policy"]["episodes"] == r["expert"]["episodes"] == 2
+    assert 0.0 <= r["policy"]["ci95"][0] <= r["policy"]["success_rate"] <= r["policy"]["ci95"][1]
+    assert r["expert"]["cycle_time_s_mean"] > 0
+    lo, hi = wilson(190, 200)
+    assert 0.90 < lo < 0.95 < hi < 0.98
+    assert np.isclose(sum(wilson(0, 0)), 1.0)
