@@ -24,6 +24,7 @@ from typing import Any
 from asyncua import Client, ua
 from pydantic import BaseModel, ConfigDict, Field
 
+from mes_bridge.batcher import WriteBatcher
 from mes_bridge.errors import PlcWriteError, TagMapError
 from mes_bridge.handshake import WriteStep
 from mes_bridge.nodeids import NodeRef
@@ -135,6 +136,8 @@ class Link:
         self.on_lost = on_lost
         self.limits = limits
         self.subscriptions: list[tuple[float, int]] = []  # (interval ms, items) each
+        self._writes: WriteBatcher[tuple[TagNode, object]] = WriteBatcher(
+            self._write_request, _refused, limits.write)
 
     @classmethod
     async def open(
@@ -153,7 +156,11 @@ class Link:
             namespaces = await client.get_namespace_array()
             nodes = resolve_nodes(refs, namespaces)
             await _check_nodes(client, list(nodes.values()), limits.read)
-            link = cls(client, nodes, generation, sink, on_lost, limits)
+        except BaseException:
+            await _close_quietly(client, options.timeout_s)
+            raise
+        link = cls(client, nodes, generation, sink, on_lost, limits)
+        try:
 
             async def lost(exc: Exception) -> None:
                 on_lost(generation, exc)
@@ -162,7 +169,7 @@ class Link:
             await link._subscribe(options)
             return link
         except BaseException:
-            await _close_quietly(client, options.timeout_s)
+            await link.close(options.timeout_s)
             raise
 
     async def _subscribe(self, options: ConnectOptions) -> None:
@@ -202,19 +209,28 @@ class Link:
         return out
 
     async def write(self, items: Iterable[tuple[str, Tag, object]]) -> None:
-        """Values typed as the tags declare, in order, in as few requests as the PLC allows.
+        """Values typed as the tags declare, in order, in as few requests as the PLC allows
+        (shared with other stations' writes, see ``WriteBatcher``).
 
         Raises ``PlcWriteError`` naming station, tag, node and status for a refused value
         (or a refused request), one of ``LINK_ERRORS`` if the connection is gone.
         """
         targets = [(self.nodes[(sid, tag)], value) for sid, tag, value in items]
         for part in _chunks(targets, self.limits.write):
-            await self._write_request(part)
+            await self._writes.submit(part)
 
-    async def _write_request(self, targets: list[tuple[TagNode, object]]) -> None:
+    async def write_steps(self, station_id: str, steps: Iterable[WriteStep]) -> None:
+        """Handshake steps in order, each whole in one request, sent once the previous
+        one succeeded."""
+        for step in steps:
+            await self._writes.submit([(self.nodes[(station_id, tag)], value)
+                                       for tag, value in step])
+
+    async def _write_request(self, targets: list[tuple[TagNode, object]]
+                             ) -> list[ua.StatusCode]:
         dvs = [ua.DataValue(ua.Variant(value, node.vtype)) for node, value in targets]
         try:
-            results = await self.client.uaclient.write_attributes(
+            return await self.client.uaclient.write_attributes(  # type: ignore[no-any-return]
                 [node.nodeid for node, _ in targets], dvs, ua.AttributeIds.Value)
         except ua.UaStatusCodeError as exc:
             if exc.code in CONNECTION_FAULTS:
@@ -222,20 +238,16 @@ class Link:
             where = "; ".join(node.where() for node, _ in targets)
             raise PlcWriteError(f"PLC refused a write request ({ua.StatusCode(exc.code).name})"
                                 f": {where}") from exc
-        bad = [f"  {node.where()}: writing {value!r} refused ({status.name})"
-               for (node, value), status in zip(targets, results, strict=True)
-               if not status.is_good()]
-        if bad:
-            raise PlcWriteError("PLC refused a write:\n" + "\n".join(bad))
-
-    async def write_steps(self, station_id: str, steps: Iterable[WriteStep]) -> None:
-        """Handshake steps in order, each one request, sent once the previous succeeded."""
-        for step in steps:
-            await self._write_request([(self.nodes[(station_id, tag)], value)
-                                       for tag, value in step])
 
     async def close(self, timeout_s: float) -> None:
+        await self._writes.close(ConnectionError("PLC link closed"))
         await _close_quietly(self.client, timeout_s)
+
+
+def _refused(bad: list[tuple[tuple[TagNode, object], ua.StatusCode]]) -> PlcWriteError:
+    return PlcWriteError("PLC refused a write:\n" + "\n".join(
+        f"  {node.where()}: writing {value!r} refused ({status.name})"
+        for (node, value), status in bad))
 
 
 async def _connect(endpoint: str, options: ConnectOptions, security: ClientSecurity) -> Client:

@@ -8,7 +8,7 @@ station through its ``StationChannel``.
 
 Heartbeats: every ``heartbeat_s`` the tick writes HeartbeatCell (+1) to every station,
 but only while the session is healthy: connected and resynced, not failed, and its
-processor has taken the previous tick from its queue (so data changes are being handled,
+processor has taken the earlier ticks from its queue (so data changes are being handled,
 not piling up). Otherwise HeartbeatCell stands still and the PLC's watchdog sees it. The
 same tick checks HeartbeatPLC of each station (see ``StationChannel.plc_liveness``) and
 reports a station turning stale, or alive again, as a notice.
@@ -27,7 +27,6 @@ Usage::
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -159,9 +158,11 @@ class PlcSession(Reconnecting):
         self._closing = True
         for task in self._tasks:
             task.cancel()
+        if self._tasks:  # asyncio.wait lets a cancellation of the caller itself through
+            await asyncio.wait(self._tasks)
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            if not task.cancelled() and task.exception() is not None:
+                log.error("PLC session task %s failed: %r", task.get_name(), task.exception())
         if self._link is not None:
             await self._link.close(self._options.timeout_s)
             self._link = None
@@ -199,10 +200,11 @@ class PlcSession(Reconnecting):
 
     @property
     def healthy(self) -> bool:
-        """Connected, resynced, not failed, and the processor keeps up with its queue:
-        the condition under which HeartbeatCell ticks."""
+        """Connected, resynced, not failed, and the processor keeps up with its queue (it
+        took every tick marker but perhaps the latest): the condition under which
+        HeartbeatCell ticks. A stuck processor stops the heartbeat within two ticks."""
         return (self._failure is None and self.connected
-                and self._ticks_seen == self._ticks_sent)
+                and self._ticks_sent - self._ticks_seen <= 1)
 
     def subscriptions(self) -> list[tuple[float, int]]:
         """(publishing interval ms, monitored items) of each subscription of the live
