@@ -20,7 +20,7 @@ from cell.db import models as m
 from mes_bridge.plcsim import LatchedResult, PlcSimulator
 from mes_bridge.tags import Tag
 from robot.jobs import ErrorCode
-from tests.cell.harness import Running, Workers, running_line, sample_line
+from tests.cell.harness import Running, running_line, sample_line
 from tests.conftest import make_url_db
 
 pytestmark = pytest.mark.slow
@@ -53,20 +53,6 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
     client = redis.Redis.from_url(url)
     client.flushdb()
     client.close()
-
-
-@pytest.fixture
-def workers(redis_url: str, tmp_path: Path) -> Iterator[Callable[[Path], Workers]]:
-    made: list[Workers] = []
-
-    def make(config: Path) -> Workers:
-        w = Workers(config, redis_url, SCALE, tmp_path / "logs")
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop_all()
 
 
 def executed_jobs(redis_url: str) -> list[tuple[str, int, int]]:
@@ -136,7 +122,7 @@ async def test_the_plc_killed_mid_job_ten_times_loses_and_doubles_nothing(
     tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST30",))
-    workers(cfg).start("R3")
+    workers(cfg, SCALE).start("R3")
     async with running_line(line, make_database(), redis_url, tmp_path, scale=SCALE,
                             parts=None) as run:
         kills: list[object] = []
@@ -168,7 +154,7 @@ async def test_a_siemens_style_plc_cut_between_result_and_result_seq_then_cold_r
 
     line, cfg = sample_line(tmp_path, siemens, stations=("ST30",))
     assert line.station("ST30").tags.resolved()[Tag.JOB_SEQ] == 's="DB_ST30"."JobSeq"'
-    workers(cfg).start("R3")
+    workers(cfg, SCALE).start("R3")
     cuts: list[object] = []
 
     def cut_after_the_result(sim: PlcSimulator) -> None:
@@ -207,7 +193,7 @@ async def test_wrong_types_bad_part_ids_nan_and_negative_values_end_nok_and_run_
     tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST30",))
-    workers(cfg).start("R3")
+    workers(cfg, SCALE).start("R3")
     nan = ua.Variant(float("nan"), ua.VariantType.Double)
     expected = [  # per part, in order: the error code its job must end with (0: OK)
         (dict(part_id=""), ErrorCode.EMPTY_PART_ID),

@@ -6,7 +6,7 @@ than the wall clock so that a job lasts long enough to be interrupted.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -19,24 +19,10 @@ from cell.db import models as m
 from cell.states import PackML
 from mes_bridge.tags import Tag
 from robot.jobs import ErrorCode
-from tests.cell.harness import Workers, running_line, sample_line
+from tests.cell.harness import running_line, sample_line
 
 pytestmark = pytest.mark.slow
 SCALE = 20.0  # a ~55 s nut job takes ~2.8 s of wall time
-
-
-@pytest.fixture
-def workers(redis_url: str, tmp_path: Path) -> Iterator[Callable[[Path], Workers]]:
-    made: list[Workers] = []
-
-    def make(config: Path) -> Workers:
-        w = Workers(config, redis_url, SCALE, tmp_path / "logs")
-        made.append(w)
-        return w
-
-    yield make
-    for w in made:
-        w.stop_all()
 
 
 def _events(session, station_id: str) -> list[tuple[str, str]]:
@@ -52,7 +38,7 @@ async def test_nok_on_a_hold_recipe_holds_until_a_technician_clears(
         data["stations"][0]["recipes"][0]["difficulty"] = 5.0  # every nut job fails
 
     line, cfg = sample_line(tmp_path, hard, stations=("ST10",))
-    w = workers(cfg)
+    w = workers(cfg, SCALE)
     w.start("R1")
     db = make_database()
     async with running_line(line, db, redis_url, tmp_path, scale=SCALE, parts=None) as run:
@@ -83,7 +69,7 @@ async def test_worker_killed_mid_job_ends_it_interrupted_held_and_never_rerun(
     tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST10",))
-    w = workers(cfg)
+    w = workers(cfg, SCALE)
     w.start("R1")
     db = make_database()
     guard = redis.Redis.from_url(redis_url)
@@ -117,7 +103,7 @@ async def test_reassignment_mid_job_takes_effect_at_the_cycle_boundary(
     tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST10", "ST20"))
-    w = workers(cfg)
+    w = workers(cfg, SCALE)
     w.start("R1")
     w.start("R2")
     db = make_database()
@@ -151,7 +137,7 @@ async def test_a_stale_plc_heartbeat_holds_the_station_with_an_alert_until_it_re
     tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST30",))
-    w = workers(cfg)
+    w = workers(cfg, SCALE)
     w.start("R3")
     db = make_database()
     async with running_line(line, db, redis_url, tmp_path, scale=SCALE, parts=None) as run:
