@@ -21,21 +21,28 @@ Run: ``python bench/policy.py [--realtime] [--episodes N]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-import torch
+# Run as ``python bench/policy.py`` this file's folder comes first on sys.path and its own
+# name would shadow the ``policy`` package: measure this checkout's package instead.
+_HERE = Path(__file__).resolve().parent
+sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 
-from policy.chunking import ExecConfig, ExecMode
-from policy.evaluate import EVAL_SEED0, run_expert
-from policy.executor import MonotonicClock, RealTimeExecutor
-from policy.latency import LatencyInjector
-from policy.local import LocalPolicy
-from policy.runtime import load_policy
-from policy.simtime import SimTimeRunner
-from robot.env import CellEnv
-from robot.jobs import Task
-from robot.schema import ACTION_DIM, Observation
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from policy.chunking import ExecConfig, ExecMode  # noqa: E402
+from policy.evaluate import EVAL_SEED0, run_expert  # noqa: E402
+from policy.executor import MonotonicClock, RealTimeExecutor  # noqa: E402
+from policy.latency import LatencyInjector  # noqa: E402
+from policy.local import LocalPolicy  # noqa: E402
+from policy.runtime import load_policy  # noqa: E402
+from policy.simtime import SimTimeRunner  # noqa: E402
+from robot.env import CellEnv  # noqa: E402
+from robot.jobs import Task  # noqa: E402
+from robot.schema import ACTION_DIM, Observation  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
