@@ -8,6 +8,7 @@ Each test session works in databases of its own, created here and dropped at the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 import warnings
@@ -72,13 +73,13 @@ def database_url(make_database: Callable[[], str]) -> str:
     return make_database()
 
 
-@pytest.fixture
-def db_session(database_url: str) -> Iterator[Session]:
-    """A session inside a transaction that is rolled back after the test.
+@contextlib.contextmanager
+def rolled_back_session(url: str) -> Iterator[Session]:
+    """A session inside a transaction that is rolled back at the end.
 
     Code under test may commit: commits become savepoints of the outer transaction.
     """
-    engine = create_engine(database_url)
+    engine = create_engine(url)
     conn = engine.connect()
     outer = conn.begin()
     session = Session(bind=conn, join_transaction_mode="create_savepoint",
@@ -90,6 +91,13 @@ def db_session(database_url: str) -> Iterator[Session]:
         outer.rollback()
         conn.close()
         engine.dispose()
+
+
+@pytest.fixture
+def db_session(database_url: str) -> Iterator[Session]:
+    """A session on the shared test database; whatever the test writes is rolled back."""
+    with rolled_back_session(database_url) as session:
+        yield session
 
 
 @pytest.fixture(scope="session")

@@ -6,10 +6,10 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
-from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from cell.history import HistoryOptions, generate_history
+from tests.conftest import rolled_back_session
 
 END = datetime(2026, 3, 10, tzinfo=UTC)
 
@@ -24,14 +24,5 @@ def history_url(make_database: Callable[[], str]) -> str:
 @pytest.fixture
 def hist(history_url: str) -> Iterator[Session]:
     """A session on the generated history; whatever a test writes is rolled back."""
-    engine = create_engine(history_url)
-    conn = engine.connect()
-    outer = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint")
-    try:
+    with rolled_back_session(history_url) as session:
         yield session
-    finally:
-        session.close()
-        outer.rollback()
-        conn.close()
-        engine.dispose()
