@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from mes_bridge.security import SecurityConfig
 from mes_bridge.tags import TagMap
 from robot.jobs import FastenerSpec, Task
 
@@ -54,6 +55,8 @@ class Station(BaseModel):
     id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")
     name: str = ""
     plc_endpoint: str = Field(pattern=r"^opc\.tcp://")
+    security: SecurityConfig | None = Field(
+        default=None, description="OPC UA security for the PLC endpoint; None: plain mode")
     tags: TagMap
     recipes: tuple[Recipe, ...] = Field(min_length=1)
 
@@ -98,6 +101,12 @@ class LineConfig(BaseModel):
             dupes = sorted({i for i in ids if ids.count(i) > 1})
             if dupes:
                 raise ValueError(f"{kind} ids appear twice: {', '.join(dupes)}")
+        by_endpoint: dict[str, SecurityConfig | None] = {}
+        for st in self.stations:
+            if st.plc_endpoint in by_endpoint and by_endpoint[st.plc_endpoint] != st.security:
+                raise ValueError(f"station {st.id}: stations on {st.plc_endpoint} share one "
+                                 "OPC UA session and must give the same 'security'")
+            by_endpoint.setdefault(st.plc_endpoint, st.security)
         for r in self.robots:
             if r.home_station is None:
                 continue

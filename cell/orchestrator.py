@@ -87,6 +87,7 @@ async def run_line(
                     endpoint, {st.id: st.tags for st in stations},
                     known_job_seqs={st.id: known_seqs[st.id] for st in stations
                                     if st.id in known_seqs},
+                    security=stations[0].security,
                 ))
                 for st in stations:
                     loop = StationLoop(st, plc.station(st.id), ctx)

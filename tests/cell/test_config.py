@@ -66,3 +66,20 @@ def test_not_yaml_and_missing_file(tmp_path: Path) -> None:
         load_line_config(p)
     with pytest.raises(LineConfigError, match="cannot read"):
         load_line_config(tmp_path / "missing.yaml")
+
+
+def test_security_is_per_endpoint_and_checked(tmp_path: Path) -> None:
+    data = _sample()
+    data["stations"][0]["security"] = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt"}
+    with pytest.raises(LineConfigError, match="needs 'certificate'"):
+        load_line_config(_write(tmp_path, data))
+    secure = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt",
+              "certificate": "/etc/intern/cert.der", "private_key": "/etc/intern/key.pem",
+              "trusted_server_certificates": "/etc/intern/trusted"}
+    data["stations"][0]["security"] = secure
+    with pytest.raises(LineConfigError, match="must give the same 'security'"):
+        load_line_config(_write(tmp_path, data))
+    for st in data["stations"]:
+        st["security"] = secure
+    line = load_line_config(_write(tmp_path, data))
+    assert line.station("ST20").security.mode == "SignAndEncrypt"
