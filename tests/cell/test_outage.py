@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 from cell.db import models as m
 from cell.db.migrate import upgrade
 from cell.services import EmbeddedPostgres
-from mes_bridge.tags import Tag
 from tests.cell.harness import Workers, running_line, sample_line
 
 pytestmark = pytest.mark.slow
@@ -46,11 +45,9 @@ async def test_database_down_for_30_s_loses_and_doubles_nothing(
             url_again = pg.start()
             assert url_again == url
             await run.until(lambda: run.ctx.recorder.pending() == 0, 120, "outbox replayed")
-            # Stop with every requested job answered: the PLC's count is final.
-            await run.until(lambda: all(run.plc(s, Tag.JOB_ACK_SEQ) == run.plc(s, Tag.RESULT_SEQ)
-                                        for s in ("ST20", "ST30")), 60, "no job in flight")
-            final = {s: run.plc(s, Tag.RESULT_SEQ) for s in ("ST20", "ST30")}
-            completed = {s: list(run.sim.completed(s)) for s in ("ST20", "ST30")}
+        # Leaving the block drains the line: running jobs finish, so what the PLC latched
+        # is final now.
+        completed = {s: list(run.sim.completed(s)) for s in ("ST20", "ST30")}
         engine = create_engine(url)
         with Session(engine) as s:
             for sid in ("ST20", "ST30"):
@@ -64,7 +61,7 @@ async def test_database_down_for_30_s_loses_and_doubles_nothing(
                 for seq, res in latched.items():
                     assert (1 if recorded[seq].ok else 2) == res.result
                     assert recorded[seq].cycle_time_ms == res.cycle_time_ms
-                assert max(recorded) >= int(final[sid])
+                assert max(recorded) >= max(latched)
             assert s.scalar(select(func.count()).select_from(m.Job)) > 6
         engine.dispose()
     finally:
