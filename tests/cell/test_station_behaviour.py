@@ -23,6 +23,7 @@ from tests.cell.harness import running_line, sample_line
 
 pytestmark = pytest.mark.slow
 SCALE = 20.0  # a ~55 s nut job takes ~2.8 s of wall time
+SLOW = 5.0  # ~11 s per nut job
 
 
 def _events(session, station_id: str) -> list[tuple[str, str]]:
@@ -69,11 +70,13 @@ async def test_worker_killed_mid_job_ends_it_interrupted_held_and_never_rerun(
     tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST10",))
-    w = workers(cfg, SCALE)
+    # Slower time here: the worker must still be mid-job when the test sees it start,
+    # however loaded the machine is.
+    w = workers(cfg, SLOW)
     w.start("R1")
     db = make_database()
     guard = redis.Redis.from_url(redis_url)
-    async with running_line(line, db, redis_url, tmp_path, scale=SCALE, parts=None) as run:
+    async with running_line(line, db, redis_url, tmp_path, scale=SLOW, parts=None) as run:
         await run.until(lambda: guard.get("intern:run:ST10:0:2") is not None, 120,
                         "job 2 running on R1")
         w.kill("R1")
