@@ -121,8 +121,12 @@ def worker(
     robot: Annotated[str, typer.Option("--robot", "-r", help="Robot id from the line config.")],
     config: ConfigOpt = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    policy: Annotated[str | None, typer.Option(
+        help="auto (shipped policy where one exists, else the scripted expert), expert, or "
+        "tcp://HOST:PORT of a policy server; default INTERN_POLICY or auto.")] = None,
 ) -> None:
     """Run one robot's Celery worker (queue robot.<ID>, concurrency 1)."""
+    from robot.sources import parse_source
     from robot.worker import run_worker
 
     settings = _settings()
@@ -134,7 +138,13 @@ def worker(
         raise _fail(f"robot {robot!r} is not in line {line.line} (robots: {known})") from None
     if settings.redis_url is None:
         raise _fail("INTERN_REDIS_URL is not set: a worker must reach the cell's Redis")
-    run_worker(settings.redis_url, robot, loglevel=loglevel, time_scale=settings.time_scale)
+    source = policy if policy is not None else settings.policy
+    try:
+        parse_source(source)
+    except ValueError as exc:
+        raise _fail(str(exc)) from None
+    run_worker(settings.redis_url, robot, loglevel=loglevel, time_scale=settings.time_scale,
+               policy=source, policy_token=settings.policy_token)
 
 
 @app.command()

@@ -107,7 +107,7 @@ def simulated_line(settings: Settings, line: LineConfig, config_path: Path, spee
                       f"{len(line.robots)} robots; embedded servers: {where}")
         upgrade(svc.database_url)
         line = with_endpoint(line, f"opc.tcp://127.0.0.1:{free_port()}/intern-cells/plc")
-        env = svc.env() | {"INTERN_TIME_SCALE": str(speed)}
+        env = svc.env() | {"INTERN_TIME_SCALE": str(speed), "INTERN_POLICY": settings.policy}
         workers = WorkerProcs.start([r.id for r in line.robots], config_path, env,
                                     data_dir / "logs")
         try:

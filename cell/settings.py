@@ -36,6 +36,19 @@ class Settings(BaseSettings):
     time_scale: float | None = Field(
         default=None, gt=0,
         description="simulated robots take cycle time / scale of wall time (unset: no pacing)")
+    policy: str = Field(
+        default="auto",
+        description="what robot workers run: auto (the shipped policy of the job's task where "
+        "one exists, else the scripted expert), expert, or tcp://HOST:PORT of a policy server")
+    policy_token: str | None = Field(default=None, description="token for a policy server")
+
+    @field_validator("policy")
+    @classmethod
+    def _policy_source(cls, v: str) -> str:
+        from robot.sources import parse_source
+
+        parse_source(v)
+        return v
 
     @field_validator("database_url")
     @classmethod

@@ -150,12 +150,15 @@ class ChunkDataset:
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
         self.episodes: list[Episode] = []
+        self._weight: list[float] = []
         self._index = np.zeros((0, 2), dtype=np.int64)
         self._p: np.ndarray | None = None
 
-    def add(self, episodes: Sequence[Episode]) -> None:
+    def add(self, episodes: Sequence[Episode], weight: float = 1.0) -> None:
+        """Append episodes whose samples are drawn ``weight`` times as often as others'."""
         start = len(self.episodes)
         self.episodes.extend(episodes)
+        self._weight.extend([weight] * len(episodes))
         rows = [
             np.stack([np.full(len(e), start + i), np.arange(len(e))], axis=1)
             for i, e in enumerate(episodes) if len(e)
@@ -170,9 +173,9 @@ class ChunkDataset:
         """Sampling weight per sample: states where the arm must move sideways (aligning
         over a feature) are rare but decide success, so they are drawn more often."""
         w = []
-        for e in self.episodes:
+        for e, k in zip(self.episodes, self._weight, strict=True):
             lateral = np.abs(e.action[:, [0, 1, 3, 5, 6, 8]] / ACTION_SCALE6).max(axis=1)
-            w.append(1.0 + 4.0 * np.clip(lateral / 0.1, 0.0, 1.0))
+            w.append(k * (1.0 + 4.0 * np.clip(lateral / 0.1, 0.0, 1.0)))
         p = np.concatenate(w) if w else np.zeros(0)
         return p / p.sum()
 

@@ -49,15 +49,15 @@ class TrainConfig(BaseModel):
     task: Task
     out: Path
     demos: Path | None = None
-    expert_episodes: int = Field(default=120, ge=1, le=5000)
+    expert_episodes: int = Field(default=300, ge=1, le=5000)
     difficulty: float = Field(default=1.0, ge=0.0, le=5.0)
     seed: int = Field(default=0, ge=0, le=1000)
-    steps: int = Field(default=4000, ge=1)
+    steps: int = Field(default=2000, ge=1)
     batch: int = Field(default=48, ge=2, le=1024)
     lr: float = Field(default=1e-3, gt=0, le=1e-2)
-    dagger_rounds: int = Field(default=2, ge=0, le=20)
+    dagger_rounds: int = Field(default=5, ge=0, le=20)
     dagger_episodes: int = Field(default=30, ge=1, le=1000)
-    dagger_steps: int = Field(default=1500, ge=0)
+    dagger_steps: int = Field(default=500, ge=0)
     dagger_latency: str = "fixed:80"
     time_budget_min: float = Field(default=28.0, gt=0)
     # One intra-op thread by default: on a shared 2-core machine two torch threads spin
@@ -65,6 +65,11 @@ class TrainConfig(BaseModel):
     threads: int = Field(default=1, ge=1, le=2)
     d_model: int = Field(default=96, ge=32, le=512)
     flow_steps: int = Field(default=5, ge=1, le=50)
+    # Sampling temperature stored with the checkpoint and used while relabelling. At 0 the
+    # integration starts from the centre of the noise: the fastening tasks want the most
+    # precise chunk, not a diverse one (sampling at 1 doubled the alignment error).
+    noise_scale: float = Field(default=0.0, ge=0.0, le=1.0)
+    relabel_weight: float = Field(default=4.0, gt=0.0, le=100.0)
 
 
 def train_seed(cfg: TrainConfig, i: int) -> int:
@@ -130,7 +135,10 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    mcfg = replace(ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps)
+    mcfg = replace(
+        ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps,
+        extra={"noise_scale": f"{cfg.noise_scale:g}"},
+    )
     tok = Tokenizer(mcfg.vocab, mcfg.text_len)
 
     data = ChunkDataset(mcfg.horizon)
@@ -168,7 +176,11 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
     def lr_at(step: int) -> float:
         if step < warm:
             return cfg.lr * (step + 1) / warm
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / (total - warm))))
+        # Cosine decay over whichever runs out first, the steps or the wall-time budget,
+        # so that a run cut short by the budget still ends at a low learning rate.
+        by_steps = (step - warm) / max(total - warm, 1)
+        by_time = (time.monotonic() - t_start) / (deadline - t_start)
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(by_steps, by_time))))
 
     step = 0
     losses: list[float] = []
@@ -203,15 +215,18 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
         if time.monotonic() > deadline:
             log("time budget reached; skipping remaining relabelling rounds")
             break
-        beta = 0.3 * (1 - r / max(cfg.dagger_rounds, 1))
-        policy = LocalPolicy(model, "training", seed=r)
+        # Expert help only in the first round; later rounds see the policy's own mistakes.
+        beta = 0.1 if r == 0 else 0.0
+        policy = LocalPolicy(model, "training", seed=r, noise_scale=cfg.noise_scale)
         new, ok = [], 0
         for i in range(cfg.dagger_episodes):
             ep, success = relabel_episode(policy, cfg, train_seed(cfg, next_seed + i), rng, beta)
             new.append(ep)
             ok += success
         next_seed += cfg.dagger_episodes
-        data.add(new)
+        # The policy's own states are few next to the demonstrations but are where it
+        # goes wrong: draw them more often.
+        data.add(new, weight=cfg.relabel_weight)
         rate = ok / cfg.dagger_episodes
         dagger_log.append({"round": r, "beta": beta, "policy_success": rate})
         log(f"relabel round {r}: policy success {rate:.0%} (beta {beta:.2f}), "

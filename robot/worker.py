@@ -179,9 +179,16 @@ class Heartbeat(threading.Thread):
 
 
 def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO",
-               time_scale: float | None = None) -> None:
-    """Run the worker in this process until it is stopped (concurrency 1, solo pool)."""
-    app = build_worker_app(redis_url, robot_id, time_scale=time_scale)
+               time_scale: float | None = None, policy: str = "auto",
+               policy_token: str | None = None) -> None:
+    """Run the worker in this process until it is stopped (concurrency 1, solo pool).
+
+    ``policy`` names what drives the robot (``robot.sources``: auto, expert or a server).
+    """
+    from robot.sources import job_runner
+
+    runner = job_runner(policy, token=policy_token)
+    app = build_worker_app(redis_url, robot_id, runner, time_scale=time_scale)
     beat = Heartbeat(redis_url, robot_id)
     beat.start()
     app.worker_main(

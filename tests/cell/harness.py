@@ -54,14 +54,16 @@ def sample_line(folder: Path, edit: Callable[[dict], None] | None = None,
 class Workers:
     """Robot worker processes, each restartable and killable."""
 
-    def __init__(self, config: Path, redis_url: str, scale: float, log_dir: Path) -> None:
+    def __init__(self, config: Path, redis_url: str, scale: float, log_dir: Path,
+                 policy: str = "expert") -> None:
         self.config, self.redis_url, self.scale, self.log_dir = config, redis_url, scale, log_dir
+        self.policy = policy
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, robot_id: str) -> None:
         env = dict(os.environ, INTERN_REDIS_URL=self.redis_url,
-                   INTERN_TIME_SCALE=str(self.scale))
+                   INTERN_TIME_SCALE=str(self.scale), INTERN_POLICY=self.policy)
         log = (self.log_dir / f"worker-{robot_id}.log").open("ab")
         self.procs[robot_id] = subprocess.Popen(
             [sys.executable, "-m", "cell", "worker", "--robot", robot_id, "--config",

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+
 import numpy as np
 
+from policy.server import PolicyServer, ServerConfig
 from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, MAX_STEP_M, STATE_DIM, Observation
 
 
@@ -85,3 +89,29 @@ class CountingEnv:
 
     def act(self, action: np.ndarray) -> bool:
         return self.step(action)[1]
+
+
+class ServerThread:
+    """A real PolicyServer on a loopback port, run by its own event loop in a thread."""
+
+    def __init__(self, config: ServerConfig, policy: WavePolicy | None = None) -> None:
+        self.policy = policy or WavePolicy()
+        self.server = PolicyServer(self.policy, config)
+        self.loop = asyncio.new_event_loop()
+        started = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(self.loop)
+            self.loop.run_until_complete(self.server.start())
+            started.set()
+            self.loop.run_forever()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+        assert started.wait(30)
+        self.port = self.server.port
+
+    def stop(self) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(30)

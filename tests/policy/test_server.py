@@ -1,8 +1,6 @@
-import asyncio
 import pickle
 import socket
 import struct
-import threading
 
 import msgpack
 import numpy as np
@@ -11,38 +9,12 @@ from pydantic import ValidationError
 
 from policy.base import PolicyError, PolicyInputError
 from policy.client import RemotePolicy
-from policy.server import PolicyServer, ServerConfig
+from policy.server import ServerConfig
 from policy.wire import NDARRAY_EXT, frame, frame_length, unpack
 from robot.schema import ACTION_DIM
-from tests.policy.helpers import WavePolicy, make_obs
+from tests.policy.helpers import ServerThread, WavePolicy, make_obs
 
 TOKEN = "a-long-enough-secret-token"
-
-
-class ServerThread:
-    """A real PolicyServer on a loopback port, run by its own event loop in a thread."""
-
-    def __init__(self, config: ServerConfig) -> None:
-        self.policy = WavePolicy()
-        self.server = PolicyServer(self.policy, config)
-        self.loop = asyncio.new_event_loop()
-        started = threading.Event()
-
-        def run() -> None:
-            asyncio.set_event_loop(self.loop)
-            self.loop.run_until_complete(self.server.start())
-            started.set()
-            self.loop.run_forever()
-
-        self.thread = threading.Thread(target=run, daemon=True)
-        self.thread.start()
-        assert started.wait(30)
-        self.port = self.server.port
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(30)
 
 
 @pytest.fixture

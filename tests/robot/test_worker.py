@@ -45,3 +45,36 @@ def test_a_crashing_skill_is_a_nok_outcome_not_a_lost_job(redis_url: str) -> Non
     out = execute_once(guard, _spec("ST30:0:3"), boom)
     assert out.outcome is Outcome.NOK and "gripper driver fault" in out.detail
     assert guard.previous("ST30:0:3")["state"] == "done"
+
+
+def test_a_worker_process_runs_jobs_with_the_shipped_policy(redis_url: str, tmp_path) -> None:
+    """``intern worker --policy auto`` over a real broker: the job's recorded policy version
+    is the shipped checkpoint's, not the expert's."""
+    import os
+    import subprocess
+    import sys
+
+    from cell.config import sample_config_path
+    from policy.runtime import policy_version
+    from robot.celery_app import RUN_JOB, make_celery, robot_queue
+    from robot.sim.config import default_fasteners
+
+    spec = JobSpec(job_key="ST10:0:policy", station_id="ST10", robot_id="R1", part_id="P-9",
+                   program_no=1, task=Task.NUT_INSTALL, fasteners=default_fasteners(
+                       Task.NUT_INSTALL), takt_s=76, seed=11)
+    log = (tmp_path / "worker.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cell", "worker", "--robot", "R1", "--config",
+         str(sample_config_path()), "--policy", "auto", "--loglevel", "WARNING"],
+        env=dict(os.environ, INTERN_REDIS_URL=redis_url), stdout=log, stderr=subprocess.STDOUT)
+    app = make_celery(redis_url)
+    try:
+        result = app.send_task(RUN_JOB, args=[spec.model_dump(mode="json")],
+                               queue=robot_queue("R1"))
+        out = JobOutcome.model_validate(result.get(timeout=180))
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        app.close()
+    assert out.job_key == spec.job_key and len(out.fasteners) == 6
+    assert out.policy_version == policy_version(Task.NUT_INSTALL)

@@ -1,0 +1,62 @@
+"""What drives a robot worker's jobs: the expert, the shipped policy, or a policy server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from policy.runtime import has_policy, policy_version
+from policy.server import ServerConfig
+from robot.jobs import JobSpec, Task
+from robot.sim.config import default_fasteners
+from robot.sources import job_runner, parse_source
+from tests.policy.helpers import ServerThread
+
+
+def _spec(task: Task, seed: int = 7) -> JobSpec:
+    return JobSpec(job_key=f"ST:0:{seed}", station_id="ST", robot_id="R1", part_id="P",
+                   program_no=1, task=task, fasteners=default_fasteners(task), takt_s=76.0,
+                   seed=seed)
+
+
+@pytest.mark.parametrize("text", ["auto", "expert", "tcp://127.0.0.1:8765", "tcp://gpu-box:9"])
+def test_sources_that_parse(text: str) -> None:
+    assert parse_source(text).kind in ("auto", "expert", "remote")
+
+
+@pytest.mark.parametrize("text", ["", "local", "tcp://host", "tcp://:80", "http://h:1", "tcp://h:x"])
+def test_bad_sources_are_refused_with_what_is_accepted(text: str) -> None:
+    with pytest.raises(ValueError, match="auto, expert, tcp://HOST:PORT"):
+        parse_source(text)
+
+
+def test_expert_source_records_the_expert() -> None:
+    out = job_runner("expert")(_spec(Task.SCREWING))
+    assert out.policy_version == "expert" and out.fasteners
+
+
+def test_auto_uses_the_shipped_checkpoint_and_records_its_version() -> None:
+    assert has_policy(Task.NUT_INSTALL), "the nut installation checkpoint ships in the repo"
+    run = job_runner("auto")
+    out = run(_spec(Task.NUT_INSTALL))
+    assert out.policy_version == policy_version(Task.NUT_INSTALL) != "expert"
+    assert len(out.fasteners) == 6 and out.cycle_time_ms > 0
+    assert run(_spec(Task.NUT_INSTALL)) == out  # same job, same policy: the same outcome
+
+
+def test_auto_falls_back_to_the_expert_where_no_checkpoint_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("INTERN_POLICY_DIR", str(tmp_path))
+    assert job_runner("auto")(_spec(Task.NUT_INSTALL)).policy_version == "expert"
+
+
+def test_remote_source_drives_the_job_through_a_policy_server() -> None:
+    served = ServerThread(ServerConfig(port=0))
+    try:
+        out = job_runner(f"tcp://127.0.0.1:{served.port}")(_spec(Task.MATERIAL_HANDLING))
+    finally:
+        served.stop()
+    assert out.policy_version == "wave-1"
+    assert served.policy.calls, "the server computed the chunks"
