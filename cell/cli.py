@@ -57,6 +57,17 @@ def _line(settings: Settings, config: Path | None) -> LineConfig:
         raise _fail(str(exc)) from None
 
 
+def _with_policy(settings: Settings, policy: str) -> Settings:
+    """``settings`` with the policy source from the command line, validated."""
+    from robot.sources import parse_source
+
+    try:
+        parse_source(policy)
+    except ValueError as exc:
+        raise _fail(f"--policy: {exc}") from None
+    return settings.model_copy(update={"policy": policy})
+
+
 def _services(settings: Settings) -> Services:
     return Services(settings.data_dir.resolve(), settings.database_url, settings.redis_url)
 
@@ -72,11 +83,16 @@ def demo(
                                         )] = False,
     hours: Annotated[int, typer.Option(min=1, max=12, help="Shift length with --shift.")] = 3,
     config: ConfigOpt = None,
+    policy: Annotated[str | None, typer.Option(
+        help="What the robots run: expert, auto (the shipped policies) or tcp://HOST:PORT; "
+        "default INTERN_POLICY or expert.")] = None,
 ) -> None:
     """Run a simulated line end to end: PLC simulator, orchestrator, robot workers, record."""
     from cell.demo import run_demo, run_shift
 
     settings = _settings()
+    if policy is not None:
+        settings = _with_policy(settings, policy)
     path = config or settings.line_config or sample_config_path()
     line = _line(settings, path)
     try:
@@ -122,11 +138,10 @@ def worker(
     config: ConfigOpt = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     policy: Annotated[str | None, typer.Option(
-        help="auto (shipped policy where one exists, else the scripted expert), expert, or "
-        "tcp://HOST:PORT of a policy server; default INTERN_POLICY or auto.")] = None,
+        help="expert, auto (shipped policy where one exists, else the scripted expert), or "
+        "tcp://HOST:PORT of a policy server; default INTERN_POLICY or expert.")] = None,
 ) -> None:
     """Run one robot's Celery worker (queue robot.<ID>, concurrency 1)."""
-    from robot.sources import parse_source
     from robot.worker import run_worker
 
     settings = _settings()
@@ -136,15 +151,12 @@ def worker(
     except KeyError:
         known = ", ".join(r.id for r in line.robots)
         raise _fail(f"robot {robot!r} is not in line {line.line} (robots: {known})") from None
+    if policy is not None:
+        settings = _with_policy(settings, policy)
     if settings.redis_url is None:
         raise _fail("INTERN_REDIS_URL is not set: a worker must reach the cell's Redis")
-    source = policy if policy is not None else settings.policy
-    try:
-        parse_source(source)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
     run_worker(settings.redis_url, robot, loglevel=loglevel, time_scale=settings.time_scale,
-               policy=source, policy_token=settings.policy_token)
+               policy=settings.policy, policy_token=settings.policy_token)
 
 
 @app.command()

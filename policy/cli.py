@@ -52,6 +52,10 @@ def train(
     minutes: Annotated[float, typer.Option(help="wall-time budget")] = 28.0,
     difficulty: float = 1.0,
     seed: int = 0,
+    init: Annotated[
+        Path | None, typer.Option(help="checkpoint folder to continue training from")
+    ] = None,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
 ) -> None:
     """Train on simulator demonstrations and write a safetensors checkpoint."""
     from policy.train import TrainConfig
@@ -63,13 +67,17 @@ def train(
             task=task, out=out or Path("checkpoints") / task.value, demos=demos,
             expert_episodes=episodes, steps=steps, dagger_rounds=relabel_rounds,
             dagger_episodes=relabel_episodes, dagger_steps=relabel_steps,
-            time_budget_min=minutes, difficulty=difficulty, seed=seed,
+            time_budget_min=minutes, difficulty=difficulty, seed=seed, init=init, lr=lr,
         )
     except ValidationError as exc:
         _fail(_explain(exc))
+    from policy.base import CheckpointError
     from policy.train import train as run_training
 
-    summary = run_training(cfg, log=typer.echo)
+    try:
+        summary = run_training(cfg, log=typer.echo)
+    except CheckpointError as exc:
+        _fail(str(exc))
     typer.echo(json.dumps(summary, indent=2))
 
 

@@ -28,13 +28,19 @@ class FlowPolicyModel(nn.Module):
         self.register_buffer("action_std", torch.ones(cfg.action_dim))
 
     def set_normalisation(
-        self, state: torch.Tensor, actions: torch.Tensor, *, floor: float = 1e-4
+        self, state: torch.Tensor, actions: torch.Tensor, *,
+        floor: float | torch.Tensor = 1e-4,
     ) -> None:
-        """Per-dimension mean and std from training data (rows of states and actions)."""
+        """Per-dimension mean and std from training data (rows of states and actions).
+
+        ``floor`` (a number or one value per action dimension) bounds each action scale
+        from below, so that a dimension the demonstrations hardly use still has a
+        sensible unit when the policy's own states call for large corrections.
+        """
         self.state_mean.copy_(state.mean(0))
         self.state_std.copy_(state.std(0).clamp_min(1e-2))
         self.action_mean.copy_(actions.mean(0))
-        self.action_std.copy_(actions.std(0).clamp_min(floor))
+        self.action_std.copy_(torch.maximum(actions.std(0), torch.as_tensor(floor)))
 
     @staticmethod
     def images_in(images: torch.Tensor) -> torch.Tensor:

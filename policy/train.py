@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from policy.checkpoint import save_checkpoint
-from policy.chunking import ExecConfig
+from policy.checkpoint import load_checkpoint, save_checkpoint
+from policy.chunking import ACTION_SCALE, ExecConfig
 from policy.data import ChunkDataset, Episode, EpisodeBuilder, collect_expert_episode, load_demos
 from policy.flow import FlowPolicyModel
 from policy.latency import LatencyInjector
@@ -69,7 +69,8 @@ class TrainConfig(BaseModel):
     # integration starts from the centre of the noise: the fastening tasks want the most
     # precise chunk, not a diverse one (sampling at 1 doubled the alignment error).
     noise_scale: float = Field(default=0.0, ge=0.0, le=1.0)
-    relabel_weight: float = Field(default=4.0, gt=0.0, le=100.0)
+    relabel_weight: float = Field(default=2.0, gt=0.0, le=100.0)
+    init: Path | None = None  # a checkpoint folder to continue training from
 
 
 def train_seed(cfg: TrainConfig, i: int) -> int:
@@ -165,10 +166,23 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
     data.add(demos)
     t_data = time.monotonic() - t_start
 
-    model = FlowPolicyModel(mcfg)
-    model.set_normalisation(
-        torch.from_numpy(data.all_states()), torch.from_numpy(data.all_actions())
-    )
+    init_version: str | None = None
+    if cfg.init is not None:
+        # Continue from a checkpoint: its architecture and normalisation are kept, so the
+        # new run refines what it learned instead of starting over.
+        model, init_version, _ = load_checkpoint(cfg.init)
+        model.cfg = mcfg = replace(model.cfg, extra={"noise_scale": f"{cfg.noise_scale:g}"})
+        log(f"continuing from {cfg.init} (version {init_version})")
+    else:
+        model = FlowPolicyModel(mcfg)
+        # Demonstrations move sideways by well under a millimetre a tick, but relabelled
+        # states far off target are labelled with full-speed corrections: with the
+        # demonstrations' spread as the unit those labels sit tens of units out, swamp
+        # the loss and make training diverge. A tenth of each limit is the least unit.
+        model.set_normalisation(
+            torch.from_numpy(data.all_states()), torch.from_numpy(data.all_actions()),
+            floor=torch.from_numpy(0.1 * ACTION_SCALE),
+        )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
     total = cfg.steps + cfg.dagger_rounds * cfg.dagger_steps
     warm = min(200, total // 10 + 1)
@@ -215,8 +229,9 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
         if time.monotonic() > deadline:
             log("time budget reached; skipping remaining relabelling rounds")
             break
-        # Expert help only in the first round; later rounds see the policy's own mistakes.
-        beta = 0.1 if r == 0 else 0.0
+        # Expert help fades over the rounds: early, weak policies would otherwise wander far
+        # from anything the task needs and fill the data with states that do not matter.
+        beta = 0.3 * (1 - r / max(cfg.dagger_rounds, 1))
         policy = LocalPolicy(model, "training", seed=r, noise_scale=cfg.noise_scale)
         new, ok = [], 0
         for i in range(cfg.dagger_episodes):
@@ -236,6 +251,7 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
     wall = time.monotonic() - t_start
     info = {
         "task": cfg.task.value,
+        "continued_from": init_version,
         "difficulty": cfg.difficulty,
         "steps": step,
         "batch": cfg.batch,

@@ -59,6 +59,19 @@ def test_worker_for_an_unknown_robot_names_the_known_ones() -> None:
     assert "R9" in result.output and "R1" in result.output
 
 
+@pytest.mark.parametrize("args", [["worker", "--robot", "R1"], ["demo"]])
+def test_an_unknown_policy_source_is_refused_with_the_accepted_ones(args: list[str]) -> None:
+    result = CliRunner().invoke(app, [*args, "--policy", "tcp://nowhere"])
+    assert result.exit_code == 2
+    assert "tcp://nowhere" in result.output and "auto, expert" in result.output
+
+
+def test_a_bad_policy_setting_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("INTERN_POLICY", "gpu-box")
+    result = CliRunner().invoke(app, ["worker", "--robot", "R1"])
+    assert result.exit_code == 2 and "INTERN_POLICY" in result.output
+
+
 def test_bad_database_url_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("INTERN_DATABASE_URL", "mysql://x@y/z")
     result = CliRunner().invoke(app, ["db", "upgrade"])
