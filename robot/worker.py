@@ -179,11 +179,11 @@ class Heartbeat(threading.Thread):
 
 
 def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO",
-               time_scale: float | None = None, policy: str = "auto",
+               time_scale: float | None = None, policy: str = "expert",
                policy_token: str | None = None) -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool).
 
-    ``policy`` names what drives the robot (``robot.sources``: auto, expert or a server).
+    ``policy`` names what drives the robot (``robot.sources``: expert, auto or a server).
     """
     from robot.sources import job_runner
 
