@@ -56,6 +56,7 @@ def train(
         Path | None, typer.Option(help="checkpoint folder to continue training from")
     ] = None,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
+    threads: Annotated[int, typer.Option(help="torch threads (2 only on an idle machine)")] = 1,
 ) -> None:
     """Train on simulator demonstrations and write a safetensors checkpoint."""
     from policy.train import TrainConfig
@@ -68,6 +69,7 @@ def train(
             expert_episodes=episodes, steps=steps, dagger_rounds=relabel_rounds,
             dagger_episodes=relabel_episodes, dagger_steps=relabel_steps,
             time_budget_min=minutes, difficulty=difficulty, seed=seed, init=init, lr=lr,
+            threads=threads,
         )
     except ValidationError as exc:
         _fail(_explain(exc))
