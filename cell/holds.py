@@ -76,7 +76,6 @@ class StationDb:
             pass
         return self._held
 
-
     def raise_alert(self, kind: str, message: str, at: datetime) -> int | None:
         """An alert of the station not tied to a job; None if the database is down."""
         try:

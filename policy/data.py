@@ -18,19 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from robot.schema import (
-    ACTION_DIM,
-    CAMERAS,
-    IMAGE_SIZE,
-    MAX_STEP_M,
-    MAX_YAW_STEP,
-    STATE_DIM,
-    Observation,
-    clip_action,
-)
+from policy.chunking import ACTION_SCALE
+from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, STATE_DIM, Observation, clip_action
 
-# Lateral and yaw action limits, to measure sideways motion as a fraction of full speed.
-ACTION_SCALE6 = np.array([MAX_STEP_M, MAX_STEP_M, MAX_YAW_STEP] * 2, dtype=np.float32)
+# Both arms' dx, dy and dyaw: sideways motion, measured as a fraction of full speed.
+_LATERAL = np.array([0, 1, 3, 5, 6, 8])
 
 
 @dataclass
@@ -150,15 +142,21 @@ class ChunkDataset:
     def __init__(self, horizon: int) -> None:
         self.horizon = horizon
         self.episodes: list[Episode] = []
-        self._weight: list[float] = []
+        self._weights: list[np.ndarray] = []  # per episode, one per sample
         self._index = np.zeros((0, 2), dtype=np.int64)
         self._p: np.ndarray | None = None
 
     def add(self, episodes: Sequence[Episode], weight: float = 1.0) -> None:
-        """Append episodes whose samples are drawn ``weight`` times as often as others'."""
+        """Append episodes whose samples are drawn ``weight`` times as often as others'
+        (before the alignment weighting of ``weights``)."""
         start = len(self.episodes)
         self.episodes.extend(episodes)
-        self._weight.extend([weight] * len(episodes))
+        for e in episodes:
+            # States where the arm must move sideways (aligning over a feature) are rare
+            # but decide success, so they are drawn more often.
+            lateral = np.abs(e.action[:, _LATERAL] / ACTION_SCALE[_LATERAL]).max(axis=1)
+            self._weights.append(weight * (1.0 + 4.0 * np.clip(lateral / 0.1, 0.0, 1.0)))
+        self._p = None
         rows = [
             np.stack([np.full(len(e), start + i), np.arange(len(e))], axis=1)
             for i, e in enumerate(episodes) if len(e)
@@ -170,17 +168,12 @@ class ChunkDataset:
         return len(self._index)
 
     def weights(self) -> np.ndarray:
-        """Sampling weight per sample: states where the arm must move sideways (aligning
-        over a feature) are rare but decide success, so they are drawn more often."""
-        w = []
-        for e, k in zip(self.episodes, self._weight, strict=True):
-            lateral = np.abs(e.action[:, [0, 1, 3, 5, 6, 8]] / ACTION_SCALE6).max(axis=1)
-            w.append(k * (1.0 + 4.0 * np.clip(lateral / 0.1, 0.0, 1.0)))
-        p = np.concatenate(w) if w else np.zeros(0)
+        """Sampling probability per sample, in the order of the index."""
+        p = np.concatenate(self._weights) if self._weights else np.zeros(0)
         return p / p.sum()
 
     def sample(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray | list[str]]:
-        if self._p is None or len(self._p) != len(self._index):
+        if self._p is None:
             self._p = self.weights()
         picks = self._index[rng.choice(len(self._index), batch, p=self._p)]
         h = self.horizon

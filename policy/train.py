@@ -137,10 +137,19 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    mcfg = replace(
-        ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps,
-        extra={"noise_scale": f"{cfg.noise_scale:g}"},
-    )
+    extra = {"noise_scale": f"{cfg.noise_scale:g}"}
+    init_version: str | None = None
+    if cfg.init is not None:
+        # Continue from a checkpoint: its architecture, vocabulary and normalisation are
+        # kept, so the new run refines what it learned instead of starting over.
+        model, init_version, _ = load_checkpoint(cfg.init)
+        model.cfg = mcfg = replace(model.cfg, extra=extra)
+        log(f"continuing from {cfg.init} (version {init_version})")
+    else:
+        mcfg = replace(
+            ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps, extra=extra
+        )
+        model = FlowPolicyModel(mcfg)
     tok = Tokenizer(mcfg.vocab, mcfg.text_len)
 
     data = ChunkDataset(mcfg.horizon)
@@ -167,15 +176,7 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
     data.add(demos)
     t_data = time.monotonic() - t_start
 
-    init_version: str | None = None
-    if cfg.init is not None:
-        # Continue from a checkpoint: its architecture and normalisation are kept, so the
-        # new run refines what it learned instead of starting over.
-        model, init_version, _ = load_checkpoint(cfg.init)
-        model.cfg = mcfg = replace(model.cfg, extra={"noise_scale": f"{cfg.noise_scale:g}"})
-        log(f"continuing from {cfg.init} (version {init_version})")
-    else:
-        model = FlowPolicyModel(mcfg)
+    if cfg.init is None:
         # Demonstrations move sideways by well under a millimetre a tick, but relabelled
         # states far off target are labelled with full-speed corrections: with the
         # demonstrations' spread as the unit those labels sit tens of units out, swamp

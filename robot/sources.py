@@ -17,7 +17,7 @@ inference delay of ``latency`` (``policy.runtime.simulated_async``). The job's r
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
@@ -33,7 +33,7 @@ class PolicySource(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    kind: str
+    kind: Literal["expert", "auto", "remote"]
     host: str | None = None
     port: int | None = None
 

@@ -51,7 +51,6 @@ SHIFT_HOURS = """
 """
 
 
-
 def _group_exprs(alias: str, bucket: str) -> dict[str, str]:
     """Group expressions over a rollup row or a raw job row (``bucket`` is its UTC hour)."""
     return {"station": f"{alias}.station_id", "robot": f"{alias}.robot_id",
