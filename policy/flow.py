@@ -49,7 +49,7 @@ class FlowPolicyModel(nn.Module):
 
     def _encode(
         self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         s = (state - self.state_mean) / self.state_std
         return self.net.encode(self.images_in(images), text, s)
 
@@ -68,14 +68,14 @@ class FlowPolicyModel(nn.Module):
         is_pre = torch.arange(h)[None] < prefix_len[:, None]
         t_tok = torch.where(is_pre, torch.zeros(()), t[:, None].expand(b, h))
         x_t = t_tok[..., None] * noise + (1 - t_tok[..., None]) * a
-        memory, mem_mask = self._encode(images, text, state)
-        v = self.net.velocity(x_t, t_tok, memory, mem_mask, prefix_len)
+        memory, mem_mask, cond = self._encode(images, text, state)
+        v = self.net.velocity(x_t, t_tok, memory, mem_mask, prefix_len, cond)
         w = (valid & ~is_pre).float()
         per_tok = ((v - (noise - a)) ** 2).mean(-1)
         flow = (per_tok * w).sum() / w.sum().clamp_min(1.0)
         k = self.cfg.aux_actions
         wa = valid[:, :k].float()
-        aux = ((self.net.aux_actions(memory, mem_mask) - a[:, :k]) ** 2).mean(-1)
+        aux = ((self.net.aux_actions(memory, mem_mask, cond) - a[:, :k]) ** 2).mean(-1)
         return flow + aux_weight * (aux * wa).sum() / wa.sum().clamp_min(1.0)
 
     @torch.no_grad()
@@ -92,7 +92,7 @@ class FlowPolicyModel(nn.Module):
         """
         steps = steps or self.cfg.flow_steps
         b, h = images.shape[0], self.cfg.horizon
-        memory, mem_mask = self._encode(images, text, state)
+        memory, mem_mask, cond = self._encode(images, text, state)
         is_pre = (torch.arange(h)[None] < prefix_len[:, None])[..., None]
         clean = torch.zeros(b, h, self.cfg.action_dim)
         p = prefix.shape[1]
@@ -102,7 +102,7 @@ class FlowPolicyModel(nn.Module):
         for k in range(steps):
             t = 1.0 - k / steps
             t_tok = torch.where(is_pre[..., 0], torch.zeros(()), torch.full((b, h), t))
-            v = self.net.velocity(x, t_tok, memory, mem_mask, prefix_len)
+            v = self.net.velocity(x, t_tok, memory, mem_mask, prefix_len, cond)
             x = torch.where(is_pre, clean, x - v / steps)
         out = x * self.action_std + self.action_mean
         out[:, :p] = torch.where(is_pre[:, :p], prefix, out[:, :p])

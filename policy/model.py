@@ -10,6 +10,12 @@ Shape (a small model of the large VLA family):
 * action expert: a transformer over ``H`` action tokens that cross-attends to the trunk
   and predicts the flow-matching velocity of each noisy action token.
 
+Keypoint skip (``keypoint_skip``): the full-resolution keypoint positions of every camera
+also enter the state token and are added to every action token. A stud's position is read
+off a wrist image to a fifth of a millimetre by one such keypoint, but after attention and
+layer norms the action chunk had kept only about a millimetre and a half of it; this path
+carries the positions to the actions unblurred.
+
 Committed prefix: the first ``d`` action tokens carry clean, already committed actions
 (flow time 0). Their self-attention is Λ-shaped: a noisy token may attend to the prefix
 only if it lies within ``prefix_window`` steps after it, so the tokens that must join the
@@ -52,6 +58,7 @@ class ModelConfig:
     fine_keypoints: int = 4
     flow_steps: int = 5
     aux_actions: int = 4
+    keypoint_skip: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -64,11 +71,18 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)}")
         fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        fixed.setdefault("keypoint_skip", False)  # checkpoints from before the skip path
         return cls(**fixed)  # type: ignore[arg-type]
 
 
+# Keypoint offsets that matter are a few hundredths of the image half width; this gain
+# brings them to order one where they enter linear layers directly.
+KEYPOINT_GAIN = 4.0
+
+
 class VisionEncoder(nn.Module):
-    """Image (B, 3, S, S) in [-0.5, 0.5] -> (B, keypoints, d) tokens.
+    """Image (B, 3, S, S) in [-0.5, 0.5] -> (B, keypoints + fine_keypoints, d) tokens and
+    the fine keypoints' positions (B, fine_keypoints, 2) in [-1, 1].
 
     A small CNN (with x, y coordinate channels) ends in ``keypoints`` heat maps; each
     token is the soft-argmax position of one map plus the features pooled under it.
@@ -108,7 +122,7 @@ class VisionEncoder(nn.Module):
         self.register_buffer("grid_xy", torch.stack([gx, gy], -1).reshape(-1, 2), persistent=False)
         self.register_buffer("pix_xy", self.coords[0].flatten(1).T.contiguous(), persistent=False)
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
+    def forward(self, img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = img.shape[0]
         x = torch.cat([img, self.coords.expand(b, -1, -1, -1)], dim=1)
         f = self.net(x)
@@ -116,10 +130,12 @@ class VisionEncoder(nn.Module):
         xy = att @ self.grid_xy  # (B, K, 2) soft-argmax positions
         feat = att @ f.flatten(2).transpose(1, 2)  # (B, K, C) features under each map
         fine = (self.fine_heat(x).flatten(2) * self.fine_gain).softmax(dim=-1)
-        fine_tok = torch.cat([fine @ x.flatten(2).transpose(1, 2), fine @ self.pix_xy], dim=-1)
-        return torch.cat(
+        fine_xy = fine @ self.pix_xy
+        fine_tok = torch.cat([fine @ x.flatten(2).transpose(1, 2), fine_xy], dim=-1)
+        tokens = torch.cat(
             [self.proj(torch.cat([feat, xy], dim=-1)), self.fine_proj(fine_tok)], dim=1
         )
+        return tokens, fine_xy
 
 
 class Block(nn.Module):
@@ -196,7 +212,13 @@ class VLA(nn.Module):
         self.cam_emb = nn.Parameter(torch.zeros(len(cfg.cameras), 1, d))
         self.tok_emb = nn.Embedding(len(cfg.vocab), d, padding_idx=0)
         self.text_pos = nn.Parameter(torch.zeros(1, cfg.text_len, d))
-        self.state_proj = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.GELU(), nn.Linear(d, d))
+        n_kp = 2 * cfg.fine_keypoints * len(cfg.cameras) if cfg.keypoint_skip else 0
+        self.state_proj = nn.Sequential(
+            nn.Linear(cfg.state_dim + n_kp, d), nn.GELU(), nn.Linear(d, d)
+        )
+        self.kp_cond = (
+            nn.Sequential(nn.Linear(n_kp, d), nn.GELU(), nn.Linear(d, d)) if n_kp else None
+        )
         self.trunk = nn.ModuleList(
             Block(d, cfg.n_heads, cross=False) for _ in range(cfg.trunk_layers)
         )
@@ -222,13 +244,19 @@ class VLA(nn.Module):
 
     def encode(
         self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """images (B, C, 3, S, S) in [-0.5, 0.5], text (B, L) ids, state (B, state_dim) ->
-        memory (B, N, d) and its key mask (B, 1, 1, N), True where attendable."""
+        memory (B, N, d), its key mask (B, 1, 1, N) (True where attendable) and the
+        keypoint conditioning (B, d) for the action tokens (None without the skip path)."""
         b, c = images.shape[:2]
-        vis = self.vision(images.flatten(0, 1)).view(b, c, -1, self.cfg.d_model)
-        vis = (vis + self.cam_emb[None]).flatten(1, 2)
+        vis, fine_xy = self.vision(images.flatten(0, 1))
+        vis = (vis.view(b, c, -1, self.cfg.d_model) + self.cam_emb[None]).flatten(1, 2)
         txt = self.tok_emb(text) + self.text_pos
+        cond = None
+        if self.kp_cond is not None:
+            kp = fine_xy.reshape(b, -1) * KEYPOINT_GAIN
+            state = torch.cat([state, kp], dim=-1)
+            cond = self.kp_cond(kp)
         st = self.state_proj(state)[:, None]
         x = torch.cat([vis, txt, st], dim=1)
         keep = torch.cat(
@@ -237,22 +265,29 @@ class VLA(nn.Module):
         )[:, None, None, :]
         for blk in self.trunk:
             x = blk(x, mask=keep)
-        return self.trunk_norm(x), keep
+        return self.trunk_norm(x), keep, cond
 
-    def aux_actions(self, memory: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    def aux_actions(
+        self, memory: torch.Tensor, keep: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """(B, aux_actions, A) normalised next actions regressed from the trunk."""
         w = keep[:, 0, 0, :, None].float()
         pooled = (memory * w).sum(1) / w.sum(1).clamp_min(1.0)
+        if cond is not None:
+            pooled = pooled + cond
         return self.aux(pooled).view(memory.shape[0], self.cfg.aux_actions, -1)
 
     def velocity(
         self, x_t: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
-        prefix_len: torch.Tensor,
+        prefix_len: torch.Tensor, cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Flow velocity for action tokens x_t (B, H, A) at per-token times t (B, H)."""
+        """Flow velocity for action tokens x_t (B, H, A) at per-token times t (B, H);
+        ``cond`` is ``encode``'s keypoint conditioning, added to every action token."""
         h = x_t.shape[1]
         te = self.time_mlp(time_embedding(t, self.cfg.d_model))
         x = self.act_in(x_t) + self.act_pos[:, :h] + te
+        if cond is not None:
+            x = x + cond[:, None]
         mask = prefix_mask(prefix_len, h, self.cfg.prefix_window)
         for blk in self.expert:
             x = blk(x, mask=mask, memory=memory, memory_mask=memory_mask)

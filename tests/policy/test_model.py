@@ -41,14 +41,16 @@ def test_noisy_tokens_beyond_the_window_do_not_read_the_prefix_directly():
     net = FlowPolicyModel(replace(TINY, expert_layers=1)).net
     torch.nn.init.normal_(net.act_out.weight, std=0.1)
     b = batch(1)
-    mem, keep = net.encode(b["images"].permute(0, 1, 4, 2, 3).float() / 255, b["text"], b["state"])
+    mem, keep, cond = net.encode(
+        b["images"].permute(0, 1, 4, 2, 3).float() / 255, b["text"], b["state"]
+    )
     x = torch.randn(1, TINY.horizon, ACTION_DIM)
     t = torch.full((1, TINY.horizon), 0.7)
     d = torch.tensor([4])
-    v1 = net.velocity(x, t, mem, keep, d)
+    v1 = net.velocity(x, t, mem, keep, d, cond)
     x2 = x.clone()
     x2[:, :4] += 1.0  # a different prefix
-    v2 = net.velocity(x2, t, mem, keep, d)
+    v2 = net.velocity(x2, t, mem, keep, d, cond)
     w = TINY.prefix_window
     assert torch.allclose(v1[:, 4 + w :], v2[:, 4 + w :], atol=1e-6)
     assert not torch.allclose(v1[:, 4 : 4 + w], v2[:, 4 : 4 + w], atol=1e-4)
@@ -104,3 +106,35 @@ def test_local_policy_keeps_the_prefix_and_checks_its_inputs():
     obs.images["head"] = obs.images["head"][:, :10]
     with pytest.raises(PolicyInputError, match="uint8"):
         policy.infer(obs)
+
+
+def _dark_spot(col: int) -> torch.Tensor:
+    """Images of a grey field with one dark 3x3 spot at row 32, column ``col``."""
+    img = torch.full((1, 3, 64, 64, 3), 180, dtype=torch.uint8)
+    img[:, :, 31:34, col - 1 : col + 2] = 5
+    return img
+
+
+def test_keypoint_skip_carries_the_fine_keypoint_to_every_action_token():
+    torch.manual_seed(0)
+    net = FlowPolicyModel(TINY).net
+    text = torch.ones(1, TINY.text_len, dtype=torch.long)
+    state = torch.zeros(1, TINY.state_dim)
+    conds = []
+    for col in (30, 34):
+        _, _, cond = net.encode(_dark_spot(col).permute(0, 1, 4, 2, 3) / 255 - 0.5, text, state)
+        conds.append(cond)
+    assert conds[0] is not None and conds[0].shape == (1, TINY.d_model)
+    # A four-pixel shift of the spot changes the conditioning: the position travels
+    # straight to the action tokens instead of only through attention.
+    assert (conds[0] - conds[1]).abs().max() > 1e-3
+    off = FlowPolicyModel(replace(TINY, keypoint_skip=False)).net
+    assert off.kp_cond is None
+    assert off.encode(_dark_spot(30).permute(0, 1, 4, 2, 3) / 255 - 0.5, text, state)[2] is None
+
+
+def test_configs_written_before_the_keypoint_skip_load_without_it():
+    doc = ModelConfig().to_json()
+    del doc["keypoint_skip"]
+    assert ModelConfig.from_json(doc).keypoint_skip is False
+    assert ModelConfig.from_json(ModelConfig().to_json()).keypoint_skip is True
