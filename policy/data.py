@@ -3,7 +3,10 @@
 An ``Episode`` holds one task episode: camera images (T, C, S, S, 3) uint8 in
 ``robot.schema.CAMERAS`` order, states (T, STATE_DIM) float32, actions (T, ACTION_DIM)
 float32 (the action taken, or for relabelled episodes the expert's label at that state),
-the instruction and whether the episode succeeded.
+the instruction and whether the episode succeeded. Episodes made in-process also carry
+the hidden sideways offsets each hand must still close (``CellEnv.aim``): ``aim``
+(T, 2, 2) float32 and ``aim_valid`` (T, 2) bool, a training signal only; recorded
+demonstrations have none (all invalid).
 
 On disk, demonstrations are in the robot recorder's format (``robot/EPISODES.md``);
 ``load_demos`` reads them.
@@ -34,6 +37,8 @@ class Episode:
     success: bool
     task: str = ""
     seed: int = -1
+    aim: np.ndarray | None = None
+    aim_valid: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.action)
@@ -46,12 +51,21 @@ class EpisodeBuilder:
         self.images: list[np.ndarray] = []
         self.state: list[np.ndarray] = []
         self.action: list[np.ndarray] = []
+        self.aim: list[np.ndarray] = []
+        self.aim_valid: list[np.ndarray] = []
         self.instruction = ""
 
-    def add(self, obs: Observation, action: np.ndarray) -> None:
+    def add(
+        self, obs: Observation, action: np.ndarray,
+        aim: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        """One tick; ``aim`` is ``CellEnv.aim()`` at this state (give it every tick or never)."""
         self.images.append(np.stack([obs.images[c] for c in CAMERAS]))
         self.state.append(np.asarray(obs.state, dtype=np.float32))
         self.action.append(clip_action(action))
+        if aim is not None:
+            self.aim.append(np.asarray(aim[0], dtype=np.float32))
+            self.aim_valid.append(np.asarray(aim[1], dtype=bool))
         self.instruction = obs.instruction
 
     def build(self, *, success: bool, task: str, seed: int) -> Episode:
@@ -63,6 +77,8 @@ class EpisodeBuilder:
             success=success,
             task=task,
             seed=seed,
+            aim=np.stack(self.aim) if self.aim else None,
+            aim_valid=np.stack(self.aim_valid) if self.aim_valid else None,
         )
 
 
@@ -72,7 +88,7 @@ def collect_expert_episode(env: Any, *, task: str, seed: int) -> Episode:
     obs = env.reset()
     for _ in range(env.max_steps):
         a = env.expert_action()
-        b.add(obs, a)
+        b.add(obs, a, env.aim())
         obs, done = env.step(a)
         if done:
             break
@@ -181,6 +197,8 @@ class ChunkDataset:
         state = np.empty((batch, STATE_DIM), dtype=np.float32)
         actions = np.zeros((batch, h, ACTION_DIM), dtype=np.float32)
         valid = np.zeros((batch, h), dtype=bool)
+        aim = np.zeros((batch, 2, 2), dtype=np.float32)
+        aim_valid = np.zeros((batch, 2), dtype=bool)
         text: list[str] = []
         for j, (e, t) in enumerate(picks):
             ep = self.episodes[e]
@@ -189,9 +207,11 @@ class ChunkDataset:
             seg = ep.action[t : t + h]
             actions[j, : len(seg)] = seg
             valid[j, : len(seg)] = True
+            if ep.aim is not None and ep.aim_valid is not None:
+                aim[j], aim_valid[j] = ep.aim[t], ep.aim_valid[t]
             text.append(ep.instruction)
         return {"images": images, "state": state, "actions": actions, "valid": valid,
-                "text": text}
+                "aim": aim, "aim_valid": aim_valid, "text": text}
 
     def all_states(self) -> np.ndarray:
         return np.concatenate([e.state for e in self.episodes])

@@ -10,9 +10,10 @@ in sampling, and are never part of the loss.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from policy.model import VLA, ModelConfig
+from policy.model import AIM_UNIT_M, VLA, ModelConfig
 
 
 class FlowPolicyModel(nn.Module):
@@ -57,9 +58,13 @@ class FlowPolicyModel(nn.Module):
         self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
         actions: torch.Tensor, valid: torch.Tensor, prefix_len: torch.Tensor,
         generator: torch.Generator | None = None, aux_weight: float = 0.5,
+        aim: torch.Tensor | None = None, aim_valid: torch.Tensor | None = None,
+        aim_weight: float = 1.0,
     ) -> torch.Tensor:
         """Flow-matching loss on the noisy (non-prefix, valid) action tokens, plus
-        ``aux_weight`` times the trunk's direct regression of the next actions."""
+        ``aux_weight`` times the trunk's direct regression of the next actions, plus
+        ``aim_weight`` times the aim head's error on the valid ``aim`` offsets (B, 2, 2)
+        in metres, where the model has an aim head."""
         b, h, _ = actions.shape
         a = (actions - self.action_mean) / self.action_std
         noise = torch.randn(a.shape, generator=generator)
@@ -76,7 +81,16 @@ class FlowPolicyModel(nn.Module):
         k = self.cfg.aux_actions
         wa = valid[:, :k].float()
         aux = ((self.net.aux_actions(memory, mem_mask, cond) - a[:, :k]) ** 2).mean(-1)
-        return flow + aux_weight * (aux * wa).sum() / wa.sum().clamp_min(1.0)
+        total = flow + aux_weight * (aux * wa).sum() / wa.sum().clamp_min(1.0)
+        if self.net.aim is not None and cond is not None and aim is not None:
+            assert aim_valid is not None
+            pred = self.net.aim(cond).view(b, 2, 2)
+            # Huber: a hand far off target (a dropped fastener's next try) must not
+            # dominate the millimetres that decide a clean thread start.
+            err = F.smooth_l1_loss(pred, aim / AIM_UNIT_M, reduction="none").sum(-1)
+            wv = aim_valid.float()
+            total = total + aim_weight * (err * wv).sum() / wv.sum().clamp_min(1.0)
+        return total
 
     @torch.no_grad()
     def sample(

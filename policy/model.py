@@ -14,7 +14,9 @@ Keypoint skip (``keypoint_skip``): the full-resolution keypoint positions of eve
 also enter the state token and are added to every action token. A stud's position is read
 off a wrist image to a fifth of a millimetre by one such keypoint, but after attention and
 layer norms the action chunk had kept only about a millimetre and a half of it; this path
-carries the positions to the actions unblurred.
+carries the positions to the actions unblurred. With ``aim_head``, training also reads
+from that conditioning the hidden offset each hand must still close (``CellEnv.aim``), so
+the path learns to say where the target is, not only what the expert did about it.
 
 Committed prefix: the first ``d`` action tokens carry clean, already committed actions
 (flow time 0). Their self-attention is Λ-shaped: a noisy token may attend to the prefix
@@ -59,6 +61,7 @@ class ModelConfig:
     flow_steps: int = 5
     aux_actions: int = 4
     keypoint_skip: bool = True
+    aim_head: bool = True
     extra: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
@@ -71,13 +74,16 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model config fields: {sorted(unknown)}")
         fixed = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        fixed.setdefault("keypoint_skip", False)  # checkpoints from before the skip path
+        # Checkpoints written before these fields existed had neither part.
+        fixed.setdefault("keypoint_skip", False)
+        fixed.setdefault("aim_head", False)
         return cls(**fixed)  # type: ignore[arg-type]
 
 
 # Keypoint offsets that matter are a few hundredths of the image half width; this gain
 # brings them to order one where they enter linear layers directly.
 KEYPOINT_GAIN = 4.0
+AIM_UNIT_M = 0.005
 
 
 class VisionEncoder(nn.Module):
@@ -219,6 +225,8 @@ class VLA(nn.Module):
         self.kp_cond = (
             nn.Sequential(nn.Linear(n_kp, d), nn.GELU(), nn.Linear(d, d)) if n_kp else None
         )
+        # Training-only: both hands' sideways offsets (AIM_UNIT units) from the conditioning.
+        self.aim = nn.Linear(d, 4) if n_kp and cfg.aim_head else None
         self.trunk = nn.ModuleList(
             Block(d, cfg.n_heads, cross=False) for _ in range(cfg.trunk_layers)
         )

@@ -96,6 +96,8 @@ def _to_batch(
         "state": torch.from_numpy(b["state"]),
         "actions": torch.from_numpy(b["actions"]),
         "valid": torch.from_numpy(b["valid"]),
+        "aim": torch.from_numpy(b["aim"]),
+        "aim_valid": torch.from_numpy(b["aim_valid"]),
         "prefix_len": torch.from_numpy(plen.astype(np.int64)),
     }
 
@@ -117,7 +119,7 @@ def relabel_episode(
     obs = env.reset()
     for tick in range(env.max_steps):
         label = env.expert_action()
-        b.add(obs, label)
+        b.add(obs, label, env.aim())
         pipe.new_segment(obs, round_segment)
         pipe.deliver_due(tick)
         if pipe.sched.want_request(tick):

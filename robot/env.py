@@ -167,6 +167,11 @@ class CellEnv:
             return np.zeros(ACTION_DIM, dtype=np.float32)
         return task.expert_action()
 
+    def aim(self) -> tuple[np.ndarray, np.ndarray]:
+        """The hidden sideways offsets each hand must still close (``SimTask.aim``): a
+        training signal for policies, like ``expert_action``."""
+        return self.task.aim()
+
     def outcome(self) -> EpisodeOutcome:
         """The result so far; final once ``done``."""
         task, cfg = self.task, self.config

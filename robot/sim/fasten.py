@@ -329,6 +329,16 @@ class FastenTask(SimTask):
     def progress(self) -> float:
         return sum(1 for p in self.positions if p.occupied) / max(len(self.positions), 1)
 
+    def aim(self) -> tuple[np.ndarray, np.ndarray]:
+        off = np.zeros((2, 2), dtype=np.float32)
+        ok = np.zeros(2, dtype=bool)
+        for i, side in enumerate(SIDES):
+            job, p = self.jobs[side], self._free(side)
+            if job.loaded and job.engaged is None and not job.done and p is not None:
+                off[i] = p.xy - self.arms[side].pos[:2]
+                ok[i] = True
+        return off, ok
+
     def expert_action(self) -> np.ndarray:
         from robot.sim.expert import fasten_expert
 

@@ -162,6 +162,12 @@ class SimTask(ABC):
     def expert_action(self) -> np.ndarray:
         """The scripted expert's action for the current state (uses hidden truth)."""
 
+    def aim(self) -> tuple[np.ndarray, np.ndarray]:
+        """Where each hand must still move sideways, from the hidden truth: (2, 2) x, y
+        offsets in metres in the cell frame (left arm first) and (2,) flags, False where a
+        hand has nothing to line up with. A training signal, never an observation."""
+        return np.zeros((2, 2), dtype=np.float32), np.zeros(2, dtype=bool)
+
     @abstractmethod
     def scene(self) -> Scene: ...
 

@@ -34,3 +34,18 @@ def test_chunk_samples_follow_the_episode_and_mark_its_end():
     p = data.weights()
     lateral = np.abs(ep.action[:, [0, 1, 5, 6]]).max(axis=1) > 1e-4
     assert p[lateral].mean() > p[~lateral].mean()
+
+
+def test_episodes_made_in_process_carry_the_aim_and_recorded_ones_do_not(tmp_path):
+    ep = collect_expert_episode(CellEnv(Task.NUT_INSTALL, seed=5), task="nut_install", seed=5)
+    assert ep.aim is not None and ep.aim_valid is not None
+    assert ep.aim.shape == (len(ep), 2, 2) and ep.aim_valid.shape == (len(ep), 2)
+    # Valid while lining up, not while driving: both kinds of tick are in an episode.
+    assert ep.aim_valid.any() and not ep.aim_valid.all()
+    write_demos(Task.SCREWING, 1, tmp_path, seed_start=7)
+    recorded = load_demos(tmp_path, task="screwing")[0]
+    data = ChunkDataset(horizon=30)
+    data.add([ep, recorded])
+    b = data.sample(np.random.default_rng(1), 256)
+    assert b["aim"].shape == (256, 2, 2) and b["aim_valid"].any()
+    assert not b["aim"][~b["aim_valid"]].any()  # no offset where none is known

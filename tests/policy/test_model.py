@@ -138,3 +138,19 @@ def test_configs_written_before_the_keypoint_skip_load_without_it():
     del doc["keypoint_skip"]
     assert ModelConfig.from_json(doc).keypoint_skip is False
     assert ModelConfig.from_json(ModelConfig().to_json()).keypoint_skip is True
+
+
+def test_aim_offsets_enter_the_loss_only_where_valid():
+    torch.manual_seed(0)
+    model = FlowPolicyModel(TINY)
+    b = batch(4)
+    g = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    aim = torch.full((4, 2, 2), 0.004)
+    none = torch.zeros(4, 2, dtype=torch.bool)
+    base = model.loss(**b, generator=g(), aim=aim, aim_valid=none)
+    assert base == model.loss(**b, generator=g(), aim=aim * 3, aim_valid=none)
+    some = none.clone()
+    some[0, 1] = True
+    near = model.loss(**b, generator=g(), aim=aim, aim_valid=some)
+    far = model.loss(**b, generator=g(), aim=aim * 3, aim_valid=some)
+    assert far > near > base

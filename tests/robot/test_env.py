@@ -103,3 +103,33 @@ def test_misuse_is_refused_with_a_clear_error() -> None:
     rollout(env)
     with pytest.raises(EpisodeStateError, match="over"):
         env.step(np.zeros(ACTION_DIM))
+
+
+@pytest.mark.parametrize("task", [Task.NUT_INSTALL, Task.MATERIAL_HANDLING])
+def test_aim_points_each_hand_at_what_it_must_line_up_with(task: Task) -> None:
+    env = CellEnv(task, seed=4, render=False)
+    env.reset()
+    off, ok = env.aim()
+    assert off.shape == (2, 2) and ok.all()
+    # Moving the left hand sideways toward its target shrinks its offset by exactly the
+    # move (limited to the speed limit) and leaves the right hand's alone.
+    a = np.zeros(ACTION_DIM, dtype=np.float32)
+    a[0:2] = off[0]
+    env.step(a)
+    moved = env.last_applied[0:2]
+    assert np.abs(moved).max() > 1e-3
+    after, ok_after = env.aim()
+    assert ok_after[0]
+    np.testing.assert_allclose(after[0], off[0] - moved, atol=1e-6)
+    np.testing.assert_allclose(after[1], off[1], atol=1e-6)
+
+
+def test_aim_ends_once_the_fastener_has_started() -> None:
+    env = CellEnv(Task.NUT_INSTALL, seed=4, render=False)
+    env.reset()
+    while env.aim()[1].any():
+        env.step(env.expert_action())
+    off, ok = env.aim()
+    assert not ok.any() and not off.any()
+    # Both hands now hold a fastener on its stud: nothing left to line up with.
+    assert all(j.engaged is not None or j.done for j in env.task.jobs.values())
