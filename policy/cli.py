@@ -57,6 +57,9 @@ def train(
     ] = None,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
     threads: Annotated[int, typer.Option(help="torch threads (2 only on an idle machine)")] = 1,
+    teacher_error: Annotated[
+        bool, typer.Option(help="label with the expert's perception error, not the truth")
+    ] = False,
 ) -> None:
     """Train on simulator demonstrations and write a safetensors checkpoint."""
     from policy.train import TrainConfig
@@ -69,7 +72,7 @@ def train(
             expert_episodes=episodes, steps=steps, dagger_rounds=relabel_rounds,
             dagger_episodes=relabel_episodes, dagger_steps=relabel_steps,
             time_budget_min=minutes, difficulty=difficulty, seed=seed, init=init, lr=lr,
-            threads=threads,
+            threads=threads, teacher_error=teacher_error,
         )
     except ValidationError as exc:
         _fail(_explain(exc))

@@ -71,6 +71,10 @@ class TrainConfig(BaseModel):
     # against one in twenty at 0, same checkpoint).
     noise_scale: float = Field(default=0.0, ge=0.0, le=1.0)
     relabel_weight: float = Field(default=2.0, gt=0.0, le=100.0)
+    # The teacher aims at the hidden truth, not through the expert's seeded perception
+    # error: that error is unobservable noise in the labels, which the network learns by
+    # heart from a few hundred episodes and then repeats as its own aiming error.
+    teacher_error: bool = False
     init: Path | None = None  # a checkpoint folder to continue training from
 
 
@@ -78,10 +82,14 @@ def train_seed(cfg: TrainConfig, i: int) -> int:
     return cfg.seed * 1_000_000 + i
 
 
-def make_env(task: Task, seed: int, difficulty: float) -> Any:
+def make_env(cfg: TrainConfig, seed: int) -> Any:
+    """A training episode's environment, with the teacher ``cfg`` asks for."""
     from robot.env import CellEnv
 
-    return CellEnv(task, seed=seed, difficulty=difficulty, render=True)
+    return CellEnv(
+        cfg.task, seed=seed, difficulty=cfg.difficulty, render=True,
+        expert_error=cfg.teacher_error,
+    )
 
 
 def _to_batch(
@@ -110,7 +118,7 @@ def relabel_episode(
     With probability ``beta`` per tick the expert's own action is executed instead, which
     keeps early, weak policies near the states that matter.
     """
-    env = make_env(cfg.task, seed, cfg.difficulty)
+    env = make_env(cfg, seed)
     pipe = SimPipeline(
         policy, ExecConfig(), LatencyInjector(cfg.dagger_latency, seed=seed), policy.horizon
     )
@@ -162,9 +170,7 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
         demos, n_fail = [], 0
         for i in range(cfg.expert_episodes):
             seed = train_seed(cfg, i)
-            ep = collect_expert_episode(
-                make_env(cfg.task, seed, cfg.difficulty), task=cfg.task.value, seed=seed
-            )
+            ep = collect_expert_episode(make_env(cfg, seed), task=cfg.task.value, seed=seed)
             if ep.success:
                 demos.append(ep)
             else:

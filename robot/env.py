@@ -100,10 +100,12 @@ class CellEnv:
         render: bool = True,
         fasteners: Sequence[FastenerSpec] | None = None,
         takt_s: float = 76.0,
+        expert_error: bool = True,
     ) -> None:
         cfg = SimConfig(
             task=task, seed=seed, difficulty=difficulty, render=render,
             fasteners=tuple(fasteners) if fasteners is not None else None, takt_s=takt_s,
+            expert_error=expert_error,
         )
         self._init(cfg)
 

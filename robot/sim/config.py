@@ -44,7 +44,12 @@ def default_fasteners(task: Task) -> tuple[FastenerSpec, ...]:
 
 
 class SimConfig(BaseModel):
-    """One episode's settings. ``fasteners`` None means the task's default recipe."""
+    """One episode's settings. ``fasteners`` None means the task's default recipe.
+
+    ``expert_error`` False makes the scripted expert aim at the hidden truth instead of
+    through its seeded perception error: a teacher for training, whose labels then carry
+    no noise a policy could only memorise. The world is the same either way.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -54,6 +59,7 @@ class SimConfig(BaseModel):
     render: bool = True
     fasteners: tuple[FastenerSpec, ...] | None = None
     takt_s: float = Field(default=76.0, gt=0)
+    expert_error: bool = True
 
     @model_validator(mode="after")
     def _fasteners_fit_task(self) -> SimConfig:

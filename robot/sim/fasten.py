@@ -142,6 +142,8 @@ class FastenTask(SimTask):
         sigma = 0.00062 * (0.5 + 0.5 * d)
         self.expert_bias = self.rng.expert.normal(0.0, sigma, (2, 8, 3, 2))
         self.expert_bias[:, :, 1:] *= 0.6
+        if not self.cfg.expert_error:
+            self.expert_bias[:] = 0.0  # drawn all the same: the streams stay in step
         self.clock.add("walk", self.jitter(self.times.walk_s, self.times.walk_jitter_s))
         self.start_round()
 

@@ -100,6 +100,9 @@ class HandlingTask(SimTask):
                                                                       np.radians(0.5) * s]
         self.pick_bias[:, 1:] *= 0.6
         self.place_bias[1:] *= 0.6
+        if not self.cfg.expert_error:
+            self.pick_bias[:] = 0.0  # drawn all the same: the streams stay in step
+            self.place_bias[:] = 0.0
         self.clock.add("walk", self.jitter(self.times.walk_s, self.times.walk_jitter_s))
         self.start_round()
 

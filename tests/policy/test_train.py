@@ -33,7 +33,7 @@ def test_a_toy_run_writes_a_loadable_deterministic_checkpoint(tmp_path: Path) ->
     assert any("relabel round 0" in line for line in logs)
     policy = LocalPolicy.load(tmp_path / "ck")
     assert policy.noise_scale == 0.0
-    obs = make_env(Task.SCREWING, 5, 1.0).reset()
+    obs = make_env(_tiny(tmp_path), 5).reset()
     np.testing.assert_array_equal(policy.infer(obs), policy.infer(obs))  # no sampling noise
 
 
@@ -44,8 +44,8 @@ def test_training_continues_from_a_checkpoint(tmp_path: Path) -> None:
     assert second["continued_from"] == first["version"] != second["version"]
 
 
-def test_action_units_have_a_floor_so_large_corrections_stay_in_range() -> None:
-    env = make_env(Task.NUT_INSTALL, 3, 1.0)
+def test_action_units_have_a_floor_so_large_corrections_stay_in_range(tmp_path: Path) -> None:
+    env = make_env(_tiny(tmp_path, task=Task.NUT_INSTALL), 3)
     ep = collect_expert_episode(env, task="nut_install", seed=3)
     data = ChunkDataset(30)
     data.add([ep])
@@ -56,11 +56,24 @@ def test_action_units_have_a_floor_so_large_corrections_stay_in_range() -> None:
     assert torch.all(model.action_std >= 0.5)
 
 
-def test_relabelled_samples_are_drawn_by_their_weight() -> None:
-    ep = collect_expert_episode(make_env(Task.SCREWING, 4, 1.0), task="screwing", seed=4)
+def test_relabelled_samples_are_drawn_by_their_weight(tmp_path: Path) -> None:
+    ep = collect_expert_episode(make_env(_tiny(tmp_path), 4), task="screwing", seed=4)
     data = ChunkDataset(30)
     data.add([ep])
     data.add([ep], weight=3.0)
     p = data.weights()
     n = len(ep)
     assert p[n:].sum() == pytest.approx(3 * p[:n].sum())
+
+
+def test_the_teacher_aims_at_the_truth_unless_asked_for_the_experts_error(
+    tmp_path: Path,
+) -> None:
+    exact = make_env(_tiny(tmp_path, task=Task.NUT_INSTALL), 6)
+    realistic = make_env(_tiny(tmp_path, task=Task.NUT_INSTALL, teacher_error=True), 6)
+    obs_a, obs_b = exact.reset(), realistic.reset()
+    # Same world and views; only the labels differ.
+    np.testing.assert_array_equal(obs_a.images["wrist_left"], obs_b.images["wrist_left"])
+    np.testing.assert_array_equal(exact.task.aim()[0], realistic.task.aim()[0])
+    assert not exact.task.expert_bias.any() and realistic.task.expert_bias.any()
+    assert not np.array_equal(exact.expert_action(), realistic.expert_action())
