@@ -7,6 +7,7 @@ aims at the true feature plus a perception error drawn per position and per atte
 reset (``expert_bias``), growing with difficulty. When its aim is outside the lead-in it
 lands beside the stud, lifts, and tries again with its next (smaller) error; when it is
 inside the lead-in but outside the clean-start tolerance the thread cross-threads.
+With ``SimConfig.expert_error`` False the drawn errors are zero: a teacher for training.
 """
 
 from __future__ import annotations
