@@ -10,7 +10,8 @@ from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from mes_bridge.handshake import Notice, NoticeKind, Phase, StationHandshake
+from mes_bridge.handshake import StationHandshake
+from mes_bridge.handshake_types import Notice, NoticeKind, Phase
 from mes_bridge.jobs import INT32_MAX, INT32_MIN, PlcJob, PlcResult
 
 if TYPE_CHECKING:

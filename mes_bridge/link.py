@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from mes_bridge.batcher import WriteBatcher
 from mes_bridge.errors import PlcWriteError, TagMapError
-from mes_bridge.handshake import WriteStep
+from mes_bridge.handshake_types import WriteStep
 from mes_bridge.nodeids import NodeRef
 from mes_bridge.security import ClientSecurity
 from mes_bridge.tags import TAG_SPEC, Direction, Tag

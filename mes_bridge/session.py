@@ -32,13 +32,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from mes_bridge.channel import PlcLiveness, Signal, StationChannel
-from mes_bridge.errors import (
-    BridgeError,
-    JobNotCurrent,
-    PlcConnectionError,
-    PlcWriteError,
-)
-from mes_bridge.handshake import Notice, NoticeKind, Outcome, StationHandshake, WriteStep
+from mes_bridge.errors import BridgeError, JobNotCurrent, PlcConnectionError, PlcWriteError
+from mes_bridge.handshake import StationHandshake
+from mes_bridge.handshake_types import Notice, NoticeKind, Outcome, WriteStep
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.link import LINK_ERRORS, ConnectOptions, DataChange, Link
 from mes_bridge.reconnect import Reconnecting, Resync

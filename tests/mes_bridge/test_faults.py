@@ -9,7 +9,7 @@ import pytest
 from asyncua import ua
 
 from mes_bridge.errors import PlcWriteError
-from mes_bridge.handshake import NoticeKind, Phase
+from mes_bridge.handshake_types import NoticeKind, Phase
 from mes_bridge.jobs import InputProblem, PlcResult
 from mes_bridge.plcsim import LatchedResult
 from mes_bridge.session import PlcJob, PlcSession

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from mes_bridge.errors import HandshakeError, JobNotCurrent
-from mes_bridge.handshake import Classification, NoticeKind, Phase, StationHandshake
+from mes_bridge.handshake import StationHandshake
+from mes_bridge.handshake_types import Classification, NoticeKind, Phase
 from mes_bridge.jobs import InputProblem, PlcJob, PlcResult, check_job_input
 from mes_bridge.tags import Tag
 

@@ -7,7 +7,7 @@ import asyncio
 from asyncua import ua
 
 from mes_bridge.channel import PlcLiveness
-from mes_bridge.handshake import NoticeKind
+from mes_bridge.handshake_types import NoticeKind
 from mes_bridge.plcsim import SimStation, default_tag_map
 from mes_bridge.session import PlcSession
 from mes_bridge.tags import Tag

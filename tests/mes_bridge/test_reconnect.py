@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from mes_bridge.errors import JobNotCurrent, PlcConnectionError
-from mes_bridge.handshake import NoticeKind
+from mes_bridge.handshake_types import NoticeKind
 from mes_bridge.jobs import PlcResult
 from mes_bridge.plcsim import LatchedResult
 from mes_bridge.session import PlcJob, PlcSession

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from mes_bridge.errors import JobNotCurrent, PlcConnectionError, TagMapError
-from mes_bridge.handshake import NoticeKind
+from mes_bridge.handshake_types import NoticeKind
 from mes_bridge.jobs import InputProblem
 from mes_bridge.plcsim import LatchedResult, SimStation
 from mes_bridge.session import PlcResult, PlcSession
