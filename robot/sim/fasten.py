@@ -331,15 +331,12 @@ class FastenTask(SimTask):
     def progress(self) -> float:
         return sum(1 for p in self.positions if p.occupied) / max(len(self.positions), 1)
 
-    def aim(self) -> tuple[np.ndarray, np.ndarray]:
-        off = np.zeros((2, 2), dtype=np.float32)
-        ok = np.zeros(2, dtype=bool)
-        for i, side in enumerate(SIDES):
-            job, p = self.jobs[side], self._free(side)
-            if job.loaded and job.engaged is None and not job.done and p is not None:
-                off[i] = p.xy - self.arms[side].pos[:2]
-                ok[i] = True
-        return off, ok
+    def aim_of(self, side: Side) -> np.ndarray | None:
+        """A loaded hand not yet on a stud: to the next free position."""
+        job, p = self.jobs[side], self._free(side)
+        if job.loaded and job.engaged is None and not job.done and p is not None:
+            return p.xy - self.arms[side].pos[:2]
+        return None
 
     def expert_action(self) -> np.ndarray:
         from robot.sim.expert import fasten_expert

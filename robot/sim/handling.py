@@ -312,18 +312,13 @@ class HandlingTask(SimTask):
             return 1.0
         return 0.5 if self.round >= 1 else 0.0
 
-    def aim(self) -> tuple[np.ndarray, np.ndarray]:
-        """Pick: each hand to its lug; place: each lug to its nest."""
-        off = np.zeros((2, 2), dtype=np.float32)
-        ok = np.zeros(2, dtype=bool)
-        for i, side in enumerate(SIDES):
-            if self.round == 0 and not self.grips[side].holding:
-                off[i] = self.lug(side)[:2] - self.arms[side].pos[:2]
-                ok[i] = True
-            elif self.round == 1 and not self.released:
-                off[i] = self.nest(side)[:2] - self.lug(side)[:2]
-                ok[i] = True
-        return off, ok
+    def aim_of(self, side: Side) -> np.ndarray | None:
+        """Pick: the hand to its lug; place: its lug to its nest."""
+        if self.round == 0 and not self.grips[side].holding:
+            return self.lug(side)[:2] - self.arms[side].pos[:2]
+        if self.round == 1 and not self.released:
+            return self.nest(side)[:2] - self.lug(side)[:2]
+        return None
 
     def expert_action(self) -> np.ndarray:
         from robot.sim.expert import handling_expert

@@ -166,7 +166,17 @@ class SimTask(ABC):
         """Where each hand must still move sideways, from the hidden truth: (2, 2) x, y
         offsets in metres in the cell frame (left arm first) and (2,) flags, False where a
         hand has nothing to line up with. A training signal, never an observation."""
-        return np.zeros((2, 2), dtype=np.float32), np.zeros(2, dtype=bool)
+        off = np.zeros((2, 2), dtype=np.float32)
+        ok = np.zeros(2, dtype=bool)
+        for i, side in enumerate(SIDES):
+            xy = self.aim_of(side)
+            if xy is not None:
+                off[i], ok[i] = xy, True
+        return off, ok
+
+    def aim_of(self, side: Side) -> np.ndarray | None:
+        """One hand's part of ``aim``: the x, y it must still cover, or None."""
+        return None
 
     @abstractmethod
     def scene(self) -> Scene: ...

@@ -46,6 +46,7 @@ def test_each_sample_recipe_runs_and_is_judged_against_its_windows(task: Task) -
     out = run_job(spec)
     assert out.job_key == spec.job_key and out.policy_version == "expert"
     assert out.outcome is Outcome.OK and out.error_code == 0
+    # Simulated cycle time (the simulator's clock, not wall time): inside the takt.
     assert 15_000 < out.cycle_time_ms < spec.takt_s * 1000
     assert "walk" in out.detail and "verify" in out.detail
     assert len(out.fasteners) == len(spec.fasteners)
@@ -100,7 +101,8 @@ def test_a_policy_drives_the_job_and_its_version_is_recorded() -> None:
     out = run_job(_spec(Task.MATERIAL_HANDLING, seed=3), policy=policy)
     assert out.policy_version == "still-v1" and policy.resets == 1
     assert out.outcome is Outcome.NOK and out.error_code == ErrorCode.HANDLING_TIMEOUT
-    assert out.cycle_time_ms > 10_000  # the round's whole tick budget was spent waiting
+    # Simulated time: the round's whole tick budget was spent waiting.
+    assert out.cycle_time_ms > 10_000
 
 
 def test_a_policy_returning_garbage_is_an_action_error() -> None:

@@ -41,6 +41,7 @@ def test_auto_uses_the_shipped_checkpoint_and_records_its_version() -> None:
     run = job_runner("auto")
     out = run(_spec(Task.NUT_INSTALL))
     assert out.policy_version == policy_version(Task.NUT_INSTALL) != "expert"
+    # A simulated cycle time is recorded (the simulator's clock, not wall time).
     assert len(out.fasteners) == 6 and out.cycle_time_ms > 0
     assert run(_spec(Task.NUT_INSTALL)) == out  # same job, same policy: the same outcome
 
