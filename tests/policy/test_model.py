@@ -122,7 +122,7 @@ def test_keypoint_skip_carries_the_fine_keypoint_to_every_action_token():
     state = torch.zeros(1, TINY.state_dim)
     conds = []
     for col in (30, 34):
-        _, _, cond = net.encode(_dark_spot(col).permute(0, 1, 4, 2, 3) / 255 - 0.5, text, state)
+        _, _, cond = net.encode(FlowPolicyModel.images_in(_dark_spot(col)), text, state)
         conds.append(cond)
     assert conds[0] is not None and conds[0].shape == (1, TINY.d_model)
     # A four-pixel shift of the spot changes the conditioning: the position travels
@@ -130,7 +130,7 @@ def test_keypoint_skip_carries_the_fine_keypoint_to_every_action_token():
     assert (conds[0] - conds[1]).abs().max() > 1e-3
     off = FlowPolicyModel(replace(TINY, keypoint_skip=False)).net
     assert off.kp_cond is None
-    assert off.encode(_dark_spot(30).permute(0, 1, 4, 2, 3) / 255 - 0.5, text, state)[2] is None
+    assert off.encode(FlowPolicyModel.images_in(_dark_spot(30)), text, state)[2] is None
 
 
 def test_configs_written_before_the_keypoint_skip_load_without_it():
