@@ -55,7 +55,7 @@ class ExecConfig(BaseModel):
 
     mode: ExecMode = ExecMode.PREFIX
     hz: float = Field(default=float(CONTROL_HZ), gt=0, le=2000)
-    replan_every: int = Field(default=10, ge=1, description="ticks per chunk before replanning")
+    replan_every: int = Field(default=5, ge=1, description="ticks per chunk before replanning")
     max_prefix: int = Field(default=8, ge=0, description="longest prefix the model accepts")
     staleness_ticks: int = Field(default=29, ge=0)
     accel_limit: float = Field(

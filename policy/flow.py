@@ -59,12 +59,15 @@ class FlowPolicyModel(nn.Module):
         actions: torch.Tensor, valid: torch.Tensor, prefix_len: torch.Tensor,
         generator: torch.Generator | None = None, aux_weight: float = 0.5,
         aim: torch.Tensor | None = None, aim_valid: torch.Tensor | None = None,
-        aim_weight: float = 1.0,
+        aim_weight: float = 1.0, prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Flow-matching loss on the noisy (non-prefix, valid) action tokens, plus
         ``aux_weight`` times the trunk's direct regression of the next actions, plus
         ``aim_weight`` times the aim head's error on the valid ``aim`` offsets (B, 2, 2)
-        in metres, where the model has an aim head."""
+        in metres, where the model has an aim head.
+
+        ``prefix`` (B, H, A), robot units, is what the clean prefix tokens carry; by
+        default the first ``prefix_len`` rows of ``actions`` themselves."""
         b, h, _ = actions.shape
         a = (actions - self.action_mean) / self.action_std
         noise = torch.randn(a.shape, generator=generator)
@@ -73,6 +76,9 @@ class FlowPolicyModel(nn.Module):
         is_pre = torch.arange(h)[None] < prefix_len[:, None]
         t_tok = torch.where(is_pre, torch.zeros(()), t[:, None].expand(b, h))
         x_t = t_tok[..., None] * noise + (1 - t_tok[..., None]) * a
+        if prefix is not None:
+            clean = (prefix - self.action_mean) / self.action_std
+            x_t = torch.where(is_pre[..., None], clean, x_t)
         memory, mem_mask, cond = self._encode(images, text, state)
         v = self.net.velocity(x_t, t_tok, memory, mem_mask, prefix_len, cond)
         w = (valid & ~is_pre).float()

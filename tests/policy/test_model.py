@@ -154,3 +154,23 @@ def test_aim_offsets_enter_the_loss_only_where_valid():
     near = model.loss(**b, generator=g(), aim=aim, aim_valid=some)
     far = model.loss(**b, generator=g(), aim=aim * 3, aim_valid=some)
     assert far > near > base
+
+
+def test_a_separate_prefix_replaces_the_clean_tokens_and_nothing_else():
+    torch.manual_seed(0)
+    model = FlowPolicyModel(TINY)
+    torch.nn.init.normal_(model.net.act_out.weight, std=0.1)  # zero at init: see the input
+    b = batch(4)
+    b["prefix_len"] = torch.full((4,), 3)
+
+    def loss(prefix: torch.Tensor | None) -> torch.Tensor:
+        torch.manual_seed(1)  # the flow times come from the global generator
+        return model.loss(**b, prefix=prefix, generator=torch.Generator().manual_seed(0))
+
+    default = loss(None)
+    assert torch.equal(loss(b["actions"].clone()), default)
+    moved = b["actions"].clone()
+    moved[:, 3:] += 5.0  # rows past the prefix are never read from it
+    assert torch.equal(loss(moved), default)
+    moved[:, :3] += 5.0
+    assert not torch.equal(loss(moved), default)

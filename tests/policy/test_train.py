@@ -77,3 +77,22 @@ def test_the_teacher_aims_at_the_truth_unless_asked_for_the_experts_error(
     np.testing.assert_array_equal(exact.task.aim()[0], realistic.task.aim()[0])
     assert not exact.task.expert_bias.any() and realistic.task.expert_bias.any()
     assert not np.array_equal(exact.expert_action(), realistic.expert_action())
+
+
+def test_the_training_prefix_keeps_the_tool_and_blurs_the_motion() -> None:
+    from policy.chunking import ACTION_SCALE, MOTION_DIMS, TOOL_DIMS
+    from policy.train import corrupt_prefix
+
+    rng = np.random.default_rng(0)
+    actions = rng.uniform(-1, 1, (512, 30, 10)).astype(np.float32) * ACTION_SCALE
+    before = actions.copy()
+    out = corrupt_prefix(actions, rng, gain_low=0.25, noise=0.0)
+    np.testing.assert_array_equal(actions, before)  # the labels are left alone
+    np.testing.assert_array_equal(out[..., TOOL_DIMS], actions[..., TOOL_DIMS])
+    ratio = out[..., MOTION_DIMS] / actions[..., MOTION_DIMS]
+    # One gain per sample and dimension, spread over the whole range.
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-4)
+    assert 0.25 <= ratio.min() < 0.3 and 1.45 < ratio.max() <= 1.5
+    jittered = corrupt_prefix(np.zeros_like(actions), rng, gain_low=1.0, noise=0.05)
+    sd = jittered[..., MOTION_DIMS].std(axis=(0, 1)) / ACTION_SCALE[MOTION_DIMS]
+    np.testing.assert_allclose(sd, 0.05, rtol=0.05)  # jitter in units of the speed limit

@@ -143,3 +143,38 @@ def test_in_the_cell_a_porous_stud_strips() -> None:
     out = _episode_with(23, porous).outcome()
     assert out.fasteners[4].error_code == ErrorCode.STRIPPED
     assert out.failure == "stripped"
+
+
+def test_the_expert_takes_the_last_millimetres_slowly_and_starts_the_thread_square() -> None:
+    from robot.sim.expert import FINE_STEP_M, FINE_ZONE_M
+
+    env = CellEnv(Task.NUT_INSTALL, seed=24, difficulty=1.0, render=False,
+                  expert_error=False)
+    env.reset()
+    task = env.task
+    engage_z = task.kind.engage_z
+    heights: list[float] = []
+    while task.jobs[Side.LEFT].engaged is None:
+        a = env.expert_action()
+        heights.append(float(task.arms[Side.LEFT].pos[2] - engage_z))
+        env.step(a)
+    steps = -np.diff(heights)
+    fine = steps[np.array(heights[:-1]) <= FINE_ZONE_M + 1e-9]
+    # Inside the zone it never comes down faster than the fine step, and it takes the
+    # zone in several ticks (a policy re-planning every few ticks gets a close look).
+    assert len(fine) >= FINE_ZONE_M / FINE_STEP_M - 2
+    assert fine.max() <= FINE_STEP_M + 1e-9
+    assert task.positions[0].rundown.misalignment_mm < 0.5
+
+
+def test_a_misaligned_tool_in_the_fine_zone_holds_its_height_and_corrects() -> None:
+    from robot.sim.expert import fasten_expert
+
+    env = CellEnv(Task.NUT_INSTALL, seed=25, difficulty=1.0, render=False,
+                  expert_error=False)
+    env.reset()
+    task = env.task
+    arm, stud = task.arms[Side.LEFT], task.positions[0]
+    arm.teleport(np.array([stud.xy[0] + 0.002, stud.xy[1], task.kind.engage_z + 0.005]))
+    a = fasten_expert(task)
+    assert a[2] == 0.0 and a[0] < 0.0  # no lower, and back toward the stud
