@@ -6,7 +6,9 @@ float32 (the action taken, or for relabelled episodes the expert's label at that
 the instruction and whether the episode succeeded. Episodes made in-process also carry
 the hidden sideways offsets each hand must still close (``CellEnv.aim``): ``aim``
 (T, 2, 2) float32 and ``aim_valid`` (T, 2) bool, a training signal only; recorded
-demonstrations have none (all invalid).
+demonstrations have none (all invalid). Relabelled episodes also keep ``executed``
+(T, ACTION_DIM): what the executor really ran at each tick, the policy's own committed
+plan, which is what a committed prefix holds at run time.
 
 On disk, demonstrations are in the robot recorder's format (``robot/EPISODES.md``);
 ``load_demos`` reads them.
@@ -39,6 +41,7 @@ class Episode:
     seed: int = -1
     aim: np.ndarray | None = None
     aim_valid: np.ndarray | None = None
+    executed: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.action)
@@ -53,19 +56,23 @@ class EpisodeBuilder:
         self.action: list[np.ndarray] = []
         self.aim: list[np.ndarray] = []
         self.aim_valid: list[np.ndarray] = []
+        self.executed: list[np.ndarray] = []
         self.instruction = ""
 
     def add(
         self, obs: Observation, action: np.ndarray,
-        aim: tuple[np.ndarray, np.ndarray] | None = None,
+        aim: tuple[np.ndarray, np.ndarray] | None = None, executed: np.ndarray | None = None,
     ) -> None:
-        """One tick; ``aim`` is ``CellEnv.aim()`` at this state (give it every tick or never)."""
+        """One tick; ``aim`` is ``CellEnv.aim()`` at this state and ``executed`` the action
+        really run when ``action`` is a label (give each every tick or never)."""
         self.images.append(np.stack([obs.images[c] for c in CAMERAS]))
         self.state.append(np.asarray(obs.state, dtype=np.float32))
         self.action.append(clip_action(action))
         if aim is not None:
             self.aim.append(np.asarray(aim[0], dtype=np.float32))
             self.aim_valid.append(np.asarray(aim[1], dtype=bool))
+        if executed is not None:
+            self.executed.append(clip_action(executed))
         self.instruction = obs.instruction
 
     def build(self, *, success: bool, task: str, seed: int) -> Episode:
@@ -79,6 +86,7 @@ class EpisodeBuilder:
             seed=seed,
             aim=np.stack(self.aim) if self.aim else None,
             aim_valid=np.stack(self.aim_valid) if self.aim_valid else None,
+            executed=np.stack(self.executed) if self.executed else None,
         )
 
 
@@ -199,6 +207,8 @@ class ChunkDataset:
         valid = np.zeros((batch, h), dtype=bool)
         aim = np.zeros((batch, 2, 2), dtype=np.float32)
         aim_valid = np.zeros((batch, 2), dtype=bool)
+        executed = np.zeros((batch, h, ACTION_DIM), dtype=np.float32)
+        has_executed = np.zeros(batch, dtype=bool)
         text: list[str] = []
         for j, (e, t) in enumerate(picks):
             ep = self.episodes[e]
@@ -209,9 +219,13 @@ class ChunkDataset:
             valid[j, : len(seg)] = True
             if ep.aim is not None and ep.aim_valid is not None:
                 aim[j], aim_valid[j] = ep.aim[t], ep.aim_valid[t]
+            if ep.executed is not None:
+                executed[j, : len(seg)] = ep.executed[t : t + h]
+                has_executed[j] = True
             text.append(ep.instruction)
         return {"images": images, "state": state, "actions": actions, "valid": valid,
-                "aim": aim, "aim_valid": aim_valid, "text": text}
+                "aim": aim, "aim_valid": aim_valid, "executed": executed,
+                "has_executed": has_executed, "text": text}
 
     def all_states(self) -> np.ndarray:
         return np.concatenate([e.state for e in self.episodes])

@@ -128,6 +128,8 @@ def _to_batch(
     # A third of samples run without a prefix (first chunk of an episode, synchronous use).
     plen = np.where(rng.random(n) < 0.3, 0, rng.integers(1, max_prefix + 1, n))
     prefix = corrupt_prefix(b["actions"], rng, cfg.prefix_gain_low, cfg.prefix_noise)
+    # Relabelled samples show the plan the policy really committed, errors and all.
+    prefix[b["has_executed"]] = b["executed"][b["has_executed"]]
     return {
         "prefix": torch.from_numpy(prefix.astype(np.float32)),
         "images": torch.from_numpy(b["images"]),
@@ -158,13 +160,14 @@ def relabel_episode(
     obs = env.reset()
     for tick in range(env.max_steps):
         label = env.expert_action()
-        b.add(obs, label, env.aim())
         pipe.new_segment(obs, round_segment)
         pipe.deliver_due(tick)
         if pipe.sched.want_request(tick):
             pipe.request(tick, obs)
         a = pipe.sched.next_action(tick)
-        obs, done = env.step(label if rng.random() < beta else a)
+        run = label if rng.random() < beta else a
+        b.add(obs, label, env.aim(), executed=run)
+        obs, done = env.step(run)
         if done:
             break
     ok = bool(env.outcome().success)

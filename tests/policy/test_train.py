@@ -96,3 +96,26 @@ def test_the_training_prefix_keeps_the_tool_and_blurs_the_motion() -> None:
     jittered = corrupt_prefix(np.zeros_like(actions), rng, gain_low=1.0, noise=0.05)
     sd = jittered[..., MOTION_DIMS].std(axis=(0, 1)) / ACTION_SCALE[MOTION_DIMS]
     np.testing.assert_allclose(sd, 0.05, rtol=0.05)  # jitter in units of the speed limit
+
+
+def test_relabelled_samples_show_the_plan_the_policy_committed_as_their_prefix(
+    tmp_path: Path,
+) -> None:
+    from policy.tokenizer import Tokenizer
+    from policy.train import _to_batch, relabel_episode
+
+    cfg = _tiny(tmp_path, task=Task.NUT_INSTALL)
+    policy = LocalPolicy(FlowPolicyModel(ModelConfig(d_model=32)), "untrained", noise_scale=0.0)
+    rng = np.random.default_rng(0)
+    ep, _ = relabel_episode(policy, cfg, 7, rng, beta=0.0)
+    assert ep.executed is not None and ep.executed.shape == ep.action.shape
+    # An untrained policy moves nothing; the teacher's labels do.
+    assert not np.abs(ep.executed[:, :3]).any() and np.abs(ep.action[:, :3]).any()
+    demo = collect_expert_episode(make_env(cfg, 8), task="nut_install", seed=8)
+    assert demo.executed is None
+    data = ChunkDataset(30)
+    data.add([ep])
+    b = data.sample(rng, 16)
+    assert b["has_executed"].all()
+    batch = _to_batch(b, Tokenizer(ModelConfig().vocab, ModelConfig().text_len), rng, 8, cfg)
+    np.testing.assert_array_equal(batch["prefix"].numpy(), b["executed"])
