@@ -22,7 +22,9 @@ Committed prefix: the first ``d`` action tokens carry clean, already committed a
 (flow time 0). Their self-attention is Λ-shaped: a noisy token may attend to the prefix
 only if it lies within ``prefix_window`` steps after it, so the tokens that must join the
 prefix see it and the later ones have to read the observation instead of copying it.
-Only the noisy tokens are trained (see ``policy.flow``).
+Only the noisy tokens are trained (see ``policy.flow``). The mask alone does not stop the
+copying (noisy tokens see each other), so training also shows prefixes that are not the
+labels' own first rows (``policy.train.corrupt_prefix`` and relabelled plans).
 """
 
 from __future__ import annotations
