@@ -77,7 +77,10 @@ class TrainConfig(BaseModel):
     # installation, same recipe otherwise: median landing error 0.96 mm against 1.11 mm,
     # success 72 % against 64 % over 100 seeds.
     teacher_error: bool = False
-    # How loosely the training prefix matches the labels (see ``corrupt_prefix``).
+    # How loosely the training prefix matches the labels (see ``corrupt_prefix``). Nut
+    # installation on 100-200 held-out seeds, 80 ms delay: trained on true prefixes the
+    # policy succeeded 72 % with its prefix and 86 % switching without one; loosened,
+    # 91.5 % and 98 %; with relabelled samples showing the committed plan, 96 %.
     prefix_gain_low: float = Field(default=0.25, ge=0.0, le=1.0)
     prefix_noise: float = Field(default=0.025, ge=0.0, le=0.5)
     init: Path | None = None  # a checkpoint folder to continue training from
@@ -107,8 +110,7 @@ def corrupt_prefix(
     Why: a teacher's next actions encode the offset it is closing (a servo's step is a
     fixed share of the error), so a true prefix lets the model read the offset off the
     prefix instead of the cameras. At run time the prefix is the policy's own earlier
-    plan, and a model that trusted it kept that plan's error (measured: switching
-    without a prefix placed nuts better than with one). A prefix that only roughly
+    plan, and a model that trusted it kept that plan's error. A prefix that only roughly
     matches the labels still joins the chunk but leaves the offset to the images.
     """
     out = actions.copy()

@@ -85,7 +85,7 @@ def fasten_expert(task: FastenTask) -> np.ndarray:
 def _approach_dz(h: float, aligned: bool) -> float:
     """Vertical step of a loaded tool ``h`` metres above the engagement plane.
 
-    Misaligned: come down to the approach height, or hold inside the fine zone while the
+    Misaligned: come down to the approach height, or below it hold the height, while the
     sideways correction runs. Aligned: fast down to the fine zone, then ``FINE_STEP_M``
     a tick, so that the last look before thread start is taken close to the stud.
     """
