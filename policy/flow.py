@@ -75,10 +75,11 @@ class FlowPolicyModel(nn.Module):
         t = torch.distributions.Beta(1.5, 1.0).sample((b,)) * 0.999 + 0.001
         is_pre = torch.arange(h)[None] < prefix_len[:, None]
         t_tok = torch.where(is_pre, torch.zeros(()), t[:, None].expand(b, h))
-        x_t = t_tok[..., None] * noise + (1 - t_tok[..., None]) * a
+        clean = a
         if prefix is not None:
-            clean = (prefix - self.action_mean) / self.action_std
-            x_t = torch.where(is_pre[..., None], clean, x_t)
+            pre = (prefix - self.action_mean) / self.action_std
+            clean = torch.where(is_pre[..., None], pre, a)
+        x_t = t_tok[..., None] * noise + (1 - t_tok[..., None]) * clean
         memory, mem_mask, cond = self._encode(images, text, state)
         v = self.net.velocity(x_t, t_tok, memory, mem_mask, prefix_len, cond)
         w = (valid & ~is_pre).float()
