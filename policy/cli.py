@@ -10,11 +10,12 @@ import contextlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
+from policy.recipe import TrainConfig
 from robot.jobs import Task
 
 policy_app = typer.Typer(help="The VLA policy: train, evaluate, serve.", no_args_is_help=True)
@@ -25,6 +26,11 @@ TaskOpt = Annotated[Task, typer.Option("--task", help="nut_install, screwing or 
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _default(name: str) -> Any:
+    """The recipe's default for ``TrainConfig`` field ``name``: one source for both."""
+    return TrainConfig.model_fields[name].default
 
 
 def _explain(exc: ValidationError) -> str:
@@ -44,26 +50,36 @@ def train(
         typer.Option(help="episodes recorded by 'intern sim demos'; omit to generate them"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="checkpoint folder to write")] = None,
-    episodes: Annotated[int, typer.Option(help="expert episodes to generate")] = 300,
-    steps: Annotated[int, typer.Option(help="behaviour-cloning steps")] = 2000,
-    relabel_rounds: Annotated[int, typer.Option(help="DAgger-style relabelling rounds")] = 5,
-    relabel_episodes: Annotated[int, typer.Option(help="policy episodes per round")] = 30,
-    relabel_steps: Annotated[int, typer.Option(help="training steps after each round")] = 500,
-    minutes: Annotated[float, typer.Option(help="wall-time budget")] = 28.0,
-    difficulty: float = 1.0,
-    seed: int = 0,
+    episodes: Annotated[
+        int, typer.Option(help="expert episodes to generate")
+    ] = _default("expert_episodes"),
+    steps: Annotated[int, typer.Option(help="behaviour-cloning steps")] = _default("steps"),
+    relabel_rounds: Annotated[
+        int, typer.Option(help="DAgger-style relabelling rounds")
+    ] = _default("dagger_rounds"),
+    relabel_episodes: Annotated[
+        int, typer.Option(help="policy episodes per round")
+    ] = _default("dagger_episodes"),
+    relabel_steps: Annotated[
+        int, typer.Option(help="training steps after each round")
+    ] = _default("dagger_steps"),
+    minutes: Annotated[
+        float, typer.Option(help="wall-time budget")
+    ] = _default("time_budget_min"),
+    difficulty: float = _default("difficulty"),
+    seed: int = _default("seed"),
     init: Annotated[
         Path | None, typer.Option(help="checkpoint folder to continue training from")
     ] = None,
-    lr: Annotated[float, typer.Option(help="peak learning rate")] = 1e-3,
-    threads: Annotated[int, typer.Option(help="torch threads (2 only on an idle machine)")] = 1,
+    lr: Annotated[float, typer.Option(help="peak learning rate")] = _default("lr"),
+    threads: Annotated[
+        int, typer.Option(help="torch threads (2 only on an idle machine)")
+    ] = _default("threads"),
     teacher_error: Annotated[
         bool, typer.Option(help="label with the expert's perception error, not the truth")
-    ] = False,
+    ] = _default("teacher_error"),
 ) -> None:
     """Train on simulator demonstrations and write a safetensors checkpoint."""
-    from policy.train import TrainConfig
-
     if demos is not None and not any(demos.glob("*.json")):
         _fail(f"{demos} holds no recorded episodes; record some with 'intern sim demos'")
     try:

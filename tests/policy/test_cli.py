@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import typer
 from typer.testing import CliRunner
 
 from policy.cli import policy_app
@@ -39,3 +40,18 @@ def test_bad_options_get_actionable_errors(tmp_path):
         policy_app, ["eval", "--task", "screwing", "--checkpoint", str(tmp_path)]
     )
     assert r.exit_code == 2 and "config.json" in r.output
+
+
+def test_train_options_default_to_the_recipe():
+    from policy.recipe import TrainConfig
+
+    cmd = typer.main.get_command(policy_app).commands["train"]  # type: ignore[attr-defined]
+    shown = {p.name: p.default for p in cmd.params}
+    fields = {
+        "episodes": "expert_episodes", "steps": "steps", "relabel_rounds": "dagger_rounds",
+        "relabel_episodes": "dagger_episodes", "relabel_steps": "dagger_steps",
+        "minutes": "time_budget_min", "difficulty": "difficulty", "seed": "seed",
+        "lr": "lr", "threads": "threads", "teacher_error": "teacher_error",
+    }
+    for opt, field in fields.items():
+        assert shown[opt] == TrainConfig.model_fields[field].default, opt
