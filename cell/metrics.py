@@ -1,10 +1,8 @@
-"""Prometheus metrics.
+"""Prometheus metrics, read at scrape time from the record and the broker.
 
-``CellMetrics`` holds what processes observe as it happens (cycle time, PLC handshake
-latency, policy latency); the orchestrator and the robot workers own one each and expose
-it. ``RecordCollector`` reads, at scrape time, what the record and the broker know: open
-alerts, recent cycle times, the latency from a job's end to its durable record, and the
-depth of each robot's queue. The API serves both on ``/metrics``.
+``RecordCollector`` reports open alerts, recent cycle-time quantiles, the latency from a
+job's end to its durable record, and the depth of each robot's queue. The API serves it
+on ``/metrics``. Nothing is held in process memory, so a restarted API loses no figure.
 """
 
 from __future__ import annotations
@@ -12,46 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
-from prometheus_client import CollectorRegistry, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 log = logging.getLogger(__name__)
-
-CYCLE_BUCKETS = (30, 40, 50, 55, 60, 65, 70, 76, 80, 90, 120, 180)
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
-
-
-class CellMetrics:
-    """Histograms and gauges a running cell process updates."""
-
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
-        self.cycle_time = Histogram("intern_cycle_time_seconds", "Robot working time per job",
-                                    ["station"], buckets=CYCLE_BUCKETS, registry=self.registry)
-        self.handshake = Histogram("intern_handshake_latency_seconds",
-                                   "PLC JobSeq seen to JobAckSeq written", ["station"],
-                                   buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.policy = Histogram("intern_policy_latency_seconds", "Policy inference per chunk",
-                                ["robot"], buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.queue_depth = Gauge("intern_queue_depth", "Jobs waiting in a robot's queue",
-                                 ["queue"], registry=self.registry)
-        self.open_alerts = Gauge("intern_open_alerts", "Alerts not yet cleared", ["station"],
-                                 registry=self.registry)
-
-    def observe_cycle(self, station: str, seconds: float) -> None:
-        self.cycle_time.labels(station).observe(seconds)
-
-    def observe_handshake(self, station: str, seconds: float) -> None:
-        self.handshake.labels(station).observe(seconds)
-
-    def observe_policy(self, robot: str, seconds: float) -> None:
-        self.policy.labels(robot).observe(seconds)
-
-    def render(self) -> bytes:
-        return generate_latest(self.registry)
 
 
 class RecordCollector(Collector):
