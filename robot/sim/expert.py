@@ -33,6 +33,12 @@ FOLLOW_M = 0.003  # how hard the expert presses down while the runner turns
 # where its residual offset is small and its wrist image is sharpest.
 FINE_ZONE_M = 0.020
 FINE_STEP_M = 0.002
+# Both hands hold the casting this many ticks before it is lifted. A controller that
+# plans chunks ahead would otherwise lift the holding hand in the same plan as the other
+# hand's grasp, and a grasp that closed on air then tips the casting off one hand. Eight
+# ticks (0.27 s) cover a re-plan interval plus an 80 ms inference delay, so the lift is
+# decided from a look taken after both grippers closed.
+SETTLE_TICKS = 8
 
 
 def _toward(err: np.ndarray, gain: float = GAIN, limit: float = MAX_STEP_M) -> np.ndarray:
@@ -111,7 +117,7 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
             arm, g = arms[i], task.grips[side]
             if g.holding:
                 a[4] = 1.0
-                a[2] = MAX_STEP_M if both else 0.0
+                a[2] = MAX_STEP_M if both and task.both_held_ticks >= SETTLE_TICKS else 0.0
                 continue
             bias = _retry_bias(task.pick_bias[i], g.attempts)
             lug = task.lug(side)

@@ -84,6 +84,7 @@ class HandlingTask(SimTask):
         self.push = 0
         self.place_attempts = 0
         self.hold_ref: tuple[np.ndarray, float, float] | None = None
+        self.both_held_ticks = 0  # consecutive ticks with the casting in both hands
 
     # -- structure ----------------------------------------------------------------------
     def reset(self) -> None:
@@ -233,6 +234,7 @@ class HandlingTask(SimTask):
     def after_arms(self, action: np.ndarray) -> None:
         """Carry the casting with both hands; judge one-handed lifts, pushes and releases."""
         holders = [s for s in SIDES if self.grips[s].holding]
+        self.both_held_ticks = self.both_held_ticks + 1 if len(holders) == 2 else 0
         if self.round == 0 and len(holders) == 1:
             s = holders[0]
             if self.arms[s].pos[2] - self.lug(s)[2] > 0.010:

@@ -79,3 +79,20 @@ def test_releasing_on_top_of_the_nests_is_a_misplacement() -> None:
     while not done:
         _, done = env.step(a)
     assert env.outcome().error_code == ErrorCode.MISPLACED
+
+
+def test_expert_lifts_only_after_both_hands_have_held_a_while() -> None:
+    from robot.sim.expert import SETTLE_TICKS
+
+    env = CellEnv(Task.MATERIAL_HANDLING, seed=4, render=False)
+    env.reset()
+    task = env.task
+    both_since: int | None = None
+    for tick in range(200):
+        if both_since is None and all(g.holding for g in task.grips.values()):
+            both_since = tick
+        if task.cast_z > 0.0:
+            break
+        env.step(env.expert_action())
+    assert both_since is not None and task.cast_z > 0.0
+    assert tick - both_since >= SETTLE_TICKS
