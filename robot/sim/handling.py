@@ -40,6 +40,7 @@ GOOD_GRASP_DEG = 5.0
 NEST_CAPTURE_MM = 3.0
 NEST_TOP = 0.012
 PUSH_LIMIT = 4
+ONE_HAND_LIFT_M = 0.010  # a hand holding alone rises this far above its grasp: drop
 APPROACH_M = 0.05
 LIFT_M = 0.04
 GRIP_RATE = 0.25
@@ -236,8 +237,12 @@ class HandlingTask(SimTask):
         holders = [s for s in SIDES if self.grips[s].holding]
         self.both_held_ticks = self.both_held_ticks + 1 if len(holders) == 2 else 0
         if self.round == 0 and len(holders) == 1:
-            s = holders[0]
-            if self.arms[s].pos[2] - self.lug(s)[2] > 0.010:
+            s, g = holders[0], self.grips[holders[0]]
+            assert g.offset is not None
+            # Measured from where the hand closed, which may be up to the capture height
+            # above the lug's middle: a grasp there is not yet a lift.
+            grasped_at = self.lug(s)[2] - g.offset[2]
+            if self.arms[s].pos[2] - grasped_at > ONE_HAND_LIFT_M:
                 self.failure = ErrorCode.DROP  # lifted by one lug: it tips off the hand
             return
         if len(holders) < 2 or self.hold_ref is None:

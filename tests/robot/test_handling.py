@@ -96,3 +96,46 @@ def test_expert_lifts_only_after_both_hands_have_held_a_while() -> None:
         env.step(env.expert_action())
     assert both_since is not None and task.cast_z > 0.0
     assert tick - both_since >= SETTLE_TICKS
+
+
+def _close_left_hand_above_its_lug(env: CellEnv, height_m: float) -> None:
+    """Put the left hand over its lug at ``height_m`` above the lug's middle and close it;
+    the right hand stays open where it is."""
+    from robot.jobs import Side
+
+    task = env.task
+    arm = task.arms[Side.LEFT]
+    lug = task.lug(Side.LEFT)
+    arm.teleport(np.array([lug[0], lug[1], lug[2] + height_m]), yaw=task.cast_yaw)
+    a = np.zeros(ACTION_DIM, dtype=np.float32)
+    a[4], a[9] = 1.0, -1.0
+    while not task.grips[Side.LEFT].holding:
+        _, done = env.step(a)
+        assert not done
+
+
+def test_a_grasp_high_on_the_lug_is_not_a_lift_but_rising_from_it_drops() -> None:
+    env = CellEnv(Task.MATERIAL_HANDLING, seed=4, render=False)
+    env.reset()
+    _close_left_hand_above_its_lug(env, 0.011)  # inside the capture height, above 10 mm
+    hold = np.zeros(ACTION_DIM, dtype=np.float32)
+    hold[4], hold[9] = 1.0, -1.0
+    for _ in range(5):
+        _, done = env.step(hold)
+        assert not done and env.task.failure is None
+    lift = hold.copy()
+    lift[2] = 0.011
+    env.step(lift)
+    assert env.task.failure == ErrorCode.DROP
+
+
+def test_lifting_with_one_hand_from_the_lug_drops_the_casting() -> None:
+    env = CellEnv(Task.MATERIAL_HANDLING, seed=4, render=False)
+    env.reset()
+    _close_left_hand_above_its_lug(env, 0.0)
+    lift = np.zeros(ACTION_DIM, dtype=np.float32)
+    lift[4], lift[9], lift[2] = 1.0, -1.0, 0.006
+    env.step(lift)
+    assert env.task.failure is None  # 6 mm up: the lug still sits in the fingers
+    env.step(lift)
+    assert env.task.failure == ErrorCode.DROP
