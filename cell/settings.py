@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     time_scale: float | None = Field(
         default=None, gt=0,
         description="simulated robots take cycle time / scale of wall time (unset: no pacing)")
-    # The expert by default: the shipped checkpoints do not yet reach the expert's
-    # success rate (see README), and a plant deploys a policy only once it does.
+    # The expert by default: the shipped fastening checkpoints stay a few points below
+    # the expert's success rate (see README), and a plant deploys a policy only once
+    # it matches the expert.
     policy: str = Field(
         default="expert",
         description="what robot workers run: expert, auto (the shipped policy of the job's "

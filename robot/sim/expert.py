@@ -33,12 +33,19 @@ FOLLOW_M = 0.003  # how hard the expert presses down while the runner turns
 # where its residual offset is small and its wrist image is sharpest.
 FINE_ZONE_M = 0.020
 FINE_STEP_M = 0.002
-# Both hands hold the casting this many ticks before it is lifted. A controller that
-# plans chunks ahead would otherwise lift the holding hand in the same plan as the other
-# hand's grasp, and a grasp that closed on air then tips the casting off one hand. Eight
-# ticks (0.27 s) cover a re-plan interval plus an 80 ms inference delay, so the lift is
-# decided from a look taken after both grippers closed.
+# Both hands hold the casting this many ticks before it is lifted, and it sits in the
+# nests this many before it is let go. A controller that plans chunks ahead would
+# otherwise lift in the same plan as the grasps (a grasp that closed on air then tips
+# the casting off one hand) or open in the same plan as the lowering (a casting caught
+# on a nest's top is then misplaced). Eight ticks (0.27 s) cover a re-plan interval
+# plus an 80 ms inference delay, so each decision comes from a look taken after the
+# event it depends on.
 SETTLE_TICKS = 8
+# A gripper starts down once within these of its lug and keeps correcting on the way:
+# the grasp needs 6 mm and 5 degrees, and a descent held back for a tighter alignment
+# than a camera can confirm leaves a controller hovering, re-aiming below its own noise.
+PICK_ALIGN_M = 0.002
+PICK_ALIGN_RAD = float(np.radians(1.5))
 
 
 def _toward(err: np.ndarray, gain: float = GAIN, limit: float = MAX_STEP_M) -> np.ndarray:
@@ -89,11 +96,12 @@ def fasten_expert(task: FastenTask) -> np.ndarray:
 
 
 def _approach_dz(h: float, aligned: bool) -> float:
-    """Vertical step of a loaded tool ``h`` metres above the engagement plane.
+    """Vertical step of a tool ``h`` metres above where it makes contact (the engagement
+    plane of a fastener, the nests' tops for a carried casting).
 
     Misaligned: come down to the approach height, or below it hold the height, while the
     sideways correction runs. Aligned: fast down to the fine zone, then ``FINE_STEP_M``
-    a tick, so that the last look before thread start is taken close to the stud.
+    a tick, so that the last look before contact is taken close to the target.
     """
     from robot.sim.fasten import APPROACH_M
 
@@ -128,13 +136,14 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
             if arm.tool_level > 0.0 and (h > 0.002 or arm.tool_level >= 1.0):
                 a[2] = 0.004 if arm.tool_level >= 1.0 else 0.0  # closed on air: open, lift
                 continue
-            if float(np.linalg.norm(err)) > 0.001 or abs(yaw_err) > np.radians(0.5):
+            if float(np.linalg.norm(err)) > PICK_ALIGN_M or abs(yaw_err) > PICK_ALIGN_RAD:
                 a[:2] = _toward(err)
                 a[3] = np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP)
                 if h < 0.015:
                     a[2] = 0.004
             elif h > 0.001:
                 a[:2] = _toward(err)
+                a[3] = np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP)
                 a[2] = -min(MAX_STEP_M, 0.5 * h + 0.002)
             else:
                 a[4] = 1.0
@@ -154,7 +163,8 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
     if task.push > 0:
         move[2] = 0.006  # resting on a nest: lift and aim again
     elif seated:
-        out[4] = out[9] = -1.0
+        if task.seated_ticks >= SETTLE_TICKS:  # released from a look taken once seated
+            out[4] = out[9] = -1.0
     elif task.cast_z < hd.NEST_TOP - 1e-6:
         move[2] = -min(MAX_STEP_M, task.cast_z + 0.002)
     elif float(np.linalg.norm(err)) > 0.0008 or abs(yaw_err) > np.radians(0.3):
@@ -164,7 +174,8 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
             move[2] = 0.004
     else:
         move[:2] = _toward(err)
-        move[2] = -min(MAX_STEP_M, 0.5 * task.cast_z + 0.002)
+        turn = float(np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP))
+        move[2] = _approach_dz(task.cast_z - hd.NEST_TOP, True)  # slow over the nests
     for i in range(2):
         out[i * ARM_DIM : i * ARM_DIM + 3] = move
         out[i * ARM_DIM + 3] = turn

@@ -86,6 +86,7 @@ class HandlingTask(SimTask):
         self.place_attempts = 0
         self.hold_ref: tuple[np.ndarray, float, float] | None = None
         self.both_held_ticks = 0  # consecutive ticks with the casting in both hands
+        self.seated_ticks = 0  # consecutive ticks held in both hands, seated in the nests
 
     # -- structure ----------------------------------------------------------------------
     def reset(self) -> None:
@@ -236,6 +237,8 @@ class HandlingTask(SimTask):
         """Carry the casting with both hands; judge one-handed lifts, pushes and releases."""
         holders = [s for s in SIDES if self.grips[s].holding]
         self.both_held_ticks = self.both_held_ticks + 1 if len(holders) == 2 else 0
+        seated = self.round == 1 and len(holders) == 2 and self.cast_z <= 1e-6
+        self.seated_ticks = self.seated_ticks + 1 if seated else 0
         if self.round == 0 and len(holders) == 1:
             s, g = holders[0], self.grips[holders[0]]
             assert g.offset is not None

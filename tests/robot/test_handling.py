@@ -98,6 +98,22 @@ def test_expert_lifts_only_after_both_hands_have_held_a_while() -> None:
     assert tick - both_since >= SETTLE_TICKS
 
 
+def test_expert_lets_go_only_after_the_casting_has_sat_in_the_nests_a_while() -> None:
+    from robot.sim.expert import SETTLE_TICKS
+
+    env = _to_place_round()
+    task = env.task
+    seated_since: int | None = None
+    for tick in range(300):
+        if seated_since is None and task.cast_z <= 1e-6:
+            seated_since = tick
+        if task.released:
+            break
+        env.step(env.expert_action())
+    assert seated_since is not None and task.released and task.placed
+    assert tick - seated_since > SETTLE_TICKS
+
+
 def _close_left_hand_above_its_lug(env: CellEnv, height_m: float) -> None:
     """Put the left hand over its lug at ``height_m`` above the lug's middle and close it;
     the right hand stays open where it is."""
