@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from robot.env import CellEnv, rollout
-from robot.jobs import ErrorCode, Task
+from robot.jobs import ErrorCode, Side, Task
 from robot.schema import ACTION_DIM, MAX_STEP_M
 
 
@@ -117,8 +117,6 @@ def test_expert_lets_go_only_after_the_casting_has_sat_in_the_nests_a_while() ->
 def _close_left_hand_above_its_lug(env: CellEnv, height_m: float) -> None:
     """Put the left hand over its lug at ``height_m`` above the lug's middle and close it;
     the right hand stays open where it is."""
-    from robot.jobs import Side
-
     task = env.task
     arm = task.arms[Side.LEFT]
     lug = task.lug(Side.LEFT)
