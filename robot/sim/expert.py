@@ -54,6 +54,11 @@ def _toward(err: np.ndarray, gain: float = GAIN, limit: float = MAX_STEP_M) -> n
     return step * (limit / n) if n > limit else step
 
 
+def _turn(yaw_err: float) -> float:
+    """Wrist yaw step toward ``yaw_err`` radians, within the schema's limit."""
+    return float(np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP))
+
+
 def _retry_bias(biases: np.ndarray, attempts: int) -> np.ndarray:
     """The perception error for this attempt; after the drawn ones it keeps halving."""
     last = len(biases) - 1
@@ -138,12 +143,12 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
                 continue
             if float(np.linalg.norm(err)) > PICK_ALIGN_M or abs(yaw_err) > PICK_ALIGN_RAD:
                 a[:2] = _toward(err)
-                a[3] = np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP)
+                a[3] = _turn(yaw_err)
                 if h < 0.015:
                     a[2] = 0.004
             elif h > 0.001:
                 a[:2] = _toward(err)
-                a[3] = np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP)
+                a[3] = _turn(yaw_err)
                 a[2] = -min(MAX_STEP_M, 0.5 * h + 0.002)
             else:
                 a[4] = 1.0
@@ -169,12 +174,12 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
         move[2] = -min(MAX_STEP_M, task.cast_z + 0.002)
     elif float(np.linalg.norm(err)) > 0.0008 or abs(yaw_err) > np.radians(0.3):
         move[:2] = _toward(err)
-        turn = float(np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP))
+        turn = _turn(yaw_err)
         if task.cast_z < hd.NEST_TOP + 0.01:
             move[2] = 0.004
     else:
         move[:2] = _toward(err)
-        turn = float(np.clip(GAIN * yaw_err, -MAX_YAW_STEP, MAX_YAW_STEP))
+        turn = _turn(yaw_err)
         move[2] = _approach_dz(task.cast_z - hd.NEST_TOP, True)  # slow over the nests
     for i in range(2):
         out[i * ARM_DIM : i * ARM_DIM + 3] = move

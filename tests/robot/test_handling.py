@@ -7,6 +7,7 @@ import numpy as np
 from robot.env import CellEnv, rollout
 from robot.jobs import ErrorCode, Side, Task
 from robot.schema import ACTION_DIM, MAX_STEP_M
+from robot.sim.expert import SETTLE_TICKS
 
 
 def _to_place_round(seed: int = 4) -> CellEnv:
@@ -82,8 +83,6 @@ def test_releasing_on_top_of_the_nests_is_a_misplacement() -> None:
 
 
 def test_expert_lifts_only_after_both_hands_have_held_a_while() -> None:
-    from robot.sim.expert import SETTLE_TICKS
-
     env = CellEnv(Task.MATERIAL_HANDLING, seed=4, render=False)
     env.reset()
     task = env.task
@@ -99,8 +98,6 @@ def test_expert_lifts_only_after_both_hands_have_held_a_while() -> None:
 
 
 def test_expert_lets_go_only_after_the_casting_has_sat_in_the_nests_a_while() -> None:
-    from robot.sim.expert import SETTLE_TICKS
-
     env = _to_place_round()
     task = env.task
     seated_since: int | None = None
