@@ -85,7 +85,7 @@ def demo(
     config: ConfigOpt = None,
     policy: Annotated[str | None, typer.Option(
         help="What the robots run: expert, auto (the shipped policies) or tcp://HOST:PORT; "
-        "default INTERN_POLICY or expert.")] = None,
+        "default INTERN_POLICY or auto.")] = None,
 ) -> None:
     """Run a simulated line end to end: PLC simulator, orchestrator, robot workers, record."""
     from cell.demo import run_demo, run_shift
@@ -139,7 +139,7 @@ def worker(
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
     policy: Annotated[str | None, typer.Option(
         help="expert, auto (shipped policy where one exists, else the scripted expert), or "
-        "tcp://HOST:PORT of a policy server; default INTERN_POLICY or expert.")] = None,
+        "tcp://HOST:PORT of a policy server; default INTERN_POLICY or auto.")] = None,
 ) -> None:
     """Run one robot's Celery worker (queue robot.<ID>, concurrency 1)."""
     from robot.worker import run_worker

@@ -213,15 +213,17 @@ def _summary(database_url: str, since: datetime) -> list[StationSummary]:
 def _print_summary(console: Console, rows: list[StationSummary], svc: Services,
                    data_dir: Path) -> None:
     table = Table(title="Summary")
-    for col in ("station", "parts", "OK", "NOK", "first-pass yield", "cycle time median"):
-        table.add_column(col, justify="right" if col != "station" else "left")
+    cols = ("station", "parts", "OK", "NOK", "first-pass yield", "cycle time median", "driven by")
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("station", "driven by") else "right")
     for r in rows:
         fpy = f"{100 * r.first_pass_yield:.1f} %" if r.first_pass_yield is not None else "-"
         ct = f"{r.cycle_time_median_ms / 1000:.1f} s" if r.cycle_time_median_ms else "-"
-        table.add_row(r.station_id, str(r.jobs), str(r.ok), str(r.nok), fpy, ct)
+        table.add_row(r.station_id, str(r.jobs), str(r.ok), str(r.nok), fpy, ct,
+                      ", ".join(r.drivers) or "-")
     jobs = sum(r.jobs for r in rows)
     ok = sum(r.ok for r in rows)
-    table.add_row("all", str(jobs), str(ok), str(jobs - ok), "", "", style="bold")
+    table.add_row("all", str(jobs), str(ok), str(jobs - ok), "", "", "", style="bold")
     console.print(table)
     if "postgres" in svc.embedded:
         console.print(f"record: embedded PostgreSQL, data in {data_dir / 'postgres'} "

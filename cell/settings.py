@@ -36,11 +36,11 @@ class Settings(BaseSettings):
     time_scale: float | None = Field(
         default=None, gt=0,
         description="simulated robots take cycle time / scale of wall time (unset: no pacing)")
-    # The expert by default: the shipped fastening checkpoints stay a few points below
-    # the expert's success rate (see README), and a plant deploys a policy only once
-    # it matches the expert.
+    # The shipped policies by default: they are what the cell is for, and the record
+    # keeps their versions beside the expert's for comparison. ``expert`` runs the
+    # scripted expert, e.g. where a station's policy does not yet match it.
     policy: str = Field(
-        default="expert",
+        default="auto",
         description="what robot workers run: expert, auto (the shipped policy of the job's "
         "task where one exists, else the expert), or tcp://HOST:PORT of a policy server")
     policy_token: str | None = Field(default=None, description="token for a policy server")

@@ -4,8 +4,9 @@ A source is named by a string, so that it can be set per worker from the environ
 (``INTERN_POLICY``) or the command line:
 
 * ``expert``: the simulator's scripted expert (cameras off; tens of milliseconds a job);
-* ``auto``: the shipped policy checkpoint of the job's task where one exists
-  (``policy.runtime.has_policy``), otherwise the expert;
+* ``auto`` (the default): the shipped policy checkpoint of the job's task where one
+  exists (``policy.runtime.has_policy``) and torch is installed (the ``policy`` extra),
+  otherwise the expert, with a warning in the worker's log;
 * ``tcp://HOST:PORT``: a policy server (``intern policy serve``) for every job, through the
   same interface as a local model.
 
@@ -16,6 +17,7 @@ inference delay of ``latency`` (``policy.runtime.simulated_async``). The job's r
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urlsplit
@@ -26,6 +28,8 @@ from robot.jobs import JobOutcome, JobSpec, Task
 
 if TYPE_CHECKING:
     from robot.env import ChunkPolicy
+
+log = logging.getLogger(__name__)
 
 
 class PolicySource(BaseModel):
@@ -95,6 +99,15 @@ def _make_policy(src: PolicySource, task: Task, token: str | None) -> ChunkPolic
 
         assert src.host is not None and src.port is not None
         return RemotePolicy(src.host, src.port, token=token).connect()
-    from policy.runtime import has_policy, load_policy
+    from policy.runtime import checkpoint_dir, has_policy, load_policy
 
-    return load_policy(task) if has_policy(task) else None
+    if not has_policy(task):
+        return None
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        log.warning("torch is not installed, so the expert runs %s instead of %s; install "
+                    "the policy extra: pip install -e '.[policy]'", task.value,
+                    checkpoint_dir(task))
+        return None
+    return load_policy(task)

@@ -179,7 +179,7 @@ class Heartbeat(threading.Thread):
 
 
 def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO",
-               time_scale: float | None = None, policy: str = "expert",
+               time_scale: float | None = None, policy: str = "auto",
                policy_token: str | None = None) -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool).
 

@@ -19,10 +19,13 @@ class StationSummary:
     nok: int
     first_pass_yield: float | None  # OK at the first attempt / jobs
     cycle_time_median_ms: float | None
+    # What ran the jobs: ``expert`` or policy checkpoint versions, sorted.
+    drivers: tuple[str, ...] = ()
 
 
 def station_summary(session: Session, since: datetime | None = None) -> list[StationSummary]:
-    """Per station: jobs, OK, NOK, first-pass yield and median cycle time since ``since``."""
+    """Per station: jobs, OK, NOK, first-pass yield, median cycle time and what ran the
+    jobs (``Job.policy_version``), since ``since``."""
     first_pass = func.sum(case((m.Job.ok & (m.Job.attempt == 1), 1), else_=0))
     q = (
         select(
@@ -31,6 +34,7 @@ def station_summary(session: Session, since: datetime | None = None) -> list[Sta
             func.sum(m.Job.ok.cast(Integer)),
             first_pass,
             func.percentile_cont(0.5).within_group(m.Job.cycle_time_ms),
+            func.array_agg(m.Job.policy_version.distinct()),
         )
         .group_by(m.Job.station_id)
         .order_by(m.Job.station_id)
@@ -38,10 +42,11 @@ def station_summary(session: Session, since: datetime | None = None) -> list[Sta
     if since is not None:
         q = q.where(m.Job.ended_at >= since)
     out = []
-    for station_id, jobs, ok, fp, median in session.execute(q):
+    for station_id, jobs, ok, fp, median, drivers in session.execute(q):
         out.append(StationSummary(
             station_id=station_id, jobs=jobs, ok=int(ok or 0), nok=jobs - int(ok or 0),
             first_pass_yield=(int(fp or 0) / jobs) if jobs else None,
             cycle_time_median_ms=float(median) if median is not None else None,
+            drivers=tuple(sorted(d for d in drivers or () if d)),
         ))
     return out

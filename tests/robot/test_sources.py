@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,6 +53,16 @@ def test_auto_falls_back_to_the_expert_where_no_checkpoint_exists(
 ) -> None:
     monkeypatch.setenv("INTERN_POLICY_DIR", str(tmp_path))
     assert job_runner("auto")(_spec(Task.NUT_INSTALL)).policy_version == "expert"
+
+
+def test_auto_without_torch_runs_the_expert_and_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # what a missing package raises
+    with caplog.at_level(logging.WARNING, logger="robot.sources"):
+        out = job_runner("auto")(_spec(Task.SCREWING))
+    assert out.policy_version == "expert" and out.fasteners
+    assert "pip install -e '.[policy]'" in caplog.text and "screwing" in caplog.text
 
 
 def test_remote_source_drives_the_job_through_a_policy_server() -> None:
