@@ -214,8 +214,10 @@ def _print_summary(console: Console, rows: list[StationSummary], svc: Services,
                    data_dir: Path) -> None:
     table = Table(title="Summary")
     cols = ("station", "parts", "OK", "NOK", "first-pass yield", "cycle time median", "driven by")
-    for col in cols:
-        table.add_column(col, justify="left" if col in ("station", "driven by") else "right")
+    for col in cols[:-1]:
+        table.add_column(col, justify="left" if col == "station" else "right")
+    # Version ids are 16 characters; a narrow terminal must not cut them.
+    table.add_column(cols[-1], no_wrap=True, min_width=16)
     for r in rows:
         fpy = f"{100 * r.first_pass_yield:.1f} %" if r.first_pass_yield is not None else "-"
         ct = f"{r.cycle_time_median_ms / 1000:.1f} s" if r.cycle_time_median_ms else "-"

@@ -104,10 +104,14 @@ def _make_policy(src: PolicySource, task: Task, token: str | None) -> ChunkPolic
     if not has_policy(task):
         return None
     try:
-        import torch  # noqa: F401
+        import torch
     except ImportError:
         log.warning("torch is not installed, so the expert runs %s instead of %s; install "
                     "the policy extra: pip install -e '.[policy]'", task.value,
                     checkpoint_dir(task))
         return None
+    # One intra-op thread: a worker runs one job at a time, and the workers of a host
+    # share its cores. Three workers of two threads each on two cores spun against each
+    # other and ran their jobs 2-7 times slower than with one thread each.
+    torch.set_num_threads(1)
     return load_policy(task)

@@ -46,6 +46,10 @@ def test_auto_uses_the_shipped_checkpoint_and_records_its_version() -> None:
     # A simulated cycle time is recorded (the simulator's clock, not wall time).
     assert len(out.fasteners) == 6 and out.cycle_time_ms > 0
     assert run(_spec(Task.NUT_INSTALL)) == out  # same job, same policy: the same outcome
+    # Workers sharing a host's cores each keep to one torch thread.
+    import torch
+
+    assert torch.get_num_threads() == 1
 
 
 def test_auto_falls_back_to_the_expert_where_no_checkpoint_exists(
