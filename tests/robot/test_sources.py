@@ -39,17 +39,22 @@ def test_expert_source_records_the_expert() -> None:
 
 
 def test_auto_uses_the_shipped_checkpoint_and_records_its_version() -> None:
+    import torch
+
     assert has_policy(Task.NUT_INSTALL), "the nut installation checkpoint ships in the repo"
-    run = job_runner("auto")
-    out = run(_spec(Task.NUT_INSTALL))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        run = job_runner("auto")
+        out = run(_spec(Task.NUT_INSTALL))
+        # Workers sharing a host's cores each keep to one torch thread.
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
     assert out.policy_version == policy_version(Task.NUT_INSTALL) != "expert"
     # A simulated cycle time is recorded (the simulator's clock, not wall time).
     assert len(out.fasteners) == 6 and out.cycle_time_ms > 0
     assert run(_spec(Task.NUT_INSTALL)) == out  # same job, same policy: the same outcome
-    # Workers sharing a host's cores each keep to one torch thread.
-    import torch
-
-    assert torch.get_num_threads() == 1
 
 
 def test_auto_falls_back_to_the_expert_where_no_checkpoint_exists(
