@@ -213,11 +213,11 @@ def _summary(database_url: str, since: datetime) -> list[StationSummary]:
 def _print_summary(console: Console, rows: list[StationSummary], svc: Services,
                    data_dir: Path) -> None:
     table = Table(title="Summary")
-    cols = ("station", "parts", "OK", "NOK", "first-pass yield", "cycle time median", "driven by")
-    for col in cols[:-1]:
-        table.add_column(col, justify="left" if col == "station" else "right")
+    table.add_column("station")
+    for col in ("parts", "OK", "NOK", "first-pass yield", "cycle time median"):
+        table.add_column(col, justify="right")
     # Version ids are 16 characters; a narrow terminal must not cut them.
-    table.add_column(cols[-1], no_wrap=True, min_width=16)
+    table.add_column("driven by", no_wrap=True, min_width=16)
     for r in rows:
         fpy = f"{100 * r.first_pass_yield:.1f} %" if r.first_pass_yield is not None else "-"
         ct = f"{r.cycle_time_median_ms / 1000:.1f} s" if r.cycle_time_median_ms else "-"

@@ -141,17 +141,16 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
             if arm.tool_level > 0.0 and (h > 0.002 or arm.tool_level >= 1.0):
                 a[2] = 0.004 if arm.tool_level >= 1.0 else 0.0  # closed on air: open, lift
                 continue
-            if float(np.linalg.norm(err)) > PICK_ALIGN_M or abs(yaw_err) > PICK_ALIGN_RAD:
-                a[:2] = _toward(err)
-                a[3] = _turn(yaw_err)
-                if h < 0.015:
-                    a[2] = 0.004
-            elif h > 0.001:
-                a[:2] = _toward(err)
-                a[3] = _turn(yaw_err)
-                a[2] = -min(MAX_STEP_M, 0.5 * h + 0.002)
-            else:
+            aligned = float(np.linalg.norm(err)) <= PICK_ALIGN_M and abs(yaw_err) <= PICK_ALIGN_RAD
+            if aligned and h <= 0.001:
                 a[4] = 1.0
+                continue
+            a[:2] = _toward(err)  # aiming, and still correcting on the way down
+            a[3] = _turn(yaw_err)
+            if aligned:
+                a[2] = -min(MAX_STEP_M, 0.5 * h + 0.002)
+            elif h < 0.015:
+                a[2] = 0.004
         return out
     # Place: both hands move the casting together.
     if task.released:
@@ -172,15 +171,14 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
             out[4] = out[9] = -1.0
     elif task.cast_z < hd.NEST_TOP - 1e-6:
         move[2] = -min(MAX_STEP_M, task.cast_z + 0.002)
-    elif float(np.linalg.norm(err)) > 0.0008 or abs(yaw_err) > np.radians(0.3):
-        move[:2] = _toward(err)
-        turn = _turn(yaw_err)
-        if task.cast_z < hd.NEST_TOP + 0.01:
-            move[2] = 0.004
     else:
         move[:2] = _toward(err)
         turn = _turn(yaw_err)
-        move[2] = _approach_dz(task.cast_z - hd.NEST_TOP, True)  # slow over the nests
+        if float(np.linalg.norm(err)) > 0.0008 or abs(yaw_err) > np.radians(0.3):
+            if task.cast_z < hd.NEST_TOP + 0.01:
+                move[2] = 0.004
+        else:
+            move[2] = _approach_dz(task.cast_z - hd.NEST_TOP, True)  # slow over the nests
     for i in range(2):
         out[i * ARM_DIM : i * ARM_DIM + 3] = move
         out[i * ARM_DIM + 3] = turn

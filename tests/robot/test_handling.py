@@ -111,6 +111,13 @@ def test_expert_lets_go_only_after_the_casting_has_sat_in_the_nests_a_while() ->
     assert tick - seated_since > SETTLE_TICKS
 
 
+def _left_hand_only(dz: float = 0.0) -> np.ndarray:
+    """An action closing the left gripper (moving it up by ``dz``), the right one open."""
+    a = np.zeros(ACTION_DIM, dtype=np.float32)
+    a[4], a[9], a[2] = 1.0, -1.0, dz
+    return a
+
+
 def _close_left_hand_above_its_lug(env: CellEnv, height_m: float) -> None:
     """Put the left hand over its lug at ``height_m`` above the lug's middle and close it;
     the right hand stays open where it is."""
@@ -118,10 +125,8 @@ def _close_left_hand_above_its_lug(env: CellEnv, height_m: float) -> None:
     arm = task.arms[Side.LEFT]
     lug = task.lug(Side.LEFT)
     arm.teleport(np.array([lug[0], lug[1], lug[2] + height_m]), yaw=task.cast_yaw)
-    a = np.zeros(ACTION_DIM, dtype=np.float32)
-    a[4], a[9] = 1.0, -1.0
     while not task.grips[Side.LEFT].holding:
-        _, done = env.step(a)
+        _, done = env.step(_left_hand_only())
         assert not done
 
 
@@ -129,14 +134,10 @@ def test_a_grasp_high_on_the_lug_is_not_a_lift_but_rising_from_it_drops() -> Non
     env = CellEnv(Task.MATERIAL_HANDLING, seed=4, render=False)
     env.reset()
     _close_left_hand_above_its_lug(env, 0.011)  # inside the capture height, above 10 mm
-    hold = np.zeros(ACTION_DIM, dtype=np.float32)
-    hold[4], hold[9] = 1.0, -1.0
     for _ in range(5):
-        _, done = env.step(hold)
+        _, done = env.step(_left_hand_only())
         assert not done and env.task.failure is None
-    lift = hold.copy()
-    lift[2] = 0.011
-    env.step(lift)
+    env.step(_left_hand_only(dz=0.011))
     assert env.task.failure == ErrorCode.DROP
 
 
@@ -144,8 +145,7 @@ def test_lifting_with_one_hand_from_the_lug_drops_the_casting() -> None:
     env = CellEnv(Task.MATERIAL_HANDLING, seed=4, render=False)
     env.reset()
     _close_left_hand_above_its_lug(env, 0.0)
-    lift = np.zeros(ACTION_DIM, dtype=np.float32)
-    lift[4], lift[9], lift[2] = 1.0, -1.0, 0.006
+    lift = _left_hand_only(dz=0.006)
     env.step(lift)
     assert env.task.failure is None  # 6 mm up: the lug still sits in the fingers
     env.step(lift)
