@@ -65,16 +65,26 @@ def station_ids(n: int) -> list[str]:
 
 # ---------------------------------------------------------------- the simulator process
 
-async def serve_sim(n: int, takt_s: float, jitter_s: float, probe_jitter_s: float,
-                    pki: Path | None) -> None:
+
+async def serve_sim(
+    n: int, takt_s: float, jitter_s: float, probe_jitter_s: float, pki: Path | None
+) -> None:
     """Child process: serve the stations and a probe; answer "dump" with the timings."""
-    stations = {sid: SimStation(tags=default_tag_map(f"TL.{sid}"), takt_s=takt_s,
-                                jitter_s=jitter_s) for sid in station_ids(n)}
-    stations[PROBE] = SimStation(tags=default_tag_map(f"TL.{PROBE}"),
-                                 jitter_s=probe_jitter_s)
-    security = None if pki is None else SimSecurity(
-        certificate=pki / "plc.der", private_key=pki / "plc.key.pem",
-        trusted_clients=pki / "bridge.der", endpoints=("Basic256Sha256_SignAndEncrypt",))
+    stations = {
+        sid: SimStation(tags=default_tag_map(f"TL.{sid}"), takt_s=takt_s, jitter_s=jitter_s)
+        for sid in station_ids(n)
+    }
+    stations[PROBE] = SimStation(tags=default_tag_map(f"TL.{PROBE}"), jitter_s=probe_jitter_s)
+    security = (
+        None
+        if pki is None
+        else SimSecurity(
+            certificate=pki / "plc.der",
+            private_key=pki / "plc.key.pem",
+            trusted_clients=pki / "bridge.der",
+            endpoints=("Basic256Sha256_SignAndEncrypt",),
+        )
+    )
     loop = asyncio.get_running_loop()
     async with PlcSimulator(stations, "opc.tcp://127.0.0.1:0/bench", security=security) as sim:
         print(json.dumps({"url": sim.url}), flush=True)
@@ -82,9 +92,15 @@ async def serve_sim(n: int, takt_s: float, jitter_s: float, probe_jitter_s: floa
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if line.strip() != "dump":
                 return  # "quit" or the parent is gone
-            print(json.dumps({sid: [[t.job_seq, t.t_job, t.t_ack, t.t_result]
-                                    for t in sim.timings(sid)] for sid in stations}),
-                  flush=True)
+            print(
+                json.dumps(
+                    {
+                        sid: [[t.job_seq, t.t_job, t.t_ack, t.t_result] for t in sim.timings(sid)]
+                        for sid in stations
+                    }
+                ),
+                flush=True,
+            )
 
 
 class SimProcess:
@@ -94,14 +110,28 @@ class SimProcess:
         self.proc, self.url = proc, url
 
     @classmethod
-    async def start(cls, n: int, takt_s: float, jitter_s: float, probe_jitter_s: float,
-                    pki: Path | None) -> SimProcess:
-        args = [sys.executable, __file__, "--serve-sim", str(n), "--takt-s", str(takt_s),
-                "--jitter-s", str(jitter_s), "--probe-jitter-s", str(probe_jitter_s)]
+    async def start(
+        cls, n: int, takt_s: float, jitter_s: float, probe_jitter_s: float, pki: Path | None
+    ) -> SimProcess:
+        args = [
+            sys.executable,
+            __file__,
+            "--serve-sim",
+            str(n),
+            "--takt-s",
+            str(takt_s),
+            "--jitter-s",
+            str(jitter_s),
+            "--probe-jitter-s",
+            str(probe_jitter_s),
+        ]
         args += ["--pki", str(pki)] if pki else []
         proc = await asyncio.create_subprocess_exec(
-            *args, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024)
+            *args,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=64 * 1024 * 1024,
+        )
         assert proc.stdout is not None
         line = await asyncio.wait_for(proc.stdout.readline(), DEADLINE_S)
         if not line:
@@ -127,6 +157,7 @@ class SimProcess:
 
 # ---------------------------------------------------------------- the floor
 
+
 async def floor(url: str, jobs: int, interval_ms: float, pki: Path | None) -> dict[int, float]:
     """A raw asyncua cell for the probe station: the same writes as the bridge, no logic.
 
@@ -137,9 +168,12 @@ async def floor(url: str, jobs: int, interval_ms: float, pki: Path | None) -> di
     if pki is not None:
         client.application_uri = BRIDGE_URI
         await client.set_security(
-            security_policies.SecurityPolicyBasic256Sha256, str(pki / "bridge.der"),
-            str(pki / "bridge.key.pem"), server_certificate=str(pki / "plc.der"),
-            mode=ua.MessageSecurityMode.SignAndEncrypt)
+            security_policies.SecurityPolicyBasic256Sha256,
+            str(pki / "bridge.der"),
+            str(pki / "bridge.key.pem"),
+            server_certificate=str(pki / "plc.der"),
+            mode=ua.MessageSecurityMode.SignAndEncrypt,
+        )
     async with client:
         ns = await client.get_namespace_index("urn:intern-cells:plcsim")
         node = {t: ua.NodeId(f"TL.{PROBE}.{t.value}", ns) for t in Tag}
@@ -149,8 +183,10 @@ async def floor(url: str, jobs: int, interval_ms: float, pki: Path | None) -> di
 
         async def write(*pairs: tuple[Tag, ua.Variant]) -> None:
             results = await client.uaclient.write_attributes(
-                [node[t] for t, _ in pairs], [ua.DataValue(v) for _, v in pairs],
-                ua.AttributeIds.Value)
+                [node[t] for t, _ in pairs],
+                [ua.DataValue(v) for _, v in pairs],
+                ua.AttributeIds.Value,
+            )
             assert all(r.is_good() for r in results), results
 
         class RawCell:
@@ -158,14 +194,20 @@ async def floor(url: str, jobs: int, interval_ms: float, pki: Path | None) -> di
                 if not seq or seq in answered:
                     return
                 u32 = ua.VariantType.UInt32
-                await write((Tag.JOB_ACK_SEQ, ua.Variant(seq, u32)),
-                            (Tag.BUSY, ua.Variant(True, ua.VariantType.Boolean)))
+                await write(
+                    (Tag.JOB_ACK_SEQ, ua.Variant(seq, u32)),
+                    (Tag.BUSY, ua.Variant(True, ua.VariantType.Boolean)),
+                )
                 t_ready = time.perf_counter()
-                await write((Tag.RESULT, ua.Variant(1, ua.VariantType.Int16)),
-                            (Tag.ERROR_CODE, ua.Variant(0, ua.VariantType.Int32)),
-                            (Tag.CYCLE_TIME_MS, ua.Variant(1000, u32)))
-                await write((Tag.RESULT_SEQ, ua.Variant(seq, u32)),
-                            (Tag.BUSY, ua.Variant(False, ua.VariantType.Boolean)))
+                await write(
+                    (Tag.RESULT, ua.Variant(1, ua.VariantType.Int16)),
+                    (Tag.ERROR_CODE, ua.Variant(0, ua.VariantType.Int32)),
+                    (Tag.CYCLE_TIME_MS, ua.Variant(1000, u32)),
+                )
+                await write(
+                    (Tag.RESULT_SEQ, ua.Variant(seq, u32)),
+                    (Tag.BUSY, ua.Variant(False, ua.VariantType.Boolean)),
+                )
                 answered.append(seq)
                 if len(answered) > 1 + FLOOR_WARMUP:
                     ready[seq] = t_ready
@@ -181,6 +223,7 @@ async def floor(url: str, jobs: int, interval_ms: float, pki: Path | None) -> di
 
 # ---------------------------------------------------------------- the bridge
 
+
 async def cell(ch: StationChannel, n: int, ready: dict[int, float]) -> None:
     """A cell task with no work to do: accept, answer OK at once, wait for the latch."""
     for _ in range(n):
@@ -192,20 +235,29 @@ async def cell(ch: StationChannel, n: int, ready: dict[int, float]) -> None:
             raise TimeoutError(f"no ResultAckSeq for job {job.job_seq}")
 
 
-async def bridge(url: str, ids: list[str], jobs: int, interval_ms: float,
-                 pki: Path | None) -> dict[str, dict[int, float]]:
-    security = None if pki is None else SecurityConfig(
-        policy="Basic256Sha256", mode="SignAndEncrypt", certificate=pki / "bridge.der",
-        private_key=pki / "bridge.key.pem", trusted_server_certificates=pki / "plc.der")
+async def bridge(
+    url: str, ids: list[str], jobs: int, interval_ms: float, pki: Path | None
+) -> dict[str, dict[int, float]]:
+    security = (
+        None
+        if pki is None
+        else SecurityConfig(
+            policy="Basic256Sha256",
+            mode="SignAndEncrypt",
+            certificate=pki / "bridge.der",
+            private_key=pki / "bridge.key.pem",
+            trusted_server_certificates=pki / "plc.der",
+        )
+    )
     ready: dict[str, dict[int, float]] = {sid: {} for sid in ids}
     tags = {sid: default_tag_map(f"TL.{sid}") for sid in ids}
-    async with PlcSession(url, tags, publishing_interval_ms=interval_ms,
-                          security=security) as plc:
+    async with PlcSession(url, tags, publishing_interval_ms=interval_ms, security=security) as plc:
         await asyncio.gather(*(cell(plc.station(sid), jobs, ready[sid]) for sid in ids))
     return ready
 
 
 # ---------------------------------------------------------------- one configuration
+
 
 @dataclass(frozen=True)
 class Figures:
@@ -238,8 +290,9 @@ async def measure(n: int, mode: str, args: argparse.Namespace, pki: Path) -> Fig
         probe = await floor(sim.url, args.floor_jobs // 2, args.interval_ms, secure)
         ids = station_ids(n)
         ready = await bridge(sim.url, ids, per_station + warmup, args.interval_ms, secure)
-        probe |= await floor(sim.url, args.floor_jobs - args.floor_jobs // 2,
-                             args.interval_ms, secure)
+        probe |= await floor(
+            sim.url, args.floor_jobs - args.floor_jobs // 2, args.interval_ms, secure
+        )
         timings = await sim.timings()
     finally:
         await sim.close()
@@ -253,27 +306,41 @@ async def measure(n: int, mode: str, args: argparse.Namespace, pki: Path) -> Fig
         if int(seq) in probe and t_ack is not None and t_result is not None:
             floor_acks.append(t_ack - t_job)
             floor_results.append(t_result - probe[int(seq)])
-    return Figures(mode, n, len(acks), len(floor_acks), _p(acks), _p(results),
-                   _p(floor_acks), _p(floor_results))
+    return Figures(
+        mode,
+        n,
+        len(acks),
+        len(floor_acks),
+        _p(acks),
+        _p(results),
+        _p(floor_acks),
+        _p(floor_results),
+    )
 
 
 def report(rows: list[Figures], args: argparse.Namespace) -> None:
     arrivals = "in step (transfer line)" if args.in_step else "independent, random"
-    print(f"handshake bench: publishing interval {args.interval_ms:g} ms, line rate "
-          f"{args.rate:g} jobs/s, arrivals {arrivals}, simulator in its own process; "
-          "ms, and x the same run's raw asyncua floor")
-    head = (f"{'mode':8}{'st':>4}{'jobs':>6} | {'ack p50':>8}{'p99':>7}{'x p50':>7}{'x p99':>7}"
-            f" | {'result p50':>10}{'p99':>7}{'x p50':>7}{'x p99':>7}"
-            f" | {'floor ack p50/p99':>18} {'floor res p50/p99':>18}")
+    print(
+        f"handshake bench: publishing interval {args.interval_ms:g} ms, line rate "
+        f"{args.rate:g} jobs/s, arrivals {arrivals}, simulator in its own process; "
+        "ms, and x the same run's raw asyncua floor"
+    )
+    head = (
+        f"{'mode':8}{'st':>4}{'jobs':>6} | {'ack p50':>8}{'p99':>7}{'x p50':>7}{'x p99':>7}"
+        f" | {'result p50':>10}{'p99':>7}{'x p50':>7}{'x p99':>7}"
+        f" | {'floor ack p50/p99':>18} {'floor res p50/p99':>18}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
         ms = [v * 1e3 for v in (*r.ack, *r.result, *r.floor_ack, *r.floor_result)]
-        print(f"{r.mode:8}{r.stations:>4}{r.jobs:>6} | {ms[0]:8.1f}{ms[1]:7.1f}"
-              f"{r.ack[0] / r.floor_ack[0]:7.2f}{r.ack[1] / r.floor_ack[1]:7.2f}"
-              f" | {ms[2]:10.1f}{ms[3]:7.1f}"
-              f"{r.result[0] / r.floor_result[0]:7.2f}{r.result[1] / r.floor_result[1]:7.2f}"
-              f" | {ms[4]:8.1f}/{ms[5]:<9.1f} {ms[6]:8.1f}/{ms[7]:<9.1f}")
+        print(
+            f"{r.mode:8}{r.stations:>4}{r.jobs:>6} | {ms[0]:8.1f}{ms[1]:7.1f}"
+            f"{r.ack[0] / r.floor_ack[0]:7.2f}{r.ack[1] / r.floor_ack[1]:7.2f}"
+            f" | {ms[2]:10.1f}{ms[3]:7.1f}"
+            f"{r.result[0] / r.floor_result[0]:7.2f}{r.result[1] / r.floor_result[1]:7.2f}"
+            f" | {ms[4]:8.1f}/{ms[5]:<9.1f} {ms[6]:8.1f}/{ms[7]:<9.1f}"
+        )
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -294,17 +361,33 @@ async def main(args: argparse.Namespace) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stations", default="1,10,50", help="station counts, comma-separated")
-    parser.add_argument("--modes", default="plain,encrypt",
-                        help="plain and/or encrypt (Basic256Sha256 SignAndEncrypt)")
-    parser.add_argument("--jobs-total", type=int, default=600,
-                        help="measured jobs per configuration, spread over its stations")
+    parser.add_argument(
+        "--modes",
+        default="plain,encrypt",
+        help="plain and/or encrypt (Basic256Sha256 SignAndEncrypt)",
+    )
+    parser.add_argument(
+        "--jobs-total",
+        type=int,
+        default=600,
+        help="measured jobs per configuration, spread over its stations",
+    )
     parser.add_argument("--floor-jobs", type=int, default=300, help="floor jobs per config")
-    parser.add_argument("--rate", type=float, default=10.0,
-                        help="jobs per second of the whole line (sets each station's takt)")
-    parser.add_argument("--interval-ms", type=float, default=50.0,
-                        help="subscription publishing interval, floor and bridge alike")
-    parser.add_argument("--in-step", action="store_true",
-                        help="all stations index together at the takt (bursts)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=10.0,
+        help="jobs per second of the whole line (sets each station's takt)",
+    )
+    parser.add_argument(
+        "--interval-ms",
+        type=float,
+        default=50.0,
+        help="subscription publishing interval, floor and bridge alike",
+    )
+    parser.add_argument(
+        "--in-step", action="store_true", help="all stations index together at the takt (bursts)"
+    )
     parser.add_argument("--serve-sim", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--takt-s", type=float, default=0.0, help=argparse.SUPPRESS)
     parser.add_argument("--jitter-s", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -313,7 +396,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
     if args.serve_sim is not None:
-        asyncio.run(serve_sim(args.serve_sim, args.takt_s, args.jitter_s, args.probe_jitter_s,
-                              args.pki))
+        asyncio.run(
+            serve_sim(args.serve_sim, args.takt_s, args.jitter_s, args.probe_jitter_s, args.pki)
+        )
         sys.exit(0)
     sys.exit(asyncio.run(main(args)))

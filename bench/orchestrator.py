@@ -47,14 +47,22 @@ def line_data(n: int, port: int) -> dict:
     stations, robots = [], []
     for i in range(1, n + 1):
         sid = f"S{i:03d}"
-        stations.append({
-            "id": sid, "plc_endpoint": f"opc.tcp://127.0.0.1:{port}/plc",
-            "tags": {"namespace_uri": "urn:intern-cells:plcsim", "prefix": f"B.{sid}"},
-            "recipes": [{"program_no": 1, "name": "transfer", "task": "material_handling",
-                         "takt_s": TAKT_S}],
-        })
-        robots.append({"id": f"R{i:03d}", "skills": ["material_handling"],
-                       "home_station": sid})
+        stations.append(
+            {
+                "id": sid,
+                "plc_endpoint": f"opc.tcp://127.0.0.1:{port}/plc",
+                "tags": {"namespace_uri": "urn:intern-cells:plcsim", "prefix": f"B.{sid}"},
+                "recipes": [
+                    {
+                        "program_no": 1,
+                        "name": "transfer",
+                        "task": "material_handling",
+                        "takt_s": TAKT_S,
+                    }
+                ],
+            }
+        )
+        robots.append({"id": f"R{i:03d}", "skills": ["material_handling"], "home_station": sid})
     return {"line": "bench", "stations": stations, "robots": robots}
 
 
@@ -74,8 +82,13 @@ def serve_robots(redis_url: str, robot_ids: list[str], speed: float) -> None:
         spec = JobSpec.model_validate(spec_data)
         cycle_ms = int(spec.takt_s * ROBOT_SHARE * 1000)
         time.sleep(cycle_ms / 1000 / speed)
-        return JobOutcome(job_key=spec.job_key, robot_id=spec.robot_id, outcome=Outcome.OK,
-                          cycle_time_ms=cycle_ms, policy_version="bench").model_dump(mode="json")
+        return JobOutcome(
+            job_key=spec.job_key,
+            robot_id=spec.robot_id,
+            outcome=Outcome.OK,
+            cycle_time_ms=cycle_ms,
+            policy_version="bench",
+        ).model_dump(mode="json")
 
     client = redis_lib.Redis.from_url(redis_url)
 
@@ -86,9 +99,23 @@ def serve_robots(redis_url: str, robot_ids: list[str], speed: float) -> None:
             time.sleep(1.0)
 
     threading.Thread(target=beat, daemon=True).start()
-    app.worker_main(["worker", "-Q", ",".join(robot_queue(r) for r in robot_ids),
-                     "--pool", "threads", "-c", str(len(robot_ids)), "--loglevel", "WARNING",
-                     "--without-gossip", "--without-mingle", "-n", f"bench-{os.getpid()}@%h"])
+    app.worker_main(
+        [
+            "worker",
+            "-Q",
+            ",".join(robot_queue(r) for r in robot_ids),
+            "--pool",
+            "threads",
+            "-c",
+            str(len(robot_ids)),
+            "--loglevel",
+            "WARNING",
+            "--without-gossip",
+            "--without-mingle",
+            "-n",
+            f"bench-{os.getpid()}@%h",
+        ]
+    )
 
 
 def fresh_db(server_url: str) -> str:
@@ -127,8 +154,9 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def step(n: int, server_url: str, redis_url: str, speed: float, seconds: float,
-         work: Path) -> tuple[bool, float, int, float]:
+def step(
+    n: int, server_url: str, redis_url: str, speed: float, seconds: float, work: Path
+) -> tuple[bool, float, int, float]:
     """Run ``n`` stations; returns (kept up, CPU ms per job, jobs, worst station share)."""
     port = free_port()
     data = line_data(n, port)
@@ -137,16 +165,41 @@ def step(n: int, server_url: str, redis_url: str, speed: float, seconds: float,
     line = parse_line_config(data)
     db = fresh_db(server_url)
     env = dict(os.environ, INTERN_REDIS_URL=redis_url, INTERN_DATABASE_URL=db)
-    robots = subprocess.Popen([sys.executable, __file__, "--serve-robots",
-                               ",".join(r.id for r in line.robots), "--speed", str(speed)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    plc = subprocess.Popen([sys.executable, "-m", "cell", "plcsim", "--config", str(cfg),
-                            "--port", str(port), "--speed", str(speed)], env=env,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    robots = subprocess.Popen(
+        [
+            sys.executable,
+            __file__,
+            "--serve-robots",
+            ",".join(r.id for r in line.robots),
+            "--speed",
+            str(speed),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    plc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cell",
+            "plcsim",
+            "--config",
+            str(cfg),
+            "--port",
+            str(port),
+            "--speed",
+            str(speed),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_port(port, 90.0)
-        opts = RunOptions(db, redis_url, data_dir=work / f"data-{n}", clock=Clock(speed),
-                          job_timeout_s=60)
+        opts = RunOptions(
+            db, redis_url, data_dir=work / f"data-{n}", clock=Clock(speed), job_timeout_s=60
+        )
 
         async def main() -> tuple[float, float]:
             stop = asyncio.Event()
@@ -164,8 +217,9 @@ def step(n: int, server_url: str, redis_url: str, speed: float, seconds: float,
         cpu, wall = asyncio.run(main())
         engine = create_engine(db)
         with Session(engine) as s:
-            per_station = dict(s.execute(select(m.Job.station_id, func.count())
-                                         .group_by(m.Job.station_id)).all())
+            per_station = dict(
+                s.execute(select(m.Job.station_id, func.count()).group_by(m.Job.station_id)).all()
+            )
         engine.dispose()
     finally:
         for p in (plc, robots):
@@ -194,7 +248,8 @@ def floor_ms(server_url: str, redis_url: str, n: int = 200) -> float:
         server.set_endpoint(f"opc.tcp://127.0.0.1:{port}/floor")
         idx = await server.register_namespace("urn:floor")
         var = await server.nodes.objects.add_variable(
-            idx, "Seq", ua.Variant(0, ua.VariantType.UInt32))
+            idx, "Seq", ua.Variant(0, ua.VariantType.UInt32)
+        )
         await var.set_writable()
         async with server, Client(f"opc.tcp://127.0.0.1:{port}/floor") as c:
             node = c.get_node(var.nodeid)
@@ -202,8 +257,9 @@ def floor_ms(server_url: str, redis_url: str, n: int = 200) -> float:
             for i in range(n):
                 await node.write_value(ua.DataValue(ua.Variant(i, ua.VariantType.UInt32)))
                 with engine.begin() as conn:
-                    conn.execute(text("INSERT INTO parts (part_id) VALUES (:p)"),
-                                 {"p": f"floor-{i}"})
+                    conn.execute(
+                        text("INSERT INTO parts (part_id) VALUES (:p)"), {"p": f"floor-{i}"}
+                    )
                 client.set(f"floor:{i}", "x")
                 client.get(f"floor:{i}")
             return cpu_s() - c0
@@ -227,27 +283,36 @@ def main() -> None:
     if args.serve_robots:
         serve_robots(redis_url, args.serve_robots.split(","), args.speed)
         return
-    server_url = os.environ.get("INTERN_DATABASE_URL",
-                                "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    server_url = os.environ.get(
+        "INTERN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    )
     server_url = server_url.replace("postgresql://", "postgresql+psycopg://", 1)
     work = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-orch-{os.getpid()}"
     work.mkdir(parents=True, exist_ok=True)
     floor = floor_ms(server_url, redis_url)
-    print(f"takt {TAKT_S:g} s at {args.speed:g}x = {TAKT_S / args.speed:.2f} s wall; "
-          f"robot busy {ROBOT_SHARE:.0%} of it; {args.seconds:g} s per step")
+    print(
+        f"takt {TAKT_S:g} s at {args.speed:g}x = {TAKT_S / args.speed:.2f} s wall; "
+        f"robot busy {ROBOT_SHARE:.0%} of it; {args.seconds:g} s per step"
+    )
     print(f"floor (raw OPC UA write + row commit + Redis SET/GET): {floor:.2f} ms CPU per job")
-    print(f"{'stations':>8} {'jobs':>6} {'worst share':>11} {'CPU ms/job':>10} "
-          f"{'x floor':>8} kept up")
+    print(
+        f"{'stations':>8} {'jobs':>6} {'worst share':>11} {'CPU ms/job':>10} {'x floor':>8} kept up"
+    )
     best = 0
     for n in (int(x) for x in args.stations.split(",")):
         ok, ms, jobs, worst = step(n, server_url, redis_url, args.speed, args.seconds, work)
-        print(f"{n:>8} {jobs:>6} {worst:>11.2f} {ms:>10.2f} {ms / floor:>8.1f} "
-              f"{'yes' if ok else 'NO'}", flush=True)
+        print(
+            f"{n:>8} {jobs:>6} {worst:>11.2f} {ms:>10.2f} {ms / floor:>8.1f} "
+            f"{'yes' if ok else 'NO'}",
+            flush=True,
+        )
         if not ok:
             break
         best = n
-    print(f"one orchestrator process kept up with {best} stations at a "
-          f"{TAKT_S / args.speed:.2f} s takt on this machine")
+    print(
+        f"one orchestrator process kept up with {best} stations at a "
+        f"{TAKT_S / args.speed:.2f} s takt on this machine"
+    )
 
 
 if __name__ == "__main__":

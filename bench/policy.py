@@ -71,8 +71,10 @@ def bench_inference(policy: LocalPolicy, n: int = 200) -> list[Observation]:
         one_step.infer(observations[i % len(observations)], prefix)
         one.append(time.perf_counter() - t0)
     p50, p99, floor = pct(full, 50), pct(full, 99), pct(one, 50)
-    print(f"== inference latency (CPU, 2 threads, {policy.model.cfg.flow_steps} flow steps, "
-          "prefix 3) ==")
+    print(
+        f"== inference latency (CPU, 2 threads, {policy.model.cfg.flow_steps} flow steps, "
+        "prefix 3) =="
+    )
     print(f"p50 {p50 * 1e3:.1f} ms  p99 {p99 * 1e3:.1f} ms")
     print(f"p50 / control period (33.3 ms) = {p50 * 30:.2f}   p99 / period = {p99 * 30:.2f}")
     print(f"p50 / one-flow-step floor ({floor * 1e3:.1f} ms) = {p50 / floor:.2f}")
@@ -133,15 +135,20 @@ def bench_loop(policy: LocalPolicy, observations: list[Observation], realtime: b
     ticks = 10_000
     chunks = [policy.infer(o) for o in observations[:8]]
     floor, floor_miss = bare_loop_jitter(hz, ticks)
-    print(f"\n== control loop at {hz:.0f} Hz, {ticks} ticks per run "
-          f"({'real time' if realtime else 'time-scaled x10: latencies scaled by 0.1'}) ==")
+    print(
+        f"\n== control loop at {hz:.0f} Hz, {ticks} ticks per run "
+        f"({'real time' if realtime else 'time-scaled x10: latencies scaled by 0.1'}) =="
+    )
     print(f"floor (bare loop): jitter p99 {floor * 1e6:.0f} us, deadline misses {floor_miss}")
     for lat_ms in (0, 80, 200):
         scaled = lat_ms * scale
         cfg = ExecConfig(mode=ExecMode.PREFIX, hz=hz)
         io = LoopIO(observations[0])
         ex = RealTimeExecutor(
-            ReplayPolicy(chunks), io, cfg, latency=LatencyInjector(f"fixed:{scaled}"),
+            ReplayPolicy(chunks),
+            io,
+            cfg,
+            latency=LatencyInjector(f"fixed:{scaled}"),
             segment=lambda o: 0,
         )
         rep = ex.run(ticks)
@@ -165,17 +172,19 @@ def bench_boundaries(policy: LocalPolicy, episodes: int) -> None:
         for i in range(episodes):
             env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
             cfg = ExecConfig(mode=mode, accel_limit=10.0)  # measure what the policy asked
-            stats, _ = SimTimeRunner(
-                policy, cfg, latency=LatencyInjector("fixed:200", seed=i)
-            ).run(env, env.max_steps + 1)
+            stats, _ = SimTimeRunner(policy, cfg, latency=LatencyInjector("fixed:200", seed=i)).run(
+                env, env.max_steps + 1
+            )
             jumps += stats.boundary_jumps
             steps += stats.within_steps
         typical = float(np.median([s for s in steps if s > 0]))
         ratio = float(np.mean(jumps)) / typical
         base = base or ratio
         vs = "" if mode is ExecMode.PREFIX else f"  = {ratio / base:.1f} x prefix"
-        print(f"{mode.value:7s}: boundary jump / typical within-chunk step = {ratio:.2f} "
-              f"({len(jumps)} boundaries){vs}")
+        print(
+            f"{mode.value:7s}: boundary jump / typical within-chunk step = {ratio:.2f} "
+            f"({len(jumps)} boundaries){vs}"
+        )
 
 
 def bench_completion(policy: LocalPolicy, episodes: int) -> None:
@@ -194,8 +203,9 @@ def bench_completion(policy: LocalPolicy, episodes: int) -> None:
             ticks, cycle, ok = [], [], 0
             for i in range(episodes):
                 env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
-                SimTimeRunner(policy, ExecConfig(mode=mode),
-                              latency=LatencyInjector(lat, seed=i)).run(env, env.max_steps + 1)
+                SimTimeRunner(
+                    policy, ExecConfig(mode=mode), latency=LatencyInjector(lat, seed=i)
+                ).run(env, env.max_steps + 1)
                 out = env.outcome()
                 ticks.append(out.steps)
                 cycle.append(out.cycle_time_s)

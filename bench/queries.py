@@ -80,13 +80,25 @@ def timed(fn: Callable[[], Any], runs: int) -> tuple[float, Any]:
 
 def counts(s: Session) -> dict[str, int]:
     out = {}
-    for table in ("jobs", "fastener_results", "cell_state_events", "alerts", "shifts",
-                  "rollup_jobs_hourly", "rollup_fasteners_daily", "rollup_state_hourly"):
+    for table in (
+        "jobs",
+        "fastener_results",
+        "cell_state_events",
+        "alerts",
+        "shifts",
+        "rollup_jobs_hourly",
+        "rollup_fasteners_daily",
+        "rollup_state_hourly",
+    ):
         # Planner estimates after VACUUM ANALYZE: exact enough and instant on 30 M rows.
-        est = s.execute(text("SELECT reltuples FROM pg_class WHERE relname = :t"),
-                        {"t": table}).scalar()
-        out[table] = int(est) if est is not None and est >= 0 else int(
-            s.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
+        est = s.execute(
+            text("SELECT reltuples FROM pg_class WHERE relname = :t"), {"t": table}
+        ).scalar()
+        out[table] = (
+            int(est)
+            if est is not None and est >= 0
+            else int(s.execute(text(f"SELECT count(*) FROM {table}")).scalar() or 0)
+        )
     return out
 
 
@@ -103,55 +115,84 @@ def run(url: str, runs: int, raw_runs: int, work_mem: str) -> None:
         print("rows: " + ", ".join(f"{k} {v:,}" for k, v in rows.items()))
         full = an.Window(lo + timedelta(hours=3, minutes=17), hi - timedelta(hours=2, minutes=5))
         month = an.Window(full.end - timedelta(days=30), full.end)
-        station = s.execute(text("SELECT station_id FROM jobs WHERE ended_at >= :a LIMIT 1"),
-                            {"a": full.start}).scalar()
-        print(f"window {full.start:%Y-%m-%d %H:%M} .. {full.end:%Y-%m-%d %H:%M} "
-              f"({(full.end - full.start).days} days); OEE over the last 30 days; SPC at {station}")
+        station = s.execute(
+            text("SELECT station_id FROM jobs WHERE ended_at >= :a LIMIT 1"), {"a": full.start}
+        ).scalar()
+        print(
+            f"window {full.start:%Y-%m-%d %H:%M} .. {full.end:%Y-%m-%d %H:%M} "
+            f"({(full.end - full.start).days} days); OEE over the last 30 days; SPC at {station}"
+        )
         p = {"a": full.start, "b": full.end}
         cases = [
-            ("yield by station/day", lambda: an.yield_by(s, full, ("station", "day")),
-             lambda: s.execute(text(RAW_YIELD), p).all(),
-             lambda q, r: sum(x.parts for x in q) == sum(x[2] for x in r)),
-            ("NOK Pareto by code", lambda: an.nok_pareto(s, full),
-             lambda: s.execute(text(RAW_PARETO), p).all(),
-             lambda q, r: {x.error_code: x.count for x in q} == dict(r)),
-            ("OEE per station-shift", lambda: an.oee_by_shift(s, month),
-             lambda: s.execute(text(RAW_OEE), {"a": month.start, "b": month.end}).all(),
-             lambda q, r: sum(x.parts for x in q) == sum(x[4] or 0 for x in r)),
-            ("SPC per position", lambda: an.spc_summary(s, full, station=station),
-             lambda: s.execute(text(RAW_SPC), p | {"st": station}).all(),
-             lambda q, r: sum(x.all.n for x in q) == sum(x[3] for x in r)),
-            ("cycle-time distribution", lambda: an.cycle_distribution(s, full),
-             lambda: s.execute(text(RAW_CYCLE), p).all(),
-             lambda q, r: sum(x.jobs for x in q) == sum(x[1] for x in r)),
+            (
+                "yield by station/day",
+                lambda: an.yield_by(s, full, ("station", "day")),
+                lambda: s.execute(text(RAW_YIELD), p).all(),
+                lambda q, r: sum(x.parts for x in q) == sum(x[2] for x in r),
+            ),
+            (
+                "NOK Pareto by code",
+                lambda: an.nok_pareto(s, full),
+                lambda: s.execute(text(RAW_PARETO), p).all(),
+                lambda q, r: {x.error_code: x.count for x in q} == dict(r),
+            ),
+            (
+                "OEE per station-shift",
+                lambda: an.oee_by_shift(s, month),
+                lambda: s.execute(text(RAW_OEE), {"a": month.start, "b": month.end}).all(),
+                lambda q, r: sum(x.parts for x in q) == sum(x[4] or 0 for x in r),
+            ),
+            (
+                "SPC per position",
+                lambda: an.spc_summary(s, full, station=station),
+                lambda: s.execute(text(RAW_SPC), p | {"st": station}).all(),
+                lambda q, r: sum(x.all.n for x in q) == sum(x[3] for x in r),
+            ),
+            (
+                "cycle-time distribution",
+                lambda: an.cycle_distribution(s, full),
+                lambda: s.execute(text(RAW_CYCLE), p).all(),
+                lambda q, r: sum(x.jobs for x in q) == sum(x[1] for x in r),
+            ),
         ]
         print(f"{'query':26} {'rollup ms':>10} {'raw GROUP BY ms':>16} {'ratio':>8}  same answer")
         for name, fast, slow, same in cases:
             t_fast, q = timed(fast, runs)
             t_slow, r = timed(slow, raw_runs)
-            print(f"{name:26} {1000 * t_fast:10.1f} {1000 * t_slow:16.1f} "
-                  f"{t_slow / t_fast:7.1f}x  {'yes' if same(q, r) else 'NO'}")
+            print(
+                f"{name:26} {1000 * t_fast:10.1f} {1000 * t_slow:16.1f} "
+                f"{t_slow / t_fast:7.1f}x  {'yes' if same(q, r) else 'NO'}"
+            )
     engine.dispose()
 
 
 def generate(server_url: str, stations: int, days: int) -> str:
-    admin = create_engine(server_url.replace("postgresql://", "postgresql+psycopg://", 1),
-                          isolation_level="AUTOCOMMIT")
+    admin = create_engine(
+        server_url.replace("postgresql://", "postgresql+psycopg://", 1),
+        isolation_level="AUTOCOMMIT",
+    )
     name = f"intern_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
-    url = make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1)).set(
-        database=name).render_as_string(hide_password=False)
+    url = (
+        make_url(server_url.replace("postgresql://", "postgresql+psycopg://", 1))
+        .set(database=name)
+        .render_as_string(hide_password=False)
+    )
     upgrade(url)
     t = time.perf_counter()
-    rep = generate_history(url, HistoryOptions(stations=stations, days=days),
-                           progress=lambda m: print(f"  {time.perf_counter() - t:7.1f} s  {m}",
-                                                    flush=True))
-    print(f"generated {stations} stations x {days} days into {name} in "
-          f"{rep.seconds['total']:.0f} s ("
-          + ", ".join(f"{k} {v:.0f} s" for k, v in rep.seconds.items() if k != "total")
-          + f"); {rep.bytes_on_disk / 2 ** 30:.2f} GiB on disk")
+    rep = generate_history(
+        url,
+        HistoryOptions(stations=stations, days=days),
+        progress=lambda m: print(f"  {time.perf_counter() - t:7.1f} s  {m}", flush=True),
+    )
+    print(
+        f"generated {stations} stations x {days} days into {name} in "
+        f"{rep.seconds['total']:.0f} s ("
+        + ", ".join(f"{k} {v:.0f} s" for k, v in rep.seconds.items() if k != "total")
+        + f"); {rep.bytes_on_disk / 2**30:.2f} GiB on disk"
+    )
     return url
 
 
@@ -159,8 +200,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--database-url", help="a database holding a generated history")
     ap.add_argument("--generate", action="store_true", help="generate into a new database")
-    ap.add_argument("--server-url", default="postgresql://postgres@127.0.0.1:5432/postgres",
-                    help="server (maintenance database) for --generate")
+    ap.add_argument(
+        "--server-url",
+        default="postgresql://postgres@127.0.0.1:5432/postgres",
+        help="server (maintenance database) for --generate",
+    )
     ap.add_argument("--stations", type=int, default=20)
     ap.add_argument("--days", type=int, default=365)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per rollup query")
@@ -169,8 +213,9 @@ def main() -> None:
     args = ap.parse_args()
     if not args.generate and not args.database_url:
         ap.error("give --database-url, or --generate to make a history first")
-    url = generate(args.server_url, args.stations, args.days) if args.generate \
-        else args.database_url
+    url = (
+        generate(args.server_url, args.stations, args.days) if args.generate else args.database_url
+    )
     if not re.fullmatch(r"\d+(kB|MB|GB)", args.work_mem):
         ap.error("--work-mem looks like 256MB")
     run(url, args.runs, args.raw_runs, args.work_mem)

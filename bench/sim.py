@@ -95,11 +95,15 @@ def report(label: str, sim: float, wall: float, ticks: int, goal: float) -> None
     floor = bare_loop(ticks)
     rtf = sim / wall
     print(f"{label}: {ticks} ticks, {sim:.0f} simulated s in {wall:.2f} wall s")
-    print(f"  real-time factor {rtf:.1f}x (floor: real time 1.0x; goal >= {goal:g}x: "
-          f"{'met' if rtf >= goal else 'NOT met'})")
+    print(
+        f"  real-time factor {rtf:.1f}x (floor: real time 1.0x; goal >= {goal:g}x: "
+        f"{'met' if rtf >= goal else 'NOT met'})"
+    )
     print(f"  control ticks alone: {ticks * DT / wall:.1f}x real time")
-    print(f"  same-run floor: bare numpy loop of {ticks} ticks took {floor * 1e3:.1f} ms; "
-          f"a simulated tick costs {wall / max(floor, 1e-9):.0f}x a bare tick")
+    print(
+        f"  same-run floor: bare numpy loop of {ticks} ticks took {floor * 1e3:.1f} ms; "
+        f"a simulated tick costs {wall / max(floor, 1e-9):.0f}x a bare tick"
+    )
 
 
 def main() -> None:
@@ -115,8 +119,10 @@ def main() -> None:
     sim, wall, ticks = run(args.task, range(args.render_episodes), render=True)
     report("with 3 cameras", sim, wall, ticks, goal=5)
     peak, per_cell = memory(args.task)
-    print(f"memory per cell: traced peak {peak:.2f} MiB for one episode with cameras; "
-          f"RSS growth {per_cell:.2f} MiB per live cell (20 held)")
+    print(
+        f"memory per cell: traced peak {peak:.2f} MiB for one episode with cameras; "
+        f"RSS growth {per_cell:.2f} MiB per live cell (20 held)"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def _get(session: Session, alert_id: int) -> m.Alert:
     return alert
 
 
-def acknowledge(session: Session, alert_id: int, *, author: str,
-                at: datetime | None = None) -> m.Alert:
+def acknowledge(
+    session: Session, alert_id: int, *, author: str, at: datetime | None = None
+) -> m.Alert:
     """Mark the alert seen by ``author`` (at ``at``, default now); repeated, a no-op."""
     alert = _get(session, alert_id)
     if alert.acknowledged_at is None:
@@ -52,8 +53,9 @@ def acknowledge(session: Session, alert_id: int, *, author: str,
     return alert
 
 
-def record_rework(session: Session, alert_id: int, outcome: Rework, *, author: str,
-                  at: datetime | None = None) -> m.Alert:
+def record_rework(
+    session: Session, alert_id: int, outcome: Rework, *, author: str, at: datetime | None = None
+) -> m.Alert:
     """Record what was done to the alert's part; the job row carries it too."""
     alert = _get(session, alert_id)
     if alert.acknowledged_at is None:
@@ -69,8 +71,7 @@ def record_rework(session: Session, alert_id: int, outcome: Rework, *, author: s
     return alert
 
 
-def clear(session: Session, alert_id: int, *, author: str,
-          at: datetime | None = None) -> m.Alert:
+def clear(session: Session, alert_id: int, *, author: str, at: datetime | None = None) -> m.Alert:
     alert = _get(session, alert_id)
     if alert.acknowledged_at is None:
         raise AlertRefused(f"acknowledge alert {alert_id} before clearing it")

@@ -35,14 +35,20 @@ def roster(session: Session) -> list[RosterEntry]:
     """Every robot with its open assignment (or none), ordered by robot id."""
     rows = session.execute(
         select(m.Robot, m.Assignment)
-        .outerjoin(m.Assignment, (m.Assignment.robot_id == m.Robot.id)
-                   & m.Assignment.valid_to.is_(None))
+        .outerjoin(
+            m.Assignment, (m.Assignment.robot_id == m.Robot.id) & m.Assignment.valid_to.is_(None)
+        )
         .order_by(m.Robot.id)
     ).all()
     return [
-        RosterEntry(robot_id=r.id, station_id=a.station_id if a else None,
-                    since=a.valid_from if a else None, author=a.author if a else None,
-                    reason=a.reason if a else None, skills=tuple(r.skills))
+        RosterEntry(
+            robot_id=r.id,
+            station_id=a.station_id if a else None,
+            since=a.valid_from if a else None,
+            author=a.author if a else None,
+            reason=a.reason if a else None,
+            skills=tuple(r.skills),
+        )
         for r, a in rows
     ]
 
@@ -57,8 +63,9 @@ def _robot(session: Session, robot_id: str) -> m.Robot:
 
 def _open(session: Session, robot_id: str) -> m.Assignment | None:
     return session.execute(
-        select(m.Assignment).where(m.Assignment.robot_id == robot_id,
-                                   m.Assignment.valid_to.is_(None))
+        select(m.Assignment).where(
+            m.Assignment.robot_id == robot_id, m.Assignment.valid_to.is_(None)
+        )
     ).scalar_one_or_none()
 
 
@@ -75,14 +82,16 @@ def _check_skills(session: Session, robot: m.Robot, station_id: str) -> None:
         )
 
 
-def _move(session: Session, robot_id: str, station_id: str | None, author: str,
-          reason: str, now: datetime) -> m.Assignment:
+def _move(
+    session: Session, robot_id: str, station_id: str | None, author: str, reason: str, now: datetime
+) -> m.Assignment:
     current = _open(session, robot_id)
     if current is not None:
         current.valid_to = now
         session.flush()  # the partial unique index allows one open row per robot
-    row = m.Assignment(robot_id=robot_id, station_id=station_id, valid_from=now,
-                       author=author, reason=reason)
+    row = m.Assignment(
+        robot_id=robot_id, station_id=station_id, valid_from=now, author=author, reason=reason
+    )
     session.add(row)
     return row
 
@@ -94,8 +103,15 @@ def _require_author(author: str, reason: str) -> None:
         raise AssignmentRefused("an assignment change needs a reason")
 
 
-def reassign(session: Session, robot_id: str, station_id: str, *, author: str,
-             reason: str, at: datetime | None = None) -> m.Assignment:
+def reassign(
+    session: Session,
+    robot_id: str,
+    station_id: str,
+    *,
+    author: str,
+    reason: str,
+    at: datetime | None = None,
+) -> m.Assignment:
     """Move ``robot_id`` to ``station_id``; the station it leaves has no robot until
     another is assigned. Commits."""
     _require_author(author, reason)
@@ -105,8 +121,9 @@ def reassign(session: Session, robot_id: str, station_id: str, *, author: str,
     if current is not None and current.station_id == station_id:
         raise AssignmentRefused(f"robot {robot_id} already serves {station_id}")
     occupant = session.execute(
-        select(m.Assignment.robot_id).where(m.Assignment.station_id == station_id,
-                                            m.Assignment.valid_to.is_(None))
+        select(m.Assignment.robot_id).where(
+            m.Assignment.station_id == station_id, m.Assignment.valid_to.is_(None)
+        )
     ).scalar_one_or_none()
     if occupant is not None:
         raise AssignmentRefused(
@@ -117,8 +134,15 @@ def reassign(session: Session, robot_id: str, station_id: str, *, author: str,
     return row
 
 
-def swap(session: Session, robot_a: str, robot_b: str, *, author: str, reason: str,
-         at: datetime | None = None) -> None:
+def swap(
+    session: Session,
+    robot_a: str,
+    robot_b: str,
+    *,
+    author: str,
+    reason: str,
+    at: datetime | None = None,
+) -> None:
     """Exchange the stations of two robots, each checked for the other's skills. Commits."""
     _require_author(author, reason)
     a, b = _robot(session, robot_a), _robot(session, robot_b)
@@ -136,8 +160,9 @@ def swap(session: Session, robot_a: str, robot_b: str, *, author: str, reason: s
     session.commit()
 
 
-def to_maintenance(session: Session, robot_id: str, *, author: str, reason: str,
-                   at: datetime | None = None) -> None:
+def to_maintenance(
+    session: Session, robot_id: str, *, author: str, reason: str, at: datetime | None = None
+) -> None:
     """Take a robot out of service; its station has no robot until one is assigned."""
     _require_author(author, reason)
     _robot(session, robot_id)

@@ -20,8 +20,9 @@ from mes_bridge.cli import certs_app
 from policy.cli import policy_app
 from robot.cli import sim_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Humanoid robot cells on a production line.")
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, help="Humanoid robot cells on a production line."
+)
 db_app = typer.Typer(no_args_is_help=True, help="The production record's schema.")
 app.add_typer(db_app, name="db")
 report_app = typer.Typer(no_args_is_help=True, help="Reports from the production record.")
@@ -32,8 +33,11 @@ app.add_typer(certs_app(), name="certs")
 
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Line config YAML (default: INTERN_LINE_CONFIG, "
-                 "else the sample die-casting line)."),
+    typer.Option(
+        "--config",
+        "-c",
+        help="Line config YAML (default: INTERN_LINE_CONFIG, else the sample die-casting line).",
+    ),
 ]
 
 
@@ -75,17 +79,30 @@ def _services(settings: Settings) -> Services:
 @app.command()
 def demo(
     parts: Annotated[int, typer.Option(min=1, max=100000, help="Parts per station.")] = 40,
-    speed: Annotated[float, typer.Option(min=1.0, max=1000.0, help="Simulated seconds per "
-                                         "wall second (the line's 76 s takt runs faster)."
-                                         )] = 60.0,
-    shift: Annotated[bool, typer.Option("--shift", help="Run a whole simulated shift with "
-                                        "a technician and a supervisor, then its report."
-                                        )] = False,
+    speed: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            max=1000.0,
+            help="Simulated seconds per wall second (the line's 76 s takt runs faster).",
+        ),
+    ] = 60.0,
+    shift: Annotated[
+        bool,
+        typer.Option(
+            "--shift",
+            help="Run a whole simulated shift with a technician and a supervisor, then its report.",
+        ),
+    ] = False,
     hours: Annotated[int, typer.Option(min=1, max=12, help="Shift length with --shift.")] = 3,
     config: ConfigOpt = None,
-    policy: Annotated[str | None, typer.Option(
-        help="What the robots run: expert, auto (the shipped policies) or tcp://HOST:PORT; "
-        "default INTERN_POLICY or auto.")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="What the robots run: expert, auto (the shipped policies) or tcp://HOST:PORT; "
+            "default INTERN_POLICY or auto."
+        ),
+    ] = None,
 ) -> None:
     """Run a simulated line end to end: PLC simulator, orchestrator, robot workers, record."""
     from cell.demo import run_demo, run_shift
@@ -117,8 +134,12 @@ def run(config: ConfigOpt = None) -> None:
         with _services(settings) as svc:
             assert svc.database_url and svc.redis_url
             upgrade(svc.database_url)
-            opts = RunOptions(svc.database_url, svc.redis_url, data_dir=settings.data_dir.resolve(),
-                              job_timeout_s=settings.job_timeout_s)
+            opts = RunOptions(
+                svc.database_url,
+                svc.redis_url,
+                data_dir=settings.data_dir.resolve(),
+                job_timeout_s=settings.job_timeout_s,
+            )
             asyncio.run(_until_signal(lambda stop: run_line(line, opts, stop)))
     except ServiceError as exc:
         raise _fail(str(exc)) from None
@@ -137,9 +158,13 @@ def worker(
     robot: Annotated[str, typer.Option("--robot", "-r", help="Robot id from the line config.")],
     config: ConfigOpt = None,
     loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
-    policy: Annotated[str | None, typer.Option(
-        help="expert, auto (shipped policy where one exists, else the scripted expert), or "
-        "tcp://HOST:PORT of a policy server; default INTERN_POLICY or auto.")] = None,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="expert, auto (shipped policy where one exists, else the scripted expert), or "
+            "tcp://HOST:PORT of a policy server; default INTERN_POLICY or auto."
+        ),
+    ] = None,
 ) -> None:
     """Run one robot's Celery worker (queue robot.<ID>, concurrency 1)."""
     from robot.worker import run_worker
@@ -155,19 +180,30 @@ def worker(
         settings = _with_policy(settings, policy)
     if settings.redis_url is None:
         raise _fail("INTERN_REDIS_URL is not set: a worker must reach the cell's Redis")
-    run_worker(settings.redis_url, robot, loglevel=loglevel, time_scale=settings.time_scale,
-               policy=settings.policy, policy_token=settings.policy_token)
+    run_worker(
+        settings.redis_url,
+        robot,
+        loglevel=loglevel,
+        time_scale=settings.time_scale,
+        policy=settings.policy,
+        policy_token=settings.policy_token,
+    )
 
 
 @app.command()
 def plcsim(
     config: ConfigOpt = None,
-    host: Annotated[str, typer.Option(help="Address to listen on (a plant network needs "
-                                      "an explicit one).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (a plant network needs an explicit one).")
+    ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: the config's endpoint).")] = 0,
-    speed: Annotated[float, typer.Option(min=0.0, help="Run the recipes' takt this many "
-                                         "times faster; 0: next part as soon as possible."
-                                         )] = 1.0,
+    speed: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            help="Run the recipes' takt this many times faster; 0: next part as soon as possible.",
+        ),
+    ] = 1.0,
     parts: Annotated[int, typer.Option(help="Parts per station, 0 for no limit.")] = 0,
 ) -> None:
     """Run the line PLC simulator (an OPC UA server) for the line config's stations."""
@@ -176,16 +212,22 @@ def plcsim(
     settings = _settings()
     line = _line(settings, config)
     try:
-        asyncio.run(_until_signal(lambda stop: serve_plcsim(
-            line, host=host, port=port, speed=speed or None, parts=parts, stop=stop)))
+        asyncio.run(
+            _until_signal(
+                lambda stop: serve_plcsim(
+                    line, host=host, port=port, speed=speed or None, parts=parts, stop=stop
+                )
+            )
+        )
     except ValueError as exc:
         raise _fail(str(exc)) from None
 
 
 @report_app.command("shift")
 def report_shift(
-    start: Annotated[str | None, typer.Option(help="Shift start, ISO 8601 (default: the "
-                                             "latest recorded shift).")] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Shift start, ISO 8601 (default: the latest recorded shift).")
+    ] = None,
     hours: Annotated[float, typer.Option(min=0.1, max=24.0, help="Length from --start.")] = 8.0,
 ) -> None:
     """Per station: parts, first-pass and final yield, NOK Pareto, cycle time against takt,
@@ -214,8 +256,10 @@ def report_shift(
                     try:
                         begin = datetime.fromisoformat(start)
                     except ValueError:
-                        raise _fail(f"--start {start!r} is not an ISO 8601 time "
-                                    "(e.g. 2026-11-23T06:00+00:00)") from None
+                        raise _fail(
+                            f"--start {start!r} is not an ISO 8601 time "
+                            "(e.g. 2026-11-23T06:00+00:00)"
+                        ) from None
                     if begin.tzinfo is None:
                         raise _fail("--start needs a UTC offset, e.g. 2026-11-23T06:00+00:00")
                     end = begin + timedelta(hours=hours)
@@ -225,8 +269,9 @@ def report_shift(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
-               ) -> None:
+def db_upgrade(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+) -> None:
     """Bring the database to the given Alembic revision (default: head)."""
     from cell.db.migrate import upgrade
 

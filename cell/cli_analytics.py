@@ -26,8 +26,10 @@ from cell.assign import AssignmentRefused, reassign, roster, swap, to_maintenanc
 from cell.services import ServiceError, Services
 from cell.settings import Settings, SettingsError, load_settings
 
-StartOpt = Annotated[datetime | None, typer.Option(help="Window start (UTC unless an offset "
-                                                   "is given), e.g. 2026-03-01T06:00.")]
+StartOpt = Annotated[
+    datetime | None,
+    typer.Option(help="Window start (UTC unless an offset is given), e.g. 2026-03-01T06:00."),
+]
 EndOpt = Annotated[datetime | None, typer.Option(help="Window end (default: now).")]
 DaysOpt = Annotated[float, typer.Option(help="Window length when --start is not given.")]
 StationOpt = Annotated[str | None, typer.Option(help="Only this station.")]
@@ -67,9 +69,11 @@ def _database(broker: bool = False) -> Iterator[tuple[Session, Services]]:
 
     settings = _settings()
     try:
-        with Services(settings.data_dir.resolve(), settings.database_url,
-                      settings.redis_url if broker else settings.redis_url or _NO_BROKER
-                      ) as svc:
+        with Services(
+            settings.data_dir.resolve(),
+            settings.database_url,
+            settings.redis_url if broker else settings.redis_url or _NO_BROKER,
+        ) as svc:
             assert svc.database_url
             if "postgres" in svc.embedded:
                 upgrade(svc.database_url)
@@ -87,8 +91,9 @@ def _database(broker: bool = False) -> Iterator[tuple[Session, Services]]:
         raise _fail(str(exc)) from None
 
 
-def _window(start: datetime | None, end: datetime | None, days: float,
-            station: str | None) -> WindowParams:
+def _window(
+    start: datetime | None, end: datetime | None, days: float, station: str | None
+) -> WindowParams:
     try:
         return WindowParams(start=start, end=end, days=days, station=station)
     except ValidationError as exc:
@@ -96,9 +101,14 @@ def _window(start: datetime | None, end: datetime | None, days: float,
 
 
 def yield_cmd(
-    by: Annotated[list[str] | None, typer.Option(help="Group by station, robot, task, policy, "
-                                                 "day, shift or hour (repeat).")] = None,
-    start: StartOpt = None, end: EndOpt = None, days: DaysOpt = 7.0, station: StationOpt = None,
+    by: Annotated[
+        list[str] | None,
+        typer.Option(help="Group by station, robot, task, policy, day, shift or hour (repeat)."),
+    ] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 7.0,
+    station: StationOpt = None,
     robot: Annotated[str | None, typer.Option(help="Only this robot.")] = None,
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
     policy: Annotated[str | None, typer.Option(help="Only this policy version.")] = None,
@@ -107,24 +117,59 @@ def yield_cmd(
 ) -> None:
     """First-pass and final yield over a window, grouped as asked."""
     try:
-        p = YieldParams(by=by or ["station"], start=start, end=end, days=days, station=station,
-                        robot=robot, task=task, policy=policy, tz=tz)
+        p = YieldParams(
+            by=by or ["station"],
+            start=start,
+            end=end,
+            days=days,
+            station=station,
+            robot=robot,
+            task=task,
+            policy=policy,
+            tz=tz,
+        )
     except ValidationError as exc:
         raise _invalid(exc) from None
     with _database() as (s, _):
-        rows = an.yield_by(s, p.window(), p.by, station=p.station, robot=p.robot,
-                           task=p.task, policy=p.policy, tz=p.tz)
-    keys = {"station": "station_id", "robot": "robot_id", "task": "task",
-            "policy": "policy_version", "day": "day", "shift": "shift", "hour": "hour"}
-    out = [{keys[k]: getattr(r, keys[k]) for k in p.by}
-           | {"parts": r.parts, "retried": r.retried, "first_pass_yield": r.first_pass_yield,
-              "final_yield": r.final_yield, "scrapped": r.scrapped} for r in rows]
+        rows = an.yield_by(
+            s,
+            p.window(),
+            p.by,
+            station=p.station,
+            robot=p.robot,
+            task=p.task,
+            policy=p.policy,
+            tz=p.tz,
+        )
+    keys = {
+        "station": "station_id",
+        "robot": "robot_id",
+        "task": "task",
+        "policy": "policy_version",
+        "day": "day",
+        "shift": "shift",
+        "hour": "hour",
+    }
+    out = [
+        {keys[k]: getattr(r, keys[k]) for k in p.by}
+        | {
+            "parts": r.parts,
+            "retried": r.retried,
+            "first_pass_yield": r.first_pass_yield,
+            "final_yield": r.final_yield,
+            "scrapped": r.scrapped,
+        }
+        for r in rows
+    ]
     emit(out, fmt, Console(), title="Yield")
 
 
 def pareto(
     by: Annotated[str, typer.Option(help="code (jobs) or position (fasteners).")] = "code",
-    start: StartOpt = None, end: EndOpt = None, days: DaysOpt = 7.0, station: StationOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 7.0,
+    station: StationOpt = None,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """NOK Pareto by error code or by fastener position."""
@@ -138,7 +183,10 @@ def pareto(
 
 
 def spc(
-    start: StartOpt = None, end: EndOpt = None, days: DaysOpt = 7.0, station: StationOpt = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 7.0,
+    station: StationOpt = None,
     measure: Annotated[str, typer.Option(help="torque or angle.")] = "torque",
     side: Annotated[str | None, typer.Option(help="With --position: a control chart.")] = None,
     position: Annotated[int | None, typer.Option(min=1, max=64)] = None,
@@ -154,33 +202,67 @@ def spc(
         if side is None and position is None:
             rows = []
             for r in an.spc_summary(s, w.window(), station=w.station, measure=measure):  # type: ignore[arg-type]
-                rows.append({"station_id": r.station_id, "side": r.side,
-                             "position": r.position, "lsl": r.lsl, "usl": r.usl,
-                             "n": r.all.n, "mean": r.ok_only.mean, "sd": r.ok_only.sd,
-                             "cp": r.ok_only.cp, "cpk": r.ok_only.cpk, "cp_all": r.all.cp,
-                             "cpk_all": r.all.cpk})
+                rows.append(
+                    {
+                        "station_id": r.station_id,
+                        "side": r.side,
+                        "position": r.position,
+                        "lsl": r.lsl,
+                        "usl": r.usl,
+                        "n": r.all.n,
+                        "mean": r.ok_only.mean,
+                        "sd": r.ok_only.sd,
+                        "cp": r.ok_only.cp,
+                        "cpk": r.ok_only.cpk,
+                        "cp_all": r.all.cp,
+                        "cpk_all": r.all.cpk,
+                    }
+                )
             emit(rows, fmt, Console(), title=f"{measure} capability (OK fasteners; _all: all)")
             return
         if not (side and position and w.station):
             raise _fail("a control chart needs --station, --side and --position")
-        c = an.control_chart(s, w.window(), w.station, side, position, measure=measure,  # type: ignore[arg-type]
-                             chart=chart, points=points)  # type: ignore[arg-type]
-    rows = [{"time": p.time, "value": p.value, "range": p.range,
-             "rules": ",".join(map(str, p.rules))} for p in c.points]
+        c = an.control_chart(
+            s,
+            w.window(),
+            w.station,
+            side,
+            position,
+            measure=measure,  # type: ignore[arg-type]
+            chart=chart,
+            points=points,
+        )  # type: ignore[arg-type]
+    rows = [
+        {"time": p.time, "value": p.value, "range": p.range, "rules": ",".join(map(str, p.rules))}
+        for p in c.points
+    ]
     if fmt is Format.TABLE:
-        Console().print(f"centre {c.center:.4g}  UCL {c.ucl:.4g}  LCL {c.lcl:.4g}  "
-                        f"(spec {c.lsl}..{c.usl})")
-    emit(rows, fmt, Console(), title=f"{c.chart} {measure} {c.station_id} {side} {position}",
-         document=c)
+        Console().print(
+            f"centre {c.center:.4g}  UCL {c.ucl:.4g}  LCL {c.lcl:.4g}  (spec {c.lsl}..{c.usl})"
+        )
+    emit(
+        rows,
+        fmt,
+        Console(),
+        title=f"{c.chart} {measure} {c.station_id} {side} {position}",
+        document=c,
+    )
 
 
-def oee(start: StartOpt = None, end: EndOpt = None, days: DaysOpt = 1.0,
-        station: StationOpt = None, fmt: FormatOpt = Format.TABLE) -> None:
+def oee(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 1.0,
+    station: StationOpt = None,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
     """OEE = availability x performance x quality per station and shift."""
     w = _window(start, end, days, station)
     with _database() as (s, _):
-        rows = [{k: v for k, v in asdict(r).items() if k not in ("starts_at", "ends_at")}
-                for r in an.oee_by_shift(s, w.window(), station=w.station)]
+        rows = [
+            {k: v for k, v in asdict(r).items() if k not in ("starts_at", "ends_at")}
+            for r in an.oee_by_shift(s, w.window(), station=w.station)
+        ]
     emit(rows, fmt, Console(), title="OEE per station and shift")
 
 
@@ -188,7 +270,9 @@ def compare(
     station: Annotated[str, typer.Option(help="The station.")],
     a: Annotated[str, typer.Option("--a", help="Policy version A (the baseline).")],
     b: Annotated[str, typer.Option("--b", help="Policy version B (the candidate).")],
-    start: StartOpt = None, end: EndOpt = None, days: DaysOpt = 30.0,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 30.0,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Is policy version B's first-pass yield better than A's, or just lucky?"""
@@ -198,16 +282,20 @@ def compare(
     emit([asdict(res)], fmt, Console(), title="Policy comparison", document=res)
 
 
-def part(part_id: Annotated[str, typer.Argument(help="The part's DMC / serial.")],
-         fmt: FormatOpt = Format.TABLE) -> None:
+def part(
+    part_id: Annotated[str, typer.Argument(help="The part's DMC / serial.")],
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
     """Everything recorded about one part."""
     with _database() as (s, _):
         hist = an.part_history(s, part_id)
     if hist is None:
         raise _fail(f"no part {part_id!r} on record")
-    rows = [{k: v for k, v in asdict(j).items() if k not in ("fasteners", "alerts")}
-            | {"fasteners_nok": sum(not f.ok for f in j.fasteners), "alerts": len(j.alerts)}
-            for j in hist.jobs]
+    rows = [
+        {k: v for k, v in asdict(j).items() if k not in ("fasteners", "alerts")}
+        | {"fasteners_nok": sum(not f.ok for f in j.fasteners), "alerts": len(j.alerts)}
+        for j in hist.jobs
+    ]
     emit(rows, fmt, Console(), title=f"Part {hist.part_id}", document=hist)
 
 
@@ -237,18 +325,30 @@ def assign(
             swap(s, robot, swap_with, author=author, reason=reason)
         else:
             to_maintenance(s, robot, author=author, reason=reason)
-        _audit_cli(s, author, "assign", robot, {"station": station, "swap_with": swap_with,
-                                                "maintenance": maintenance, "reason": reason})
+        _audit_cli(
+            s,
+            author,
+            "assign",
+            robot,
+            {
+                "station": station,
+                "swap_with": swap_with,
+                "maintenance": maintenance,
+                "reason": reason,
+            },
+        )
         rows = [asdict(e) | {"skills": ", ".join(e.skills)} for e in roster(s)]
     emit(rows, fmt, Console(), title="Roster")
 
 
-def _audit_cli(s: Session, author: str, action: str, target: str, detail: dict[str, Any]
-               ) -> None:
+def _audit_cli(s: Session, author: str, action: str, target: str, detail: dict[str, Any]) -> None:
     from cell.db.models_analytics import AuditEntry
 
-    s.add(AuditEntry(actor=author, role="cli", action=action, target=target, outcome="done",
-                     detail=detail))
+    s.add(
+        AuditEntry(
+            actor=author, role="cli", action=action, target=target, outcome="done", detail=detail
+        )
+    )
     s.commit()
 
 
@@ -259,10 +359,18 @@ alerts_app = typer.Typer(no_args_is_help=True, help="The technicians' alert queu
 def alerts_list(station: StationOpt = None, fmt: FormatOpt = Format.TABLE) -> None:
     """Open alerts, oldest first."""
     with _database() as (s, _):
-        rows = [{"id": a.id, "station_id": a.station_id, "raised_at": a.raised_at,
-                 "part_id": a.part_id, "message": a.message,
-                 "acknowledged_by": a.acknowledged_by, "rework": a.rework}
-                for a in al.open_alerts(s, station)]
+        rows = [
+            {
+                "id": a.id,
+                "station_id": a.station_id,
+                "raised_at": a.raised_at,
+                "part_id": a.part_id,
+                "message": a.message,
+                "acknowledged_by": a.acknowledged_by,
+                "rework": a.rework,
+            }
+            for a in al.open_alerts(s, station)
+        ]
     emit(rows, fmt, Console(), title="Open alerts")
 
 
@@ -275,8 +383,9 @@ def _step(alert_id: int, step: str, author: str, outcome: al.Rework | None = Non
             a = al.record_rework(s, alert_id, outcome, author=author)
         else:
             a = al.clear(s, alert_id, author=author)
-        _audit_cli(s, author, f"alert.{step}", str(alert_id),
-                   {"outcome": outcome.value} if outcome else {})
+        _audit_cli(
+            s, author, f"alert.{step}", str(alert_id), {"outcome": outcome.value} if outcome else {}
+        )
         Console().print(f"alert {a.id}: {step} recorded by {author}")
 
 

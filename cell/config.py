@@ -43,9 +43,7 @@ class Recipe(BaseModel):
             raise ValueError(f"a {self.task.value} recipe needs at least one fastener")
         for f in self.fasteners:
             if f.torque_min_nm >= f.torque_max_nm or f.angle_min_deg >= f.angle_max_deg:
-                raise ValueError(
-                    f"fastener {f.side.value} {f.position}: min must be below max"
-                )
+                raise ValueError(f"fastener {f.side.value} {f.position}: min must be below max")
         return self
 
 
@@ -56,7 +54,8 @@ class Station(BaseModel):
     name: str = ""
     plc_endpoint: str = Field(pattern=r"^opc\.tcp://")
     security: SecurityConfig | None = Field(
-        default=None, description="OPC UA security for the PLC endpoint; None: plain mode")
+        default=None, description="OPC UA security for the PLC endpoint; None: plain mode"
+    )
     tags: TagMap
     recipes: tuple[Recipe, ...] = Field(min_length=1)
 
@@ -104,8 +103,10 @@ class LineConfig(BaseModel):
         by_endpoint: dict[str, SecurityConfig | None] = {}
         for st in self.stations:
             if st.plc_endpoint in by_endpoint and by_endpoint[st.plc_endpoint] != st.security:
-                raise ValueError(f"station {st.id}: stations on {st.plc_endpoint} share one "
-                                 "OPC UA session and must give the same 'security'")
+                raise ValueError(
+                    f"station {st.id}: stations on {st.plc_endpoint} share one "
+                    "OPC UA session and must give the same 'security'"
+                )
             by_endpoint.setdefault(st.plc_endpoint, st.security)
         for r in self.robots:
             if r.home_station is None:

@@ -35,8 +35,7 @@ class Dispatcher:
     leaving the station waiting for the full timeout.
     """
 
-    def __init__(self, app: Celery, client: aioredis.Redis, *,
-                 lost_after_s: float = 2.0) -> None:
+    def __init__(self, app: Celery, client: aioredis.Redis, *, lost_after_s: float = 2.0) -> None:
         self.app = app
         self.client = client
         self.lost_after_s = lost_after_s
@@ -59,29 +58,35 @@ class Dispatcher:
                 await pubsub.subscribe(channel)  # before sending: no notification missed
             result = await self._send(spec, deadline)
             if result is None:
-                return _failed(spec, ErrorCode.DISPATCH_FAILED,
-                               "the broker did not take the job; is Redis running?")
+                return _failed(
+                    spec,
+                    ErrorCode.DISPATCH_FAILED,
+                    "the broker did not take the job; is Redis running?",
+                )
             return await self._wait(spec, result, pubsub, deadline, timeout_s)
         finally:
             with contextlib.suppress(redis.RedisError, OSError):
                 await pubsub.aclose()
 
-    async def _wait(self, spec: JobSpec, result: AsyncResult, pubsub: PubSub,
-                    deadline: float, timeout_s: float) -> JobOutcome:
+    async def _wait(
+        self, spec: JobSpec, result: AsyncResult, pubsub: PubSub, deadline: float, timeout_s: float
+    ) -> JobOutcome:
         silent_since: float | None = None
         while not await _ready(result):
             now = time.monotonic()
             if now >= deadline:
-                return _failed(spec, ErrorCode.ROBOT_TIMEOUT,
-                               f"no result within {timeout_s:.0f} s")
+                return _failed(spec, ErrorCode.ROBOT_TIMEOUT, f"no result within {timeout_s:.0f} s")
             alive = await self.alive(spec.robot_id)
             if alive or alive is None:
                 silent_since = None
             elif silent_since is None:
                 silent_since = now
             elif now - silent_since >= self.lost_after_s and not await _ready(result):
-                return _failed(spec, ErrorCode.INTERRUPTED,
-                               f"robot {spec.robot_id}'s worker stopped answering mid-job")
+                return _failed(
+                    spec,
+                    ErrorCode.INTERRUPTED,
+                    f"robot {spec.robot_id}'s worker stopped answering mid-job",
+                )
             try:
                 if not pubsub.subscribed:  # Redis was down when the job was sent
                     await pubsub.subscribe(self.app.backend.get_key_for_task(result.id))
@@ -109,8 +114,12 @@ class Dispatcher:
         while True:
             try:
                 return await asyncio.to_thread(
-                    self.app.send_task, RUN_JOB, args=[spec.model_dump(mode="json")],
-                    queue=robot_queue(spec.robot_id), task_id=task_id(spec.job_key))
+                    self.app.send_task,
+                    RUN_JOB,
+                    args=[spec.model_dump(mode="json")],
+                    queue=robot_queue(spec.robot_id),
+                    task_id=task_id(spec.job_key),
+                )
             except (OperationalError, redis.RedisError, OSError):
                 if time.monotonic() + delay > deadline:
                     return None

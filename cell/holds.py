@@ -39,9 +39,16 @@ class StationDb:
     def state_events(self, states: list[PackML], reason: str, at: datetime) -> None:
         """Store transitions through ``states`` (in order, all at ``at``) with ``reason``."""
         with self._lock:
-            self._pending.extend(m.CellStateEvent(
-                station_id=self.station_id, state=state.name.lower(), state_code=int(state),
-                reason=reason[:500], at=at) for state in states)
+            self._pending.extend(
+                m.CellStateEvent(
+                    station_id=self.station_id,
+                    state=state.name.lower(),
+                    state_code=int(state),
+                    reason=reason[:500],
+                    at=at,
+                )
+                for state in states
+            )
             try:
                 with self.sessions() as s:
                     s.add_all(self._pending)
@@ -50,8 +57,12 @@ class StationDb:
             except DBAPIError as exc:
                 # Kept in order for the next write; states are not results, so the
                 # station need not stop for them.
-                log.warning("station %s: state event buffered (%d): %s", self.station_id,
-                            len(self._pending), type(exc).__name__)
+                log.warning(
+                    "station %s: state event buffered (%d): %s",
+                    self.station_id,
+                    len(self._pending),
+                    type(exc).__name__,
+                )
                 self._pending = [_detached(e) for e in self._pending]
 
     def robot(self) -> str | None:
@@ -60,8 +71,9 @@ class StationDb:
             with self.sessions() as s:
                 self._robot = robot_for_station(s, self.station_id)
         except DBAPIError:
-            log.warning("station %s: database unreachable; using robot %s", self.station_id,
-                        self._robot)
+            log.warning(
+                "station %s: database unreachable; using robot %s", self.station_id, self._robot
+            )
         return self._robot
 
     def open_alerts(self, kinds: frozenset[str]) -> bool:
@@ -69,9 +81,17 @@ class StationDb:
         database is unreachable)."""
         try:
             with self.sessions() as s:
-                self._held = bool(s.scalar(select(exists().where(
-                    m.Alert.station_id == self.station_id, m.Alert.cleared_at.is_(None),
-                    m.Alert.kind.in_(kinds)))))
+                self._held = bool(
+                    s.scalar(
+                        select(
+                            exists().where(
+                                m.Alert.station_id == self.station_id,
+                                m.Alert.cleared_at.is_(None),
+                                m.Alert.kind.in_(kinds),
+                            )
+                        )
+                    )
+                )
         except DBAPIError:
             pass
         return self._held
@@ -80,14 +100,16 @@ class StationDb:
         """An alert of the station not tied to a job; None if the database is down."""
         try:
             with self.sessions() as s:
-                alert = m.Alert(station_id=self.station_id, kind=kind, message=message,
-                                raised_at=at)
+                alert = m.Alert(
+                    station_id=self.station_id, kind=kind, message=message, raised_at=at
+                )
                 s.add(alert)
                 s.commit()
                 return alert.id
         except DBAPIError:
-            log.warning("station %s: alert %s not stored: database unreachable",
-                        self.station_id, kind)
+            log.warning(
+                "station %s: alert %s not stored: database unreachable", self.station_id, kind
+            )
             return None
 
     def clear_alert(self, alert_id: int, at: datetime) -> None:
@@ -100,11 +122,13 @@ class StationDb:
                     alert.cleared_by = "system"
                     s.commit()
         except DBAPIError:
-            log.warning("station %s: alert %d not cleared: database unreachable",
-                        self.station_id, alert_id)
+            log.warning(
+                "station %s: alert %d not cleared: database unreachable", self.station_id, alert_id
+            )
 
 
 def _detached(e: m.CellStateEvent) -> m.CellStateEvent:
     """A fresh copy of an event a failed session may have left in a bad state."""
-    return m.CellStateEvent(station_id=e.station_id, state=e.state, state_code=e.state_code,
-                            reason=e.reason, at=e.at)
+    return m.CellStateEvent(
+        station_id=e.station_id, state=e.state, state_code=e.state_code, reason=e.reason, at=e.at
+    )

@@ -26,8 +26,9 @@ class RecordCollector(Collector):
     problem logged, so the metrics endpoint keeps answering.
     """
 
-    def __init__(self, sessions: sessionmaker[Session], redis_url: str | None = None,
-                 window_s: int = 3600) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], redis_url: str | None = None, window_s: int = 3600
+    ) -> None:
         self.sessions = sessions
         self.redis_url = redis_url
         self.window_s = window_s
@@ -44,20 +45,26 @@ class RecordCollector(Collector):
                 log.warning("metrics: broker unreachable: %s", exc)
 
     def _from_record(self) -> Iterator[GaugeMetricFamily]:
-        alerts = GaugeMetricFamily("intern_open_alerts", "Alerts not yet cleared", labels=[
-            "station"])
-        cycle = GaugeMetricFamily("intern_cycle_time_recent_seconds",
-                                  "Cycle time quantiles over the recent window",
-                                  labels=["station", "quantile"])
-        record = GaugeMetricFamily("intern_record_latency_recent_seconds",
-                                   "Job end to durable record, mean over the recent window",
-                                   labels=["station"])
+        alerts = GaugeMetricFamily(
+            "intern_open_alerts", "Alerts not yet cleared", labels=["station"]
+        )
+        cycle = GaugeMetricFamily(
+            "intern_cycle_time_recent_seconds",
+            "Cycle time quantiles over the recent window",
+            labels=["station", "quantile"],
+        )
+        record = GaugeMetricFamily(
+            "intern_record_latency_recent_seconds",
+            "Job end to durable record, mean over the recent window",
+            labels=["station"],
+        )
         with self.sessions() as s:
-            for st, n in s.execute(text(
-                    "SELECT station_id, count(*) FROM alerts WHERE cleared_at IS NULL "
-                    "GROUP BY 1")):
+            for st, n in s.execute(
+                text("SELECT station_id, count(*) FROM alerts WHERE cleared_at IS NULL GROUP BY 1")
+            ):
                 alerts.add_metric([st], float(n))
-            for st, p50, p95, lat in s.execute(text("""
+            for st, p50, p95, lat in s.execute(
+                text("""
                     SELECT j.station_id,
                            percentile_cont(0.5) WITHIN GROUP (ORDER BY j.cycle_time_ms),
                            percentile_cont(0.95) WITHIN GROUP (ORDER BY j.cycle_time_ms),
@@ -65,7 +72,9 @@ class RecordCollector(Collector):
                     FROM stations st JOIN jobs j ON j.station_id = st.id
                     WHERE j.ended_at > now() - make_interval(secs => :w)
                       AND j.cycle_time_ms > 0
-                    GROUP BY 1"""), {"w": self.window_s}):
+                    GROUP BY 1"""),
+                {"w": self.window_s},
+            ):
                 cycle.add_metric([st, "0.5"], p50 / 1000.0)
                 cycle.add_metric([st, "0.95"], p95 / 1000.0)
                 record.add_metric([st], float(lat))
@@ -76,8 +85,9 @@ class RecordCollector(Collector):
     def _queues(self) -> GaugeMetricFamily:
         import redis
 
-        depth = GaugeMetricFamily("intern_queue_depth", "Jobs waiting in a robot's queue",
-                                  labels=["queue"])
+        depth = GaugeMetricFamily(
+            "intern_queue_depth", "Jobs waiting in a robot's queue", labels=["queue"]
+        )
         with self.sessions() as s:
             robots = [r for (r,) in s.execute(text("SELECT id FROM robots ORDER BY id"))]
         client = redis.Redis.from_url(self.redis_url or "", socket_timeout=2)
@@ -89,8 +99,7 @@ class RecordCollector(Collector):
         return depth
 
 
-def record_registry(sessions: sessionmaker[Session], redis_url: str | None
-                    ) -> CollectorRegistry:
+def record_registry(sessions: sessionmaker[Session], redis_url: str | None) -> CollectorRegistry:
     """A registry with the record collector, for the API's ``/metrics``."""
     registry = CollectorRegistry()
     registry.register(RecordCollector(sessions, redis_url))

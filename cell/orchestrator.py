@@ -72,9 +72,14 @@ async def run_line(
         recipe_ids, known_seqs = await asyncio.to_thread(_sync, sessions, line)
         await asyncio.to_thread(recorder.replay)  # results left from a previous run first
         dispatcher = Dispatcher(celery, redis_client)
-        ctx = CellContext(sessions=sessions, recorder=recorder, dispatcher=dispatcher,
-                          recipe_ids=recipe_ids, job_timeout_s=opts.job_timeout_s,
-                          clock=opts.clock or Clock())
+        ctx = CellContext(
+            sessions=sessions,
+            recorder=recorder,
+            dispatcher=dispatcher,
+            recipe_ids=recipe_ids,
+            job_timeout_s=opts.job_timeout_s,
+            clock=opts.clock or Clock(),
+        )
         if context_out is not None:
             context_out.append(ctx)
         async with contextlib.AsyncExitStack() as stack:
@@ -83,19 +88,26 @@ async def run_line(
             for endpoint, stations in group_by_endpoint(line).items():
                 # The last recorded JobSeq lets the bridge see a counter reset that
                 # happened while the cell was down.
-                plc = await stack.enter_async_context(PlcSession(
-                    endpoint, {st.id: st.tags for st in stations},
-                    known_job_seqs={st.id: known_seqs[st.id] for st in stations
-                                    if st.id in known_seqs},
-                    security=stations[0].security,
-                ))
+                plc = await stack.enter_async_context(
+                    PlcSession(
+                        endpoint,
+                        {st.id: st.tags for st in stations},
+                        known_job_seqs={
+                            st.id: known_seqs[st.id] for st in stations if st.id in known_seqs
+                        },
+                        security=stations[0].security,
+                    )
+                )
                 for st in stations:
                     loop = StationLoop(st, plc.station(st.id), ctx)
                     task = asyncio.create_task(loop.run(), name=f"station-{st.id}")
                     tasks.append(task)
                     loops[task] = loop
-            tasks.append(asyncio.create_task(_replay_loop(recorder, opts.replay_every_s),
-                                             name="outbox-replay"))
+            tasks.append(
+                asyncio.create_task(
+                    _replay_loop(recorder, opts.replay_every_s), name="outbox-replay"
+                )
+            )
             if ready is not None:
                 ready.set()
             stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -115,8 +127,9 @@ async def run_line(
         engine.dispose()
 
 
-async def _drain(ctx: CellContext, loops: dict[asyncio.Task[None], StationLoop],
-                 grace_s: float) -> None:
+async def _drain(
+    ctx: CellContext, loops: dict[asyncio.Task[None], StationLoop], grace_s: float
+) -> None:
     """Let running jobs finish (up to ``grace_s``) and stop every station cleanly."""
     ctx.draining = True
     for task, loop in loops.items():

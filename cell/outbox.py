@@ -50,13 +50,15 @@ class Outbox:
         """All entries, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT seq, record, alert FROM outbox ORDER BY seq").fetchall()
-        return [OutboxEntry(seq, JobRecord.model_validate_json(rec), alert)
-                for seq, rec, alert in rows]
+        return [
+            OutboxEntry(seq, JobRecord.model_validate_json(rec), alert) for seq, rec, alert in rows
+        ]
 
     def find(self, station_id: str, epoch: int, job_seq: int) -> JobRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT record FROM outbox WHERE job_key = ?",
-                                   (f"{station_id}:{epoch}:{job_seq}",)).fetchone()
+            row = self._db.execute(
+                "SELECT record FROM outbox WHERE job_key = ?", (f"{station_id}:{epoch}:{job_seq}",)
+            ).fetchone()
         return JobRecord.model_validate_json(row[0]) if row else None
 
     def latest(self, station_id: str) -> JobRecord | None:
@@ -80,4 +82,3 @@ class Outbox:
     def close(self) -> None:
         with self._lock:
             self._db.close()
-

@@ -20,16 +20,21 @@ def with_endpoint(line: LineConfig, endpoint: str) -> LineConfig:
     return line.model_copy(update={"stations": stations})
 
 
-def sim_stations(line: LineConfig, *, speed: float | None,
-                 parts: int | None) -> dict[str, SimStation]:
+def sim_stations(
+    line: LineConfig, *, speed: float | None, parts: int | None
+) -> dict[str, SimStation]:
     """How the simulator plays each station of ``line`` (all recipes' ProgramNos in turn).
 
     Parts arrive at the station's takt (its first recipe's) divided by ``speed``; with
     ``speed`` None, the next part comes as soon as the last result is latched.
     """
     return {
-        st.id: SimStation(tags=st.tags, takt_s=st.recipes[0].takt_s / speed if speed else 0.0,
-                          parts=parts, program_nos=tuple(r.program_no for r in st.recipes))
+        st.id: SimStation(
+            tags=st.tags,
+            takt_s=st.recipes[0].takt_s / speed if speed else 0.0,
+            parts=parts,
+            program_nos=tuple(r.program_no for r in st.recipes),
+        )
         for st in line.stations
     }
 
@@ -37,26 +42,30 @@ def sim_stations(line: LineConfig, *, speed: float | None,
 def single_endpoint(line: LineConfig) -> str:
     endpoints = {st.plc_endpoint for st in line.stations}
     if len(endpoints) != 1:
-        raise ValueError("the PLC simulator plays one PLC; this line's stations name "
-                         f"{len(endpoints)} endpoints: {', '.join(sorted(endpoints))}")
+        raise ValueError(
+            "the PLC simulator plays one PLC; this line's stations name "
+            f"{len(endpoints)} endpoints: {', '.join(sorted(endpoints))}"
+        )
     return endpoints.pop()
 
 
-def line_simulator(line: LineConfig, *, speed: float | None,
-                   parts: int | None) -> PlcSimulator:
+def line_simulator(line: LineConfig, *, speed: float | None, parts: int | None) -> PlcSimulator:
     """A simulator (async context manager) for every station of ``line`` at its endpoint."""
     return PlcSimulator(sim_stations(line, speed=speed, parts=parts), single_endpoint(line))
 
 
-async def serve_plcsim(line: LineConfig, *, host: str, port: int, speed: float | None,
-                       parts: int, stop: asyncio.Event) -> None:
+async def serve_plcsim(
+    line: LineConfig, *, host: str, port: int, speed: float | None, parts: int, stop: asyncio.Event
+) -> None:
     """Serve the line's simulated PLC until ``stop`` is set or every station did ``parts``."""
     endpoint = urlparse(single_endpoint(line))
     netloc = f"{host or endpoint.hostname}:{port or endpoint.port}"
     url = urlunparse(endpoint._replace(netloc=netloc))
     console = Console()
     counts = await run_plcsim(
-        sim_stations(line, speed=speed, parts=parts or None), url, stop=stop,
+        sim_stations(line, speed=speed, parts=parts or None),
+        url,
+        stop=stop,
         on_ready=lambda real: console.print(f"PLC simulator for {line.line} at {real}"),
         report_every_s=10.0,
     )

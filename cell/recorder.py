@@ -62,45 +62,57 @@ class Recorder:
         self._lock = threading.Lock()
         self._last: dict[str, _Last] = {}
 
-    def decide(self, station_id: str, job_seq: int, part_id: str | None,
-               counter_reset: bool = False) -> Decision:
+    def decide(
+        self, station_id: str, job_seq: int, part_id: str | None, counter_reset: bool = False
+    ) -> Decision:
         """The epoch of a PLC job and, if it is already recorded, its result."""
         with self._lock:
             if len(self.outbox) == 0:
                 try:
                     with self.sessions() as s:
-                        d = resolve_epoch(s, station_id, job_seq, part_id,
-                                          counter_reset=counter_reset)
+                        d = resolve_epoch(
+                            s, station_id, job_seq, part_id, counter_reset=counter_reset
+                        )
                     known = None
                     if d.existing is not None:
-                        known = Known(d.existing.ok, d.existing.error_code,
-                                      d.existing.cycle_time_ms)
+                        known = Known(
+                            d.existing.ok, d.existing.error_code, d.existing.cycle_time_ms
+                        )
                     return Decision(d.epoch, known)
                 except (OperationalError, DBAPIError) as exc:
                     if not _unreachable(exc):
                         raise
-                    log.warning("database unreachable; deciding %s job %s from memory",
-                                station_id, job_seq)
+                    log.warning(
+                        "database unreachable; deciding %s job %s from memory", station_id, job_seq
+                    )
             return self._decide_offline(station_id, job_seq, part_id, counter_reset)
 
-    def _decide_offline(self, station_id: str, job_seq: int, part_id: str | None,
-                        counter_reset: bool) -> Decision:
+    def _decide_offline(
+        self, station_id: str, job_seq: int, part_id: str | None, counter_reset: bool
+    ) -> Decision:
         last = self._last.get(station_id)
         queued = self.outbox.latest(station_id)
         if queued is not None:
-            last = _Last(queued.epoch, queued.job_seq, queued.part_id,
-                         Known(queued.ok, queued.error_code, queued.cycle_time_ms))
+            last = _Last(
+                queued.epoch,
+                queued.job_seq,
+                queued.part_id,
+                Known(queued.ok, queued.error_code, queued.cycle_time_ms),
+            )
         if last is None:
             # Nothing seen since start and no database: the job cannot be placed in an
             # epoch safely, so it waits (unacknowledged) until the database answers.
-            raise RecordUnavailable(f"{station_id}: database unreachable and no history "
-                                    "in this process to place the job")
+            raise RecordUnavailable(
+                f"{station_id}: database unreachable and no history "
+                "in this process to place the job"
+            )
         if counter_reset:
             return Decision(last.epoch + 1, None)
         in_outbox = self.outbox.find(station_id, last.epoch, job_seq)
         if in_outbox is not None and in_outbox.part_id == part_id:
-            return Decision(last.epoch, Known(in_outbox.ok, in_outbox.error_code,
-                                              in_outbox.cycle_time_ms))
+            return Decision(
+                last.epoch, Known(in_outbox.ok, in_outbox.error_code, in_outbox.cycle_time_ms)
+            )
         if job_seq == last.job_seq and part_id == last.part_id:
             return Decision(last.epoch, last.known)
         if job_seq <= last.job_seq:
@@ -110,8 +122,12 @@ class Recorder:
     def record(self, rec: JobRecord, alert: str | None) -> str:
         """Make ``rec`` durable: "db" if committed to PostgreSQL, "outbox" otherwise."""
         with self._lock:
-            self._last[rec.station_id] = _Last(rec.epoch, rec.job_seq, rec.part_id,
-                                               Known(rec.ok, rec.error_code, rec.cycle_time_ms))
+            self._last[rec.station_id] = _Last(
+                rec.epoch,
+                rec.job_seq,
+                rec.part_id,
+                Known(rec.ok, rec.error_code, rec.cycle_time_ms),
+            )
             if len(self.outbox) == 0:
                 try:
                     self._write(rec, alert)
@@ -151,9 +167,17 @@ class Recorder:
             # The job and its alert commit together: a crash cannot leave one without the other.
             recorded = record_job(s, rec, commit=False)
             if alert is not None and recorded.created:
-                s.add(m.Alert(station_id=rec.station_id, job_id=recorded.job_id,
-                              part_id=rec.part_id, kind=alert, error_code=rec.error_code,
-                              message=alert_message(rec), raised_at=rec.ended_at))
+                s.add(
+                    m.Alert(
+                        station_id=rec.station_id,
+                        job_id=recorded.job_id,
+                        part_id=rec.part_id,
+                        kind=alert,
+                        error_code=rec.error_code,
+                        message=alert_message(rec),
+                        raised_at=rec.ended_at,
+                    )
+                )
             s.commit()
 
 

@@ -22,18 +22,40 @@ def _min(x: float | None) -> str:
 
 def print_shift_report(console: Console, report: ShiftReport) -> None:
     """Per station: parts, yields, cycle time against takt, availability, interventions."""
-    table = Table(title=f"Shift {report.start:%Y-%m-%d %H:%M} - {report.end:%H:%M} UTC",
-                  caption="cycle and takt in s; MTTA, MTTR (time to acknowledge, to repair) "
-                          "in min", padding=(0, 1))
-    cols = ("station", "parts", "FPY", "final", "p50", "p95", "takt", "avail", "alerts",
-            "MTTA", "MTTR")
+    table = Table(
+        title=f"Shift {report.start:%Y-%m-%d %H:%M} - {report.end:%H:%M} UTC",
+        caption="cycle and takt in s; MTTA, MTTR (time to acknowledge, to repair) in min",
+        padding=(0, 1),
+    )
+    cols = (
+        "station",
+        "parts",
+        "FPY",
+        "final",
+        "p50",
+        "p95",
+        "takt",
+        "avail",
+        "alerts",
+        "MTTA",
+        "MTTR",
+    )
     for c in cols:
         table.add_column(c, justify="left" if c == "station" else "right", no_wrap=True)
     for st in report.stations:
-        table.add_row(st.station_id, str(st.parts), _pct(st.first_pass_yield),
-                      _pct(st.final_yield), _s(st.cycle_p50_s), _s(st.cycle_p95_s),
-                      _s(st.takt_s), _pct(st.availability), str(st.alerts), _min(st.mtta_s),
-                      _min(st.mttr_s))
+        table.add_row(
+            st.station_id,
+            str(st.parts),
+            _pct(st.first_pass_yield),
+            _pct(st.final_yield),
+            _s(st.cycle_p50_s),
+            _s(st.cycle_p95_s),
+            _s(st.takt_s),
+            _pct(st.availability),
+            str(st.alerts),
+            _min(st.mtta_s),
+            _min(st.mttr_s),
+        )
     console.print(table)
     pareto = Table(title="NOK Pareto", padding=(0, 1))
     for c in ("station", "error", "code", "jobs"):

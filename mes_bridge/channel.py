@@ -45,8 +45,12 @@ class Signal:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(event.wait(), timeout)
 
-    async def until(self, cond: Callable[[], bool], timeout: float | None,
-                    failure: Callable[[], BaseException | None]) -> bool:
+    async def until(
+        self,
+        cond: Callable[[], bool],
+        timeout: float | None,
+        failure: Callable[[], BaseException | None],
+    ) -> bool:
         """Wait until ``cond()`` holds (True) or ``timeout`` passes (False).
 
         Raises what ``failure()`` returns as soon as it returns something.
@@ -93,6 +97,7 @@ class StationChannel:
         ``superseded`` notice records them). Raises ``PlcConnectionError`` if the session
         failed for good.
         """
+
         def ready() -> bool:
             if self._pending is not None and not self._machine.is_current(self._pending):
                 self._pending = None
@@ -117,13 +122,13 @@ class StationChannel:
         """
         if self._machine.result_acked(job):
             return
-        await self._session.apply(
-            self.station_id, job, lambda: self._machine.publish(job, result))
+        await self._session.apply(self.station_id, job, lambda: self._machine.publish(job, result))
 
     async def wait_result_ack(self, job: PlcJob, timeout: float) -> bool:
         """True once the PLC echoed ResultAckSeq for ``job``; False after ``timeout`` s."""
         return await self._changed.until(
-            lambda: self._machine.result_acked(job), timeout, self._session.failure)
+            lambda: self._machine.result_acked(job), timeout, self._session.failure
+        )
 
     async def set_cell_state(self, code: int) -> None:
         """Publish the PackML state code (CellState); kept and rewritten after a resync."""
@@ -173,8 +178,7 @@ class StationChannel:
         A change to STALE is noticed by the session's tick (every ``heartbeat_s``), so it
         arrives up to that much after the limit passed.
         """
-        await self._changed.until(lambda: self.plc_liveness() is not since, timeout,
-                                  lambda: None)
+        await self._changed.until(lambda: self.plc_liveness() is not since, timeout, lambda: None)
         return self.plc_liveness()
 
     # ------------------------------------------------------------------ session side
@@ -187,8 +191,7 @@ class StationChannel:
 
     def heartbeat_seen(self, value: object, *, resync: bool = False) -> None:
         """HeartbeatPLC as read; at a resync the staleness clock restarts."""
-        valid = isinstance(value, int) and not isinstance(value, bool) \
-            and 0 <= value <= UINT16_MAX
+        valid = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT16_MAX
         if resync:
             self._beat_at = time.monotonic()
             self._beat_value = value if valid else None  # type: ignore[assignment]
@@ -200,14 +203,21 @@ class StationChannel:
         now = self.plc_liveness()
         before, self._reported = self._reported, now
         if before is PlcLiveness.ALIVE and now is PlcLiveness.STALE:
-            return Notice(self.station_id, NoticeKind.PLC_HEARTBEAT_STALE, None,
-                          f"HeartbeatPLC unchanged for {self.plc_heartbeat_age():.1f} s "
-                          f"(value {self._beat_value})")
+            return Notice(
+                self.station_id,
+                NoticeKind.PLC_HEARTBEAT_STALE,
+                None,
+                f"HeartbeatPLC unchanged for {self.plc_heartbeat_age():.1f} s "
+                f"(value {self._beat_value})",
+            )
         if before is PlcLiveness.STALE and now is PlcLiveness.ALIVE:
-            return Notice(self.station_id, NoticeKind.PLC_HEARTBEAT_RESUMED, None,
-                          f"HeartbeatPLC changes again (value {self._beat_value})")
+            return Notice(
+                self.station_id,
+                NoticeKind.PLC_HEARTBEAT_RESUMED,
+                None,
+                f"HeartbeatPLC changes again (value {self._beat_value})",
+            )
         return None
 
     def changed(self) -> None:
         self._changed.fire()
-

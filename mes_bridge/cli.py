@@ -35,37 +35,54 @@ def _fail(message: str) -> typer.Exit:
 
 def _show(info: CertificateInfo) -> None:
     typer.echo(f"subject:         {info.subject}")
-    typer.echo(f"issuer:          {info.issuer}"
-               + (" (self-signed)" if info.self_signed else ""))
+    typer.echo(f"issuer:          {info.issuer}" + (" (self-signed)" if info.self_signed else ""))
     typer.echo(f"application URI: {', '.join(info.application_uris) or '(none)'}")
     typer.echo(f"DNS names:       {', '.join(info.dns_names) or '(none)'}")
     typer.echo(f"IP addresses:    {', '.join(info.ip_addresses) or '(none)'}")
-    typer.echo(f"valid:           {info.not_before:%Y-%m-%d %H:%M} to "
-               f"{info.not_after:%Y-%m-%d %H:%M} UTC")
+    typer.echo(
+        f"valid:           {info.not_before:%Y-%m-%d %H:%M} to {info.not_after:%Y-%m-%d %H:%M} UTC"
+    )
     typer.echo(f"thumbprint:      {info.thumbprint} (SHA-1)")
     typer.echo(f"SHA-256:         {info.sha256}")
 
 
 def create(
     out_dir: Annotated[Path, typer.Argument(help="Folder for <stem>.der and <stem>.key.pem.")],
-    uri: Annotated[str | None, typer.Option(
-        "--uri", help="Application URI (default: urn:<this host>:intern-cells:bridge); "
-        "the bridge announces it and the PLC checks it against the certificate.")] = None,
-    host: Annotated[list[str] | None, typer.Option(
-        "--host", help="Host name or IP address the bridge runs under; repeat for more "
-        "(default: this host's name and its addresses).")] = None,
-    name: Annotated[str, typer.Option(help="Common name of the subject.")] =
-        "intern-cells bridge",
-    organization: Annotated[str, typer.Option(help="Organization of the subject.")] =
-        "intern-cells",
+    uri: Annotated[
+        str | None,
+        typer.Option(
+            "--uri",
+            help="Application URI (default: urn:<this host>:intern-cells:bridge); "
+            "the bridge announces it and the PLC checks it against the certificate.",
+        ),
+    ] = None,
+    host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--host",
+            help="Host name or IP address the bridge runs under; repeat for more "
+            "(default: this host's name and its addresses).",
+        ),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Common name of the subject.")] = "intern-cells bridge",
+    organization: Annotated[
+        str, typer.Option(help="Organization of the subject.")
+    ] = "intern-cells",
     days: Annotated[int, typer.Option(min=1, help="Validity in days.")] = 730,
     key_size: Annotated[int, typer.Option(help="RSA key size: 2048, 3072 or 4096.")] = 2048,
     stem: Annotated[str, typer.Option(help="File name stem.")] = "bridge",
-    password_env: Annotated[str | None, typer.Option(
-        help="Encrypt the key with the password in this environment variable.")] = None,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Replace existing files (PLCs that trusted the old certificate "
-        "must be given the new one).")] = False,
+    password_env: Annotated[
+        str | None,
+        typer.Option(help="Encrypt the key with the password in this environment variable."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Replace existing files (PLCs that trusted the old certificate "
+            "must be given the new one).",
+        ),
+    ] = False,
 ) -> None:
     """Create the bridge's self-signed application instance certificate and key."""
     hostname = socket.gethostname()
@@ -77,9 +94,17 @@ def create(
             raise _fail(f"environment variable {password_env} is not set or empty")
     try:
         files = create_certificate(
-            out_dir, uri or DEFAULT_URI.format(host=hostname), hosts, name=name,
-            organization=organization, days=days, key_size=key_size, key_password=password,
-            stem=stem, overwrite=force)
+            out_dir,
+            uri or DEFAULT_URI.format(host=hostname),
+            hosts,
+            name=name,
+            organization=organization,
+            days=days,
+            key_size=key_size,
+            key_password=password,
+            stem=stem,
+            overwrite=force,
+        )
     except (ValueError, BridgeError, OSError) as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"certificate: {files.certificate}")
@@ -99,8 +124,7 @@ def show(path: Annotated[Path, typer.Argument(help="Certificate file (DER or PEM
 def fetch(
     endpoint: Annotated[str, typer.Argument(help="The PLC's opc.tcp:// endpoint.")],
     out: Annotated[Path, typer.Argument(help="File to write the PLC's certificate to.")],
-    timeout: Annotated[float, typer.Option(min=0.5, help="Seconds to wait for the PLC.")] =
-        10.0,
+    timeout: Annotated[float, typer.Option(min=0.5, help="Seconds to wait for the PLC.")] = 10.0,
 ) -> None:
     """Save the certificate a PLC presents, to be checked and put on the trust list.
 
@@ -141,8 +165,11 @@ def _local_names(hostname: str) -> list[str]:
 
 def certs_app() -> typer.Typer:
     """A new typer app with ``create``, ``show`` and ``fetch``."""
-    app = typer.Typer(no_args_is_help=True, add_completion=False,
-                      help="OPC UA certificates of the bridge and of PLCs.")
+    app = typer.Typer(
+        no_args_is_help=True,
+        add_completion=False,
+        help="OPC UA certificates of the bridge and of PLCs.",
+    )
     app.command("create")(create)
     app.command("show")(show)
     app.command("fetch")(fetch)

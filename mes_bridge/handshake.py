@@ -127,8 +127,7 @@ class StationHandshake:
         if j is None:
             self._phase, self._held = Phase.UNSYNCED, held
             return Outcome(
-                notices=(self._notice(NoticeKind.UNREADABLE, None,
-                                      clip(values.get(Tag.JOB_SEQ))),),
+                notices=(self._notice(NoticeKind.UNREADABLE, None, clip(values.get(Tag.JOB_SEQ))),),
                 classification=Classification.UNREADABLE,
             )
         notices: list[Notice] = []
@@ -170,8 +169,10 @@ class StationHandshake:
         self._check_current(job, "accept")
         phase = self._effective()
         if phase not in (Phase.OFFERED, Phase.ACCEPTED):
-            raise HandshakeError(f"station {self.station_id}: cannot accept job {job.job_seq} "
-                                 f"once it is {phase.value}")
+            raise HandshakeError(
+                f"station {self.station_id}: cannot accept job {job.job_seq} "
+                f"once it is {phase.value}"
+            )
         self._set_phase(Phase.ACCEPTED)
         self.seen.job_ack_seq = job.job_seq
         return (_accept_step(job.job_seq),)
@@ -187,16 +188,21 @@ class StationHandshake:
         if self.result is not None and self.result != result:
             raise HandshakeError(
                 f"station {self.station_id}: job {job.job_seq} already has result "
-                f"{self.result}; refusing to replace it with {result}")
+                f"{self.result}; refusing to replace it with {result}"
+            )
         if phase is Phase.IDLE and self.result is None:
-            raise HandshakeError(f"station {self.station_id}: job {job.job_seq} was already "
-                                 "answered and acknowledged at the PLC")
+            raise HandshakeError(
+                f"station {self.station_id}: job {job.job_seq} was already "
+                "answered and acknowledged at the PLC"
+            )
         steps: list[WriteStep] = []
         if phase is Phase.OFFERED:
             steps.append(_accept_step(job.job_seq))
         elif phase not in (Phase.ACCEPTED, Phase.PUBLISHED, Phase.IDLE):
-            raise HandshakeError(f"station {self.station_id}: cannot publish job "
-                                 f"{job.job_seq} once it is {phase.value}")
+            raise HandshakeError(
+                f"station {self.station_id}: cannot publish job "
+                f"{job.job_seq} once it is {phase.value}"
+            )
         self.result = result
         self.seen.job_ack_seq = self.seen.result_seq = job.job_seq
         if self._acked():
@@ -220,8 +226,15 @@ class StationHandshake:
     def mark(self) -> Mark:
         """The parts of the state a cell step changes, to take the step back later."""
         s = self.seen
-        return Mark(self.current, self.result, self._phase, self._held, self._acked_job,
-                    s.job_ack_seq, s.result_seq)
+        return Mark(
+            self.current,
+            self.result,
+            self._phase,
+            self._held,
+            self._acked_job,
+            s.job_ack_seq,
+            s.result_seq,
+        )
 
     def revert(self, before: Mark, after: Mark) -> bool:
         """Take back the step that moved the machine from ``before`` to ``after``.
@@ -242,8 +255,11 @@ class StationHandshake:
     def _job_seq_changed(self, j: int) -> Outcome:
         self.seen.job_seq = j
         if self.last_job_seq is not None and j == self.last_job_seq:
-            return Outcome(notices=(self._notice(
-                NoticeKind.REPEAT, j, "JobSeq presented again; no second job"),))
+            return Outcome(
+                notices=(
+                    self._notice(NoticeKind.REPEAT, j, "JobSeq presented again; no second job"),
+                )
+            )
         notices: list[Notice] = []
         if self.last_job_seq is not None and j < self.last_job_seq:
             notices.append(self._counter_reset(j))
@@ -252,12 +268,18 @@ class StationHandshake:
             return Outcome(notices=tuple(notices))
         return self._produce(j, notices, resumed=False, prior=self._phase)
 
-    def _resync_pending(self, j: int, known: bool, held: Phase | None,
-                        notices: list[Notice]) -> Outcome:
+    def _resync_pending(
+        self, j: int, known: bool, held: Phase | None, notices: list[Notice]
+    ) -> Outcome:
         """(b) JobSeq != JobAckSeq: a job is waiting for our acknowledgement."""
         if self.seen.result_seq == j:
-            notices.append(self._notice(NoticeKind.INCONSISTENT, j,
-                "ResultSeq equals JobSeq but JobAckSeq does not; handled as a pending job"))
+            notices.append(
+                self._notice(
+                    NoticeKind.INCONSISTENT,
+                    j,
+                    "ResultSeq equals JobSeq but JobAckSeq does not; handled as a pending job",
+                )
+            )
         if known and held in (Phase.ACCEPTED, Phase.PUBLISHED):
             self._phase = held
             steps = [_accept_step(j)]
@@ -265,47 +287,78 @@ class StationHandshake:
             if held is Phase.PUBLISHED and self.result is not None:
                 steps.extend(_result_steps(j, self.result))
                 self.seen.result_seq = j
-            notices.append(self._notice(NoticeKind.REWRITTEN, j,
-                "the PLC did not show our JobAckSeq; writing it again"))
+            notices.append(
+                self._notice(
+                    NoticeKind.REWRITTEN, j, "the PLC did not show our JobAckSeq; writing it again"
+                )
+            )
             return Outcome(writes=tuple(steps), notices=tuple(notices))
         if known:
             self._phase = Phase.OFFERED  # the cell already has it: never produce it twice
             return Outcome(notices=tuple(notices))
         return self._produce(j, notices, resumed=False, prior=held)
 
-    def _resync_unanswered(self, j: int, known: bool, held: Phase | None,
-                           notices: list[Notice]) -> Outcome:
+    def _resync_unanswered(
+        self, j: int, known: bool, held: Phase | None, notices: list[Notice]
+    ) -> Outcome:
         """(c) JobAckSeq == JobSeq != ResultSeq: acknowledged, no result on the PLC."""
         if known and self.result is not None:
             self._phase = Phase.PUBLISHED
             self.seen.result_seq = j
-            notices.append(self._notice(NoticeKind.REWRITTEN, j,
-                "the PLC did not show our ResultSeq; writing the result again"))
+            notices.append(
+                self._notice(
+                    NoticeKind.REWRITTEN,
+                    j,
+                    "the PLC did not show our ResultSeq; writing the result again",
+                )
+            )
             return Outcome(writes=_result_steps(j, self.result), notices=tuple(notices))
         if known:
             self._phase = Phase.ACCEPTED  # the cell holds this job and will answer it
             return Outcome(notices=tuple(notices))
-        notices.append(self._notice(NoticeKind.RESUMED, j,
-            "the PLC shows this job acknowledged but unanswered; handed to the cell as resumed"))
+        notices.append(
+            self._notice(
+                NoticeKind.RESUMED,
+                j,
+                "the PLC shows this job acknowledged but unanswered; handed to the cell as resumed",
+            )
+        )
         return self._produce(j, notices, resumed=True, prior=held)
 
-    def _produce(self, j: int, notices: list[Notice], *, resumed: bool,
-                 prior: Phase | None) -> Outcome:
+    def _produce(
+        self, j: int, notices: list[Notice], *, resumed: bool, prior: Phase | None
+    ) -> Outcome:
         last = self.last_job_seq
         skipped = j - last - 1 if last is not None and j > last + 1 else 0
         if skipped:
-            notices.append(self._notice(NoticeKind.GAP, j,
-                f"JobSeq jumped from {last} to {j}: {skipped} job(s) never seen"))
+            notices.append(
+                self._notice(
+                    NoticeKind.GAP,
+                    j,
+                    f"JobSeq jumped from {last} to {j}: {skipped} job(s) never seen",
+                )
+            )
         if self.current is not None and prior in (Phase.OFFERED, Phase.ACCEPTED):
-            notices.append(self._notice(NoticeKind.SUPERSEDED, self.current.job_seq,
-                f"JobSeq moved to {j} while job {self.current.job_seq} was "
-                f"{prior.value}; that job is no longer current"))
+            notices.append(
+                self._notice(
+                    NoticeKind.SUPERSEDED,
+                    self.current.job_seq,
+                    f"JobSeq moved to {j} while job {self.current.job_seq} was "
+                    f"{prior.value}; that job is no longer current",
+                )
+            )
         part, program, problems = check_job_input(self.seen.part_id, self.seen.program_no)
         job = PlcJob(
-            station_id=self.station_id, job_seq=j, part_id=part, program_no=program,
-            resumed=resumed, counter_reset=self._reset_pending,
-            raw_part_id=clip(self.seen.part_id), raw_program_no=clip(self.seen.program_no),
-            problems=problems, skipped=skipped,
+            station_id=self.station_id,
+            job_seq=j,
+            part_id=part,
+            program_no=program,
+            resumed=resumed,
+            counter_reset=self._reset_pending,
+            raw_part_id=clip(self.seen.part_id),
+            raw_program_no=clip(self.seen.program_no),
+            problems=problems,
+            skipped=skipped,
         )
         self._reset_pending = False
         self.current, self.result = job, None
@@ -314,8 +367,11 @@ class StationHandshake:
         return Outcome(jobs=(job,), notices=tuple(notices))
 
     def _counter_reset(self, j: int) -> Notice:
-        notice = self._notice(NoticeKind.COUNTER_RESET, j,
-            f"JobSeq went back from {self.last_job_seq} to {j}; a new counter epoch starts")
+        notice = self._notice(
+            NoticeKind.COUNTER_RESET,
+            j,
+            f"JobSeq went back from {self.last_job_seq} to {j}; a new counter epoch starts",
+        )
         # The PLC forgot its jobs: the cell's copy of an open job is no longer current.
         self.current = self.result = None
         self.epoch += 1
@@ -334,18 +390,23 @@ class StationHandshake:
 
     def _acked(self) -> bool:
         """The PLC echoed ResultAckSeq for the result we published for ``current``."""
-        return (self.current is not None and self.result is not None
-                and self.seen.result_ack_seq == self.current.job_seq)
+        return (
+            self.current is not None
+            and self.result is not None
+            and self.seen.result_ack_seq == self.current.job_seq
+        )
 
     def _check_current(self, job: PlcJob, action: str) -> None:
         if job.station_id != self.station_id:
             raise HandshakeError(
-                f"job for station {job.station_id} given to station {self.station_id}")
+                f"job for station {job.station_id} given to station {self.station_id}"
+            )
         if self.current != job:
             now = "none" if self.current is None else f"job {self.current.job_seq}"
             raise JobNotCurrent(
                 f"station {self.station_id}: cannot {action} job {job.job_seq}: the PLC's "
-                f"current job is {now} (JobSeq {self.seen.job_seq}, epoch {self.epoch})")
+                f"current job is {now} (JobSeq {self.seen.job_seq}, epoch {self.epoch})"
+            )
 
     def _notice(self, kind: NoticeKind, job_seq: int | None, detail: str) -> Notice:
         return Notice(self.station_id, kind, job_seq, detail)
@@ -357,7 +418,10 @@ def _accept_step(j: int) -> WriteStep:
 
 def _result_steps(j: int, r: PlcResult) -> tuple[WriteStep, ...]:
     return (
-        ((Tag.RESULT, r.result), (Tag.ERROR_CODE, r.error_code),
-         (Tag.CYCLE_TIME_MS, r.cycle_time_ms)),
+        (
+            (Tag.RESULT, r.result),
+            (Tag.ERROR_CODE, r.error_code),
+            (Tag.CYCLE_TIME_MS, r.cycle_time_ms),
+        ),
         ((Tag.RESULT_SEQ, j), (Tag.BUSY, False)),
     )

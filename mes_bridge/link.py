@@ -38,21 +38,38 @@ HANDSHAKE_INPUTS = (Tag.PART_ID, Tag.PROGRAM_NO, Tag.RESULT_ACK_SEQ, Tag.JOB_SEQ
 
 # Errors that mean "this connection is no good": the session reconnects and resyncs.
 LINK_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionError, OSError, asyncio.TimeoutError, ua.UaError,
+    ConnectionError,
+    OSError,
+    asyncio.TimeoutError,
+    ua.UaError,
 )
 _S = ua.StatusCodes
 # Service faults on a write that say the connection or session is gone (reconnect);
 # any other bad status on a write is the PLC refusing it (``PlcWriteError``).
-CONNECTION_FAULTS = frozenset({
-    _S.BadSessionIdInvalid, _S.BadSessionClosed, _S.BadSessionNotActivated,
-    _S.BadSecureChannelIdInvalid, _S.BadSecureChannelClosed, _S.BadConnectionClosed,
-    _S.BadServerNotConnected, _S.BadCommunicationError, _S.BadTimeout,
-    _S.BadServerHalted, _S.BadShutdown, _S.BadNoCommunication, _S.BadTooManySessions,
-    _S.BadRequestInterrupted, _S.BadDisconnect,
-})
-_LIMITS = (ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
-           ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
-           ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall)
+CONNECTION_FAULTS = frozenset(
+    {
+        _S.BadSessionIdInvalid,
+        _S.BadSessionClosed,
+        _S.BadSessionNotActivated,
+        _S.BadSecureChannelIdInvalid,
+        _S.BadSecureChannelClosed,
+        _S.BadConnectionClosed,
+        _S.BadServerNotConnected,
+        _S.BadCommunicationError,
+        _S.BadTimeout,
+        _S.BadServerHalted,
+        _S.BadShutdown,
+        _S.BadNoCommunication,
+        _S.BadTooManySessions,
+        _S.BadRequestInterrupted,
+        _S.BadDisconnect,
+    }
+)
+_LIMITS = (
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
+    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
+)
 
 
 class ConnectOptions(BaseModel):
@@ -68,8 +85,9 @@ class ConnectOptions(BaseModel):
     publishing_interval_ms: float = Field(default=50.0, gt=0)
     heartbeat_interval_ms: float = Field(default=500.0, gt=0)
     max_items_per_subscription: int = Field(default=1000, ge=1)
-    max_nodes_per_request: int = Field(default=1000, ge=1,
-                                       description="lowered further to the PLC's limits")
+    max_nodes_per_request: int = Field(
+        default=1000, ge=1, description="lowered further to the PLC's limits"
+    )
 
 
 @dataclass(frozen=True)
@@ -120,14 +138,21 @@ class _Handler:
         # trusted to report changes, so it is dropped and rebuilt with a resync.
         code = getattr(status, "Status", None)
         if code is not None and not code.is_good():
-            self._link.on_lost(self._link.generation,
-                               ConnectionError(f"subscription status {code.name}"))
+            self._link.on_lost(
+                self._link.generation, ConnectionError(f"subscription status {code.name}")
+            )
 
 
 class Link:
-    def __init__(self, client: Client, nodes: dict[tuple[str, Tag], TagNode], generation: int,
-                 sink: Callable[[DataChange], None],
-                 on_lost: Callable[[int, BaseException], None], limits: Limits) -> None:
+    def __init__(
+        self,
+        client: Client,
+        nodes: dict[tuple[str, Tag], TagNode],
+        generation: int,
+        sink: Callable[[DataChange], None],
+        on_lost: Callable[[int, BaseException], None],
+        limits: Limits,
+    ) -> None:
         self.client = client
         self.nodes = nodes
         self.by_nodeid = {n.nodeid: key for key, n in nodes.items()}
@@ -137,12 +162,19 @@ class Link:
         self.limits = limits
         self.subscriptions: list[tuple[float, int]] = []  # (interval ms, items) each
         self._writes: WriteBatcher[tuple[TagNode, object]] = WriteBatcher(
-            self._write_request, _refused, limits.write)
+            self._write_request, _refused, limits.write
+        )
 
     @classmethod
     async def open(
-        cls, endpoint: str, refs: Mapping[str, Mapping[Tag, NodeRef]], options: ConnectOptions,
-        security: ClientSecurity, *, generation: int, sink: Callable[[DataChange], None],
+        cls,
+        endpoint: str,
+        refs: Mapping[str, Mapping[Tag, NodeRef]],
+        options: ConnectOptions,
+        security: ClientSecurity,
+        *,
+        generation: int,
+        sink: Callable[[DataChange], None],
         on_lost: Callable[[int, BaseException], None],
     ) -> Link:
         """Connect, resolve namespace URIs, check every node, subscribe.
@@ -175,23 +207,30 @@ class Link:
     async def _subscribe(self, options: ConnectOptions) -> None:
         handler = _Handler(self)
         groups = (
-            (options.publishing_interval_ms,
-             [n for n in self.nodes.values() if n.tag in HANDSHAKE_INPUTS]),
-            (options.heartbeat_interval_ms,
-             [n for n in self.nodes.values() if n.tag is Tag.HEARTBEAT_PLC]),
+            (
+                options.publishing_interval_ms,
+                [n for n in self.nodes.values() if n.tag in HANDSHAKE_INPUTS],
+            ),
+            (
+                options.heartbeat_interval_ms,
+                [n for n in self.nodes.values() if n.tag is Tag.HEARTBEAT_PLC],
+            ),
         )
         size = options.max_items_per_subscription
         for interval, items in groups:
             for start in range(0, len(items), size):
-                chunk = items[start:start + size]
+                chunk = items[start : start + size]
                 sub = await self.client.create_subscription(interval, handler)
                 self.subscriptions.append((interval, len(chunk)))
                 for part in _chunks(chunk, self.limits.monitor):
                     handles = await sub.subscribe_data_change(
-                        [self.client.get_node(n.nodeid) for n in part], sampling_interval=0)
-                    bad = [f"  {n.where()}: cannot monitor ({h.name})"
-                           for n, h in zip(part, handles, strict=True)
-                           if isinstance(h, ua.StatusCode)]
+                        [self.client.get_node(n.nodeid) for n in part], sampling_interval=0
+                    )
+                    bad = [
+                        f"  {n.where()}: cannot monitor ({h.name})"
+                        for n, h in zip(part, handles, strict=True)
+                        if isinstance(h, ua.StatusCode)
+                    ]
                     if bad:
                         raise TagMapError("PLC refused monitored items:\n" + "\n".join(bad))
 
@@ -200,8 +239,11 @@ class Link:
         keys = list(self.nodes)
         dvs: list[ua.DataValue] = []
         for part in _chunks(keys, self.limits.read):
-            dvs.extend(await self.client.uaclient.read_attributes(
-                [self.nodes[k].nodeid for k in part], ua.AttributeIds.Value))
+            dvs.extend(
+                await self.client.uaclient.read_attributes(
+                    [self.nodes[k].nodeid for k in part], ua.AttributeIds.Value
+                )
+            )
         out: dict[str, dict[Tag, object]] = {}
         for (station, tag), dv in zip(keys, dvs, strict=True):
             good = dv.StatusCode is None or dv.StatusCode.is_good()
@@ -223,21 +265,23 @@ class Link:
         """Handshake steps in order, each whole in one request, sent once the previous
         one succeeded."""
         for step in steps:
-            await self._writes.submit([(self.nodes[(station_id, tag)], value)
-                                       for tag, value in step])
+            await self._writes.submit(
+                [(self.nodes[(station_id, tag)], value) for tag, value in step]
+            )
 
-    async def _write_request(self, targets: list[tuple[TagNode, object]]
-                             ) -> list[ua.StatusCode]:
+    async def _write_request(self, targets: list[tuple[TagNode, object]]) -> list[ua.StatusCode]:
         dvs = [ua.DataValue(ua.Variant(value, node.vtype)) for node, value in targets]
         try:
             return await self.client.uaclient.write_attributes(  # type: ignore[no-any-return]
-                [node.nodeid for node, _ in targets], dvs, ua.AttributeIds.Value)
+                [node.nodeid for node, _ in targets], dvs, ua.AttributeIds.Value
+            )
         except ua.UaStatusCodeError as exc:
             if exc.code in CONNECTION_FAULTS:
                 raise
             where = "; ".join(node.where() for node, _ in targets)
-            raise PlcWriteError(f"PLC refused a write request ({ua.StatusCode(exc.code).name})"
-                                f": {where}") from exc
+            raise PlcWriteError(
+                f"PLC refused a write request ({ua.StatusCode(exc.code).name}): {where}"
+            ) from exc
 
     async def close(self, timeout_s: float) -> None:
         await self._writes.close(ConnectionError("PLC link closed"))
@@ -245,9 +289,13 @@ class Link:
 
 
 def _refused(bad: list[tuple[tuple[TagNode, object], ua.StatusCode]]) -> PlcWriteError:
-    return PlcWriteError("PLC refused a write:\n" + "\n".join(
-        f"  {node.where()}: writing {value!r} refused ({status.name})"
-        for (node, value), status in bad))
+    return PlcWriteError(
+        "PLC refused a write:\n"
+        + "\n".join(
+            f"  {node.where()}: writing {value!r} refused ({status.name})"
+            for (node, value), status in bad
+        )
+    )
 
 
 async def _connect(endpoint: str, options: ConnectOptions, security: ClientSecurity) -> Client:
@@ -267,8 +315,9 @@ async def _connect(endpoint: str, options: ConnectOptions, security: ClientSecur
 
 async def _limits(client: Client, cap: int) -> Limits:
     """The PLC's OperationLimits (0 or unreadable: no limit), capped at ``cap``."""
-    dvs = await client.uaclient.read_attributes([ua.NodeId(i) for i in _LIMITS],
-                                                ua.AttributeIds.Value)
+    dvs = await client.uaclient.read_attributes(
+        [ua.NodeId(i) for i in _LIMITS], ua.AttributeIds.Value
+    )
     values = []
     for dv in dvs:
         v = dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else 0
@@ -277,7 +326,7 @@ async def _limits(client: Client, cap: int) -> Limits:
 
 
 def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i:i + size] for i in range(0, len(items), size)] or []
+    return [items[i : i + size] for i in range(0, len(items), size)] or []
 
 
 async def _close_quietly(client: Client, timeout_s: float) -> None:
@@ -286,8 +335,9 @@ async def _close_quietly(client: Client, timeout_s: float) -> None:
         await asyncio.wait_for(client.disconnect(), timeout_s)
 
 
-def resolve_nodes(refs: Mapping[str, Mapping[Tag, NodeRef]],
-                  namespaces: list[str]) -> dict[tuple[str, Tag], TagNode]:
+def resolve_nodes(
+    refs: Mapping[str, Mapping[Tag, NodeRef]], namespaces: list[str]
+) -> dict[tuple[str, Tag], TagNode]:
     """Every station's tags as concrete nodes on a server with these ``namespaces``.
 
     Raises ``TagMapError`` listing every node that does not resolve, and every node
@@ -332,20 +382,23 @@ async def _check_nodes(client: Client, nodes: list[TagNode], per_read: int) -> N
     access: list[ua.DataValue] = []
     for part in _chunks([n.nodeid for n in nodes], per_read):
         types.extend(await client.uaclient.read_attributes(part, ua.AttributeIds.DataType))
-        access.extend(await client.uaclient.read_attributes(
-            part, ua.AttributeIds.UserAccessLevel))
+        access.extend(await client.uaclient.read_attributes(part, ua.AttributeIds.UserAccessLevel))
     problems: list[str] = []
     for node, dtype, acc in zip(nodes, types, access, strict=True):
         if not dtype.StatusCode.is_good():
             code = dtype.StatusCode
-            what = ("not found on the PLC" if code.value == ua.StatusCodes.BadNodeIdUnknown
-                    else "not a variable on the PLC")
+            what = (
+                "not found on the PLC"
+                if code.value == ua.StatusCodes.BadNodeIdUnknown
+                else "not a variable on the PLC"
+            )
             problems.append(f"  {node.where()}: {what} ({code.name})")
             continue
         expected = ua.NodeId(node.vtype.value, 0)
         if dtype.Value is None or dtype.Value.Value != expected:
-            problems.append(f"  {node.where()}: data type is {_type_name(dtype)}, "
-                            f"expected {node.vtype.name}")
+            problems.append(
+                f"  {node.where()}: data type is {_type_name(dtype)}, expected {node.vtype.name}"
+            )
         level = acc.Value.Value if acc.StatusCode.is_good() and acc.Value else 0
         needs = [("read", ua.AccessLevel.CurrentRead)]
         if TAG_SPEC[node.tag][0] is Direction.CELL_TO_PLC:

@@ -103,4 +103,3 @@ def parse_node_ref(text: str, default_uri: str | None) -> NodeRef:
     except (ValueError, binascii.Error) as exc:
         raise TagMapError(f"node {text!r}: bad {kind.name} identifier: {exc}") from None
     return NodeRef(text=text, namespace=namespace, kind=kind, identifier=identifier)
-

@@ -41,9 +41,19 @@ from mes_bridge.plcsim_types import (
 )
 from mes_bridge.tags import TAG_SPEC, Direction, Tag
 
-__all__ = ["DEFAULT_ENDPOINT", "PLCSIM_NAMESPACE", "Injection", "JobTiming", "LatchedResult",
-           "PlcSimulator", "SimCounts", "SimSecurity", "SimStation", "default_tag_map",
-           "run_plcsim"]
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "PLCSIM_NAMESPACE",
+    "Injection",
+    "JobTiming",
+    "LatchedResult",
+    "PlcSimulator",
+    "SimCounts",
+    "SimSecurity",
+    "SimStation",
+    "default_tag_map",
+    "run_plcsim",
+]
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +75,15 @@ class PlcSimulator:
     long-running simulator should bound it).
     """
 
-    def __init__(self, stations: Mapping[str, SimStation], endpoint: str = DEFAULT_ENDPOINT,
-                 *, heartbeat_s: float = 1.0, security: SimSecurity | None = None,
-                 keep: int | None = None) -> None:
+    def __init__(
+        self,
+        stations: Mapping[str, SimStation],
+        endpoint: str = DEFAULT_ENDPOINT,
+        *,
+        heartbeat_s: float = 1.0,
+        security: SimSecurity | None = None,
+        keep: int | None = None,
+    ) -> None:
         parsed = urlparse(endpoint)
         if parsed.scheme != "opc.tcp" or parsed.port is None:
             raise ValueError(f"simulator endpoint must be opc.tcp://host:port/path: {endpoint!r}")
@@ -78,13 +94,17 @@ class PlcSimulator:
         self._heartbeat_s = heartbeat_s
         self._stations: dict[str, StationState] = {}
         for sid, cfg in stations.items():
-            vtypes = {t: ua.VariantType[cfg.type_overrides.get(t, spec[1])]
-                      for t, spec in TAG_SPEC.items() if t not in cfg.omit}
+            vtypes = {
+                t: ua.VariantType[cfg.type_overrides.get(t, spec[1])]
+                for t, spec in TAG_SPEC.items()
+                if t not in cfg.omit
+            }
             self._stations[sid] = StationState(sid, cfg, _zero_memory(vtypes), vtypes, keep)
         self._by_node: dict[ua.NodeId, tuple[StationState, Tag]] = {}
         self._serial = itertools.count(1)
-        self._server = SimServer(self.url, "intern-cells line PLC simulator", security,
-                                 self._on_write)
+        self._server = SimServer(
+            self.url, "intern-cells line PLC simulator", security, self._on_write
+        )
         self._built = False
         self._lock = asyncio.Lock()
         self._done = Signal()
@@ -97,8 +117,10 @@ class PlcSimulator:
 
     async def __aenter__(self) -> PlcSimulator:
         await self.start_server()
-        self._tasks = [asyncio.create_task(self._run(st), name=f"plcsim-{st.sid}")
-                       for st in self._stations.values()]
+        self._tasks = [
+            asyncio.create_task(self._run(st), name=f"plcsim-{st.sid}")
+            for st in self._stations.values()
+        ]
         self._tasks.append(asyncio.create_task(self._beat(), name="plcsim-heartbeat"))
         return self
 
@@ -128,24 +150,30 @@ class PlcSimulator:
 
     async def wait_completed(self, n: int, timeout: float) -> None:
         """Wait until every station has latched at least ``n`` results, or ``TimeoutError``."""
+
         def done() -> bool:
             return all(st.ok + st.nok >= n for st in self._stations.values())
 
         if not await self._done.until(done, timeout, lambda: None):
             have = {sid: st.ok + st.nok for sid, st in self._stations.items()}
-            raise TimeoutError(f"PLC simulator: {n} results per station not latched within "
-                               f"{timeout} s; have {have}")
+            raise TimeoutError(
+                f"PLC simulator: {n} results per station not latched within "
+                f"{timeout} s; have {have}"
+            )
 
-    async def wait_for(self, station_id: str, tag: Tag, predicate: Callable[[object], bool],
-                       timeout: float) -> object:
+    async def wait_for(
+        self, station_id: str, tag: Tag, predicate: Callable[[object], bool], timeout: float
+    ) -> object:
         """Wait until the PLC's value of ``tag`` satisfies ``predicate``; return it.
 
         Raises ``TimeoutError`` naming the station, tag and last value.
         """
         st = self._stations[station_id]
         if not await st.changed.until(lambda: predicate(st.mem.get(tag)), timeout, lambda: None):
-            raise TimeoutError(f"PLC simulator: station {station_id} tag {tag.value} still "
-                               f"{st.mem.get(tag)!r} after {timeout} s")
+            raise TimeoutError(
+                f"PLC simulator: station {station_id} tag {tag.value} still "
+                f"{st.mem.get(tag)!r} after {timeout} s"
+            )
         return st.mem.get(tag)
 
     def written_at(self, station_id: str, tag: Tag) -> float | None:
@@ -170,18 +198,28 @@ class PlcSimulator:
         st = self._stations[station_id]
         st.cfg = st.cfg.model_copy(update={"heartbeat": running})
 
-    def inject(self, station_id: str, *, part_id: str | None = None,
-               program_no: int | None = None,
-               raw: Mapping[Tag, ua.Variant] | None = None) -> None:
+    def inject(
+        self,
+        station_id: str,
+        *,
+        part_id: str | None = None,
+        program_no: int | None = None,
+        raw: Mapping[Tag, ua.Variant] | None = None,
+    ) -> None:
         """Use these values for the station's next part (others as usual); see ``Injection``."""
         if program_no is not None and not -32768 <= program_no <= 32767:
             raise ValueError(f"ProgramNo {program_no} does not fit the Int16 tag")
         raw = dict(raw or {})
-        bad = [t.value for t in raw if TAG_SPEC[t][0] is not Direction.PLC_TO_CELL
-               or t is Tag.HEARTBEAT_PLC]
+        bad = [
+            t.value
+            for t in raw
+            if TAG_SPEC[t][0] is not Direction.PLC_TO_CELL or t is Tag.HEARTBEAT_PLC
+        ]
         if bad:
-            raise ValueError(f"raw values are for JobSeq, PartId, ProgramNo and ResultAckSeq, "
-                             f"not {', '.join(bad)}")
+            raise ValueError(
+                f"raw values are for JobSeq, PartId, ProgramNo and ResultAckSeq, "
+                f"not {', '.join(bad)}"
+            )
         self._stations[station_id].injected.append(Injection(part_id, program_no, raw))
 
     def on_client_write(self, hook: WriteHook) -> None:
@@ -228,8 +266,7 @@ class PlcSimulator:
         async with self._lock:
             await self._server.stop(abort=abort)
 
-    async def restart(self, *, cold: bool = False, down_s: float = 0.0,
-                      kill: bool = False) -> None:
+    async def restart(self, *, cold: bool = False, down_s: float = 0.0, kill: bool = False) -> None:
         """Stop and start again on the same port; ``cold`` resets every counter to 0,
         ``kill`` resets connections instead of closing them."""
         await self.stop_server(abort=kill)
@@ -244,7 +281,8 @@ class PlcSimulator:
 
     async def _add_station(self, server: Server, st: StationState) -> None:
         folder = await server.nodes.objects.add_folder(
-            await server.get_namespace_index(PLCSIM_NAMESPACE), st.sid)
+            await server.get_namespace_index(PLCSIM_NAMESPACE), st.sid
+        )
         resolved = st.cfg.tags.resolved()
         for tag, vtype in st.vtypes.items():
             ref = parse_node_ref(resolved[tag], st.cfg.tags.namespace_uri)
@@ -252,8 +290,11 @@ class PlcSimulator:
                 await server.register_namespace(ref.namespace)
             nodeid = ref.resolve(await server.get_namespace_array())
             var = await folder.add_variable(
-                nodeid, ua.QualifiedName(tag.value, nodeid.NamespaceIndex),
-                ua.Variant(st.mem[tag], vtype), datatype=ua.NodeId(vtype.value, 0))
+                nodeid,
+                ua.QualifiedName(tag.value, nodeid.NamespaceIndex),
+                ua.Variant(st.mem[tag], vtype),
+                datatype=ua.NodeId(vtype.value, 0),
+            )
             if TAG_SPEC[tag][0] is Direction.CELL_TO_PLC:
                 await var.set_writable()
             st.nodes[tag] = nodeid
@@ -262,8 +303,9 @@ class PlcSimulator:
     def _on_write(self, event: ServerItemCallback, _dispatcher: object) -> None:
         """A client wrote: copy accepted Value writes into PLC memory and wake the station."""
         now = time.perf_counter()
-        for wv, status in zip(event.request_params.NodesToWrite, event.response_params,
-                              strict=True):
+        for wv, status in zip(
+            event.request_params.NodesToWrite, event.response_params, strict=True
+        ):
             if wv.AttributeId != ua.AttributeIds.Value or not status.is_good():
                 continue
             hit = self._by_node.get(wv.NodeId)
@@ -336,12 +378,22 @@ class PlcSimulator:
             st.requested += 1
             await st.changed.until(
                 lambda s=seq, e=epoch: st.epoch != e or st.mem.get(Tag.RESULT_SEQ) == s,
-                None, lambda: None)
+                None,
+                lambda: None,
+            )
             if st.epoch != epoch:
                 continue  # cold restart: the PLC forgot this job
-            st.latch(LatchedResult(
-                seq, part, program, int(st.mem[Tag.RESULT]), int(st.mem[Tag.ERROR_CODE]),  # type: ignore[call-overload]
-                int(st.mem[Tag.CYCLE_TIME_MS]), epoch))  # type: ignore[call-overload]
+            st.latch(
+                LatchedResult(
+                    seq,
+                    part,
+                    program,
+                    int(st.mem[Tag.RESULT]),
+                    int(st.mem[Tag.ERROR_CODE]),  # type: ignore[call-overload]
+                    int(st.mem[Tag.CYCLE_TIME_MS]),
+                    epoch,
+                )
+            )  # type: ignore[call-overload]
             await self._hold_raw(st, Tag.RESULT_ACK_SEQ, inj)
             await self._put(st, Tag.RESULT_ACK_SEQ, seq)
             self._done.fire()
@@ -374,21 +426,27 @@ async def run_plcsim(
     station's counts.
     """
     stop = stop or asyncio.Event()
-    async with PlcSimulator(stations, endpoint, heartbeat_s=heartbeat_s, security=security,
-                            keep=keep) as sim:
+    async with PlcSimulator(
+        stations, endpoint, heartbeat_s=heartbeat_s, security=security, keep=keep
+    ) as sim:
         if on_ready is not None:
             on_ready(sim.url)
         finite = all(cfg.parts is not None for cfg in stations.values())
         target = max((cfg.parts or 0) for cfg in stations.values())
         last_report = time.monotonic()
         while not stop.is_set():
-            if finite and all(sim.counts(sid).ok + sim.counts(sid).nok >= (cfg.parts or 0)
-                              for sid, cfg in stations.items()):
+            if finite and all(
+                sim.counts(sid).ok + sim.counts(sid).nok >= (cfg.parts or 0)
+                for sid, cfg in stations.items()
+            ):
                 break
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 1.0)
             if report_every_s and time.monotonic() - last_report >= report_every_s:
                 last_report = time.monotonic()
-                log.info("PLC simulator: %s (target %s)",
-                         {sid: sim.counts(sid) for sid in stations}, target)
+                log.info(
+                    "PLC simulator: %s (target %s)",
+                    {sid: sim.counts(sid) for sid in stations},
+                    target,
+                )
         return {sid: sim.counts(sid) for sid in stations}

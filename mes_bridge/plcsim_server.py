@@ -35,9 +35,12 @@ from mes_bridge.errors import CertificateError, UntrustedCertificate
 log = logging.getLogger(__name__)
 
 SECURE_ENDPOINTS = (
-    "Basic256Sha256_Sign", "Basic256Sha256_SignAndEncrypt",
-    "Aes128Sha256RsaOaep_Sign", "Aes128Sha256RsaOaep_SignAndEncrypt",
-    "Aes256Sha256RsaPss_Sign", "Aes256Sha256RsaPss_SignAndEncrypt",
+    "Basic256Sha256_Sign",
+    "Basic256Sha256_SignAndEncrypt",
+    "Aes128Sha256RsaOaep_Sign",
+    "Aes128Sha256RsaOaep_SignAndEncrypt",
+    "Aes256Sha256RsaPss_Sign",
+    "Aes256Sha256RsaPss_SignAndEncrypt",
 )
 
 
@@ -76,8 +79,13 @@ class _Users:
     def __init__(self, users: Mapping[str, SecretStr]) -> None:
         self._users = {name: pw.get_secret_value().encode() for name, pw in users.items()}
 
-    def get_user(self, iserver: Any, username: str | None = None, password: str | None = None,
-                 certificate: Any = None) -> User | None:
+    def get_user(
+        self,
+        iserver: Any,
+        username: str | None = None,
+        password: str | None = None,
+        certificate: Any = None,
+    ) -> User | None:
         expected = self._users.get(username or "")
         given = (password or "").encode()
         if expected is None or not hmac.compare_digest(expected, given):
@@ -89,8 +97,13 @@ class _Users:
 class SimServer:
     """An asyncua server on a fixed URL that can be stopped, killed and started again."""
 
-    def __init__(self, url: str, name: str, security: SimSecurity | None,
-                 on_write: Callable[[ServerItemCallback, object], None]) -> None:
+    def __init__(
+        self,
+        url: str,
+        name: str,
+        security: SimSecurity | None,
+        on_write: Callable[[ServerItemCallback, object], None],
+    ) -> None:
         self.url = url
         self._name = name
         self._security = security
@@ -118,8 +131,7 @@ class SimServer:
     async def _secure(self, server: Server, sec: SimSecurity) -> None:
         cert = load_certificate(sec.certificate)
         password = sec.private_key_password
-        key = load_private_key(sec.private_key,
-                               password.get_secret_value() if password else None)
+        key = load_private_key(sec.private_key, password.get_secret_value() if password else None)
         check_key_pair(cert, key, f"certificate {sec.certificate}")
         uris = certificate_info(cert).application_uris
         if not uris:
@@ -127,9 +139,15 @@ class SimServer:
         self.certificate = cert
         await server.set_application_uri(uris[0])
         await server.load_certificate(cert.public_bytes(serialization.Encoding.DER), "der")
-        await server.load_private_key(key.private_bytes(
-            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption()), None, "der")
+        await server.load_private_key(
+            key.private_bytes(
+                serialization.Encoding.DER,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ),
+            None,
+            "der",
+        )
         types = [ua.SecurityPolicyType[n] for n in sec.endpoints]
         if sec.allow_plain:
             types.insert(0, ua.SecurityPolicyType.NoSecurity)

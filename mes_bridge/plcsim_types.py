@@ -37,8 +37,11 @@ class SimStation(BaseModel):
     omit: frozenset[Tag] = frozenset()  # tags given no node (to test connect-time checks)
     type_overrides: dict[Tag, str] = Field(default_factory=dict)  # tag -> other VariantType
     heartbeat: bool = True  # False: HeartbeatPLC stands still (a stopped PLC program)
-    raw_hold_s: float = Field(default=0.5, ge=0, description="how long an injected raw "
-                              "JobSeq/ResultAckSeq stays before the real value")
+    raw_hold_s: float = Field(
+        default=0.5,
+        ge=0,
+        description="how long an injected raw JobSeq/ResultAckSeq stays before the real value",
+    )
 
 
 @dataclass(frozen=True)

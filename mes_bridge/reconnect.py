@@ -74,7 +74,8 @@ class Reconnecting:
             if left is not None and left <= 0:
                 raise PlcConnectionError(
                     f"PLC at {self.endpoint} unreachable: {attempts} attempts in "
-                    f"{deadline_s:.0f} s, last error: {last!r}") from last
+                    f"{deadline_s:.0f} s, last error: {last!r}"
+                ) from last
             log.info("PLC at %s unreachable (%r); retrying in %.1f s", self.endpoint, last, delay)
             # Backoff between attempts: there is no event to await for a server coming back.
             await asyncio.sleep(delay if left is None else min(delay, left))
@@ -82,8 +83,15 @@ class Reconnecting:
 
     async def _open_link(self) -> None:
         gen = self._generation + 1
-        link = await Link.open(self.endpoint, self._refs, self._options, self._security,
-                               generation=gen, sink=self._sink, on_lost=self._lost)
+        link = await Link.open(
+            self.endpoint,
+            self._refs,
+            self._options,
+            self._security,
+            generation=gen,
+            sink=self._sink,
+            on_lost=self._lost,
+        )
         self._generation, self._link = gen, link
         try:
             values = await link.read_all()

@@ -45,19 +45,32 @@ PLAIN_APPLICATION_URI = "urn:intern-cells:bridge"
 
 _S = ua.StatusCodes
 # The PLC refused our certificate or the security settings we asked for.
-CERTIFICATE_REFUSED = frozenset({
-    _S.BadCertificateUntrusted, _S.BadCertificateInvalid, _S.BadCertificateUriInvalid,
-    _S.BadCertificateTimeInvalid, _S.BadCertificateIssuerTimeInvalid,
-    _S.BadCertificateRevoked, _S.BadCertificateIssuerRevoked,
-    _S.BadCertificateRevocationUnknown, _S.BadCertificateUseNotAllowed,
-    _S.BadCertificateHostNameInvalid, _S.BadSecurityChecksFailed,
-    _S.BadSecurityPolicyRejected, _S.BadSecurityModeRejected,
-})
+CERTIFICATE_REFUSED = frozenset(
+    {
+        _S.BadCertificateUntrusted,
+        _S.BadCertificateInvalid,
+        _S.BadCertificateUriInvalid,
+        _S.BadCertificateTimeInvalid,
+        _S.BadCertificateIssuerTimeInvalid,
+        _S.BadCertificateRevoked,
+        _S.BadCertificateIssuerRevoked,
+        _S.BadCertificateRevocationUnknown,
+        _S.BadCertificateUseNotAllowed,
+        _S.BadCertificateHostNameInvalid,
+        _S.BadSecurityChecksFailed,
+        _S.BadSecurityPolicyRejected,
+        _S.BadSecurityModeRejected,
+    }
+)
 # The PLC refused the user identity (anonymous, or user name and password).
-LOGIN_REFUSED = frozenset({
-    _S.BadUserAccessDenied, _S.BadIdentityTokenInvalid, _S.BadIdentityTokenRejected,
-    _S.BadUserSignatureInvalid,
-})
+LOGIN_REFUSED = frozenset(
+    {
+        _S.BadUserAccessDenied,
+        _S.BadIdentityTokenInvalid,
+        _S.BadIdentityTokenRejected,
+        _S.BadUserSignatureInvalid,
+    }
+)
 
 
 class SecurityConfig(BaseModel):
@@ -86,25 +99,41 @@ class SecurityConfig(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> SecurityConfig:
         if (self.policy == "None") != (self.mode == "None"):
-            raise ValueError("security policy and mode must both be 'None' or neither "
-                             f"(got policy {self.policy}, mode {self.mode})")
+            raise ValueError(
+                "security policy and mode must both be 'None' or neither "
+                f"(got policy {self.policy}, mode {self.mode})"
+            )
         if self.secure:
-            missing = [name for name in ("certificate", "private_key",
-                                         "trusted_server_certificates")
-                       if getattr(self, name) is None]
+            missing = [
+                name
+                for name in ("certificate", "private_key", "trusted_server_certificates")
+                if getattr(self, name) is None
+            ]
             if missing:
-                raise ValueError(f"security mode {self.mode} needs " + ", ".join(
-                    f"'{m}'" for m in missing))
+                raise ValueError(
+                    f"security mode {self.mode} needs " + ", ".join(f"'{m}'" for m in missing)
+                )
         else:
-            given = [name for name in ("certificate", "private_key",
-                                       "trusted_server_certificates", "private_key_password")
-                     if getattr(self, name) is not None]
+            given = [
+                name
+                for name in (
+                    "certificate",
+                    "private_key",
+                    "trusted_server_certificates",
+                    "private_key_password",
+                )
+                if getattr(self, name) is not None
+            ]
             if given:
-                raise ValueError(f"{', '.join(given)} given but policy and mode are 'None': "
-                                 "the connection would not be secured; set policy and mode")
+                raise ValueError(
+                    f"{', '.join(given)} given but policy and mode are 'None': "
+                    "the connection would not be secured; set policy and mode"
+                )
             if self.username is not None:
-                raise ValueError("a user name and password need mode Sign or SignAndEncrypt: "
-                                 "in plain mode the password crosses the network in clear text")
+                raise ValueError(
+                    "a user name and password need mode Sign or SignAndEncrypt: "
+                    "in plain mode the password crosses the network in clear text"
+                )
         if (self.username is None) != (self.password is None):
             raise ValueError("give both username and password, or neither")
         return self
@@ -129,25 +158,33 @@ class ClientSecurity:
         assert config.certificate and config.private_key and config.trusted_server_certificates
         cert = load_certificate(config.certificate)
         password = config.private_key_password
-        key = load_private_key(config.private_key,
-                               password.get_secret_value() if password else None)
+        key = load_private_key(
+            config.private_key, password.get_secret_value() if password else None
+        )
         check_key_pair(cert, key, f"certificate {config.certificate}")
         info = certificate_info(cert)
         if not info.application_uris:
-            raise CertificateError(f"certificate {config.certificate} has no application URI "
-                                   "in its subjectAltName; OPC UA peers refuse it")
-        if config.application_uri is not None and \
-                config.application_uri not in info.application_uris:
+            raise CertificateError(
+                f"certificate {config.certificate} has no application URI "
+                "in its subjectAltName; OPC UA peers refuse it"
+            )
+        if (
+            config.application_uri is not None
+            and config.application_uri not in info.application_uris
+        ):
             raise CertificateError(
                 f"certificate {config.certificate} is for {', '.join(info.application_uris)}, "
-                f"not the configured application URI {config.application_uri!r}")
+                f"not the configured application URI {config.application_uri!r}"
+            )
         self.application_uri = config.application_uri or info.application_uris[0]
         self.certificate_der = cert.public_bytes(serialization.Encoding.DER)
         self._description = describe(info)
         # Kept decrypted in memory, as the OPC UA stack needs it for every secure channel.
-        self._key_der = key.private_bytes(serialization.Encoding.DER,
-                                          serialization.PrivateFormat.PKCS8,
-                                          serialization.NoEncryption())
+        self._key_der = key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
         self.trust = TrustList.load(config.trusted_server_certificates)
 
     async def apply(self, client: Client, endpoint: str) -> None:
@@ -164,26 +201,37 @@ class ClientSecurity:
             policy = getattr(security_policies, f"SecurityPolicy{cfg.policy}")
             mode = getattr(ua.MessageSecurityMode, cfg.mode)
             offered = await client.connect_and_get_server_endpoints()
-            chosen = [ep for ep in offered
-                      if ep.SecurityPolicyUri == policy.URI and ep.SecurityMode == mode]
+            chosen = [
+                ep
+                for ep in offered
+                if ep.SecurityPolicyUri == policy.URI and ep.SecurityMode == mode
+            ]
             if not chosen:
-                have = sorted({f"{ep.SecurityPolicyUri.rsplit('#', 1)[-1]}/"
-                               f"{ep.SecurityMode.name}" for ep in offered})
+                have = sorted(
+                    {
+                        f"{ep.SecurityPolicyUri.rsplit('#', 1)[-1]}/{ep.SecurityMode.name}"
+                        for ep in offered
+                    }
+                )
                 raise PlcSecurityError(
                     f"PLC at {endpoint} offers no endpoint with {cfg.policy}/{cfg.mode}; "
-                    f"it offers {', '.join(have)}")
+                    f"it offers {', '.join(have)}"
+                )
             server_cert = uacrypto.x509_from_der(chosen[0].ServerCertificate)
             if server_cert is None:
-                raise PlcSecurityError(f"PLC at {endpoint} sent no server certificate for "
-                                       f"{cfg.policy}/{cfg.mode}")
-            self.trust.check(server_cert, application_uri=chosen[0].Server.ApplicationUri,
-                             role="PLC server")
+                raise PlcSecurityError(
+                    f"PLC at {endpoint} sent no server certificate for {cfg.policy}/{cfg.mode}"
+                )
+            self.trust.check(
+                server_cert, application_uri=chosen[0].Server.ApplicationUri, role="PLC server"
+            )
             await client.set_security(
                 policy,
                 certificate=uacrypto.CertProperties(self.certificate_der, "der"),
                 private_key=uacrypto.CertProperties(self._key_der, "der"),
                 server_certificate=uacrypto.CertProperties(
-                    server_cert.public_bytes(serialization.Encoding.DER), "der"),
+                    server_cert.public_bytes(serialization.Encoding.DER), "der"
+                ),
                 mode=mode,
             )
         if cfg.username is not None and cfg.password is not None:
@@ -195,25 +243,33 @@ class ClientSecurity:
         if type(exc) is ua.UaError and str(exc).startswith("No matching endpoints"):
             # asyncua's own check of the endpoints a session offers (plain mode only: in
             # secure mode ``apply`` has already picked a matching endpoint).
-            return PlcSecurityError(f"PLC at {endpoint} offers no unsecured endpoint: "
-                                    "configure a security policy and mode for it")
+            return PlcSecurityError(
+                f"PLC at {endpoint} offers no unsecured endpoint: "
+                "configure a security policy and mode for it"
+            )
         code = getattr(exc, "code", None)
         if not isinstance(exc, ua.UaStatusCodeError) or code is None:
             return None
         name = ua.StatusCode(code).name
         if code in CERTIFICATE_REFUSED:
             if not self.config.secure:
-                return PlcSecurityError(f"PLC at {endpoint} refused the connection ({name}): "
-                                        "it probably requires a secure policy and mode")
+                return PlcSecurityError(
+                    f"PLC at {endpoint} refused the connection ({name}): "
+                    "it probably requires a secure policy and mode"
+                )
             return PlcSecurityError(
                 f"PLC at {endpoint} refused the bridge's certificate ({name}): add "
                 f"{self.config.certificate} ({self._description}) to the PLC's trusted "
-                "client certificates")
+                "client certificates"
+            )
         if code in LOGIN_REFUSED:
             if self.config.username is None:
-                return PlcSecurityError(f"PLC at {endpoint} refused an anonymous login "
-                                        f"({name}): configure a user name and password")
+                return PlcSecurityError(
+                    f"PLC at {endpoint} refused an anonymous login "
+                    f"({name}): configure a user name and password"
+                )
             return PlcSecurityError(
                 f"PLC at {endpoint} refused the login of user {self.config.username!r} "
-                f"({name}): check the user name and password")
+                f"({name}): check the user name and password"
+            )
         return None

@@ -41,8 +41,7 @@ from mes_bridge.reconnect import Reconnecting, Resync
 from mes_bridge.security import ClientSecurity, SecurityConfig
 from mes_bridge.tags import Tag, TagMap
 
-__all__ = ["PlcJob", "PlcLiveness", "PlcResult", "PlcSession", "SecurityConfig",
-           "StationChannel"]
+__all__ = ["PlcJob", "PlcLiveness", "PlcResult", "PlcSession", "SecurityConfig", "StationChannel"]
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +93,18 @@ class PlcSession(Reconnecting):
             raise ValueError(f"PLC endpoint must start with opc.tcp://, got {endpoint!r}")
         if not stations:
             raise ValueError("a PLC session needs at least one station")
-        if min(heartbeat_s, connect_deadline_s, reconnect_max_delay_s,
-               plc_heartbeat_timeout_s) <= 0:
-            raise ValueError("heartbeat_s, connect_deadline_s, reconnect_max_delay_s and "
-                             "plc_heartbeat_timeout_s must be positive")
+        if (
+            min(heartbeat_s, connect_deadline_s, reconnect_max_delay_s, plc_heartbeat_timeout_s)
+            <= 0
+        ):
+            raise ValueError(
+                "heartbeat_s, connect_deadline_s, reconnect_max_delay_s and "
+                "plc_heartbeat_timeout_s must be positive"
+            )
         self.endpoint = endpoint
         self._options = ConnectOptions(
-            timeout_s=timeout_s, publishing_interval_ms=publishing_interval_ms,
+            timeout_s=timeout_s,
+            publishing_interval_ms=publishing_interval_ms,
             heartbeat_interval_ms=min(500.0, heartbeat_s * 500),
             session_timeout_s=session_timeout_s,
         )
@@ -113,8 +117,9 @@ class PlcSession(Reconnecting):
         self._on_notice = on_notice
         self._refs = {sid: tm.refs(sid) for sid, tm in stations.items()}
         known = dict(known_job_seqs or {})
-        self._machines = {sid: StationHandshake(sid, last_job_seq=known.get(sid))
-                          for sid in stations}
+        self._machines = {
+            sid: StationHandshake(sid, last_job_seq=known.get(sid)) for sid in stations
+        }
         self._channels = {sid: StationChannel(self, m) for sid, m in self._machines.items()}
         self._link: Link | None = None
         self._generation = 0  # of the newest link
@@ -136,10 +141,13 @@ class PlcSession(Reconnecting):
         self._tasks = [asyncio.create_task(self._process(), name="plc-process")]
         try:
             await self._connect(self._connect_deadline_s)
-            if not await self._sync.until(lambda: self._live_gen is not None,
-                                          self._connect_deadline_s, self.failure):
-                raise PlcConnectionError(f"PLC at {self.endpoint}: no resync within "
-                                         f"{self._connect_deadline_s} s of connecting")
+            if not await self._sync.until(
+                lambda: self._live_gen is not None, self._connect_deadline_s, self.failure
+            ):
+                raise PlcConnectionError(
+                    f"PLC at {self.endpoint}: no resync within "
+                    f"{self._connect_deadline_s} s of connecting"
+                )
         except BaseException:
             await self._shutdown()
             raise
@@ -173,8 +181,10 @@ class PlcSession(Reconnecting):
         try:
             return self._channels[station_id]
         except KeyError:
-            raise KeyError(f"station {station_id!r} is not served by the session to "
-                           f"{self.endpoint}; it serves {sorted(self._channels)}") from None
+            raise KeyError(
+                f"station {station_id!r} is not served by the session to "
+                f"{self.endpoint}; it serves {sorted(self._channels)}"
+            ) from None
 
     @property
     def stations(self) -> list[str]:
@@ -199,8 +209,7 @@ class PlcSession(Reconnecting):
         """Connected, resynced, not failed, and the processor keeps up with its queue (it
         took every tick marker but perhaps the latest): the condition under which
         HeartbeatCell ticks. A stuck processor stops the heartbeat within two ticks."""
-        return (self._failure is None and self.connected
-                and self._ticks_sent - self._ticks_seen <= 1)
+        return self._failure is None and self.connected and self._ticks_sent - self._ticks_seen <= 1
 
     def subscriptions(self) -> list[tuple[float, int]]:
         """(publishing interval ms, monitored items) of each subscription of the live
@@ -210,8 +219,9 @@ class PlcSession(Reconnecting):
 
     # ------------------------------------------------------------------ channel side
 
-    async def apply(self, station_id: str, job: PlcJob,
-                    commit: Callable[[], tuple[WriteStep, ...]]) -> None:
+    async def apply(
+        self, station_id: str, job: PlcJob, commit: Callable[[], tuple[WriteStep, ...]]
+    ) -> None:
         """Commit a handshake step in the machine, then get its writes onto the PLC.
 
         If the connection is down or drops mid-write, wait for the next resync and write
@@ -232,8 +242,10 @@ class PlcSession(Reconnecting):
                 if waited and not machine.is_current(job):
                     if machine.result_acked(job):
                         return  # the resync wrote the step again and the PLC latched it
-                    raise JobNotCurrent(f"station {station_id}: job {job.job_seq} stopped "
-                                        "being current while the PLC was unreachable")
+                    raise JobNotCurrent(
+                        f"station {station_id}: job {job.job_seq} stopped "
+                        "being current while the PLC was unreachable"
+                    )
                 try:
                     await link.write_steps(station_id, steps)
                     return
@@ -241,8 +253,14 @@ class PlcSession(Reconnecting):
                     # Refused, not lost: the step did not happen, so it must not count as
                     # done (the cell retries it, e.g. after the PLC is fixed).
                     machine.revert(before, after)
-                    self._deliver(self._channels[station_id], Outcome(notices=(Notice(
-                        station_id, NoticeKind.WRITE_REFUSED, job.job_seq, str(exc)),)))
+                    self._deliver(
+                        self._channels[station_id],
+                        Outcome(
+                            notices=(
+                                Notice(station_id, NoticeKind.WRITE_REFUSED, job.job_seq, str(exc)),
+                            )
+                        ),
+                    )
                     raise
                 except LINK_ERRORS as exc:
                     self._lost(link.generation, exc)
@@ -254,7 +272,9 @@ class PlcSession(Reconnecting):
             waited = True
             await self._sync.until(
                 lambda t=target: self._live_gen is not None and self._live_gen >= t,
-                None, self.failure)
+                None,
+                self.failure,
+            )
 
     async def write_status(self, station_id: str) -> None:
         """Best effort: CellState now if connected; the next resync writes it otherwise.
@@ -269,8 +289,10 @@ class PlcSession(Reconnecting):
         try:
             await link.write([(station_id, Tag.CELL_STATE, state)])
         except PlcWriteError as exc:
-            self._deliver(self._channels[station_id], Outcome(notices=(Notice(
-                station_id, NoticeKind.WRITE_REFUSED, None, str(exc)),)))
+            self._deliver(
+                self._channels[station_id],
+                Outcome(notices=(Notice(station_id, NoticeKind.WRITE_REFUSED, None, str(exc)),)),
+            )
         except LINK_ERRORS as exc:
             self._lost(link.generation, exc)
 
@@ -285,8 +307,9 @@ class PlcSession(Reconnecting):
                 continue  # HeartbeatCell stands still: the PLC's watchdog will see it
             self._heartbeat = (self._heartbeat + 1) & 0xFFFF
             try:
-                await link.write([(sid, Tag.HEARTBEAT_CELL, self._heartbeat)
-                                  for sid in self._channels])
+                await link.write(
+                    [(sid, Tag.HEARTBEAT_CELL, self._heartbeat) for sid in self._channels]
+                )
                 if self._beat_refused:
                     log.info("PLC at %s takes HeartbeatCell again", self.endpoint)
                 self._beat_refused = False
@@ -353,8 +376,11 @@ class PlcSession(Reconnecting):
             self._deliver(self._channels[sid], out)
             if out.writes:
                 pending.append((sid, out.writes))
-        status = [(sid, Tag.CELL_STATE, ch.cell_state)
-                  for sid, ch in self._channels.items() if ch.cell_state is not None]
+        status = [
+            (sid, Tag.CELL_STATE, ch.cell_state)
+            for sid, ch in self._channels.items()
+            if ch.cell_state is not None
+        ]
         try:
             for sid, steps in pending:
                 await self._rewrite(link, sid, lambda s=sid, w=steps: link.write_steps(s, w))
@@ -366,15 +392,20 @@ class PlcSession(Reconnecting):
             self._live_gen = gen
         self._wake_all()
 
-    async def _rewrite(self, link: Link, station_id: str | None,
-                       write: Callable[[], Awaitable[None]]) -> None:
+    async def _rewrite(
+        self, link: Link, station_id: str | None, write: Callable[[], Awaitable[None]]
+    ) -> None:
         """A resync write; one the PLC refuses is reported, and the rest still happen."""
         try:
             await write()
         except PlcWriteError as exc:
             for sid in [station_id] if station_id else list(self._channels):
-                self._deliver(self._channels[sid], Outcome(notices=(Notice(
-                    sid, NoticeKind.WRITE_REFUSED, None, f"at resync: {exc}"),)))
+                self._deliver(
+                    self._channels[sid],
+                    Outcome(
+                        notices=(Notice(sid, NoticeKind.WRITE_REFUSED, None, f"at resync: {exc}"),)
+                    ),
+                )
 
     def _check_liveness(self) -> None:
         for channel in self._channels.values():
@@ -386,8 +417,14 @@ class PlcSession(Reconnecting):
     def _deliver(self, channel: StationChannel, out: Outcome) -> None:
         for notice in out.notices:
             level = logging.INFO if notice.kind in _QUIET else logging.WARNING
-            log.log(level, "station %s %s (JobSeq %s): %s", notice.station_id,
-                    notice.kind.value, notice.job_seq, notice.detail)
+            log.log(
+                level,
+                "station %s %s (JobSeq %s): %s",
+                notice.station_id,
+                notice.kind.value,
+                notice.job_seq,
+                notice.detail,
+            )
             channel.note(notice)
             if self._on_notice is not None:
                 self._on_notice(notice)

@@ -83,6 +83,7 @@ TAG_SPEC: dict[Tag, tuple[Direction, str]] = {
     Tag.CELL_STATE: (Direction.CELL_TO_PLC, "Int32"),
 }
 
+
 class TagMap(BaseModel):
     """Node ids of one station's handshake tags (see the module doc for the forms).
 
@@ -94,12 +95,16 @@ class TagMap(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     namespace_uri: str | None = Field(
-        default=None, description="Namespace URI for node ids given without ns=/nsu=.")
+        default=None, description="Namespace URI for node ids given without ns=/nsu=."
+    )
     pattern: str | None = Field(
-        default=None, description="String id of unlisted tags, '{tag}' standing for the "
-        "tag name, e.g. '\"DB_Cell01\".\"{tag}\"'.")
+        default=None,
+        description="String id of unlisted tags, '{tag}' standing for the "
+        'tag name, e.g. \'"DB_Cell01"."{tag}"\'.',
+    )
     prefix: str | None = Field(
-        default=None, description="Default string-id prefix, e.g. 'Line1.ST10'.")
+        default=None, description="Default string-id prefix, e.g. 'Line1.ST10'."
+    )
     nodes: dict[Tag, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -110,8 +115,10 @@ class TagMap(BaseModel):
             raise ValueError(f"pattern {self.pattern!r} has no '{{tag}}' in it")
         missing = [t.value for t in Tag if t not in self.nodes]
         if missing and self.pattern is None and self.prefix is None:
-            raise ValueError("tags without a node id and no 'pattern' or 'prefix' to derive "
-                             "them: " + ", ".join(missing))
+            raise ValueError(
+                "tags without a node id and no 'pattern' or 'prefix' to derive "
+                "them: " + ", ".join(missing)
+            )
         problems = []
         for tag, text in self.resolved().items():
             try:
@@ -122,8 +129,11 @@ class TagMap(BaseModel):
         if problems:
             raise ValueError("; ".join(problems))
         counts = Counter(self.resolved().values())
-        shared = [f"{', '.join(t.value for t, n in self.resolved().items() if n == node)} "
-                  f"-> {node!r}" for node, c in counts.items() if c > 1]
+        shared = [
+            f"{', '.join(t.value for t, n in self.resolved().items() if n == node)} -> {node!r}"
+            for node, c in counts.items()
+            if c > 1
+        ]
         if shared:
             raise ValueError("tags share a node: " + "; ".join(shared))
         return self

@@ -59,9 +59,7 @@ def check_prefix(prefix: np.ndarray | None, max_len: int) -> np.ndarray:
         return np.zeros((0, ACTION_DIM), dtype=np.float32)
     p = np.asarray(prefix)
     if p.ndim != 2 or p.shape[1] != ACTION_DIM:
-        raise PolicyInputError(
-            f"prefix must have shape (k, {ACTION_DIM}), got {tuple(p.shape)}"
-        )
+        raise PolicyInputError(f"prefix must have shape (k, {ACTION_DIM}), got {tuple(p.shape)}")
     if p.shape[0] > max_len:
         raise PolicyInputError(f"prefix has {p.shape[0]} actions; at most {max_len} accepted")
     if not np.issubdtype(p.dtype, np.number) or not np.all(np.isfinite(p)):

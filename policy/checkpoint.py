@@ -42,6 +42,7 @@ def save_checkpoint(
 ) -> str:
     """Write ``model`` to ``folder`` (created); returns the version id."""
     from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     weights_path = folder / WEIGHTS

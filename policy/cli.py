@@ -50,22 +50,20 @@ def train(
         typer.Option(help="episodes recorded by 'intern sim demos'; omit to generate them"),
     ] = None,
     out: Annotated[Path | None, typer.Option(help="checkpoint folder to write")] = None,
-    episodes: Annotated[
-        int, typer.Option(help="expert episodes to generate")
-    ] = _default("expert_episodes"),
+    episodes: Annotated[int, typer.Option(help="expert episodes to generate")] = _default(
+        "expert_episodes"
+    ),
     steps: Annotated[int, typer.Option(help="behaviour-cloning steps")] = _default("steps"),
-    relabel_rounds: Annotated[
-        int, typer.Option(help="DAgger-style relabelling rounds")
-    ] = _default("dagger_rounds"),
-    relabel_episodes: Annotated[
-        int, typer.Option(help="policy episodes per round")
-    ] = _default("dagger_episodes"),
-    relabel_steps: Annotated[
-        int, typer.Option(help="training steps after each round")
-    ] = _default("dagger_steps"),
-    minutes: Annotated[
-        float, typer.Option(help="wall-time budget")
-    ] = _default("time_budget_min"),
+    relabel_rounds: Annotated[int, typer.Option(help="DAgger-style relabelling rounds")] = _default(
+        "dagger_rounds"
+    ),
+    relabel_episodes: Annotated[int, typer.Option(help="policy episodes per round")] = _default(
+        "dagger_episodes"
+    ),
+    relabel_steps: Annotated[int, typer.Option(help="training steps after each round")] = _default(
+        "dagger_steps"
+    ),
+    minutes: Annotated[float, typer.Option(help="wall-time budget")] = _default("time_budget_min"),
     difficulty: float = _default("difficulty"),
     seed: int = _default("seed"),
     init: Annotated[
@@ -84,11 +82,21 @@ def train(
         _fail(f"{demos} holds no recorded episodes; record some with 'intern sim demos'")
     try:
         cfg = TrainConfig(
-            task=task, out=out or Path("checkpoints") / task.value, demos=demos,
-            expert_episodes=episodes, steps=steps, dagger_rounds=relabel_rounds,
-            dagger_episodes=relabel_episodes, dagger_steps=relabel_steps,
-            time_budget_min=minutes, difficulty=difficulty, seed=seed, init=init, lr=lr,
-            threads=threads, teacher_error=teacher_error,
+            task=task,
+            out=out or Path("checkpoints") / task.value,
+            demos=demos,
+            expert_episodes=episodes,
+            steps=steps,
+            dagger_rounds=relabel_rounds,
+            dagger_episodes=relabel_episodes,
+            dagger_steps=relabel_steps,
+            time_budget_min=minutes,
+            difficulty=difficulty,
+            seed=seed,
+            init=init,
+            lr=lr,
+            threads=threads,
+            teacher_error=teacher_error,
         )
     except ValidationError as exc:
         _fail(_explain(exc))
@@ -143,8 +151,14 @@ def evaluate_cmd(
             typer.echo(f"  {n}/{episodes} episodes", err=True)
 
     report = evaluate(
-        pol, task, episodes, difficulty=difficulty, latency=latency, config=cfg,
-        with_expert=expert, progress=progress,
+        pol,
+        task,
+        episodes,
+        difficulty=difficulty,
+        latency=latency,
+        config=cfg,
+        with_expert=expert,
+        progress=progress,
     )
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 

@@ -27,7 +27,11 @@ class RemotePolicy:
     """
 
     def __init__(
-        self, host: str = "127.0.0.1", port: int = 8765, *, token: str | None = None,
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8765,
+        *,
+        token: str | None = None,
         timeout_s: float = 10.0,
     ) -> None:
         self._addr = (host, port)
@@ -69,8 +73,10 @@ class RemotePolicy:
         t0 = time.perf_counter()
         reply = self._call(msg)
         actions = reply.get("actions")
-        if not isinstance(actions, np.ndarray) or actions.ndim != 2 or (
-            actions.shape[1] != ACTION_DIM
+        if (
+            not isinstance(actions, np.ndarray)
+            or actions.ndim != 2
+            or (actions.shape[1] != ACTION_DIM)
         ):
             raise PolicyConnectionError("server answered without a valid action chunk")
         self.version = str(reply.get("version", self.version))

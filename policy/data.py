@@ -60,8 +60,11 @@ class EpisodeBuilder:
         self.instruction = ""
 
     def add(
-        self, obs: Observation, action: np.ndarray,
-        aim: tuple[np.ndarray, np.ndarray] | None = None, executed: np.ndarray | None = None,
+        self,
+        obs: Observation,
+        action: np.ndarray,
+        aim: tuple[np.ndarray, np.ndarray] | None = None,
+        executed: np.ndarray | None = None,
     ) -> None:
         """One tick; ``aim`` is ``CellEnv.aim()`` at this state and ``executed`` the action
         really run when ``action`` is a label (give each every tick or never)."""
@@ -103,9 +106,9 @@ def collect_expert_episode(env: Any, *, task: str, seed: int) -> Episode:
     return b.build(success=bool(env.outcome().success), task=task, seed=seed)
 
 
-def load_demos(folder: Path, *, task: str | None = None, successful_only: bool = True) -> list[
-    Episode
-]:
+def load_demos(
+    folder: Path, *, task: str | None = None, successful_only: bool = True
+) -> list[Episode]:
     """Episodes recorded by ``robot.recorder`` (``intern sim demos``) in ``folder``.
 
     The label of each tick is the expert's action when the episode carries one
@@ -183,7 +186,8 @@ class ChunkDataset:
         self._p = None
         rows = [
             np.stack([np.full(len(e), start + i), np.arange(len(e))], axis=1)
-            for i, e in enumerate(episodes) if len(e)
+            for i, e in enumerate(episodes)
+            if len(e)
         ]
         if rows:
             self._index = np.concatenate([self._index, *rows])
@@ -223,9 +227,17 @@ class ChunkDataset:
                 executed[j, : len(seg)] = ep.executed[t : t + h]
                 has_executed[j] = True
             text.append(ep.instruction)
-        return {"images": images, "state": state, "actions": actions, "valid": valid,
-                "aim": aim, "aim_valid": aim_valid, "executed": executed,
-                "has_executed": has_executed, "text": text}
+        return {
+            "images": images,
+            "state": state,
+            "actions": actions,
+            "valid": valid,
+            "aim": aim,
+            "aim_valid": aim_valid,
+            "executed": executed,
+            "has_executed": has_executed,
+            "text": text,
+        }
 
     def all_states(self) -> np.ndarray:
         return np.concatenate([e.state for e in self.episodes])

@@ -104,7 +104,9 @@ def evaluate(
         seed = seed0 + i
         env = CellEnv(task, seed=seed, difficulty=difficulty, render=True)
         runner = SimTimeRunner(
-            policy, cfg, latency=LatencyInjector(latency, seed=seed),
+            policy,
+            cfg,
+            latency=LatencyInjector(latency, seed=seed),
             horizon=int(getattr(policy, "horizon", 30)),
         )
         stats, _ = runner.run(env, env.max_steps + 1)

@@ -130,9 +130,7 @@ class _Worker:
                 job.error = exc
             if not self._clock.virtual and job.inject_s > 0:
                 time.sleep(job.inject_s)
-            job.t_ready = (
-                job.t_request + job.inject_s if self._clock.virtual else self._clock.now()
-            )
+            job.t_ready = job.t_request + job.inject_s if self._clock.virtual else self._clock.now()
             job.done.set()
 
 

@@ -29,7 +29,10 @@ class FlowPolicyModel(nn.Module):
         self.register_buffer("action_std", torch.ones(cfg.action_dim))
 
     def set_normalisation(
-        self, state: torch.Tensor, actions: torch.Tensor, *,
+        self,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        *,
         floor: float | torch.Tensor = 1e-4,
     ) -> None:
         """Per-dimension mean and std from training data (rows of states and actions).
@@ -55,11 +58,19 @@ class FlowPolicyModel(nn.Module):
         return self.net.encode(self.images_in(images), text, s)
 
     def loss(
-        self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
-        actions: torch.Tensor, valid: torch.Tensor, prefix_len: torch.Tensor,
-        generator: torch.Generator | None = None, aux_weight: float = 0.5,
-        aim: torch.Tensor | None = None, aim_valid: torch.Tensor | None = None,
-        aim_weight: float = 1.0, prefix: torch.Tensor | None = None,
+        self,
+        images: torch.Tensor,
+        text: torch.Tensor,
+        state: torch.Tensor,
+        actions: torch.Tensor,
+        valid: torch.Tensor,
+        prefix_len: torch.Tensor,
+        generator: torch.Generator | None = None,
+        aux_weight: float = 0.5,
+        aim: torch.Tensor | None = None,
+        aim_valid: torch.Tensor | None = None,
+        aim_weight: float = 1.0,
+        prefix: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Flow-matching loss on the noisy (non-prefix, valid) action tokens, plus
         ``aux_weight`` times the trunk's direct regression of the next actions, plus
@@ -101,9 +112,16 @@ class FlowPolicyModel(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, images: torch.Tensor, text: torch.Tensor, state: torch.Tensor,
-        prefix: torch.Tensor, prefix_len: torch.Tensor, *, steps: int | None = None,
-        generator: torch.Generator | None = None, noise_scale: float = 1.0,
+        self,
+        images: torch.Tensor,
+        text: torch.Tensor,
+        state: torch.Tensor,
+        prefix: torch.Tensor,
+        prefix_len: torch.Tensor,
+        *,
+        steps: int | None = None,
+        generator: torch.Generator | None = None,
+        noise_scale: float = 1.0,
     ) -> torch.Tensor:
         """Action chunks (B, H, A) in robot units; rows below ``prefix_len`` equal ``prefix``.
 

@@ -25,8 +25,13 @@ class LocalPolicy:
     """
 
     def __init__(
-        self, model: FlowPolicyModel, version: str, *, seed: int = 0,
-        flow_steps: int | None = None, noise_scale: float | None = None,
+        self,
+        model: FlowPolicyModel,
+        version: str,
+        *,
+        seed: int = 0,
+        flow_steps: int | None = None,
+        noise_scale: float | None = None,
     ) -> None:
         self.model = model.eval()
         self.flow_steps = flow_steps
@@ -41,9 +46,7 @@ class LocalPolicy:
         self._gen = torch.Generator().manual_seed(seed)
 
     @classmethod
-    def load(
-        cls, folder: Path, *, seed: int = 0, noise_scale: float | None = None
-    ) -> LocalPolicy:
+    def load(cls, folder: Path, *, seed: int = 0, noise_scale: float | None = None) -> LocalPolicy:
         model, version, _ = load_checkpoint(folder)
         return cls(model, version, seed=seed, noise_scale=noise_scale)
 

@@ -173,8 +173,11 @@ class Block(nn.Module):
         return x.transpose(1, 2).reshape(b, n, h * dh)
 
     def forward(
-        self, x: torch.Tensor, mask: torch.Tensor | None = None,
-        memory: torch.Tensor | None = None, memory_mask: torch.Tensor | None = None,
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         q, k, v = (self._split(t) for t in self.qkv(self.n1(x)).chunk(3, dim=-1))
         x = x + self.o(self._merge(F.scaled_dot_product_attention(q, k, v, attn_mask=mask)))
@@ -270,8 +273,12 @@ class VLA(nn.Module):
         st = self.state_proj(state)[:, None]
         x = torch.cat([vis, txt, st], dim=1)
         keep = torch.cat(
-            [torch.ones(b, vis.shape[1], dtype=torch.bool, device=x.device), text != 0,
-             torch.ones(b, 1, dtype=torch.bool, device=x.device)], dim=1
+            [
+                torch.ones(b, vis.shape[1], dtype=torch.bool, device=x.device),
+                text != 0,
+                torch.ones(b, 1, dtype=torch.bool, device=x.device),
+            ],
+            dim=1,
         )[:, None, None, :]
         for blk in self.trunk:
             x = blk(x, mask=keep)
@@ -288,8 +295,13 @@ class VLA(nn.Module):
         return self.aux(pooled).view(memory.shape[0], self.cfg.aux_actions, -1)
 
     def velocity(
-        self, x_t: torch.Tensor, t: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor,
-        prefix_len: torch.Tensor, cond: torch.Tensor | None = None,
+        self,
+        x_t: torch.Tensor,
+        t: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        prefix_len: torch.Tensor,
+        cond: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Flow velocity for action tokens x_t (B, H, A) at per-token times t (B, H);
         ``cond`` is ``encode``'s keypoint conditioning, added to every action token."""

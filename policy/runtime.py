@@ -59,13 +59,18 @@ def load_policy(task: Task | str, *, seed: int = 0) -> ChunkPolicy:
 
 
 def simulated_async(
-    policy: ChunkPolicy, *, latency: str = "fixed:80", seed: int = 0,
+    policy: ChunkPolicy,
+    *,
+    latency: str = "fixed:80",
+    seed: int = 0,
     config: ExecConfig | None = None,
 ) -> SimulatedAsyncPolicy:
     """Wrap ``policy`` for simulated time: each ``infer`` returns the actions to execute
     (all of them) before the next call, as asynchronous execution with ``latency`` would
     run them (see ``policy.simtime.SimulatedAsyncPolicy``)."""
     return SimulatedAsyncPolicy(
-        policy, config, latency=LatencyInjector(latency, seed=seed),
+        policy,
+        config,
+        latency=LatencyInjector(latency, seed=seed),
         horizon=int(getattr(policy, "horizon", 30)),
     )

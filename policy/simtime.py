@@ -38,7 +38,10 @@ class SimPipeline:
     """The scheduler plus at most one pending chunk, advanced one tick at a time."""
 
     def __init__(
-        self, policy: ChunkPolicy, config: ExecConfig, latency: LatencyInjector | None,
+        self,
+        policy: ChunkPolicy,
+        config: ExecConfig,
+        latency: LatencyInjector | None,
         horizon: int,
     ) -> None:
         self.policy = policy
@@ -78,8 +81,13 @@ class SimTimeRunner:
     """Run one episode of ``env`` under ``policy`` in simulated time."""
 
     def __init__(
-        self, policy: ChunkPolicy, config: ExecConfig, *, latency: LatencyInjector | None = None,
-        horizon: int = 30, segment: Segment = round_segment,
+        self,
+        policy: ChunkPolicy,
+        config: ExecConfig,
+        *,
+        latency: LatencyInjector | None = None,
+        horizon: int = 30,
+        segment: Segment = round_segment,
     ) -> None:
         self._policy = policy
         self._config = config
@@ -113,8 +121,12 @@ class SimulatedAsyncPolicy:
     """
 
     def __init__(
-        self, policy: ChunkPolicy, config: ExecConfig | None = None, *,
-        latency: LatencyInjector | None = None, horizon: int = 30,
+        self,
+        policy: ChunkPolicy,
+        config: ExecConfig | None = None,
+        *,
+        latency: LatencyInjector | None = None,
+        horizon: int = 30,
         segment: Segment = round_segment,
     ) -> None:
         self._inner = policy

@@ -49,7 +49,10 @@ def make_env(cfg: TrainConfig, seed: int) -> Any:
     from robot.env import CellEnv
 
     return CellEnv(
-        cfg.task, seed=seed, difficulty=cfg.difficulty, render=True,
+        cfg.task,
+        seed=seed,
+        difficulty=cfg.difficulty,
+        render=True,
         expert_error=cfg.teacher_error,
     )
 
@@ -77,7 +80,10 @@ def corrupt_prefix(
 
 
 def _to_batch(
-    b: dict[str, Any], tok: Tokenizer, rng: np.random.Generator, max_prefix: int,
+    b: dict[str, Any],
+    tok: Tokenizer,
+    rng: np.random.Generator,
+    max_prefix: int,
     cfg: TrainConfig,
 ) -> dict[str, torch.Tensor]:
     n = len(b["text"])
@@ -146,9 +152,7 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
         model.cfg = mcfg = replace(model.cfg, extra=extra)
         log(f"continuing from {cfg.init} (version {init_version})")
     else:
-        mcfg = replace(
-            ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps, extra=extra
-        )
+        mcfg = replace(ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps, extra=extra)
         model = FlowPolicyModel(mcfg)
     tok = Tokenizer(mcfg.vocab, mcfg.text_len)
 
@@ -180,7 +184,8 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
         # demonstrations' spread as the unit those labels sit tens of units out, swamp
         # the loss and make training diverge. A tenth of each limit is the least unit.
         model.set_normalisation(
-            torch.from_numpy(data.all_states()), torch.from_numpy(data.all_actions()),
+            torch.from_numpy(data.all_states()),
+            torch.from_numpy(data.all_actions()),
             floor=torch.from_numpy(0.1 * ACTION_SCALE),
         )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -244,8 +249,10 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
         data.add(new, weight=cfg.relabel_weight)
         rate = ok / cfg.dagger_episodes
         dagger_log.append({"round": r, "beta": beta, "policy_success": rate})
-        log(f"relabel round {r}: policy success {rate:.0%} (beta {beta:.2f}), "
-            f"{sum(len(e) for e in new)} labelled states")
+        log(
+            f"relabel round {r}: policy success {rate:.0%} (beta {beta:.2f}), "
+            f"{sum(len(e) for e in new)} labelled states"
+        )
         fit(cfg.dagger_steps)
 
     wall = time.monotonic() - t_start

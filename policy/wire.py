@@ -84,9 +84,7 @@ def _ext_hook(code: int, data: bytes) -> np.ndarray:
     if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
         raise WireError("bad_array", "array shape must be a list of non-negative ints")
     dt = np.dtype(dtype)
-    if not isinstance(raw, bytes) or int(np.prod(shape, dtype=np.int64)) * dt.itemsize != len(
-        raw
-    ):
+    if not isinstance(raw, bytes) or int(np.prod(shape, dtype=np.int64)) * dt.itemsize != len(raw):
         raise WireError("bad_array", "array data length does not match its dtype and shape")
     return np.frombuffer(raw, dtype=dt).reshape(shape).copy()
 

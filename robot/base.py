@@ -118,9 +118,7 @@ class RobotRegistry:
             near = difflib.get_close_matches(name, self._types, n=1)
             hint = f"; did you mean {near[0]!r}?" if near else ""
             known = ", ".join(self.names()) or "none"
-            raise UnknownRobotError(
-                f"no robot type {name!r} (known: {known}){hint}"
-            ) from None
+            raise UnknownRobotError(f"no robot type {name!r} (known: {known}){hint}") from None
 
     def make(self, name: str, config: Any) -> Robot:
         """An instance of robot type ``name`` built from its config (disconnected)."""

@@ -63,18 +63,25 @@ def episode(
     console = Console()
     out = rollout(_env(task, seed, difficulty, render=False))
     style = "green" if out.success else "red"
-    console.print(f"[bold]{task.value}[/] seed {seed} difficulty {difficulty:g}: "
-                  f"[{style}]{describe(out)}[/]")
-    console.print(f"control ticks {out.steps}, takt {out.takt_s:g} s, "
-                  f"{'within' if out.within_takt else 'OVER'} takt")
+    console.print(
+        f"[bold]{task.value}[/] seed {seed} difficulty {difficulty:g}: [{style}]{describe(out)}[/]"
+    )
+    console.print(
+        f"control ticks {out.steps}, takt {out.takt_s:g} s, "
+        f"{'within' if out.within_takt else 'OVER'} takt"
+    )
     if out.fasteners:
         table = Table("side", "pos", "torque Nm", "window", "angle deg", "window", "status")
         for f in out.fasteners:
             status = "[green]OK[/]" if f.ok else f"[red]NOK {f.error_code}[/]"
             table.add_row(
-                f.side.value, str(f.position), f"{f.torque_nm:.2f}",
-                f"{f.torque_min_nm:g}-{f.torque_max_nm:g}", f"{f.angle_deg:.0f}",
-                f"{f.angle_min_deg:g}-{f.angle_max_deg:g}", status,
+                f.side.value,
+                str(f.position),
+                f"{f.torque_nm:.2f}",
+                f"{f.torque_min_nm:g}-{f.torque_max_nm:g}",
+                f"{f.angle_deg:.0f}",
+                f"{f.angle_min_deg:g}-{f.angle_max_deg:g}",
+                status,
             )
         console.print(table)
 

@@ -103,8 +103,12 @@ class CellEnv:
         expert_error: bool = True,
     ) -> None:
         cfg = SimConfig(
-            task=task, seed=seed, difficulty=difficulty, render=render,
-            fasteners=tuple(fasteners) if fasteners is not None else None, takt_s=takt_s,
+            task=task,
+            seed=seed,
+            difficulty=difficulty,
+            render=render,
+            fasteners=tuple(fasteners) if fasteners is not None else None,
+            takt_s=takt_s,
             expert_error=expert_error,
         )
         self._init(cfg)
@@ -181,10 +185,19 @@ class CellEnv:
         failure = None if res.success else ErrorCode(res.error_code).name.lower()
         t = round(task.clock.sim_time_s, 4)
         return EpisodeOutcome(
-            task=cfg.task, seed=cfg.seed, difficulty=cfg.difficulty, done=task.done,
-            success=res.success and task.done, failure=failure, error_code=res.error_code,
-            fasteners=res.fasteners, sim_time_s=t, cycle_time_s=t, takt_s=cfg.takt_s,
-            steps=task.ticks, phases={k: round(v, 4) for k, v in task.clock.phases.items()},
+            task=cfg.task,
+            seed=cfg.seed,
+            difficulty=cfg.difficulty,
+            done=task.done,
+            success=res.success and task.done,
+            failure=failure,
+            error_code=res.error_code,
+            fasteners=res.fasteners,
+            sim_time_s=t,
+            cycle_time_s=t,
+            takt_s=cfg.takt_s,
+            steps=task.ticks,
+            phases={k: round(v, 4) for k, v in task.clock.phases.items()},
         )
 
     def _observe(self) -> Observation:

@@ -97,10 +97,14 @@ class EpisodeRecorder:
         out: dict[str, np.ndarray] = {
             f"image_{cam}": np.stack(frames) for cam, frames in self.frames.items()
         }
-        out["state"] = np.stack(self.states).astype(np.float32) if n else np.zeros(
-            (0, STATE_DIM), np.float32)
-        out["action"] = np.stack(self.actions).astype(np.float32) if n else np.zeros(
-            (0, ACTION_DIM), np.float32)
+        out["state"] = (
+            np.stack(self.states).astype(np.float32) if n else np.zeros((0, STATE_DIM), np.float32)
+        )
+        out["action"] = (
+            np.stack(self.actions).astype(np.float32)
+            if n
+            else np.zeros((0, ACTION_DIM), np.float32)
+        )
         if self.experts and len(self.experts) == n:
             out["expert_action"] = np.stack(self.experts).astype(np.float32)
         out["step"] = np.asarray(self.steps, dtype=np.int32)
@@ -123,12 +127,16 @@ class EpisodeRecorder:
             "policy_version": self.policy_version,
             "control_hz": CONTROL_HZ,
             "length": len(self.states),
-            "cameras": {k.removeprefix("image_"): list(a.shape[1:])
-                        for k, a in arrays.items() if k.startswith("image_")},
+            "cameras": {
+                k.removeprefix("image_"): list(a.shape[1:])
+                for k, a in arrays.items()
+                if k.startswith("image_")
+            },
             "state_layout": list(STATE_LAYOUT),
             "action_layout": list(ACTION_LAYOUT),
-            "arrays": {k: {"dtype": str(v.dtype), "shape": list(v.shape)}
-                       for k, v in arrays.items()},
+            "arrays": {
+                k: {"dtype": str(v.dtype), "shape": list(v.shape)} for k, v in arrays.items()
+            },
             "outcome": self.env.outcome().model_dump(mode="json"),
             "npz": f"{name}.npz",
         }
@@ -152,13 +160,23 @@ def record_episode(
 ) -> Path:
     """Run one episode (expert if ``policy`` is None) and write it; returns the manifest."""
     rec = EpisodeRecorder(env, policy_version="expert" if policy is None else policy.version)
-    rollout(env, policy, replan_every=replan_every, on_step=rec.add,
-            expert_labels=expert_labels or policy is None)
+    rollout(
+        env,
+        policy,
+        replan_every=replan_every,
+        on_step=rec.add,
+        expert_labels=expert_labels or policy is None,
+    )
     return rec.save(folder, name)
 
 
 def write_demos(
-    task: Task, episodes: int, folder: Path, *, seed_start: int = 0, difficulty: float = 1.0,
+    task: Task,
+    episodes: int,
+    folder: Path,
+    *,
+    seed_start: int = 0,
+    difficulty: float = 1.0,
     render: bool = True,
 ) -> list[Path]:
     """Expert demonstrations for seeds ``seed_start .. seed_start + episodes - 1``."""

@@ -44,9 +44,7 @@ def drive(robot: SimRobot, policy: ChunkPolicy | None = None) -> EpisodeOutcome:
 
 def describe(out: EpisodeOutcome) -> str:
     """One line for people: the failure and where, then the cycle time by phase."""
-    phases = ", ".join(
-        f"{k} {out.phases[k]:.1f}" for k in PHASE_ORDER if k in out.phases
-    )
+    phases = ", ".join(f"{k} {out.phases[k]:.1f}" for k in PHASE_ORDER if k in out.phases)
     head = "OK" if out.success else f"NOK {out.failure}"
     bad = [f"{f.side.value} {f.position}" for f in out.fasteners if not f.ok]
     if bad:

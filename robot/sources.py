@@ -106,9 +106,12 @@ def _make_policy(src: PolicySource, task: Task, token: str | None) -> ChunkPolic
     try:
         import torch
     except ImportError:
-        log.warning("torch is not installed, so the expert runs %s instead of %s; install "
-                    "the policy extra: pip install -e '.[policy]'", task.value,
-                    checkpoint_dir(task))
+        log.warning(
+            "torch is not installed, so the expert runs %s instead of %s; install "
+            "the policy extra: pip install -e '.[policy]'",
+            task.value,
+            checkpoint_dir(task),
+        )
         return None
     # One intra-op thread: a worker runs one job at a time, and the workers of a host
     # share its cores. Three workers of two threads each on two cores spun against each

@@ -102,10 +102,12 @@ def execute_once(
     return _interrupted(spec, "job was started before and did not finish; not run again")
 
 
-def paced(runner: Callable[[JobSpec], JobOutcome],
-          time_scale: float) -> Callable[[JobSpec], JobOutcome]:
+def paced(
+    runner: Callable[[JobSpec], JobOutcome], time_scale: float
+) -> Callable[[JobSpec], JobOutcome]:
     """A runner that takes the job's cycle time (divided by ``time_scale``) in wall time,
     as a physical robot would, so the worker is busy for as long as the job lasts."""
+
     def run(spec: JobSpec) -> JobOutcome:
         t0 = time.monotonic()
         outcome = runner(spec)
@@ -113,6 +115,7 @@ def paced(runner: Callable[[JobSpec], JobOutcome],
         if rest > 0:
             time.sleep(rest)
         return outcome
+
     return run
 
 
@@ -171,16 +174,24 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
-                self.client.set(self.key, json.dumps({"pid": os.getpid(), "at": time.time()}),
-                                px=int(HEARTBEAT_TTL_S * 1000))
+                self.client.set(
+                    self.key,
+                    json.dumps({"pid": os.getpid(), "at": time.time()}),
+                    px=int(HEARTBEAT_TTL_S * 1000),
+                )
             except redis.RedisError as exc:  # Redis restarting: try again next beat
                 log.warning("heartbeat not sent: %s", exc)
             self.stopped.wait(HEARTBEAT_EVERY_S)
 
 
-def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO",
-               time_scale: float | None = None, policy: str = "auto",
-               policy_token: str | None = None) -> None:
+def run_worker(
+    redis_url: str,
+    robot_id: str,
+    loglevel: str = "INFO",
+    time_scale: float | None = None,
+    policy: str = "auto",
+    policy_token: str | None = None,
+) -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool).
 
     ``policy`` names what drives the robot (``robot.sources``: expert, auto or a server).
@@ -194,12 +205,17 @@ def run_worker(redis_url: str, robot_id: str, loglevel: str = "INFO",
     app.worker_main(
         [
             "worker",
-            "--queues", robot_queue(robot_id),
-            "--pool", "solo",
-            "--concurrency", "1",
-            "--hostname", f"robot-{robot_id}@%h",
+            "--queues",
+            robot_queue(robot_id),
+            "--pool",
+            "solo",
+            "--concurrency",
+            "1",
+            "--hostname",
+            f"robot-{robot_id}@%h",
             "--without-gossip",
             "--without-mingle",
-            "--loglevel", loglevel,
+            "--loglevel",
+            loglevel,
         ]
     )

@@ -62,8 +62,7 @@ def make_database(pg_server_url: str) -> Iterator[Callable[[], str]]:
     except OperationalError as exc:
         # An embedded server may already be shutting down with the session; its data
         # folder is temporary. A real server's leftover databases are named for cleanup.
-        warnings.warn(f"test databases not dropped ({', '.join(created)}): {exc}",
-                      stacklevel=1)
+        warnings.warn(f"test databases not dropped ({', '.join(created)}): {exc}", stacklevel=1)
     admin.dispose()
 
 
@@ -82,8 +81,7 @@ def rolled_back_session(url: str) -> Iterator[Session]:
     engine = create_engine(url)
     conn = engine.connect()
     outer = conn.begin()
-    session = Session(bind=conn, join_transaction_mode="create_savepoint",
-                      expire_on_commit=False)
+    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
     try:
         yield session
     finally:

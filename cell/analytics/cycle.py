@@ -38,8 +38,9 @@ def _quantile(bins: list[tuple[int, int]], total: int, q: float) -> float:
     return (bins[-1][0] + 1) * BIN_MS / 1000.0
 
 
-def cycle_distribution(session: Session, window: Window, *, station: str | None = None
-                       ) -> list[CycleDistribution]:
+def cycle_distribution(
+    session: Session, window: Window, *, station: str | None = None
+) -> list[CycleDistribution]:
     w = "AND station_id = :station" if station is not None else ""
     sql = f"""
     SELECT station_id, bin, sum(n) FROM (
@@ -55,15 +56,25 @@ def cycle_distribution(session: Session, window: Window, *, station: str | None 
     per: dict[str, list[tuple[int, int]]] = {}
     for st, b, n in session.execute(text(sql), params):
         per.setdefault(st, []).append((int(b), int(n)))
-    takts = dict(session.execute(text(
-        "SELECT station_id, max(takt_s) FROM recipes GROUP BY station_id")).all())
+    takts = dict(
+        session.execute(
+            text("SELECT station_id, max(takt_s) FROM recipes GROUP BY station_id")
+        ).all()
+    )
     out = []
     for st, bins in per.items():
         total = sum(n for _, n in bins)
         takt = takts.get(st)
-        over = (sum(n for b, n in bins if b * BIN_MS >= takt * 1000) / total
-                if takt else None)
-        out.append(CycleDistribution(
-            st, takt, total, _quantile(bins, total, 0.5), _quantile(bins, total, 0.95), over,
-            tuple((b * BIN_MS / 1000.0, n) for b, n in bins)))
+        over = sum(n for b, n in bins if b * BIN_MS >= takt * 1000) / total if takt else None
+        out.append(
+            CycleDistribution(
+                st,
+                takt,
+                total,
+                _quantile(bins, total, 0.5),
+                _quantile(bins, total, 0.95),
+                over,
+                tuple((b * BIN_MS / 1000.0, n) for b, n in bins),
+            )
+        )
     return out

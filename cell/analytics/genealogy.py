@@ -74,24 +74,72 @@ def part_history(session: Session, part_id: str) -> PartHistory | None:
     part = session.get(m.Part, part_id)
     if part is None:
         return None
-    jobs = session.scalars(select(m.Job).where(m.Job.part_id == part_id)
-                           .order_by(m.Job.started_at, m.Job.id)).all()
+    jobs = session.scalars(
+        select(m.Job).where(m.Job.part_id == part_id).order_by(m.Job.started_at, m.Job.id)
+    ).all()
     ids = [j.id for j in jobs]
     fasteners: dict[int, list[FastenerView]] = {}
-    for f in session.scalars(select(m.FastenerResult).where(m.FastenerResult.job_id.in_(ids))
-                             .order_by(m.FastenerResult.side, m.FastenerResult.position)):
-        fasteners.setdefault(f.job_id, []).append(FastenerView(
-            f.side, f.position, f.torque_nm, f.angle_deg, f.torque_min_nm, f.torque_max_nm,
-            f.angle_min_deg, f.angle_max_deg, f.ok, f.error_code, len(f.trace) // 8))
+    for f in session.scalars(
+        select(m.FastenerResult)
+        .where(m.FastenerResult.job_id.in_(ids))
+        .order_by(m.FastenerResult.side, m.FastenerResult.position)
+    ):
+        fasteners.setdefault(f.job_id, []).append(
+            FastenerView(
+                f.side,
+                f.position,
+                f.torque_nm,
+                f.angle_deg,
+                f.torque_min_nm,
+                f.torque_max_nm,
+                f.angle_min_deg,
+                f.angle_max_deg,
+                f.ok,
+                f.error_code,
+                len(f.trace) // 8,
+            )
+        )
     alerts: dict[int, list[AlertView]] = {}
-    for a in session.scalars(select(m.Alert).where(m.Alert.job_id.in_(ids))
-                             .order_by(m.Alert.raised_at)):
-        alerts.setdefault(a.job_id or 0, []).append(AlertView(
-            a.id, a.kind, a.message, a.raised_at, a.acknowledged_at, a.acknowledged_by,
-            a.rework, a.reworked_by, a.cleared_at, a.cleared_by))
-    return PartHistory(part.part_id, part.first_seen, tuple(
-        JobView(j.id, j.station_id, j.epoch, j.job_seq, j.robot_id, j.task, j.policy_version,
-                j.started_at, j.ended_at, j.cycle_time_ms, j.ok, j.error_code,
-                error_name(j.error_code) if j.error_code else "", j.attempt, j.rework,
-                tuple(fasteners.get(j.id, ())), tuple(alerts.get(j.id, ())))
-        for j in jobs))
+    for a in session.scalars(
+        select(m.Alert).where(m.Alert.job_id.in_(ids)).order_by(m.Alert.raised_at)
+    ):
+        alerts.setdefault(a.job_id or 0, []).append(
+            AlertView(
+                a.id,
+                a.kind,
+                a.message,
+                a.raised_at,
+                a.acknowledged_at,
+                a.acknowledged_by,
+                a.rework,
+                a.reworked_by,
+                a.cleared_at,
+                a.cleared_by,
+            )
+        )
+    return PartHistory(
+        part.part_id,
+        part.first_seen,
+        tuple(
+            JobView(
+                j.id,
+                j.station_id,
+                j.epoch,
+                j.job_seq,
+                j.robot_id,
+                j.task,
+                j.policy_version,
+                j.started_at,
+                j.ended_at,
+                j.cycle_time_ms,
+                j.ok,
+                j.error_code,
+                error_name(j.error_code) if j.error_code else "",
+                j.attempt,
+                j.rework,
+                tuple(fasteners.get(j.id, ())),
+                tuple(alerts.get(j.id, ())),
+            )
+            for j in jobs
+        ),
+    )

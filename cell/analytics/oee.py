@@ -60,13 +60,15 @@ def _where(station: str | None) -> dict[str, str]:
     return {"where": "AND station_id = :station", "where_s": "AND s.id = :station"}
 
 
-def state_seconds(session: Session, window: Window, *, station: str | None = None
-                  ) -> dict[str, dict[str, float]]:
+def state_seconds(
+    session: Session, window: Window, *, station: str | None = None
+) -> dict[str, dict[str, float]]:
     """Seconds per station and state in ``window`` (states as stored, lower case)."""
     sp = split(window, "hour")
     w = _where(station)
-    raw = " UNION ALL ".join(RAW_STATES.format(a=a, b=b).format(**w)
-                             for a, b in (("e1a", "e1b"), ("e2a", "e2b")))
+    raw = " UNION ALL ".join(
+        RAW_STATES.format(a=a, b=b).format(**w) for a, b in (("e1a", "e1b"), ("e2a", "e2b"))
+    )
     where_r = "AND station_id = :station" if station is not None else ""
     sql = f"""
     SELECT station_id, state, sum(seconds) FROM (
@@ -89,18 +91,23 @@ def state_seconds(session: Session, window: Window, *, station: str | None = Non
 def down_states(session: Session, states: list[str]) -> set[str]:
     if not states:
         return set()
-    rows = session.execute(text("SELECT s FROM unnest(CAST(:s AS text[])) s "
-                                "WHERE analytics_state_down(s)"), {"s": states})
+    rows = session.execute(
+        text("SELECT s FROM unnest(CAST(:s AS text[])) s WHERE analytics_state_down(s)"),
+        {"s": states},
+    )
     return {r[0] for r in rows}
 
 
-def availability(session: Session, window: Window, *, station: str | None = None
-                 ) -> dict[str, tuple[float, float]]:
+def availability(
+    session: Session, window: Window, *, station: str | None = None
+) -> dict[str, tuple[float, float]]:
     """Per station: (known seconds, running seconds) in ``window``."""
     secs = state_seconds(session, window, station=station)
     down = down_states(session, sorted({s for v in secs.values() for s in v}))
-    return {st: (sum(v.values()), sum(x for s, x in v.items() if s not in down))
-            for st, v in secs.items()}
+    return {
+        st: (sum(v.values()), sum(x for s, x in v.items() if s not in down))
+        for st, v in secs.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -121,8 +128,7 @@ class OeeRow:
     oee: float | None
 
 
-def oee_by_shift(session: Session, window: Window, *, station: str | None = None
-                 ) -> list[OeeRow]:
+def oee_by_shift(session: Session, window: Window, *, station: str | None = None) -> list[OeeRow]:
     """OEE per station for every shift that starts in ``window`` and has begun."""
     w = _where(station)
     where_j = "AND station_id = :station" if station is not None else ""
@@ -137,12 +143,21 @@ def oee_by_shift(session: Session, window: Window, *, station: str | None = None
     span = Window(shifts[0][2], max(s[3] for s in shifts))
     hours = SHIFT_HOURS.replace(":start", ":span_a").replace(":end", ":span_b")
     p = split(span, "hour").params() | params | {"span_a": span.start, "span_b": span.end}
-    jobs = {(r[0], r[1]): r[2:] for r in session.execute(text(f"""
+    jobs = {
+        (r[0], r[1]): r[2:]
+        for r in session.execute(
+            text(f"""
         SELECT sm.shift_id, p.station_id, sum(p.jobs), sum(p.jobs), sum(p.first_pass_ok),
                sum(p.takt_ms_sum)
         FROM ({JOBS_PARTS.format(where=where_j)}) p JOIN ({hours}) sm ON sm.bucket = p.bucket
-        GROUP BY 1, 2"""), p)}
-    states = {(r[0], r[1]): (float(r[2]), float(r[3])) for r in session.execute(text(f"""
+        GROUP BY 1, 2"""),
+            p,
+        )
+    }
+    states = {
+        (r[0], r[1]): (float(r[2]), float(r[3]))
+        for r in session.execute(
+            text(f"""
         SELECT sm.shift_id, x.station_id, sum(x.seconds),
                sum(x.seconds) FILTER (WHERE NOT analytics_state_down(x.state))
         FROM (
@@ -156,7 +171,10 @@ def oee_by_shift(session: Session, window: Window, *, station: str | None = None
                least(now(), CAST(:span_b AS timestamptz)) - interval '1 microsecond',
                interval '1 hour') AS h
         ) x JOIN ({hours}) sm ON sm.bucket = x.bucket
-        WHERE x.seconds > 0 GROUP BY 1, 2"""), p)}
+        WHERE x.seconds > 0 GROUP BY 1, 2"""),
+            p,
+        )
+    }
     stations = sorted({k[1] for k in jobs} | {k[1] for k in states})
     out = []
     for sid, label, a, b in shifts:
@@ -169,7 +187,23 @@ def oee_by_shift(session: Session, window: Window, *, station: str | None = None
             avail = running / planned if planned > 0 else None
             perf = (takt_ms / 1000.0) / running if running > 0 else None
             qual = fp / parts if parts else None
-            oee = (avail * perf * qual if None not in (avail, perf, qual) else None)
-            out.append(OeeRow(label, a, b, st, planned, running, n, parts, fp, takt_ms / 1000.0,
-                              avail, perf, qual, oee))
+            oee = avail * perf * qual if None not in (avail, perf, qual) else None
+            out.append(
+                OeeRow(
+                    label,
+                    a,
+                    b,
+                    st,
+                    planned,
+                    running,
+                    n,
+                    parts,
+                    fp,
+                    takt_ms / 1000.0,
+                    avail,
+                    perf,
+                    qual,
+                    oee,
+                )
+            )
     return out

@@ -44,8 +44,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def emit(rows: Iterable[Mapping[str, Any]], fmt: Format, console: Console, *,
-         title: str = "", document: Any = None) -> None:
+def emit(
+    rows: Iterable[Mapping[str, Any]],
+    fmt: Format,
+    console: Console,
+    *,
+    title: str = "",
+    document: Any = None,
+) -> None:
     """Print ``rows`` (flat mappings) in ``fmt``; JSON prints ``document`` when given."""
     rows = [plain(r) for r in rows]
     if fmt is Format.JSON:

@@ -24,8 +24,12 @@ class WindowParams(BaseModel):
 
     @model_validator(mode="after")
     def _order(self) -> WindowParams:
-        if self.start and self.end and self.end.replace(tzinfo=self.end.tzinfo or UTC) <= \
-                self.start.replace(tzinfo=self.start.tzinfo or UTC):
+        if (
+            self.start
+            and self.end
+            and self.end.replace(tzinfo=self.end.tzinfo or UTC)
+            <= self.start.replace(tzinfo=self.start.tzinfo or UTC)
+        ):
             raise ValueError("end must be after start")
         return self
 
@@ -41,5 +45,3 @@ class YieldParams(WindowParams):
     task: str | None = Field(default=None, max_length=40)
     policy: str | None = Field(default=None, max_length=80)
     tz: str = Field(default="UTC", max_length=64)
-
-

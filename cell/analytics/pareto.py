@@ -43,8 +43,7 @@ def _station_clause(station: str | None, col: str = "station_id") -> str:
     return f"AND {col} = :station" if station is not None else ""
 
 
-def nok_pareto(session: Session, window: Window, *, station: str | None = None
-               ) -> list[ParetoRow]:
+def nok_pareto(session: Session, window: Window, *, station: str | None = None) -> list[ParetoRow]:
     """NOK jobs by error code, most frequent first, with shares and cumulative shares."""
     w = _station_clause(station)
     sql = f"""
@@ -67,8 +66,9 @@ def nok_pareto(session: Session, window: Window, *, station: str | None = None
     return out
 
 
-def fastener_pareto(session: Session, window: Window, *, station: str | None = None
-                    ) -> list[PositionParetoRow]:
+def fastener_pareto(
+    session: Session, window: Window, *, station: str | None = None
+) -> list[PositionParetoRow]:
     """NOK fasteners by station, side, position and error code, most frequent first."""
     w = _station_clause(station)
     wj = _station_clause(station, "j.station_id")
@@ -84,14 +84,17 @@ def fastener_pareto(session: Session, window: Window, *, station: str | None = N
     ) p GROUP BY 1, 2, 3, 4 ORDER BY 5 DESC, 1, 2, 3, 4
     """
     params = _day_params(window) | {"station": station}
-    rows = [(s, side, int(pos), int(c), int(n))
-            for s, side, pos, c, n in session.execute(text(sql), params)]
+    rows = [
+        (s, side, int(pos), int(c), int(n))
+        for s, side, pos, c, n in session.execute(text(sql), params)
+    ]
     total = sum(r[4] for r in rows)
     out, cum = [], 0
     for s, side, pos, code, n in rows:
         cum += n
-        out.append(PositionParetoRow(s, side, pos, code, error_name(code), n, n / total,
-                                     cum / total))
+        out.append(
+            PositionParetoRow(s, side, pos, code, error_name(code), n, n / total, cum / total)
+        )
     return out
 
 

@@ -49,31 +49,48 @@ def shift_report(session: Session, start: datetime, end: datetime) -> ShiftRepor
     cycles = {c.station_id: c for c in cycle_distribution(session, w)}
     avail = availability(session, w)
     pareto: dict[str, list[tuple[int, str, int]]] = {}
-    for st, code, n in session.execute(text(
+    for st, code, n in session.execute(
+        text(
             "SELECT station_id, error_code, count(*) FROM jobs WHERE NOT ok AND "
-            "ended_at >= :a AND ended_at < :b GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"),
-            {"a": w.start, "b": w.end}):
+            "ended_at >= :a AND ended_at < :b GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2"
+        ),
+        {"a": w.start, "b": w.end},
+    ):
         pareto.setdefault(st, []).append((int(code), error_name(int(code)), int(n)))
-    alerts = {r[0]: r[1:] for r in session.execute(text("""
+    alerts = {
+        r[0]: r[1:]
+        for r in session.execute(
+            text("""
         SELECT station_id, count(*), count(acknowledged_at), count(cleared_at),
                avg(extract(epoch FROM acknowledged_at - raised_at)),
                avg(extract(epoch FROM cleared_at - raised_at))
         FROM alerts WHERE raised_at >= :a AND raised_at < :b GROUP BY 1"""),
-        {"a": w.start, "b": w.end})}
+            {"a": w.start, "b": w.end},
+        )
+    }
     stations = sorted(set(yields) | set(avail) | set(alerts))
     out = []
     for st in stations:
         y, c = yields.get(st), cycles.get(st)
         known, running = avail.get(st, (0.0, 0.0))
         n_al, n_ack, n_clr, mtta, mttr = alerts.get(st, (0, 0, 0, None, None))
-        out.append(StationShift(
-            station_id=st, parts=y.parts if y else 0, jobs=y.parts if y else 0,
-            first_pass_yield=y.first_pass_yield if y else None,
-            final_yield=y.final_yield if y else None, nok_pareto=tuple(pareto.get(st, ())),
-            cycle_p50_s=c.p50_s if c else None, cycle_p95_s=c.p95_s if c else None,
-            takt_s=c.takt_s if c else None,
-            availability=running / known if known > 0 else None, alerts=int(n_al),
-            acknowledged=int(n_ack), cleared=int(n_clr),
-            mtta_s=float(mtta) if mtta is not None else None,
-            mttr_s=float(mttr) if mttr is not None else None))
+        out.append(
+            StationShift(
+                station_id=st,
+                parts=y.parts if y else 0,
+                jobs=y.parts if y else 0,
+                first_pass_yield=y.first_pass_yield if y else None,
+                final_yield=y.final_yield if y else None,
+                nok_pareto=tuple(pareto.get(st, ())),
+                cycle_p50_s=c.p50_s if c else None,
+                cycle_p95_s=c.p95_s if c else None,
+                takt_s=c.takt_s if c else None,
+                availability=running / known if known > 0 else None,
+                alerts=int(n_al),
+                acknowledged=int(n_ack),
+                cleared=int(n_clr),
+                mtta_s=float(mtta) if mtta is not None else None,
+                mttr_s=float(mttr) if mttr is not None else None,
+            )
+        )
     return ShiftReport(w.start, w.end, tuple(out))

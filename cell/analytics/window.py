@@ -30,8 +30,10 @@ class Window:
             if value.tzinfo is None:
                 object.__setattr__(self, name, value.replace(tzinfo=UTC))
         if self.end <= self.start:
-            raise QueryError(f"the window ends ({self.end:%Y-%m-%d %H:%M}) before it starts "
-                             f"({self.start:%Y-%m-%d %H:%M})")
+            raise QueryError(
+                f"the window ends ({self.end:%Y-%m-%d %H:%M}) before it starts "
+                f"({self.start:%Y-%m-%d %H:%M})"
+            )
 
     @classmethod
     def last(cls, days: float, now: datetime | None = None) -> Window:
@@ -65,9 +67,16 @@ class Split:
         far = datetime(1970, 1, 1, tzinfo=UTC)
         fs, fe = self.full or (far, far)
         edges = list(self.edges) + [(far, far)] * (2 - len(self.edges))
-        return {"fs": fs, "fe": fe, "ds": fs.astimezone(UTC).date(),
-                "de": fe.astimezone(UTC).date(), "e1a": edges[0][0], "e1b": edges[0][1],
-                "e2a": edges[1][0], "e2b": edges[1][1]}
+        return {
+            "fs": fs,
+            "fe": fe,
+            "ds": fs.astimezone(UTC).date(),
+            "de": fe.astimezone(UTC).date(),
+            "e1a": edges[0][0],
+            "e1b": edges[0][1],
+            "e2a": edges[1][0],
+            "e2b": edges[1][1],
+        }
 
 
 def split(window: Window, grain: Grain) -> Split:

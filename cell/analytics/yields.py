@@ -53,13 +53,23 @@ SHIFT_HOURS = """
 
 def _group_exprs(alias: str, bucket: str) -> dict[str, str]:
     """Group expressions over a rollup row or a raw job row (``bucket`` is its UTC hour)."""
-    return {"station": f"{alias}.station_id", "robot": f"{alias}.robot_id",
-            "task": f"{alias}.task", "policy": f"{alias}.policy_version",
-            "day": f"({bucket} AT TIME ZONE :tz)::date", "shift": "sm.shift", "hour": bucket}
+    return {
+        "station": f"{alias}.station_id",
+        "robot": f"{alias}.robot_id",
+        "task": f"{alias}.task",
+        "policy": f"{alias}.policy_version",
+        "day": f"({bucket} AT TIME ZONE :tz)::date",
+        "shift": "sm.shift",
+        "hour": bucket,
+    }
 
 
-_FILTER_COLS = {"station": "station_id", "robot": "robot_id", "task": "task",
-                "policy": "policy_version"}
+_FILTER_COLS = {
+    "station": "station_id",
+    "robot": "robot_id",
+    "task": "task",
+    "policy": "policy_version",
+}
 
 
 @dataclass(frozen=True)
@@ -102,14 +112,23 @@ def check_tz(tz: str) -> str:
     try:
         ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
-        raise QueryError(f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)"
-                         ) from None
+        raise QueryError(
+            f"unknown time zone {tz!r} (use an IANA name like Europe/Berlin)"
+        ) from None
     return tz
 
 
-def yield_by(session: Session, window: Window, by: Sequence[GroupKey] = ("station",), *,
-             station: str | None = None, robot: str | None = None, task: str | None = None,
-             policy: str | None = None, tz: str = "UTC") -> list[YieldRow]:
+def yield_by(
+    session: Session,
+    window: Window,
+    by: Sequence[GroupKey] = ("station",),
+    *,
+    station: str | None = None,
+    robot: str | None = None,
+    task: str | None = None,
+    policy: str | None = None,
+    tz: str = "UTC",
+) -> list[YieldRow]:
     """First-pass and final yield over ``window`` grouped by ``by`` (in that order).
 
     Days are calendar days in ``tz``; shifts come from the shifts table (hours in no shift
@@ -117,11 +136,11 @@ def yield_by(session: Session, window: Window, by: Sequence[GroupKey] = ("statio
     """
     unknown = [k for k in by if k not in GROUP_KEYS]
     if unknown:
-        raise QueryError(f"cannot group by {', '.join(unknown)}; "
-                         f"choose from {', '.join(GROUP_KEYS)}")
+        raise QueryError(
+            f"cannot group by {', '.join(unknown)}; choose from {', '.join(GROUP_KEYS)}"
+        )
     check_tz(tz)
-    where, params = _filters({"station": station, "robot": robot, "task": task,
-                              "policy": policy})
+    where, params = _filters({"station": station, "robot": robot, "task": task, "policy": policy})
     keys = list(dict.fromkeys(by))
     n = len(keys)
     ordinals = ", ".join(str(i + 1) for i in range(n))
@@ -131,45 +150,67 @@ def yield_by(session: Session, window: Window, by: Sequence[GroupKey] = ("statio
     # year's rollup rows are summed by one narrow hash aggregate.
     branches = []
     for source, alias, bucket, measures, where_at in (
-        ("rollup_jobs_hourly", "r", "r.bucket",
-         "sum(r.jobs), sum(r.jobs - r.first_attempts), sum(r.first_pass_ok), "
-         "sum(r.ok + r.reworked_ok), sum(r.scrapped)",
-         "r.bucket >= :fs AND r.bucket < :fe"),
-        ("jobs", "j", "date_trunc('hour', j.ended_at, 'UTC')",
-         "count(*), count(*) FILTER (WHERE j.attempt > 1), "
-         "count(*) FILTER (WHERE j.ok AND j.attempt = 1), "
-         "count(*) FILTER (WHERE j.ok OR j.rework = 'reworked_ok'), "
-         "count(*) FILTER (WHERE NOT j.ok AND j.rework = 'scrapped')",
-         "((j.ended_at >= :e1a AND j.ended_at < :e1b) OR "
-         "(j.ended_at >= :e2a AND j.ended_at < :e2b))"),
+        (
+            "rollup_jobs_hourly",
+            "r",
+            "r.bucket",
+            "sum(r.jobs), sum(r.jobs - r.first_attempts), sum(r.first_pass_ok), "
+            "sum(r.ok + r.reworked_ok), sum(r.scrapped)",
+            "r.bucket >= :fs AND r.bucket < :fe",
+        ),
+        (
+            "jobs",
+            "j",
+            "date_trunc('hour', j.ended_at, 'UTC')",
+            "count(*), count(*) FILTER (WHERE j.attempt > 1), "
+            "count(*) FILTER (WHERE j.ok AND j.attempt = 1), "
+            "count(*) FILTER (WHERE j.ok OR j.rework = 'reworked_ok'), "
+            "count(*) FILTER (WHERE NOT j.ok AND j.rework = 'scrapped')",
+            "((j.ended_at >= :e1a AND j.ended_at < :e1b) OR "
+            "(j.ended_at >= :e2a AND j.ended_at < :e2b))",
+        ),
     ):
         exprs = _group_exprs(alias, bucket)
         select_keys = "".join(f"{exprs[k]} AS k{i}, " for i, k in enumerate(keys))
         join = f"LEFT JOIN sm ON sm.bucket = {bucket}" if shift else ""
-        branches.append(f"SELECT {select_keys}{measures} FROM {source} {alias} {join} "
-                        f"WHERE {where_at} "
-                        + "".join(f"AND {alias}.{c} = :f_{c} " for c in where) + group)
+        branches.append(
+            f"SELECT {select_keys}{measures} FROM {source} {alias} {join} "
+            f"WHERE {where_at} " + "".join(f"AND {alias}.{c} = :f_{c} " for c in where) + group
+        )
     outer_keys = "".join(f"k{i}, " for i in range(n))
     cte = f"WITH sm AS ({SHIFT_HOURS}) " if shift else ""
-    sql = f"""
+    sql = (
+        f"""
     {cte}SELECT {outer_keys} sum(c1), sum(c2), sum(c3), sum(c4), sum(c5)
-    FROM ({branches[0]} UNION ALL {branches[1]}) p (""" + ", ".join(
-        [f"k{i}" for i in range(n)] + ["c1", "c2", "c3", "c4", "c5"]) + f""")
+    FROM ({branches[0]} UNION ALL {branches[1]}) p ("""
+        + ", ".join([f"k{i}" for i in range(n)] + ["c1", "c2", "c3", "c4", "c5"])
+        + f""")
     {group} {"ORDER BY " + ordinals if n else ""}
     """
-    params |= split(window, "hour").params() | {"start": window.start, "end": window.end,
-                                                "tz": tz}
+    )
+    params |= split(window, "hour").params() | {"start": window.start, "end": window.end, "tz": tz}
     out = []
     for row in session.execute(text(sql), params):
-        vals = dict(zip(keys, row[:len(keys)], strict=True))
-        parts, retried, fp, good, scrapped = (int(v or 0) for v in row[len(keys):])
+        vals = dict(zip(keys, row[: len(keys)], strict=True))
+        parts, retried, fp, good, scrapped = (int(v or 0) for v in row[len(keys) :])
         if parts == 0:
             continue
-        out.append(YieldRow(
-            station_id=vals.get("station"), robot_id=vals.get("robot"),
-            task=vals.get("task"), policy_version=vals.get("policy"), day=vals.get("day"),
-            shift=vals.get("shift"), hour=vals.get("hour"), parts=parts, retried=retried,
-            first_pass_ok=fp, final_good=good, scrapped=scrapped))
+        out.append(
+            YieldRow(
+                station_id=vals.get("station"),
+                robot_id=vals.get("robot"),
+                task=vals.get("task"),
+                policy_version=vals.get("policy"),
+                day=vals.get("day"),
+                shift=vals.get("shift"),
+                hour=vals.get("hour"),
+                parts=parts,
+                retried=retried,
+                first_pass_ok=fp,
+                final_good=good,
+                scrapped=scrapped,
+            )
+        )
     return out
 
 
@@ -201,8 +242,9 @@ def _wilson(k: int, n: int, z: float = 1.959964) -> tuple[float, float]:
     return centre - half, centre + half
 
 
-def two_proportions(ka: int, na: int, kb: int, nb: int
-                    ) -> tuple[float, float, float, float, float, float]:
+def two_proportions(
+    ka: int, na: int, kb: int, nb: int
+) -> tuple[float, float, float, float, float, float]:
     """(pa, pb, pb - pa, 95 % low, 95 % high, two-sided p): Newcombe's hybrid score
     interval for the difference and the pooled two-proportion z-test."""
     pa, pb = ka / na, kb / nb
@@ -217,30 +259,50 @@ def two_proportions(ka: int, na: int, kb: int, nb: int
     return pa, pb, d, low, high, p_value
 
 
-def compare_policies(session: Session, window: Window, station: str, version_a: str,
-                     version_b: str, *, alpha: float = 0.05) -> PolicyComparison:
+def compare_policies(
+    session: Session,
+    window: Window,
+    station: str,
+    version_a: str,
+    version_b: str,
+    *,
+    alpha: float = 0.05,
+) -> PolicyComparison:
     """Is B's first-pass yield at ``station`` different from A's, or is it luck?"""
     if version_a == version_b:
         raise QueryError("compare two different policy versions")
-    rows = {r.policy_version: r for r in yield_by(session, window, ("policy",),
-                                                  station=station)}
+    rows = {r.policy_version: r for r in yield_by(session, window, ("policy",), station=station)}
     a, b = rows.get(version_a), rows.get(version_b)
     na, ka = (a.parts, a.first_pass_ok) if a else (0, 0)
     nb, kb = (b.parts, b.first_pass_ok) if b else (0, 0)
     if na == 0 or nb == 0:
         missing = version_a if na == 0 else version_b
         known = ", ".join(sorted(v for v in rows if v)) or "none"
-        return PolicyComparison(station, version_a, version_b, na, ka, nb, kb,
-                                ka / na if na else None, kb / nb if nb else None, None, None,
-                                None, None, f"no parts with {missing} at {station} in the "
-                                f"window (versions seen: {known})")
+        return PolicyComparison(
+            station,
+            version_a,
+            version_b,
+            na,
+            ka,
+            nb,
+            kb,
+            ka / na if na else None,
+            kb / nb if nb else None,
+            None,
+            None,
+            None,
+            None,
+            f"no parts with {missing} at {station} in the window (versions seen: {known})",
+        )
     pa, pb, d, low, high, p_value = two_proportions(ka, na, kb, nb)
     if p_value < alpha:
         better = version_b if d > 0 else version_a
-        verdict = (f"{better} is better: difference {100 * d:+.2f} points, "
-                   f"p = {p_value:.3g}")
+        verdict = f"{better} is better: difference {100 * d:+.2f} points, p = {p_value:.3g}"
     else:
-        verdict = (f"no significant difference (p = {p_value:.3g}); the interval "
-                   f"[{100 * low:+.2f}, {100 * high:+.2f}] points includes 0")
-    return PolicyComparison(station, version_a, version_b, na, ka, nb, kb, pa, pb, d, low,
-                            high, p_value, verdict)
+        verdict = (
+            f"no significant difference (p = {p_value:.3g}); the interval "
+            f"[{100 * low:+.2f}, {100 * high:+.2f}] points includes 0"
+        )
+    return PolicyComparison(
+        station, version_a, version_b, na, ka, nb, kb, pa, pb, d, low, high, p_value, verdict
+    )

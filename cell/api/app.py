@@ -32,9 +32,13 @@ def create_app(settings: ApiSettings) -> FastAPI:
         finally:
             engine.dispose()
 
-    app = FastAPI(title="intern-cells", version="0.1.0", lifespan=lifespan,
-                  description="Production record of humanoid robot cells: yield, SPC, OEE, "
-                              "roster, alerts. Writes need a token with the right role.")
+    app = FastAPI(
+        title="intern-cells",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Production record of humanoid robot cells: yield, SPC, OEE, "
+        "roster, alerts. Writes need a token with the right role.",
+    )
     app.state.settings = settings
     errors.install(app)
     app.include_router(analytics)
@@ -46,8 +50,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     @app.get("/metrics", tags=["meta"], include_in_schema=False)
     def metrics() -> Response:
-        return Response(generate_latest(app.state.metrics),
-                        media_type="text/plain; version=0.0.4; charset=utf-8")
+        return Response(
+            generate_latest(app.state.metrics),
+            media_type="text/plain; version=0.0.4; charset=utf-8",
+        )
 
     pages.install(app)
     return app

@@ -48,7 +48,7 @@ class Principal:
     role: Role
 
 
-_SCRYPT = {"n": 2 ** 14, "r": 8, "p": 1}
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
 def hash_password(password: str) -> str:
@@ -66,8 +66,9 @@ def verify_password(password: str, stored: str | None) -> bool:
         return False
     if scheme != "scrypt":
         return False
-    got = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n),
-                         r=int(r), p=int(p))
+    got = hashlib.scrypt(
+        password.encode(), salt=bytes.fromhex(salt), dklen=32, n=int(n), r=int(r), p=int(p)
+    )
     return hmac.compare_digest(got.hex(), digest)
 
 
@@ -75,27 +76,38 @@ def token_digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def create_user(session: Session, username: str, role: Role, password: str | None = None
-                ) -> ApiUser:
+def create_user(
+    session: Session, username: str, role: Role, password: str | None = None
+) -> ApiUser:
     """Add a user (commits); a user without a password signs in with tokens only."""
     if session.scalar(select(ApiUser.id).where(ApiUser.username == username)) is not None:
         raise AuthError(f"user {username!r} exists already")
-    user = ApiUser(username=username, role=role.label,
-                   password_hash=hash_password(password) if password else None)
+    user = ApiUser(
+        username=username,
+        role=role.label,
+        password_hash=hash_password(password) if password else None,
+    )
     session.add(user)
     session.commit()
     return user
 
 
-def issue_token(session: Session, username: str, *, label: str = "",
-                ttl: timedelta | None = None) -> str:
+def issue_token(
+    session: Session, username: str, *, label: str = "", ttl: timedelta | None = None
+) -> str:
     """A new token for ``username`` (commits); only its digest is stored."""
     user = session.scalar(select(ApiUser).where(ApiUser.username == username))
     if user is None or user.disabled:
         raise AuthError(f"no active user {username!r}")
     token = secrets.token_urlsafe(32)
-    session.add(ApiToken(user_id=user.id, token_hash=token_digest(token), label=label,
-                         expires_at=datetime.now(UTC) + ttl if ttl else None))
+    session.add(
+        ApiToken(
+            user_id=user.id,
+            token_hash=token_digest(token),
+            label=label,
+            expires_at=datetime.now(UTC) + ttl if ttl else None,
+        )
+    )
     session.commit()
     return token
 
@@ -111,8 +123,13 @@ def login(session: Session, username: str, password: str, ttl: timedelta) -> tup
 
 def principal_for(session: Session, token: str) -> Principal:
     row = session.execute(
-        select(ApiUser.username, ApiUser.role, ApiToken.expires_at, ApiToken.revoked_at,
-               ApiUser.disabled)
+        select(
+            ApiUser.username,
+            ApiUser.role,
+            ApiToken.expires_at,
+            ApiToken.revoked_at,
+            ApiUser.disabled,
+        )
         .join(ApiToken, ApiToken.user_id == ApiUser.id)
         .where(ApiToken.token_hash == token_digest(token))
     ).one_or_none()
@@ -126,9 +143,23 @@ def principal_for(session: Session, token: str) -> Principal:
     return Principal(username, Role.parse(role))
 
 
-def audit(session: Session, who: Principal, action: str, target: str, outcome: str,
-          detail: dict[str, object] | None = None) -> None:
+def audit(
+    session: Session,
+    who: Principal,
+    action: str,
+    target: str,
+    outcome: str,
+    detail: dict[str, object] | None = None,
+) -> None:
     """Append one line to the audit log (commits)."""
-    session.add(AuditEntry(actor=who.username, role=who.role.label, action=action,
-                           target=target, outcome=outcome, detail=detail or {}))
+    session.add(
+        AuditEntry(
+            actor=who.username,
+            role=who.role.label,
+            action=action,
+            target=target,
+            outcome=outcome,
+            detail=detail or {},
+        )
+    )
     session.commit()

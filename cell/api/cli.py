@@ -14,8 +14,9 @@ api_app = typer.Typer(no_args_is_help=True, help="The HTTP API and its users.")
 
 @api_app.command("serve")
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address (default "
-                                             "INTERN_API_HOST or 127.0.0.1).")] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Bind address (default INTERN_API_HOST or 127.0.0.1).")
+    ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8470).")] = None,
 ) -> None:
     """Serve the API, its web pages and /metrics with uvicorn. A bind other than loopback
@@ -27,8 +28,10 @@ def serve(
     from cell.db.models_analytics import ApiUser
 
     with _database(broker=True) as (s, svc):
-        overrides: dict[str, object] = {"database_url": svc.database_url,
-                                        "redis_url": svc.redis_url}
+        overrides: dict[str, object] = {
+            "database_url": svc.database_url,
+            "redis_url": svc.redis_url,
+        }
         if host is not None:
             overrides["host"] = host
         if port is not None:
@@ -41,10 +44,10 @@ def serve(
         if not users and not settings.anonymous_read:
             raise _fail("no API users yet: add one with `intern api user-add NAME --role admin`")
         s.close()
-        Console(stderr=True).print(f"serving http://{settings.host}:{settings.port}/ "
-                                   f"(OpenAPI at /docs)")
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                    log_level="info")
+        Console(stderr=True).print(
+            f"serving http://{settings.host}:{settings.port}/ (OpenAPI at /docs)"
+        )
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
 
 
 @api_app.command("user-add")
@@ -61,8 +64,9 @@ def user_add(
         r = Role.parse(role)
     except ValueError as exc:
         raise _fail(str(exc)) from None
-    secret = typer.prompt("password", hide_input=True, confirmation_prompt=True) \
-        if password else None
+    secret = (
+        typer.prompt("password", hide_input=True, confirmation_prompt=True) if password else None
+    )
     with _database() as (s, _):
         try:
             create_user(s, username, r, secret)

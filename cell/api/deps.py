@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 from cell.api.auth import AuthError, Principal, Role, audit, principal_for
 
-_bearer = HTTPBearer(auto_error=False, description="a token from POST /api/auth/login or "
-                     "`intern api token`")
+_bearer = HTTPBearer(
+    auto_error=False, description="a token from POST /api/auth/login or `intern api token`"
+)
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -53,13 +54,21 @@ def require(role: Role) -> Callable[..., Principal]:
 
     def check(request: Request, session: SessionDep, who: MaybePrincipal) -> Principal:
         if who is None:
-            raise _unauthorized(f"{request.method} {request.url.path} needs a token with "
-                                f"role {role.label} or above")
+            raise _unauthorized(
+                f"{request.method} {request.url.path} needs a token with role {role.label} or above"
+            )
         if who.role < role:
-            audit(session, who, f"{request.method} {request.url.path}", "", "forbidden",
-                  {"needed": role.label})
-            raise HTTPException(403, f"{who.username} is {who.role.label}; this needs "
-                                f"{role.label} or above")
+            audit(
+                session,
+                who,
+                f"{request.method} {request.url.path}",
+                "",
+                "forbidden",
+                {"needed": role.label},
+            )
+            raise HTTPException(
+                403, f"{who.username} is {who.role.label}; this needs {role.label} or above"
+            )
         return who
 
     return check

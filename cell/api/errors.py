@@ -25,15 +25,18 @@ def _field(loc: tuple[object, ...]) -> str:
 def install(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")}
-                   for e in exc.errors()]
+        details = [
+            {"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", "")}
+            for e in exc.errors()
+        ]
         summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
         return JSONResponse({"error": f"invalid request: {summary}", "detail": details}, 422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse({"error": str(exc.detail)}, exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.exception_handler(QueryError)
     async def bad_query(_: Request, exc: QueryError) -> JSONResponse:

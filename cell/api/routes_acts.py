@@ -102,8 +102,14 @@ def assign(body: AssignAct, s: SessionDep, who: Supervisor) -> dict:
             to_maintenance(s, body.robot, author=who.username, reason=body.reason)
     except AssignmentRefused as exc:
         s.rollback()
-        auth.audit(s, who, f"assign.{body.action}", target, "refused",
-                   body.model_dump() | {"reason_refused": str(exc)})
+        auth.audit(
+            s,
+            who,
+            f"assign.{body.action}",
+            target,
+            "refused",
+            body.model_dump() | {"reason_refused": str(exc)},
+        )
         raise HTTPException(409, str(exc)) from None
     auth.audit(s, who, f"assign.{body.action}", target, "done", body.model_dump())
     return {"done": body.action, "roster": [asdict(e) for e in roster(s)]}
@@ -112,11 +118,22 @@ def assign(body: AssignAct, s: SessionDep, who: Supervisor) -> dict:
 @router.get("/alerts")
 def list_alerts(s: SessionDep, _: Reader, station: Id | None = None) -> list[dict]:
     """Open alerts (not cleared), oldest first."""
-    return [{"id": a.id, "station_id": a.station_id, "job_id": a.job_id,
-             "part_id": a.part_id, "kind": a.kind, "error_code": a.error_code,
-             "message": a.message, "raised_at": a.raised_at,
-             "acknowledged_at": a.acknowledged_at, "acknowledged_by": a.acknowledged_by,
-             "rework": a.rework} for a in al.open_alerts(s, station)]
+    return [
+        {
+            "id": a.id,
+            "station_id": a.station_id,
+            "job_id": a.job_id,
+            "part_id": a.part_id,
+            "kind": a.kind,
+            "error_code": a.error_code,
+            "message": a.message,
+            "raised_at": a.raised_at,
+            "acknowledged_at": a.acknowledged_at,
+            "acknowledged_by": a.acknowledged_by,
+            "rework": a.rework,
+        }
+        for a in al.open_alerts(s, station)
+    ]
 
 
 class ReworkBody(BaseModel):
@@ -124,11 +141,12 @@ class ReworkBody(BaseModel):
     outcome: al.Rework
 
 
-AlertId = Annotated[int, Path(ge=1, le=2 ** 62)]
+AlertId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-def _alert_step(s: SessionDep, who: auth.Principal, alert_id: int, step: str,
-                outcome: al.Rework | None = None) -> dict:
+def _alert_step(
+    s: SessionDep, who: auth.Principal, alert_id: int, step: str, outcome: al.Rework | None = None
+) -> dict:
     try:
         if step == "ack":
             a = al.acknowledge(s, alert_id, author=who.username)
@@ -141,10 +159,21 @@ def _alert_step(s: SessionDep, who: auth.Principal, alert_id: int, step: str,
         s.rollback()
         auth.audit(s, who, f"alert.{step}", str(alert_id), "refused", {"reason": str(exc)})
         raise HTTPException(409, str(exc)) from None
-    auth.audit(s, who, f"alert.{step}", str(alert_id), "done",
-               {"outcome": outcome.value} if outcome else {})
-    return {"id": a.id, "acknowledged_by": a.acknowledged_by, "rework": a.rework,
-            "cleared_by": a.cleared_by, "cleared_at": a.cleared_at}
+    auth.audit(
+        s,
+        who,
+        f"alert.{step}",
+        str(alert_id),
+        "done",
+        {"outcome": outcome.value} if outcome else {},
+    )
+    return {
+        "id": a.id,
+        "acknowledged_by": a.acknowledged_by,
+        "rework": a.rework,
+        "cleared_by": a.cleared_by,
+        "cleared_at": a.cleared_at,
+    }
 
 
 @router.post("/alerts/{alert_id}/ack")

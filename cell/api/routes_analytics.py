@@ -15,13 +15,17 @@ from cell.api.deps import Reader, SessionDep
 
 router = APIRouter(prefix="/api", tags=["analytics"])
 
+
 @router.get("/yield")
 def get_yield(p: Annotated[YieldParams, Query()], s: SessionDep, _: Reader) -> list[dict]:
     """First-pass and final yield grouped by ``by`` (repeat it: ``by=station&by=day``)."""
-    rows = an.yield_by(s, p.window(), p.by, station=p.station, robot=p.robot, task=p.task,
-                       policy=p.policy, tz=p.tz)
-    return [asdict(r) | {"first_pass_yield": r.first_pass_yield, "final_yield": r.final_yield}
-            for r in rows]
+    rows = an.yield_by(
+        s, p.window(), p.by, station=p.station, robot=p.robot, task=p.task, policy=p.policy, tz=p.tz
+    )
+    return [
+        asdict(r) | {"first_pass_yield": r.first_pass_yield, "final_yield": r.final_yield}
+        for r in rows
+    ]
 
 
 class ParetoParams(WindowParams):
@@ -43,8 +47,7 @@ class SpcParams(WindowParams):
 @router.get("/spc")
 def get_spc(p: Annotated[SpcParams, Query()], s: SessionDep, _: Reader) -> list[dict]:
     """Mean, standard deviation, Cp and Cpk per fastener position (OK only and all)."""
-    return [asdict(r) for r in an.spc_summary(s, p.window(), station=p.station,
-                                              measure=p.measure)]
+    return [asdict(r) for r in an.spc_summary(s, p.window(), station=p.station, measure=p.measure)]
 
 
 class ChartParams(SpcParams):
@@ -59,9 +62,19 @@ class ChartParams(SpcParams):
 @router.get("/spc/chart")
 def get_chart(p: Annotated[ChartParams, Query()], s: SessionDep, _: Reader) -> dict:
     """Control chart (I-MR or X-bar R) of one position with Nelson rule violations."""
-    return asdict(an.control_chart(s, p.window(), p.station, p.side, p.position,
-                                   measure=p.measure, chart=p.chart, subgroup=p.subgroup,
-                                   points=p.points))
+    return asdict(
+        an.control_chart(
+            s,
+            p.window(),
+            p.station,
+            p.side,
+            p.position,
+            measure=p.measure,
+            chart=p.chart,
+            subgroup=p.subgroup,
+            points=p.points,
+        )
+    )
 
 
 @router.get("/cycle-time")
@@ -89,8 +102,9 @@ def get_compare(p: Annotated[CompareParams, Query()], s: SessionDep, _: Reader) 
 
 
 @router.get("/parts/{part_id}")
-def get_part(part_id: Annotated[str, Path(min_length=1, max_length=64)], s: SessionDep,
-             _: Reader) -> dict:
+def get_part(
+    part_id: Annotated[str, Path(min_length=1, max_length=64)], s: SessionDep, _: Reader
+) -> dict:
     """Everything recorded about one part: jobs, fasteners, alerts."""
     hist = an.part_history(s, part_id)
     if hist is None:

@@ -36,6 +36,8 @@ class ApiSettings(BaseSettings):
     @model_validator(mode="after")
     def _safe_bind(self) -> ApiSettings:
         if not is_loopback(self.host) and self.anonymous_read:
-            raise ValueError(f"binding {self.host} (not loopback) needs tokens for reads too: "
-                             "set INTERN_API_ANONYMOUS_READ=false")
+            raise ValueError(
+                f"binding {self.host} (not loopback) needs tokens for reads too: "
+                "set INTERN_API_ANONYMOUS_READ=false"
+            )
         return self

@@ -79,8 +79,12 @@ class Assignment(Base):
     reason: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (
-        Index("ix_assignments_open_robot", "robot_id", unique=True,
-              postgresql_where=text("valid_to IS NULL")),
+        Index(
+            "ix_assignments_open_robot",
+            "robot_id",
+            unique=True,
+            postgresql_where=text("valid_to IS NULL"),
+        ),
         Index("ix_assignments_station_from", "station_id", "valid_from"),
     )
 
@@ -149,8 +153,7 @@ class FastenerResult(Base):
 
     __tablename__ = "fastener_results"
 
-    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
-                                        primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
     side: Mapped[str] = mapped_column(String(8), primary_key=True)
     position: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     torque_nm: Mapped[float] = mapped_column(Float)

@@ -38,12 +38,12 @@ class ApiUser(Base):
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     disabled: Mapped[bool] = mapped_column(Boolean, server_default=false(), default=False)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=text("now()"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("now()")
+    )
 
     __table_args__ = (
-        CheckConstraint("role IN ({})".format(", ".join(f"'{r}'" for r in ROLES)),
-                        name="role"),
+        CheckConstraint("role IN ({})".format(", ".join(f"'{r}'" for r in ROLES)), name="role"),
     )
 
 
@@ -56,8 +56,9 @@ class ApiToken(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("api_users.id", ondelete="CASCADE"))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     label: Mapped[str] = mapped_column(String(120), server_default="", default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
-                                                 server_default=text("now()"))
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("now()")
+    )
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

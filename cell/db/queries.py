@@ -43,10 +43,15 @@ def station_summary(session: Session, since: datetime | None = None) -> list[Sta
         q = q.where(m.Job.ended_at >= since)
     out = []
     for station_id, jobs, ok, fp, median, drivers in session.execute(q):
-        out.append(StationSummary(
-            station_id=station_id, jobs=jobs, ok=int(ok or 0), nok=jobs - int(ok or 0),
-            first_pass_yield=(int(fp or 0) / jobs) if jobs else None,
-            cycle_time_median_ms=float(median) if median is not None else None,
-            drivers=tuple(sorted(d for d in drivers or () if d)),
-        ))
+        out.append(
+            StationSummary(
+                station_id=station_id,
+                jobs=jobs,
+                ok=int(ok or 0),
+                nok=jobs - int(ok or 0),
+                first_pass_yield=(int(fp or 0) / jobs) if jobs else None,
+                cycle_time_median_ms=float(median) if median is not None else None,
+                drivers=tuple(sorted(d for d in drivers or () if d)),
+            )
+        )
     return out

@@ -118,8 +118,12 @@ class EpochDecision:
 
 
 def resolve_epoch(
-    session: Session, station_id: str, job_seq: int, part_id: str | None,
-    *, counter_reset: bool = False,
+    session: Session,
+    station_id: str,
+    job_seq: int,
+    part_id: str | None,
+    *,
+    counter_reset: bool = False,
 ) -> EpochDecision:
     """The counter epoch a PLC job belongs to, and its row if already recorded.
 
@@ -131,7 +135,8 @@ def resolve_epoch(
     current, top = session.execute(
         select(func.max(m.Job.epoch), func.max(m.Job.job_seq)).where(
             m.Job.station_id == station_id,
-            m.Job.epoch == select(func.max(m.Job.epoch))
+            m.Job.epoch
+            == select(func.max(m.Job.epoch))
             .where(m.Job.station_id == station_id)
             .scalar_subquery(),
         )
@@ -157,8 +162,9 @@ def last_job_seqs(session: Session) -> dict[str, int]:
     )
     rows = session.execute(
         select(m.Job.station_id, func.max(m.Job.job_seq))
-        .join(current, (m.Job.station_id == current.c.station_id)
-              & (m.Job.epoch == current.c.epoch))
+        .join(
+            current, (m.Job.station_id == current.c.station_id) & (m.Job.epoch == current.c.epoch)
+        )
         .group_by(m.Job.station_id)
     )
     return {sid: int(seq) for sid, seq in rows}

@@ -16,11 +16,13 @@ history_app = typer.Typer(no_args_is_help=True, help="Generated plant histories.
 def generate(
     stations: Annotated[int, typer.Option(help="Stations, on lines of five.")] = 20,
     days: Annotated[int, typer.Option(help="Days of history ending at --end.")] = 365,
-    end: Annotated[datetime | None, typer.Option(help="Last day (exclusive, UTC); "
-                                                 "default today.")] = None,
+    end: Annotated[
+        datetime | None, typer.Option(help="Last day (exclusive, UTC); default today.")
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
-    trace_sample: Annotated[float, typer.Option(help="Share of OK fasteners stored with "
-                                                "their torque-angle trace.")] = 0.01,
+    trace_sample: Annotated[
+        float, typer.Option(help="Share of OK fasteners stored with their torque-angle trace.")
+    ] = 0.01,
 ) -> None:
     """Write a plant history (shifts, downtime, NOK bursts, policy roll-outs, robot
     swaps, alerts) with binary COPY, then rebuild the rollups."""
@@ -29,8 +31,9 @@ def generate(
     from cell.history.generate import HistoryError
 
     try:
-        opts = HistoryOptions(stations=stations, days=days, end=end, seed=seed,
-                              trace_sample=trace_sample)
+        opts = HistoryOptions(
+            stations=stations, days=days, end=end, seed=seed, trace_sample=trace_sample
+        )
     except ValidationError as exc:
         raise _invalid(exc) from None
     err = Console(stderr=True)
@@ -42,7 +45,12 @@ def generate(
         except HistoryError as exc:
             raise _fail(str(exc)) from None
     out = Console()
-    out.print(f"{rep.start:%Y-%m-%d} .. {rep.end:%Y-%m-%d}: "
-              + ", ".join(f"{k} {v:,}" for k, v in rep.rows.items()))
-    out.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in rep.seconds.items())
-              + f"; on disk {rep.bytes_on_disk / 2 ** 30:.2f} GiB")
+    out.print(
+        f"{rep.start:%Y-%m-%d} .. {rep.end:%Y-%m-%d}: "
+        + ", ".join(f"{k} {v:,}" for k, v in rep.rows.items())
+    )
+    out.print(
+        "seconds: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in rep.seconds.items())
+        + f"; on disk {rep.bytes_on_disk / 2**30:.2f} GiB"
+    )

@@ -17,8 +17,14 @@ HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 TRAILER = struct.pack(">h", -1)
 _PG_EPOCH_US = int(datetime(2000, 1, 1, tzinfo=UTC).timestamp()) * 1_000_000
 
-_FIXED = {"int2": ">i2", "int4": ">i4", "int8": ">i8", "float8": ">f8", "bool": "u1",
-          "timestamptz": ">i8"}
+_FIXED = {
+    "int2": ">i2",
+    "int4": ">i4",
+    "int8": ">i8",
+    "float8": ">f8",
+    "bool": "u1",
+    "timestamptz": ">i8",
+}
 
 
 @dataclass(frozen=True)

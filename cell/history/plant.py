@@ -15,34 +15,58 @@ HOUR_US = 3600 * US
 DAY_US = 24 * HOUR_US
 
 # One line: nut installation, screwing, nut installation, screwing, casting transfer.
-LINE_PATTERN = (Task.NUT_INSTALL, Task.SCREWING, Task.NUT_INSTALL, Task.SCREWING,
-                Task.MATERIAL_HANDLING)
-STATION_NAMES = {Task.NUT_INSTALL: "Dual-side nut installation", Task.SCREWING: "Cover screwing",
-                 Task.MATERIAL_HANDLING: "Casting transfer"}
-ON_NOK = {Task.NUT_INSTALL: "hold", Task.SCREWING: "retry_once",
-          Task.MATERIAL_HANDLING: "continue"}
+LINE_PATTERN = (
+    Task.NUT_INSTALL,
+    Task.SCREWING,
+    Task.NUT_INSTALL,
+    Task.SCREWING,
+    Task.MATERIAL_HANDLING,
+)
+STATION_NAMES = {
+    Task.NUT_INSTALL: "Dual-side nut installation",
+    Task.SCREWING: "Cover screwing",
+    Task.MATERIAL_HANDLING: "Casting transfer",
+}
+ON_NOK = {Task.NUT_INSTALL: "hold", Task.SCREWING: "retry_once", Task.MATERIAL_HANDLING: "continue"}
 # (side, position, torque min, torque max, angle min, angle max)
 FASTENERS = {
-    Task.NUT_INSTALL: tuple((side, p, 18.0, 26.0, 540.0, 900.0)
-                            for side in ("left", "right") for p in (1, 2, 3)),
-    Task.SCREWING: tuple((side, p, 8.0, 12.0, 360.0, 720.0)
-                         for side in ("left", "right") for p in (1, 2)),
+    Task.NUT_INSTALL: tuple(
+        (side, p, 18.0, 26.0, 540.0, 900.0) for side in ("left", "right") for p in (1, 2, 3)
+    ),
+    Task.SCREWING: tuple(
+        (side, p, 8.0, 12.0, 360.0, 720.0) for side in ("left", "right") for p in (1, 2)
+    ),
     Task.MATERIAL_HANDLING: (),
 }
 # Failure modes by task, most frequent first (a Pareto has a head and a tail).
 ERROR_WEIGHTS = {
-    Task.NUT_INSTALL: ((ErrorCode.CROSS_THREAD, 0.38), (ErrorCode.MISSING_NUT, 0.24),
-                       (ErrorCode.UNDER_TORQUE, 0.16), (ErrorCode.ANGLE_HIGH, 0.12),
-                       (ErrorCode.STRIPPED, 0.10)),
-    Task.SCREWING: ((ErrorCode.UNDER_TORQUE, 0.35), (ErrorCode.CROSS_THREAD, 0.25),
-                    (ErrorCode.ANGLE_LOW, 0.18), (ErrorCode.OVER_TORQUE, 0.14),
-                    (ErrorCode.FASTEN_TIMEOUT, 0.08)),
-    Task.MATERIAL_HANDLING: ((ErrorCode.MISPLACED, 0.45), (ErrorCode.DROP, 0.30),
-                             (ErrorCode.HANDLING_TIMEOUT, 0.17), (ErrorCode.COLLISION, 0.08)),
+    Task.NUT_INSTALL: (
+        (ErrorCode.CROSS_THREAD, 0.38),
+        (ErrorCode.MISSING_NUT, 0.24),
+        (ErrorCode.UNDER_TORQUE, 0.16),
+        (ErrorCode.ANGLE_HIGH, 0.12),
+        (ErrorCode.STRIPPED, 0.10),
+    ),
+    Task.SCREWING: (
+        (ErrorCode.UNDER_TORQUE, 0.35),
+        (ErrorCode.CROSS_THREAD, 0.25),
+        (ErrorCode.ANGLE_LOW, 0.18),
+        (ErrorCode.OVER_TORQUE, 0.14),
+        (ErrorCode.FASTEN_TIMEOUT, 0.08),
+    ),
+    Task.MATERIAL_HANDLING: (
+        (ErrorCode.MISPLACED, 0.45),
+        (ErrorCode.DROP, 0.30),
+        (ErrorCode.HANDLING_TIMEOUT, 0.17),
+        (ErrorCode.COLLISION, 0.08),
+    ),
 }
 NOK_RATE = {Task.NUT_INSTALL: 0.022, Task.SCREWING: 0.018, Task.MATERIAL_HANDLING: 0.008}
-CYCLE_S = {Task.NUT_INSTALL: (63.0, 2.5), Task.SCREWING: (57.0, 2.5),
-           Task.MATERIAL_HANDLING: (46.0, 2.0)}
+CYCLE_S = {
+    Task.NUT_INSTALL: (63.0, 2.5),
+    Task.SCREWING: (57.0, 2.5),
+    Task.MATERIAL_HANDLING: (46.0, 2.0),
+}
 # Policy versions in roll-out order with their NOK-rate factor and cycle-time change (s):
 # 1.1 is really better; 1.2 is not better than 1.1, whatever a lucky week says.
 POLICIES = (("vla-1.0", 1.0, 0.0), ("vla-1.1", 0.72, -1.0), ("vla-1.2", 0.74, -1.2))
@@ -87,8 +111,15 @@ def plant_plan(stations: int) -> PlantPlan:
     for i in range(stations):
         line = f"L{i // len(LINE_PATTERN) + 1}"
         idx = i % len(LINE_PATTERN)
-        plans.append(StationPlan(id=f"{line}-ST{10 * (idx + 1)}", line=line, index=idx,
-                                 task=LINE_PATTERN[idx], home_robot=f"{line}-R{idx + 1}"))
+        plans.append(
+            StationPlan(
+                id=f"{line}-ST{10 * (idx + 1)}",
+                line=line,
+                index=idx,
+                task=LINE_PATTERN[idx],
+                home_robot=f"{line}-R{idx + 1}",
+            )
+        )
     lines = tuple(dict.fromkeys(p.line for p in plans))
     return PlantPlan(tuple(plans), lines)
 

@@ -25,10 +25,20 @@ from cell.history.plant import (
 from cell.states import PackML
 
 TRANSFER_US = 4 * US  # part out, next part in
-FAULT_REASONS = ("robot fault: gripper slip", "vision: part not located",
-                 "safety: light curtain interrupted", "tool: nutrunner fault")
-REASONS = ("ready", "job", "nok hold: awaiting technician", "planned maintenance",
-           "no robot assigned", *FAULT_REASONS)
+FAULT_REASONS = (
+    "robot fault: gripper slip",
+    "vision: part not located",
+    "safety: light curtain interrupted",
+    "tool: nutrunner fault",
+)
+REASONS = (
+    "ready",
+    "job",
+    "nok hold: awaiting technician",
+    "planned maintenance",
+    "no robot assigned",
+    *FAULT_REASONS,
+)
 REWORK = (None, "reworked_ok", "scrapped")
 
 
@@ -107,8 +117,13 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
     nok2 = rng.random(n) < 0.3  # a retry after a NOK fails again this often
     code2 = rng.choice(codes, n, p=weights)
     mean_s, sd_s = CYCLE_S[task]
-    cyc1 = (mean_s + ct_shift + rng.normal(0, sd_s, n) + rng.exponential(1.2, n)
-            + np.where(nok1, 6.0, 0.0)) * US
+    cyc1 = (
+        mean_s
+        + ct_shift
+        + rng.normal(0, sd_s, n)
+        + rng.exponential(1.2, n)
+        + np.where(nok1, 6.0, 0.0)
+    ) * US
     cyc2 = (mean_s + ct_shift + rng.normal(0, sd_s, n) + rng.exponential(1.2, n)) * US
     ack = rng.lognormal(np.log(90), 0.6, n) * US
     repair = rng.lognormal(np.log(240), 0.7, n) * US
@@ -118,8 +133,11 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
     days = (inp.end_us - inp.start_us) / (24 * HOUR_US)
     nf = rng.poisson(2.5 * days)
     f_at = np.sort(rng.integers(inp.start_us, inp.end_us, nf))
-    f_dur = np.where(rng.random(nf) < 0.02, rng.uniform(1, 4, nf) * HOUR_US,
-                     rng.lognormal(np.log(240), 0.8, nf) * US).astype(np.int64)
+    f_dur = np.where(
+        rng.random(nf) < 0.02,
+        rng.uniform(1, 4, nf) * HOUR_US,
+        rng.lognormal(np.log(240), 0.8, nf) * US,
+    ).astype(np.int64)
     f_reason = rng.integers(0, len(FAULT_REASONS), nf) + REASONS.index(FAULT_REASONS[0])
     # A swap to the spare robot starts with a short stop while no robot serves the station.
     for a, _b in inp.swaps:
@@ -136,8 +154,12 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
     planned = inp.planned
     pi = fi = k = 0
     free_at = inp.start_us
-    idle, execute, held, stopped = (int(PackML.IDLE), int(PackML.EXECUTE), int(PackML.HELD),
-                                    int(PackML.STOPPED))
+    idle, execute, held, stopped = (
+        int(PackML.IDLE),
+        int(PackML.EXECUTE),
+        int(PackML.HELD),
+        int(PackML.STOPPED),
+    )
     ev.append((inp.start_us, idle, 0))
     while k < n:
         now = max(int(offers[k]), free_at)
@@ -152,8 +174,9 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
         elif fi < len(f_at) and f_at[fi] <= now:
             s = max(int(f_at[fi]), free_at)
             ev.append((s, held, int(f_reason[fi])))
-            al.append((-1, s, s + int(ack[k]), s + int(f_dur[fi]), int(f_reason[fi]), 0,
-                       int(tech[k])))
+            al.append(
+                (-1, s, s + int(ack[k]), s + int(f_dur[fi]), int(f_reason[fi]), 0, int(tech[k]))
+            )
             free_at = s + int(f_dur[fi])
             ev.append((free_at, idle, 0))
             fi += 1
@@ -202,12 +225,28 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
     e = e[e[:, 0] < inp.end_us]
     a = np.array(al, dtype=np.int64).reshape(-1, 7)
     return StationHistory(
-        plan=plan, offer=offers[j[:, 0]], start=j[:, 1], end=j[:, 2],
-        cycle_ms=j[:, 3].astype(np.int32), ok=j[:, 4].astype(bool),
-        error_code=j[:, 5].astype(np.int32), attempt=j[:, 6].astype(np.int16),
-        part_no=j[:, 0] - plan.index + 8, spare=spare, policy=policy[j[:, 0]],
-        epoch=epoch.astype(np.int32), job_seq=seq, rework=np.array(rework, dtype=np.int8),
-        ev_at=e[:, 0], ev_state=e[:, 1].astype(np.int32), ev_reason=e[:, 2],
-        al_job=a[:, 0], al_raised=a[:, 1], al_ack=a[:, 2], al_clear=a[:, 3],
-        al_reason=a[:, 4], al_code=a[:, 5].astype(np.int32), al_tech=a[:, 6],
+        plan=plan,
+        offer=offers[j[:, 0]],
+        start=j[:, 1],
+        end=j[:, 2],
+        cycle_ms=j[:, 3].astype(np.int32),
+        ok=j[:, 4].astype(bool),
+        error_code=j[:, 5].astype(np.int32),
+        attempt=j[:, 6].astype(np.int16),
+        part_no=j[:, 0] - plan.index + 8,
+        spare=spare,
+        policy=policy[j[:, 0]],
+        epoch=epoch.astype(np.int32),
+        job_seq=seq,
+        rework=np.array(rework, dtype=np.int8),
+        ev_at=e[:, 0],
+        ev_state=e[:, 1].astype(np.int32),
+        ev_reason=e[:, 2],
+        al_job=a[:, 0],
+        al_raised=a[:, 1],
+        al_ack=a[:, 2],
+        al_clear=a[:, 3],
+        al_reason=a[:, 4],
+        al_code=a[:, 5].astype(np.int32),
+        al_tech=a[:, 6],
     )

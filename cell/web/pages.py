@@ -11,8 +11,13 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 HERE = Path(__file__).parent
-PAGES = {"dashboard": "Yield dashboard", "roster": "Robot roster", "alerts": "Alert queue",
-         "part": "Part lookup", "login": "Sign in"}
+PAGES = {
+    "dashboard": "Yield dashboard",
+    "roster": "Robot roster",
+    "alerts": "Alert queue",
+    "part": "Part lookup",
+    "login": "Sign in",
+}
 
 
 def install(app: FastAPI) -> None:
@@ -21,14 +26,14 @@ def install(app: FastAPI) -> None:
 
     def page(name: str):  # type: ignore[no-untyped-def]
         def render(request: Request) -> HTMLResponse:
-            return templates.TemplateResponse(request, f"{name}.html",
-                                              {"title": PAGES[name], "page": name,
-                                               "pages": PAGES})
+            return templates.TemplateResponse(
+                request, f"{name}.html", {"title": PAGES[name], "page": name, "pages": PAGES}
+            )
+
         return render
 
     router.add_api_route("/", page("dashboard"), methods=["GET"], response_class=HTMLResponse)
     for name in PAGES:
-        router.add_api_route(f"/{name}", page(name), methods=["GET"],
-                             response_class=HTMLResponse)
+        router.add_api_route(f"/{name}", page(name), methods=["GET"], response_class=HTMLResponse)
     app.include_router(router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -16,9 +16,9 @@ MAX_PER_SIDE = 6
 MAX_SEED = 2**63 - 1
 
 
-def _windows(side: Side, n: int, t: tuple[float, float], a: tuple[float, float]) -> list[
-    FastenerSpec
-]:
+def _windows(
+    side: Side, n: int, t: tuple[float, float], a: tuple[float, float]
+) -> list[FastenerSpec]:
     return [
         FastenerSpec(
             position=i + 1,

@@ -56,8 +56,9 @@ class Kind:
     hole_r: float
 
 
-NUT = Kind(fz.M8_SELF_TAPPING_NUT, FLANGE_Z + 0.010, 0.0105, 0.0065, 0.0045,
-           (0.90, 0.75, 0.15), 0.004)
+NUT = Kind(
+    fz.M8_SELF_TAPPING_NUT, FLANGE_Z + 0.010, 0.0105, 0.0065, 0.0045, (0.90, 0.75, 0.15), 0.004
+)
 SCREW = Kind(fz.M6_SCREW, FLANGE_Z, 0.05, 0.005, 0.0025, (0.25, 0.45, 0.90), 0.003)
 
 
@@ -111,34 +112,41 @@ class FastenTask(SimTask):
         counts = {s: sum(1 for f in self.specs if f.side is s) for s in SIDES}
         self.n_rounds = max(counts.values())
         n_left, n_right = counts[Side.LEFT], counts[Side.RIGHT]
-        noun, verb, place = (("nut", "install", "on the casting")
-                             if self.cfg.task is Task.NUT_INSTALL
-                             else ("screw", "drive", "into the cover"))
+        noun, verb, place = (
+            ("nut", "install", "on the casting")
+            if self.cfg.task is Task.NUT_INSTALL
+            else ("screw", "drive", "into the cover")
+        )
         if n_left == n_right:
             self.instruction = f"{verb} {n_left} {noun}s per side {place}"
         else:
-            self.instruction = (f"{verb} {n_left} {noun}s on the left and {n_right} on the "
-                                f"right {place}")
+            self.instruction = (
+                f"{verb} {n_left} {noun}s on the left and {n_right} on the right {place}"
+            )
         # Part pose jitter (fixture clamping) and cast position tolerance per stud.
         self.part_xy = CASTING_XY + w.uniform(-0.006, 0.006, 2) * d
         self.part_yaw = float(w.uniform(-1.0, 1.0) * np.radians(1.2) * d)
         c, s = np.cos(self.part_yaw), np.sin(self.part_yaw)
         rot = np.array([[c, -s], [s, c]])
         for i, spec in enumerate(self.specs):
-            order = sorted(
-                (f.position, j) for j, f in enumerate(self.specs) if f.side is spec.side
-            )
+            order = sorted((f.position, j) for j, f in enumerate(self.specs) if f.side is spec.side)
             slot = [j for _, j in order].index(i)
             n = counts[spec.side]
             pitch = min(0.07, 0.30 / n)
-            local = np.array([(slot - (n - 1) / 2) * pitch,
-                              ROW_Y if spec.side is Side.LEFT else -ROW_Y])
+            local = np.array(
+                [(slot - (n - 1) / 2) * pitch, ROW_Y if spec.side is Side.LEFT else -ROW_Y]
+            )
             tol = w.normal(0.0, 0.0003 * d, 2)
-            self.positions.append(Position(
-                spec_index=i, side=spec.side, slot=slot, nominal_xy=CASTING_XY + local,
-                xy=self.part_xy + rot @ local + tol,
-                sample=fz.sample_thread(self.kind.model, w, d),
-            ))
+            self.positions.append(
+                Position(
+                    spec_index=i,
+                    side=spec.side,
+                    slot=slot,
+                    nominal_xy=CASTING_XY + local,
+                    xy=self.part_xy + rot @ local + tol,
+                    sample=fz.sample_thread(self.kind.model, w, d),
+                )
+            )
         sigma = 0.00062 * (0.5 + 0.5 * d)
         self.expert_bias = self.rng.expert.normal(0.0, sigma, (2, 8, 3, 2))
         self.expert_bias[:, :, 1:] *= 0.6
@@ -165,8 +173,11 @@ class FastenTask(SimTask):
             misfeeds = 0
             while misfeeds < 3 and w.random() < 0.02 * self.d:
                 misfeeds += 1
-            longest = max(longest, self.jitter(self.times.fetch_s, self.times.fetch_jitter_s)
-                          + misfeeds * self.times.misfeed_s)
+            longest = max(
+                longest,
+                self.jitter(self.times.fetch_s, self.times.fetch_jitter_s)
+                + misfeeds * self.times.misfeed_s,
+            )
             job.target = free
             job.loaded = misfeeds < 3  # three misfeeds in a row: come back empty
             job.done = not job.loaded
@@ -345,8 +356,9 @@ class FastenTask(SimTask):
 
     def scene(self) -> Scene:
         k = self.kind
-        static: list[Prim] = [Box(*self.part_xy, FLANGE_Z, *CASTING_HALF, self.part_yaw,
-                                  CASTING_RGB)]
+        static: list[Prim] = [
+            Box(*self.part_xy, FLANGE_Z, *CASTING_HALF, self.part_yaw, CASTING_RGB)
+        ]
         for p in self.positions:
             x, y = float(p.xy[0]), float(p.xy[1])
             if p.occupied and p.rundown is not None:
@@ -370,9 +382,16 @@ class FastenTask(SimTask):
             name = f"wrist_{side.value}"
             overlay[name] = tool
             wrists[name] = View(x, y, z + WRIST_CAM_HEIGHT_M, arm.yaw)
-        return Scene(static=static, dynamic=[], version=self.version, background=BG,
-                     head=View(0.50, 0.0, 1.0, 0.0, half_m=0.26), wrists=wrists,
-                     overlay=overlay, head_only=head)
+        return Scene(
+            static=static,
+            dynamic=[],
+            version=self.version,
+            background=BG,
+            head=View(0.50, 0.0, 1.0, 0.0, half_m=0.26),
+            wrists=wrists,
+            overlay=overlay,
+            head_only=head,
+        )
 
     def result(self) -> Result:
         results = []

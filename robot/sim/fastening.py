@@ -223,8 +223,10 @@ class Rundown:
             return True
         remaining = 1.0
         while remaining > 1e-9 and not self.finished:
-            speed = self.model.final_deg_per_tick if self.final_stage else (
-                self.model.rundown_deg_per_tick
+            speed = (
+                self.model.final_deg_per_tick
+                if self.final_stage
+                else (self.model.rundown_deg_per_tick)
             )
             step = min(SUBSTEP_DEG, speed * remaining)
             remaining -= step / speed
@@ -321,8 +323,10 @@ def judge(
         torque = angle = 0.0
         ta: list[float] = []
         tt: list[float] = []
-        code = ErrorCode.MISSING_NUT if rundown is None else classify(
-            spec, 0.0, 0.0, [], [], timed_out=timed_out
+        code = (
+            ErrorCode.MISSING_NUT
+            if rundown is None
+            else classify(spec, 0.0, 0.0, [], [], timed_out=timed_out)
         )
     else:
         torque, angle = rundown.torque, rundown.angle

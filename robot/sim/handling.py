@@ -96,11 +96,16 @@ class HandlingTask(SimTask):
         self.fix_xy = HOME_XY + w.uniform(-0.008, 0.008, 2) * d
         self.fix_yaw = float(np.radians(w.uniform(-2.0, 2.0) * d))
         s = 0.5 + 0.5 * d
-        self.pick_bias = self.rng.expert.normal(0.0, 1.0, (2, 3, 3)) * [2.2e-3 * s,
-                                                                        2.2e-3 * s,
-                                                                        np.radians(1.5) * s]
-        self.place_bias = self.rng.expert.normal(0.0, 1.0, (3, 3)) * [1.2e-3 * s, 1.2e-3 * s,
-                                                                      np.radians(0.5) * s]
+        self.pick_bias = self.rng.expert.normal(0.0, 1.0, (2, 3, 3)) * [
+            2.2e-3 * s,
+            2.2e-3 * s,
+            np.radians(1.5) * s,
+        ]
+        self.place_bias = self.rng.expert.normal(0.0, 1.0, (3, 3)) * [
+            1.2e-3 * s,
+            1.2e-3 * s,
+            np.radians(0.5) * s,
+        ]
         self.pick_bias[:, 1:] *= 0.6
         self.place_bias[1:] *= 0.6
         if not self.cfg.expert_error:
@@ -346,11 +351,21 @@ class HandlingTask(SimTask):
                 nx, ny, _ = self.nest(side)
                 for sign in (-1.0, 1.0):
                     ox = sign * (LUG_HALF[0] + 0.009)
-                    static.append(Box(nx + c * ox, ny + s * ox, NEST_TOP, 0.005, LUG_HALF[1],
-                                      self.fix_yaw, NEST_RGB))
+                    static.append(
+                        Box(
+                            nx + c * ox,
+                            ny + s * ox,
+                            NEST_TOP,
+                            0.005,
+                            LUG_HALF[1],
+                            self.fix_yaw,
+                            NEST_RGB,
+                        )
+                    )
         z = self.cast_z
-        dynamic: list[Prim] = [Box(*self.cast_xy, z + BODY_TOP, *BODY_HALF, self.cast_yaw,
-                                   BODY_RGB)]
+        dynamic: list[Prim] = [
+            Box(*self.cast_xy, z + BODY_TOP, *BODY_HALF, self.cast_yaw, BODY_RGB)
+        ]
         for side in SIDES:
             lx, ly, _ = self.lug(side)
             dynamic.append(Box(lx, ly, z + LUG_TOP, *LUG_HALF, self.cast_yaw, LUG_RGB))
@@ -360,17 +375,27 @@ class HandlingTask(SimTask):
         for side in SIDES:
             arm = self.arms[side]
             x, y, az = (float(v) for v in arm.pos)
-            head.append(Box(x, y, 0.5, 0.006, 0.022 - 0.012 * arm.tool_level, arm.yaw,
-                            TOOL_RGB[side]))
+            head.append(
+                Box(x, y, 0.5, 0.006, 0.022 - 0.012 * arm.tool_level, arm.yaw, TOOL_RGB[side])
+            )
             gap = 0.024 - 0.012 * arm.tool_level
             name = f"wrist_{side.value}"
-            overlay[name] = [Box(0.0, gap, 0.0, 0.008, 0.002, 0.0, FINGER_RGB),
-                             Box(0.0, -gap, 0.0, 0.008, 0.002, 0.0, FINGER_RGB)]
+            overlay[name] = [
+                Box(0.0, gap, 0.0, 0.008, 0.002, 0.0, FINGER_RGB),
+                Box(0.0, -gap, 0.0, 0.008, 0.002, 0.0, FINGER_RGB),
+            ]
             wrists[name] = View(x, y, az + WRIST_HEIGHT_M, arm.yaw)
-        return Scene(static=static, dynamic=dynamic, version=self.round,
-                     background=BG, head=View(0.50, 0.0, 1.0, 0.0, half_m=0.26),
-                     wrists=wrists, overlay=overlay, head_only=head,
-                     wrist_height=WRIST_HEIGHT_M)
+        return Scene(
+            static=static,
+            dynamic=dynamic,
+            version=self.round,
+            background=BG,
+            head=View(0.50, 0.0, 1.0, 0.0, half_m=0.26),
+            wrists=wrists,
+            overlay=overlay,
+            head_only=head,
+            wrist_height=WRIST_HEIGHT_M,
+        )
 
     def result(self) -> Result:
         if self.placed and self.failure is None:

@@ -184,7 +184,13 @@ class Renderer:
         self._blend(img[i0:i1, j0:j1], cov, color)
 
     def _box(
-        self, img: np.ndarray, nx: float, ny: float, hx: float, hy: float, yaw: float,
+        self,
+        img: np.ndarray,
+        nx: float,
+        ny: float,
+        hx: float,
+        hy: float,
+        yaw: float,
         color: Color,
     ) -> None:
         box = self._patch(nx, ny, math.hypot(hx, hy))
@@ -194,7 +200,8 @@ class Renderer:
         inside = all(
             abs(c * (cx - nx) + s * (cy - ny)) <= hx - self._pix
             and abs(-s * (cx - nx) + c * (cy - ny)) <= hy - self._pix
-            for cx in (-1.0, 1.0) for cy in (-1.0, 1.0)
+            for cx in (-1.0, 1.0)
+            for cy in (-1.0, 1.0)
         )
         if inside:  # covers the whole image (a close-up of the casting): just fill
             img[...] = color

@@ -33,8 +33,11 @@ from mes_bridge.plcsim import PlcSimulator
 from mes_bridge.tags import Tag
 
 
-def sample_line(folder: Path, edit: Callable[[dict], None] | None = None,
-                stations: tuple[str, ...] | None = None) -> tuple[LineConfig, Path]:
+def sample_line(
+    folder: Path,
+    edit: Callable[[dict], None] | None = None,
+    stations: tuple[str, ...] | None = None,
+) -> tuple[LineConfig, Path]:
     """The sample line (optionally edited, optionally only some stations) on a free port,
     and a config file of it for worker processes."""
     data = yaml.safe_load(sample_config_path().read_text())
@@ -54,21 +57,39 @@ def sample_line(folder: Path, edit: Callable[[dict], None] | None = None,
 class Workers:
     """Robot worker processes, each restartable and killable."""
 
-    def __init__(self, config: Path, redis_url: str, scale: float, log_dir: Path,
-                 policy: str = "expert") -> None:
+    def __init__(
+        self, config: Path, redis_url: str, scale: float, log_dir: Path, policy: str = "expert"
+    ) -> None:
         self.config, self.redis_url, self.scale, self.log_dir = config, redis_url, scale, log_dir
         self.policy = policy
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         log_dir.mkdir(parents=True, exist_ok=True)
 
     def start(self, robot_id: str) -> None:
-        env = dict(os.environ, INTERN_REDIS_URL=self.redis_url,
-                   INTERN_TIME_SCALE=str(self.scale), INTERN_POLICY=self.policy)
+        env = dict(
+            os.environ,
+            INTERN_REDIS_URL=self.redis_url,
+            INTERN_TIME_SCALE=str(self.scale),
+            INTERN_POLICY=self.policy,
+        )
         log = (self.log_dir / f"worker-{robot_id}.log").open("ab")
         self.procs[robot_id] = subprocess.Popen(
-            [sys.executable, "-m", "cell", "worker", "--robot", robot_id, "--config",
-             str(self.config), "--loglevel", "INFO"], env=env, stdout=log,
-            stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "cell",
+                "worker",
+                "--robot",
+                robot_id,
+                "--config",
+                str(self.config),
+                "--loglevel",
+                "INFO",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
     def kill(self, robot_id: str) -> None:
         proc = self.procs.pop(robot_id)
@@ -97,8 +118,9 @@ class Running:
         engine = create_engine(self.db_url)
         try:
             with Session(engine) as s:
-                return list(s.scalars(select(m.Job).order_by(m.Job.station_id, m.Job.epoch,
-                                                             m.Job.job_seq)))
+                return list(
+                    s.scalars(select(m.Job).order_by(m.Job.station_id, m.Job.epoch, m.Job.job_seq))
+                )
         finally:
             engine.dispose()
 
@@ -118,10 +140,16 @@ class Running:
 
 
 @contextlib.asynccontextmanager
-async def running_line(line: LineConfig, db_url: str, redis_url: str, data_dir: Path, *,
-                       scale: float, parts: int | None,
-                       prepare: Callable[[PlcSimulator], None] | None = None,
-                       ) -> AsyncIterator[Running]:
+async def running_line(
+    line: LineConfig,
+    db_url: str,
+    redis_url: str,
+    data_dir: Path,
+    *,
+    scale: float,
+    parts: int | None,
+    prepare: Callable[[PlcSimulator], None] | None = None,
+) -> AsyncIterator[Running]:
     """Run ``line`` against its simulated PLC until the block exits.
 
     ``prepare`` gets the simulator before it starts (e.g. to inject the first parts).
@@ -129,14 +157,20 @@ async def running_line(line: LineConfig, db_url: str, redis_url: str, data_dir: 
     stop = asyncio.Event()
     ready = asyncio.Event()
     ctx_out: list[CellContext] = []
-    opts = RunOptions(db_url, redis_url, data_dir=data_dir, job_timeout_s=120,
-                      replay_every_s=0.5, clock=Clock(scale), drain_s=30.0)
+    opts = RunOptions(
+        db_url,
+        redis_url,
+        data_dir=data_dir,
+        job_timeout_s=120,
+        replay_every_s=0.5,
+        clock=Clock(scale),
+        drain_s=30.0,
+    )
     simulator = line_simulator(line, speed=None, parts=parts)
     if prepare is not None:
         prepare(simulator)
     async with simulator as sim:
-        runner = asyncio.create_task(run_line(line, opts, stop, ready=ready,
-                                              context_out=ctx_out))
+        runner = asyncio.create_task(run_line(line, opts, stop, ready=ready, context_out=ctx_out))
         waiter = asyncio.create_task(ready.wait())
         await asyncio.wait([runner, waiter], timeout=60, return_when=asyncio.FIRST_COMPLETED)
         if runner.done():

@@ -54,8 +54,7 @@ def test_occupied_station_unknown_ids_and_missing_author_are_refused(line_db: Se
 
 def test_swap_checks_both_skills(line_db: Session) -> None:
     swap(line_db, "R1", "R2", author="sup", reason="balance")
-    assert (robot_for_station(line_db, "ST10"), robot_for_station(line_db, "ST20")) == (
-        "R2", "R1")
+    assert (robot_for_station(line_db, "ST10"), robot_for_station(line_db, "ST20")) == ("R2", "R1")
     with pytest.raises(AssignmentRefused, match="R1 has no skill for material_handling"):
         swap(line_db, "R1", "R3", author="sup", reason="x")
     entries = {e.robot_id: e for e in roster(line_db)}
@@ -64,11 +63,29 @@ def test_swap_checks_both_skills(line_db: Session) -> None:
 
 def test_alert_steps_in_order_keep_times_and_authors(line_db: Session) -> None:
     now = datetime.now(UTC)
-    rec = record_job(line_db, JobRecord(station_id="ST10", epoch=0, job_seq=1, part_id="P",
-                                        program_no=1, started_at=now, ended_at=now,
-                                        cycle_time_ms=1, ok=False, error_code=201))
-    a = m.Alert(station_id="ST10", job_id=rec.job_id, part_id="P", kind="nok",
-                error_code=201, message="cross thread")
+    rec = record_job(
+        line_db,
+        JobRecord(
+            station_id="ST10",
+            epoch=0,
+            job_seq=1,
+            part_id="P",
+            program_no=1,
+            started_at=now,
+            ended_at=now,
+            cycle_time_ms=1,
+            ok=False,
+            error_code=201,
+        ),
+    )
+    a = m.Alert(
+        station_id="ST10",
+        job_id=rec.job_id,
+        part_id="P",
+        kind="nok",
+        error_code=201,
+        message="cross thread",
+    )
     line_db.add(a)
     line_db.commit()
     with pytest.raises(alerts.AlertRefused, match="acknowledge"):

@@ -72,8 +72,9 @@ def executed_jobs(redis_url: str) -> list[tuple[str, int, int]]:
         client.close()
 
 
-def assert_plc_matches_record(run: Running, redis_url: str, latched: dict[str, list[
-        LatchedResult]], *, given_up: int = 0) -> list[m.Job]:
+def assert_plc_matches_record(
+    run: Running, redis_url: str, latched: dict[str, list[LatchedResult]], *, given_up: int = 0
+) -> list[m.Job]:
     """Every job the PLC latched is one row with the latched result; the rows the PLC did
     not latch are at most ``given_up`` jobs the PLC abandoned in a cold restart; no part
     is on record twice; every robot run belongs to exactly one row."""
@@ -90,7 +91,10 @@ def assert_plc_matches_record(run: Running, redis_url: str, latched: dict[str, l
             row = by_key.get(key)
             assert row is not None, f"{key} latched by the PLC but not on record"
             assert (1 if row.ok else 2, row.error_code, row.cycle_time_ms) == (
-                res.result, res.error_code, res.cycle_time_ms), key
+                res.result,
+                res.error_code,
+                res.cycle_time_ms,
+            ), key
             if row.part_id is not None:
                 assert row.part_id == res.part_id, key
     extra = set(by_key) - plc_keys
@@ -114,26 +118,39 @@ async def settle(run: Running, sids: tuple[str, ...]) -> None:
     Compare the record with ``run.sim.completed`` only after the line has stopped: until
     then the PLC keeps asking for parts and the cell keeps answering them.
     """
-    await run.until(lambda: all(run.plc(s, Tag.JOB_ACK_SEQ) == run.plc(s, Tag.RESULT_SEQ)
-                                for s in sids), WAIT_S, "no job in flight")
+    await run.until(
+        lambda: all(run.plc(s, Tag.JOB_ACK_SEQ) == run.plc(s, Tag.RESULT_SEQ) for s in sids),
+        WAIT_S,
+        "no job in flight",
+    )
 
 
 async def test_the_plc_killed_mid_job_ten_times_loses_and_doubles_nothing(
-    tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
+    tmp_path: Path,
+    make_database: Callable[[], str],
+    redis_url: str,
+    workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST30",))
     workers(cfg, SCALE).start("R3")
-    async with running_line(line, make_database(), redis_url, tmp_path, scale=SCALE,
-                            parts=None) as run:
+    async with running_line(
+        line, make_database(), redis_url, tmp_path, scale=SCALE, parts=None
+    ) as run:
         kills: list[object] = []
         for _ in range(10):
-            await run.until(lambda: in_flight(run, "ST30") and run.plc(
-                "ST30", Tag.JOB_SEQ) not in kills, WAIT_S, "a job in flight")
+            await run.until(
+                lambda: in_flight(run, "ST30") and run.plc("ST30", Tag.JOB_SEQ) not in kills,
+                WAIT_S,
+                "a job in flight",
+            )
             kills.append(run.plc("ST30", Tag.JOB_SEQ))
             await run.sim.restart(kill=True, down_s=0.3)  # power cut, memory retained
         done = len(kills) + 1
-        await run.until(lambda: len(run.sim.completed("ST30")) >= done, WAIT_S,
-                        "the line running on after the last kill")
+        await run.until(
+            lambda: len(run.sim.completed("ST30")) >= done,
+            WAIT_S,
+            "the line running on after the last kill",
+        )
         await settle(run, ("ST30",))
     latched = {"ST30": run.sim.completed("ST30")}
     assert len(set(kills)) == 10
@@ -145,12 +162,18 @@ async def test_the_plc_killed_mid_job_ten_times_loses_and_doubles_nothing(
 
 
 async def test_a_siemens_style_plc_cut_between_result_and_result_seq_then_cold_restarted(
-    tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
+    tmp_path: Path,
+    make_database: Callable[[], str],
+    redis_url: str,
+    workers,
 ) -> None:
     def siemens(data: dict) -> None:
         for st in data["stations"]:
-            st["tags"] = {"namespace_uri": SIEMENS, "pattern": f'"DB_{st["id"]}"."{{tag}}"',
-                          "nodes": {"HeartbeatPLC": 'nsu=' + SIEMENS + ';s="DB_Common"."Life"'}}
+            st["tags"] = {
+                "namespace_uri": SIEMENS,
+                "pattern": f'"DB_{st["id"]}"."{{tag}}"',
+                "nodes": {"HeartbeatPLC": "nsu=" + SIEMENS + ';s="DB_Common"."Life"'},
+            }
 
     line, cfg = sample_line(tmp_path, siemens, stations=("ST30",))
     assert line.station("ST30").tags.resolved()[Tag.JOB_SEQ] == 's="DB_ST30"."JobSeq"'
@@ -167,15 +190,26 @@ async def test_a_siemens_style_plc_cut_between_result_and_result_seq_then_cold_r
 
         sim.on_client_write(hook)
 
-    async with running_line(line, make_database(), redis_url, tmp_path, scale=SCALE,
-                            parts=None, prepare=cut_after_the_result) as run:
-        await run.until(lambda: len(run.sim.completed("ST30")) >= 5, WAIT_S,
-                        "five parts through three cuts")
+    async with running_line(
+        line,
+        make_database(),
+        redis_url,
+        tmp_path,
+        scale=SCALE,
+        parts=None,
+        prepare=cut_after_the_result,
+    ) as run:
+        await run.until(
+            lambda: len(run.sim.completed("ST30")) >= 5, WAIT_S, "five parts through three cuts"
+        )
         await run.until(lambda: in_flight(run, "ST30"), WAIT_S, "a job in flight")
         abandoned = run.plc("ST30", Tag.JOB_SEQ)
         await run.sim.restart(cold=True)  # the PLC forgets its counters and the open job
-        await run.until(lambda: sum(r.plc_epoch == 1 for r in run.sim.completed("ST30")) >= 3,
-                        WAIT_S, "three parts after the cold restart")
+        await run.until(
+            lambda: sum(r.plc_epoch == 1 for r in run.sim.completed("ST30")) >= 3,
+            WAIT_S,
+            "three parts after the cold restart",
+        )
         await settle(run, ("ST30",))
     latched = {"ST30": run.sim.completed("ST30")}
     assert cuts == [2, 3, 4]
@@ -190,7 +224,10 @@ async def test_a_siemens_style_plc_cut_between_result_and_result_seq_then_cold_r
 
 
 async def test_wrong_types_bad_part_ids_nan_and_negative_values_end_nok_and_run_nothing(
-    tmp_path: Path, make_database: Callable[[], str], redis_url: str, workers,
+    tmp_path: Path,
+    make_database: Callable[[], str],
+    redis_url: str,
+    workers,
 ) -> None:
     line, cfg = sample_line(tmp_path, stations=("ST30",))
     workers(cfg, SCALE).start("R3")
@@ -198,13 +235,14 @@ async def test_wrong_types_bad_part_ids_nan_and_negative_values_end_nok_and_run_
     expected = [  # per part, in order: the error code its job must end with (0: OK)
         (dict(part_id=""), ErrorCode.EMPTY_PART_ID),
         (dict(part_id="X" * 10_000), ErrorCode.INVALID_PART_ID),
-        (dict(raw={Tag.PART_ID: ua.Variant(4711, ua.VariantType.Int32)}),
-         ErrorCode.INVALID_PART_ID),
+        (
+            dict(raw={Tag.PART_ID: ua.Variant(4711, ua.VariantType.Int32)}),
+            ErrorCode.INVALID_PART_ID,
+        ),
         (dict(raw={Tag.PROGRAM_NO: nan}), ErrorCode.UNKNOWN_PROGRAM),
         (dict(program_no=-5), ErrorCode.UNKNOWN_PROGRAM),
         # garbage JobSeq before the real one, garbage ResultAckSeq before the real one:
-        (dict(raw={Tag.JOB_SEQ: ua.Variant(-1, ua.VariantType.Int32),
-                   Tag.RESULT_ACK_SEQ: nan}), 0),
+        (dict(raw={Tag.JOB_SEQ: ua.Variant(-1, ua.VariantType.Int32), Tag.RESULT_ACK_SEQ: nan}), 0),
         (dict(raw={Tag.JOB_SEQ: ua.Variant("7", ua.VariantType.String)}), 0),
         ({}, 0),
     ]
@@ -213,10 +251,14 @@ async def test_wrong_types_bad_part_ids_nan_and_negative_values_end_nok_and_run_
         for values, _ in expected:
             sim.inject("ST30", **values)
 
-    async with running_line(line, make_database(), redis_url, tmp_path, scale=SCALE,
-                            parts=None, prepare=inject) as run:
-        await run.until(lambda: len(run.sim.completed("ST30")) >= len(expected), WAIT_S,
-                        "every injected part answered")
+    async with running_line(
+        line, make_database(), redis_url, tmp_path, scale=SCALE, parts=None, prepare=inject
+    ) as run:
+        await run.until(
+            lambda: len(run.sim.completed("ST30")) >= len(expected),
+            WAIT_S,
+            "every injected part answered",
+        )
         await settle(run, ("ST30",))
     latched = {"ST30": run.sim.completed("ST30")}
     rows = assert_plc_matches_record(run, redis_url, latched)

@@ -23,8 +23,11 @@ def _parses(argv: list[str]) -> bool:
 
 def test_compose_parses_and_every_service_runs_a_real_subcommand() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    commands = {name: svc["command"] for name, svc in compose["services"].items()
-                if svc.get("command") and svc["command"][0] == "intern"}
+    commands = {
+        name: svc["command"]
+        for name, svc in compose["services"].items()
+        if svc.get("command") and svc["command"][0] == "intern"
+    }
     assert {"migrate", "cell", "plcsim"} <= set(commands)
     assert any(c[1] == "worker" for c in commands.values())
     for name, argv in commands.items():
@@ -83,6 +86,8 @@ def test_the_cell_side_never_imports_torch() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, cell.cli, cell.orchestrator, cell.demo, cell.api.app; "
-            "sys.exit(1 if 'torch' in sys.modules else 0)")
+    code = (
+        "import sys, cell.cli, cell.orchestrator, cell.demo, cell.api.app; "
+        "sys.exit(1 if 'torch' in sys.modules else 0)"
+    )
     assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

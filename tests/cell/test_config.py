@@ -73,9 +73,13 @@ def test_security_is_per_endpoint_and_checked(tmp_path: Path) -> None:
     data["stations"][0]["security"] = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt"}
     with pytest.raises(LineConfigError, match="needs 'certificate'"):
         load_line_config(_write(tmp_path, data))
-    secure = {"policy": "Basic256Sha256", "mode": "SignAndEncrypt",
-              "certificate": "/etc/intern/cert.der", "private_key": "/etc/intern/key.pem",
-              "trusted_server_certificates": "/etc/intern/trusted"}
+    secure = {
+        "policy": "Basic256Sha256",
+        "mode": "SignAndEncrypt",
+        "certificate": "/etc/intern/cert.der",
+        "private_key": "/etc/intern/key.pem",
+        "trusted_server_certificates": "/etc/intern/trusted",
+    }
     data["stations"][0]["security"] = secure
     with pytest.raises(LineConfigError, match="must give the same 'security'"):
         load_line_config(_write(tmp_path, data))

@@ -17,15 +17,16 @@ pytestmark = pytest.mark.slow
 
 
 def test_demo_runs_every_station_on_its_shipped_policy_and_says_so(
-    tmp_path: Path, make_database: Callable[[], str], redis_url: str,
+    tmp_path: Path,
+    make_database: Callable[[], str],
+    redis_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("INTERN_POLICY", raising=False)
     settings = Settings(database_url=make_database(), redis_url=redis_url, data_dir=tmp_path)
     line = load_line_config(sample_config_path())
     console = Console(record=True, width=160)
-    rows = run_demo(settings, line, sample_config_path(), parts=3, speed=600.0,
-                    console=console)
+    rows = run_demo(settings, line, sample_config_path(), parts=3, speed=600.0, console=console)
 
     by_station = {r.station_id: r for r in rows}
     assert set(by_station) == {st.id for st in line.stations}

@@ -32,8 +32,10 @@ FAST = Clock(scale=5000.0)
 
 @pytest.fixture
 def line() -> LineConfig:
-    return with_endpoint(load_line_config(sample_config_path()),
-                         f"opc.tcp://127.0.0.1:{free_port()}/intern-cells/plc")
+    return with_endpoint(
+        load_line_config(sample_config_path()),
+        f"opc.tcp://127.0.0.1:{free_port()}/intern-cells/plc",
+    )
 
 
 @pytest.fixture
@@ -42,8 +44,9 @@ def workers(line: LineConfig, redis_url: str, tmp_path: Path) -> Iterator[Worker
     # until a technician clears it, which nobody does here. The shipped policy in a worker
     # is shown in tests/robot/test_worker.py.
     env = dict(os.environ, INTERN_REDIS_URL=redis_url, INTERN_POLICY="expert")
-    procs = WorkerProcs.start([r.id for r in line.robots], sample_config_path(), env,
-                              tmp_path / "logs")
+    procs = WorkerProcs.start(
+        [r.id for r in line.robots], sample_config_path(), env, tmp_path / "logs"
+    )
     try:
         procs.wait_ready(redis_url, timeout_s=120)
         yield procs
@@ -51,8 +54,12 @@ def workers(line: LineConfig, redis_url: str, tmp_path: Path) -> Iterator[Worker
         procs.stop()
 
 
-async def _run(line: LineConfig, opts: RunOptions, parts: int,
-               before: Callable[[PlcSimulator], None] | None = None) -> PlcSimulator:
+async def _run(
+    line: LineConfig,
+    opts: RunOptions,
+    parts: int,
+    before: Callable[[PlcSimulator], None] | None = None,
+) -> PlcSimulator:
     stop = asyncio.Event()
     async with line_simulator(line, speed=None, parts=parts) as sim:
         if before is not None:
@@ -76,7 +83,10 @@ def _rows(url: str) -> list[m.Job]:
 
 
 def test_twenty_parts_through_the_line_match_the_record(
-    line: LineConfig, workers: WorkerProcs, make_database: Callable[[], str], redis_url: str,
+    line: LineConfig,
+    workers: WorkerProcs,
+    make_database: Callable[[], str],
+    redis_url: str,
     tmp_path: Path,
 ) -> None:
     db = make_database()
@@ -103,30 +113,44 @@ def test_twenty_parts_through_the_line_match_the_record(
     engine = create_engine(db)
     with Session(engine) as s:
         n_fasteners = s.scalar(select(func.count()).select_from(m.FastenerResult))
-        assert n_fasteners == sum(len(st.recipe(1).fasteners) * parts
-                                  for st in line.stations if st.recipe(1).fasteners)
+        assert n_fasteners == sum(
+            len(st.recipe(1).fasteners) * parts for st in line.stations if st.recipe(1).fasteners
+        )
         assert all(r.robot_id for r in fastened)
         # Recording a completed job again leaves one row.
         first = rows[0]
-        again = record_job(s, JobRecord(
-            station_id=first.station_id, epoch=first.epoch, job_seq=first.job_seq,
-            part_id=first.part_id, program_no=first.program_no, started_at=first.started_at,
-            ended_at=first.ended_at, cycle_time_ms=1, ok=not first.ok))
+        again = record_job(
+            s,
+            JobRecord(
+                station_id=first.station_id,
+                epoch=first.epoch,
+                job_seq=first.job_seq,
+                part_id=first.part_id,
+                program_no=first.program_no,
+                started_at=first.started_at,
+                ended_at=first.ended_at,
+                cycle_time_ms=1,
+                ok=not first.ok,
+            ),
+        )
         assert not again.created
         assert s.scalar(select(func.count()).select_from(m.Job)) == len(rows)
     engine.dispose()
 
 
 def test_bad_plc_input_ends_that_job_nok_with_an_alert_and_the_line_goes_on(
-    line: LineConfig, workers: WorkerProcs, make_database: Callable[[], str], redis_url: str,
+    line: LineConfig,
+    workers: WorkerProcs,
+    make_database: Callable[[], str],
+    redis_url: str,
     tmp_path: Path,
 ) -> None:
     db = make_database()
     opts = RunOptions(db, redis_url, data_dir=tmp_path, job_timeout_s=120, clock=FAST)
 
     def inject(sim: PlcSimulator) -> None:
-        sim.inject("ST10", part_id="")            # first part: empty PartId
-        sim.inject("ST10", program_no=77)         # second: a ProgramNo with no recipe
+        sim.inject("ST10", part_id="")  # first part: empty PartId
+        sim.inject("ST10", program_no=77)  # second: a ProgramNo with no recipe
         sim.inject("ST20", part_id="X" * 10_000)  # an absurd PartId
 
     sim = asyncio.run(_run(line, opts, 4, before=inject))
@@ -144,8 +168,10 @@ def test_bad_plc_input_ends_that_job_nok_with_an_alert_and_the_line_goes_on(
     with Session(engine) as s:
         alerts = s.scalars(select(m.Alert).order_by(m.Alert.id)).all()
         bad = [a for a in alerts if a.kind == "bad_input"]
-        assert {a.error_code for a in bad} == {ErrorCode.EMPTY_PART_ID,
-                                               ErrorCode.UNKNOWN_PROGRAM,
-                                               ErrorCode.INVALID_PART_ID}
+        assert {a.error_code for a in bad} == {
+            ErrorCode.EMPTY_PART_ID,
+            ErrorCode.UNKNOWN_PROGRAM,
+            ErrorCode.INVALID_PART_ID,
+        }
         assert any("ProgramNo 77" in a.message for a in bad)
     engine.dispose()

@@ -21,7 +21,8 @@ SCALE = 40.0
 
 
 async def test_database_down_for_30_s_loses_and_doubles_nothing(
-    tmp_path: Path, redis_url: str,
+    tmp_path: Path,
+    redis_url: str,
 ) -> None:
     pg = EmbeddedPostgres(tmp_path / "pg")  # a server of our own, to stop and start
     url = pg.start()
@@ -31,10 +32,12 @@ async def test_database_down_for_30_s_loses_and_doubles_nothing(
     workers.start("R2")
     workers.start("R3")
     try:
-        async with running_line(line, url, redis_url, tmp_path, scale=SCALE,
-                                parts=None) as run:
-            await run.until(lambda: all(len(run.sim.completed(s)) >= 3
-                                        for s in ("ST20", "ST30")), 120, "3 parts each")
+        async with running_line(line, url, redis_url, tmp_path, scale=SCALE, parts=None) as run:
+            await run.until(
+                lambda: all(len(run.sim.completed(s)) >= 3 for s in ("ST20", "ST30")),
+                120,
+                "3 parts each",
+            )
             pg.stop()
             before = sum(len(run.sim.completed(s)) for s in ("ST20", "ST30"))
             await asyncio.sleep(30)

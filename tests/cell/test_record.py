@@ -12,18 +12,39 @@ from robot.jobs import FastenerResult, Side
 
 
 def _fastener(pos: int, ok: bool = True) -> FastenerResult:
-    return FastenerResult(position=pos, side=Side.LEFT, torque_nm=21.5, angle_deg=700.0,
-                          torque_min_nm=18, torque_max_nm=26, angle_min_deg=540,
-                          angle_max_deg=900, ok=ok, error_code=0 if ok else 204,
-                          trace_angle_deg=[0.0, 350.0, 700.0], trace_torque_nm=[0.0, 4.0, 21.5])
+    return FastenerResult(
+        position=pos,
+        side=Side.LEFT,
+        torque_nm=21.5,
+        angle_deg=700.0,
+        torque_min_nm=18,
+        torque_max_nm=26,
+        angle_min_deg=540,
+        angle_max_deg=900,
+        ok=ok,
+        error_code=0 if ok else 204,
+        trace_angle_deg=[0.0, 350.0, 700.0],
+        trace_torque_nm=[0.0, 4.0, 21.5],
+    )
 
 
 def _rec(seq: int, part: str | None = "P-1", epoch: int = 0, ok: bool = True) -> JobRecord:
     now = datetime.now(UTC)
-    return JobRecord(station_id="ST10", epoch=epoch, job_seq=seq, part_id=part, program_no=1,
-                     robot_id="R1", task="nut_install", started_at=now, ended_at=now,
-                     cycle_time_ms=70000, ok=ok, error_code=0 if ok else 204,
-                     fasteners=[_fastener(1, ok), _fastener(2)])
+    return JobRecord(
+        station_id="ST10",
+        epoch=epoch,
+        job_seq=seq,
+        part_id=part,
+        program_no=1,
+        robot_id="R1",
+        task="nut_install",
+        started_at=now,
+        ended_at=now,
+        cycle_time_ms=70000,
+        ok=ok,
+        error_code=0 if ok else 204,
+        fasteners=[_fastener(1, ok), _fastener(2)],
+    )
 
 
 def _seed(session: Session) -> None:
@@ -80,7 +101,8 @@ def test_sync_line_is_idempotent_and_assigns_home_stations(db_session: Session) 
     assert robot_for_station(db_session, "ST10") == "R1"
     assert robot_for_station(db_session, "ST30") == "R3"
     open_rows = db_session.scalar(
-        select(func.count()).select_from(m.Assignment).where(m.Assignment.valid_to.is_(None)))
+        select(func.count()).select_from(m.Assignment).where(m.Assignment.valid_to.is_(None))
+    )
     assert open_rows == len(line.robots)
 
 

@@ -20,7 +20,8 @@ SCALE = 20.0
 
 
 async def test_redis_restart_mid_run_loses_no_job(
-    tmp_path: Path, make_database: Callable[[], str],
+    tmp_path: Path,
+    make_database: Callable[[], str],
 ) -> None:
     rd = EmbeddedRedis(tmp_path / "redis")  # our own server, with its append-only file
     url = rd.start()
@@ -32,16 +33,25 @@ async def test_redis_restart_mid_run_loses_no_job(
     try:
         async with running_line(line, db, url, tmp_path, scale=SCALE, parts=None) as run:
             await run.until(lambda: len(run.sim.completed("ST30")) >= 2, 120, "2 parts")
-            await run.until(lambda: run.plc("ST30", Tag.JOB_ACK_SEQ)
-                            != run.plc("ST30", Tag.RESULT_SEQ), 60, "a job in flight")
+            await run.until(
+                lambda: run.plc("ST30", Tag.JOB_ACK_SEQ) != run.plc("ST30", Tag.RESULT_SEQ),
+                60,
+                "a job in flight",
+            )
             rd.stop()
             await asyncio.sleep(5)
             rd.start(port=port)
             done_before = len(run.sim.completed("ST30"))
-            await run.until(lambda: len(run.sim.completed("ST30")) >= done_before + 3, 180,
-                            "three more parts after the restart")
-            await run.until(lambda: run.plc("ST30", Tag.JOB_ACK_SEQ)
-                            == run.plc("ST30", Tag.RESULT_SEQ), 60, "no job in flight")
+            await run.until(
+                lambda: len(run.sim.completed("ST30")) >= done_before + 3,
+                180,
+                "three more parts after the restart",
+            )
+            await run.until(
+                lambda: run.plc("ST30", Tag.JOB_ACK_SEQ) == run.plc("ST30", Tag.RESULT_SEQ),
+                60,
+                "no job in flight",
+            )
             latched = list(run.sim.completed("ST30"))
     finally:
         workers.stop_all()

@@ -28,13 +28,16 @@ def result_for(job: PlcJob) -> PlcResult:
     """What a test cell answers: OK for good input, NOK 900+problem index otherwise."""
     if not job.valid:
         return PlcResult(2, 900 + len(job.problems), 0)
-    return PlcResult(1 if job.job_seq % 5 else 2, 0 if job.job_seq % 5 else 42,
-                     60_000 + job.job_seq)
+    return PlcResult(
+        1 if job.job_seq % 5 else 2, 0 if job.job_seq % 5 else 42, 60_000 + job.job_seq
+    )
 
 
-async def serve(ch: StationChannel, n: int,
-                between: Callable[[str, PlcJob], Awaitable[None]] | None = None,
-                ) -> list[tuple[PlcJob, PlcResult]]:
+async def serve(
+    ch: StationChannel,
+    n: int,
+    between: Callable[[str, PlcJob], Awaitable[None]] | None = None,
+) -> list[tuple[PlcJob, PlcResult]]:
     """Run ``n`` jobs through the handshake like a cell task; ``between`` hooks each step."""
     done: list[tuple[PlcJob, PlcResult]] = []
     for _ in range(n):
@@ -62,8 +65,7 @@ async def make_sim() -> AsyncIterator[Callable[..., Awaitable[PlcSimulator]]]:
         yield make
 
 
-async def eventually(cond: Callable[[], bool], what: str,
-                     timeout: float = ACK_TIMEOUT_S) -> None:
+async def eventually(cond: Callable[[], bool], what: str, timeout: float = ACK_TIMEOUT_S) -> None:
     """Poll ``cond`` until it holds; ``AssertionError`` naming ``what`` after ``timeout``."""
     end = time.monotonic() + timeout
     while not cond():

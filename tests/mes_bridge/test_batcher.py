@@ -37,8 +37,10 @@ async def test_steps_gather_while_a_request_is_in_flight_and_are_never_split() -
     batcher = WriteBatcher(plc.send, refused, max_items=4)
     first = asyncio.create_task(batcher.submit(["a1"]))
     await asyncio.sleep(0)  # the first request leaves at once
-    waiting = [asyncio.create_task(batcher.submit(step))
-               for step in (["b1", "b2"], ["c1", "x2"], ["d1", "d2", "d3", "d4", "d5"])]
+    waiting = [
+        asyncio.create_task(batcher.submit(step))
+        for step in (["b1", "b2"], ["c1", "x2"], ["d1", "d2", "d3", "d4", "d5"])
+    ]
     await asyncio.sleep(0)
     plc.release.set()
     await first
@@ -49,8 +51,7 @@ async def test_steps_gather_while_a_request_is_in_flight_and_are_never_split() -
     await batcher.close(ConnectionError("closed"))
 
 
-async def test_a_lost_connection_fails_every_step_of_the_request_and_close_fails_the_rest(
-        ) -> None:
+async def test_a_lost_connection_fails_every_step_of_the_request_and_close_fails_the_rest() -> None:
     plc = Plc()
     plc.fail = ConnectionError("transport lost")
     batcher = WriteBatcher(plc.send, refused, max_items=10)

@@ -22,15 +22,18 @@ URI = "urn:plant-a:cell-03:bridge"
 
 
 def test_a_created_certificate_carries_what_opc_ua_peers_check(tmp_path: Path) -> None:
-    files = create_certificate(tmp_path, URI, ["cell03.plant.local", "10.1.2.3", "::1"],
-                               key_password="pw", days=30)
+    files = create_certificate(
+        tmp_path, URI, ["cell03.plant.local", "10.1.2.3", "::1"], key_password="pw", days=30
+    )
     cert = load_certificate(files.certificate)
     assert files.certificate.read_bytes() == cert.public_bytes(serialization.Encoding.DER)
     san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert san.get_values_for_type(x509.UniformResourceIdentifier) == [URI]
     assert san.get_values_for_type(x509.DNSName) == ["cell03.plant.local"]
-    assert san.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("10.1.2.3"),
-                                                       ipaddress.ip_address("::1")]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("10.1.2.3"),
+        ipaddress.ip_address("::1"),
+    ]
     usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
     assert usage.digital_signature and usage.content_commitment
     assert usage.key_encipherment and usage.data_encipherment and usage.key_cert_sign
@@ -59,11 +62,14 @@ def test_an_existing_certificate_is_never_replaced_by_accident(tmp_path: Path) -
     assert again.certificate.read_bytes() != before
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    (("not-a-uri", ["h"]), "must be a URI"),
-    ((URI, []), "at least one host"),
-    ((URI, ["bad host"]), "not a host name or IP address"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("not-a-uri", ["h"]), "must be a URI"),
+        ((URI, []), "at least one host"),
+        ((URI, ["bad host"]), "not a host name or IP address"),
+    ],
+)
 def test_bad_certificate_arguments_are_refused(tmp_path: Path, args, message) -> None:
     with pytest.raises(ValueError, match=message):
         create_certificate(tmp_path, *args)
@@ -76,19 +82,32 @@ def _ca_and_leaf(tmp_path: Path) -> tuple[x509.Certificate, x509.Certificate]:
     start, end = now - dt.timedelta(days=1), now + dt.timedelta(days=9)
     ca_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Plant CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(1)
-          .not_valid_before(start).not_valid_after(end)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(1)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    leaf = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "PLC 1")]))
-            .issuer_name(ca_name).public_key(leaf_key.public_key()).serial_number(2)
-            .not_valid_before(start).not_valid_after(end)
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.UniformResourceIdentifier("urn:plc1")]), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "PLC 1")]))
+        .issuer_name(ca_name)
+        .public_key(leaf_key.public_key())
+        .serial_number(2)
+        .not_valid_before(start)
+        .not_valid_after(end)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier("urn:plc1")]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     (tmp_path / "ca.pem").write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     return ca, leaf
 
@@ -113,13 +132,27 @@ def test_a_trust_list_pins_certificates_and_trusts_what_its_cas_issued(tmp_path:
         TrustList.load(tmp_path / "missing")
 
 
-def test_the_certs_commands_create_show_and_refuse(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_certs_commands_create_show_and_refuse(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
     app = certs_app()
     monkeypatch.setenv("TEST_KEY_PW", "pw")
-    made = runner.invoke(app, ["create", str(tmp_path), "--uri", URI, "--host", "cell03",
-                               "--host", "10.1.2.3", "--password-env", "TEST_KEY_PW"])
+    made = runner.invoke(
+        app,
+        [
+            "create",
+            str(tmp_path),
+            "--uri",
+            URI,
+            "--host",
+            "cell03",
+            "--host",
+            "10.1.2.3",
+            "--password-env",
+            "TEST_KEY_PW",
+        ],
+    )
     assert made.exit_code == 0, made.output
     assert f"application URI: {URI}" in made.output and "10.1.2.3" in made.output
     info_line = next(line for line in made.output.splitlines() if "thumbprint" in line)

@@ -19,8 +19,10 @@ from .conftest import ACK_TIMEOUT_S, RUN_TIMEOUT_S, eventually, serve, stations
 
 
 def latched(done: list[tuple[PlcJob, PlcResult]]) -> list[LatchedResult]:
-    return [LatchedResult(j.job_seq, j.part_id, j.program_no, r.result, r.error_code,
-                          r.cycle_time_ms) for j, r in done]
+    return [
+        LatchedResult(j.job_seq, j.part_id, j.program_no, r.result, r.error_code, r.cycle_time_ms)
+        for j, r in done
+    ]
 
 
 async def test_a_refused_result_write_does_not_count_as_published(make_sim) -> None:
@@ -32,9 +34,13 @@ async def test_a_refused_result_write_does_not_count_as_published(make_sim) -> N
         await ch.accept(job)
         await sim.refuse_writes("ST10", Tag.RESULT_SEQ)  # e.g. a PLC program download
         result = PlcResult(1, 0, 61_000)
-        with pytest.raises(PlcWriteError, match=(
+        with pytest.raises(
+            PlcWriteError,
+            match=(
                 r"station ST10, tag ResultSeq, node 's=TL.ST10.ResultSeq': writing 1 "
-                r"refused \(BadUserAccessDenied\)")):
+                r"refused \(BadUserAccessDenied\)"
+            ),
+        ):
             await ch.publish_result(job, result)
         # Not published: the cell may answer again, from its record, like after a restart.
         assert ch.phase is Phase.ACCEPTED
@@ -51,8 +57,7 @@ async def test_a_refused_result_write_does_not_count_as_published(make_sim) -> N
     assert sim.completed("ST10") == latched([(job, result), *rest])
 
 
-async def test_a_connection_cut_between_the_result_and_result_seq_loses_nothing(
-        make_sim) -> None:
+async def test_a_connection_cut_between_the_result_and_result_seq_loses_nothing(make_sim) -> None:
     st = stations("ST10", parts=4)
     sim = await make_sim(st)
     cuts: list[int] = []
@@ -77,8 +82,9 @@ async def test_values_of_the_wrong_type_or_range_never_make_a_job_or_an_ack(make
     st = stations("ST10", parts=0)  # the test plays the PLC program
     sim = await make_sim(st)
 
-    async def request(seq: int, part: str = "DC1-2611-000001",
-                      program: ua.Variant | None = None) -> None:
+    async def request(
+        seq: int, part: str = "DC1-2611-000001", program: ua.Variant | None = None
+    ) -> None:
         await sim.plc_write("ST10", Tag.PART_ID, part)
         if program is None:
             await sim.plc_write("ST10", Tag.PROGRAM_NO, 1)
@@ -92,9 +98,14 @@ async def test_values_of_the_wrong_type_or_range_never_make_a_job_or_an_ack(make
         def unreadable() -> int:
             return sum(n.kind is NoticeKind.UNREADABLE for n in ch.notices())
 
-        for n, garbage in enumerate((ua.Variant("2", ua.VariantType.String),
-                                     ua.Variant(-1, ua.VariantType.Int32),
-                                     ua.Variant(float("nan"), ua.VariantType.Double)), 1):
+        for n, garbage in enumerate(
+            (
+                ua.Variant("2", ua.VariantType.String),
+                ua.Variant(-1, ua.VariantType.Int32),
+                ua.Variant(float("nan"), ua.VariantType.Double),
+            ),
+            1,
+        ):
             await sim.plc_write_raw("ST10", Tag.JOB_SEQ, garbage)
             await eventually(lambda n=n: unreadable() == n, f"unreadable JobSeq {garbage}")
         await request(1, program=ua.Variant(float("nan"), ua.VariantType.Double))
@@ -103,8 +114,10 @@ async def test_values_of_the_wrong_type_or_range_never_make_a_job_or_an_ack(make
         assert first.raw_program_no == "nan"
         await ch.accept(first)
         await ch.publish_result(first, PlcResult(2, 910, 0))
-        for garbage in (ua.Variant(float("nan"), ua.VariantType.Double),
-                        ua.Variant(-1, ua.VariantType.Int64)):
+        for garbage in (
+            ua.Variant(float("nan"), ua.VariantType.Double),
+            ua.Variant(-1, ua.VariantType.Int64),
+        ):
             await sim.plc_write_raw("ST10", Tag.RESULT_ACK_SEQ, garbage)
         # A bad JobSeq after them, in the same subscription: once it is seen, so are they.
         await sim.plc_write_raw("ST10", Tag.JOB_SEQ, ua.Variant(None, ua.VariantType.Null))
@@ -126,6 +139,7 @@ async def test_one_session_serves_fifty_stations_with_two_subscriptions(make_sim
         # Grouped by purpose, not by station: handshake inputs fast, heartbeats slow.
         assert plc.subscriptions() == [(50.0, 4 * 50), (500.0, 50)]
         runs = await asyncio.wait_for(
-            asyncio.gather(*(serve(plc.station(sid), 2) for sid in ids)), RUN_TIMEOUT_S)
+            asyncio.gather(*(serve(plc.station(sid), 2) for sid in ids)), RUN_TIMEOUT_S
+        )
     for sid, done in zip(ids, runs, strict=True):
         assert sim.completed(sid) == latched(done)

@@ -13,10 +13,22 @@ from mes_bridge.tags import Tag
 OK = PlcResult(1, 0, 61_000)
 
 
-def snapshot(job_seq: int, ack: int, res: int, res_ack: int, part: object = "DC1-2611-000001",
-             program: object = 1) -> dict[Tag, object]:
-    return {Tag.JOB_SEQ: job_seq, Tag.JOB_ACK_SEQ: ack, Tag.RESULT_SEQ: res,
-            Tag.RESULT_ACK_SEQ: res_ack, Tag.PART_ID: part, Tag.PROGRAM_NO: program}
+def snapshot(
+    job_seq: int,
+    ack: int,
+    res: int,
+    res_ack: int,
+    part: object = "DC1-2611-000001",
+    program: object = 1,
+) -> dict[Tag, object]:
+    return {
+        Tag.JOB_SEQ: job_seq,
+        Tag.JOB_ACK_SEQ: ack,
+        Tag.RESULT_SEQ: res,
+        Tag.RESULT_ACK_SEQ: res_ack,
+        Tag.PART_ID: part,
+        Tag.PROGRAM_NO: program,
+    }
 
 
 def synced(job_seq: int = 0) -> StationHandshake:
@@ -26,8 +38,9 @@ def synced(job_seq: int = 0) -> StationHandshake:
     return m
 
 
-def request(m: StationHandshake, seq: int, part: object = "DC1-2611-000042",
-            program: object = 3) -> PlcJob | None:
+def request(
+    m: StationHandshake, seq: int, part: object = "DC1-2611-000042", program: object = 3
+) -> PlcJob | None:
     m.observe(Tag.PART_ID, part)
     m.observe(Tag.PROGRAM_NO, program)
     out = m.observe(Tag.JOB_SEQ, seq)
@@ -173,8 +186,12 @@ def test_resync_b_new_job_pending() -> None:
     out = m.resync(snapshot(13, 12, 12, 12, part="DC1-2611-000013", program=2))
     assert out.classification is Classification.NEW_JOB
     (job,) = out.jobs
-    assert (job.job_seq, job.part_id, job.program_no, job.resumed) == (13, "DC1-2611-000013", 2,
-                                                                       False)
+    assert (job.job_seq, job.part_id, job.program_no, job.resumed) == (
+        13,
+        "DC1-2611-000013",
+        2,
+        False,
+    )
 
 
 def test_resync_b_does_not_hand_out_a_job_the_cell_already_has() -> None:
@@ -301,8 +318,12 @@ def test_misuse_by_the_cell_is_refused_clearly() -> None:
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [((3, 0, 0), "result must be 1"), ((1, 2**31, 0), "Int32"), ((1, 0, -1), "UInt32"),
-     ((1, 0, 1.5), "must be an int")],
+    [
+        ((3, 0, 0), "result must be 1"),
+        ((1, 2**31, 0), "Int32"),
+        ((1, 0, -1), "UInt32"),
+        ((1, 0, 1.5), "must be an int"),
+    ],
 )
 def test_result_values_must_fit_their_tags(args, message) -> None:
     with pytest.raises(ValueError, match=message):

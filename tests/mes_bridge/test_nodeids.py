@@ -14,21 +14,28 @@ from mes_bridge.nodeids import parse_node_ref
 from mes_bridge.session import PlcSession
 from mes_bridge.tags import Tag, TagMap
 
-NAMESPACES = ["http://opcfoundation.org/UA/", "urn:plc:server",
-              "http://www.siemens.com/simatic-s7-opcua"]
+NAMESPACES = [
+    "http://opcfoundation.org/UA/",
+    "urn:plc:server",
+    "http://www.siemens.com/simatic-s7-opcua",
+]
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
         ('ns=2;s="DB_Cell01"."JobSeq"', ua.NodeId('"DB_Cell01"."JobSeq"', 2)),
-        ('nsu=http://www.siemens.com/simatic-s7-opcua;s="DB_Cell01"."JobSeq"',
-         ua.NodeId('"DB_Cell01"."JobSeq"', 2)),
+        (
+            'nsu=http://www.siemens.com/simatic-s7-opcua;s="DB_Cell01"."JobSeq"',
+            ua.NodeId('"DB_Cell01"."JobSeq"', 2),
+        ),
         ("s=Line1.ST10.JobSeq", ua.NodeId("Line1.ST10.JobSeq", 1)),
         ("s=a;b=c", ua.NodeId("a;b=c", 1)),  # a string id is taken verbatim
         ("i=6012", ua.NodeId(6012, 1, ua.NodeIdType.Numeric)),
-        ("nsu=urn:plc:server;g=09087e75-8e5e-499b-954f-f2a9603db28a",
-         ua.NodeId(uuid.UUID("09087e75-8e5e-499b-954f-f2a9603db28a"), 1, ua.NodeIdType.Guid)),
+        (
+            "nsu=urn:plc:server;g=09087e75-8e5e-499b-954f-f2a9603db28a",
+            ua.NodeId(uuid.UUID("09087e75-8e5e-499b-954f-f2a9603db28a"), 1, ua.NodeIdType.Guid),
+        ),
         ("ns=1;b=AQID", ua.NodeId(b"\x01\x02\x03", 1, ua.NodeIdType.ByteString)),
     ],
 )
@@ -75,18 +82,26 @@ def test_session_options_are_checked_before_any_connection() -> None:
 
 
 def test_a_tag_map_is_checked_when_it_is_read() -> None:
-    with pytest.raises(ValidationError, match=(
-            r"tag JobSeq: node id 'ns=x;s=A': expected 'ns=<index>;<id>' with a numeric index")):
+    with pytest.raises(
+        ValidationError,
+        match=(r"tag JobSeq: node id 'ns=x;s=A': expected 'ns=<index>;<id>' with a numeric index"),
+    ):
         TagMap(prefix="L", nodes={Tag.JOB_SEQ: "ns=x;s=A"})
     with pytest.raises(ValidationError, match="no ns=/nsu= and the tag map has no namespace_uri"):
         TagMap(prefix="L.ST10")
     with pytest.raises(ValidationError, match=r"tags share a node: JobSeq, JobAckSeq -> 's=L.J'"):
-        TagMap(namespace_uri="urn:a", prefix="L",
-               nodes={Tag.JOB_SEQ: "s=L.J", Tag.JOB_ACK_SEQ: "s=L.J"})
+        TagMap(
+            namespace_uri="urn:a",
+            prefix="L",
+            nodes={Tag.JOB_SEQ: "s=L.J", Tag.JOB_ACK_SEQ: "s=L.J"},
+        )
     with pytest.raises(ValidationError, match=r"no '\{tag\}' in it"):
         TagMap(namespace_uri="urn:a", pattern='"DB_Cell01"')
-    siemens = TagMap(namespace_uri="http://www.siemens.com/simatic-s7-opcua",
-                     pattern='"DB_Cell01"."{tag}"', nodes={Tag.HEARTBEAT_PLC: 's="DB_C"."Life"'})
+    siemens = TagMap(
+        namespace_uri="http://www.siemens.com/simatic-s7-opcua",
+        pattern='"DB_Cell01"."{tag}"',
+        nodes={Tag.HEARTBEAT_PLC: 's="DB_C"."Life"'},
+    )
     refs = siemens.refs("ST10")
     assert refs[Tag.JOB_SEQ].identifier == '"DB_Cell01"."JobSeq"'
     assert refs[Tag.HEARTBEAT_PLC].identifier == '"DB_C"."Life"'
@@ -95,9 +110,16 @@ def test_a_tag_map_is_checked_when_it_is_read() -> None:
 
 def test_two_stations_on_one_node_are_refused_whatever_the_spelling() -> None:
     st10 = TagMap(namespace_uri="urn:plc:server", prefix="DB10")
-    st20 = TagMap(namespace_uri="urn:plc:server", prefix="DB20",
-                  nodes={Tag.RESULT_SEQ: "ns=1;s=DB10.ResultSeq"})  # copied from ST10's map
-    with pytest.raises(TagMapError, match=(
+    st20 = TagMap(
+        namespace_uri="urn:plc:server",
+        prefix="DB20",
+        nodes={Tag.RESULT_SEQ: "ns=1;s=DB10.ResultSeq"},
+    )  # copied from ST10's map
+    with pytest.raises(
+        TagMapError,
+        match=(
             r"station ST20, tag ResultSeq, node 'ns=1;s=DB10.ResultSeq': the same node as "
-            r"station ST10, tag ResultSeq, node 's=DB10.ResultSeq'")):
+            r"station ST10, tag ResultSeq, node 's=DB10.ResultSeq'"
+        ),
+    ):
         resolve_nodes({"ST10": st10.refs("ST10"), "ST20": st20.refs("ST20")}, NAMESPACES)

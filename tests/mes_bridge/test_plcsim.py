@@ -20,8 +20,9 @@ async def test_run_plcsim_serves_until_every_station_did_its_parts() -> None:
     url = await asyncio.wait_for(ready.get(), RUN_TIMEOUT_S)
     assert not url.endswith(":0/intern-cells/plc")
     async with PlcSession(url, {k: v.tags for k, v in st.items()}) as plc:
-        await asyncio.wait_for(asyncio.gather(*(serve(plc.station(s), 3) for s in st)),
-                               RUN_TIMEOUT_S)
+        await asyncio.wait_for(
+            asyncio.gather(*(serve(plc.station(s), 3) for s in st)), RUN_TIMEOUT_S
+        )
         counts = await asyncio.wait_for(sim_task, RUN_TIMEOUT_S)
     assert counts == {"ST10": SimCounts(3, 3, 0), "ST20": SimCounts(3, 3, 0)}
 
@@ -29,8 +30,9 @@ async def test_run_plcsim_serves_until_every_station_did_its_parts() -> None:
 async def test_run_plcsim_stops_when_asked() -> None:
     stop = asyncio.Event()
     ready: asyncio.Queue[str] = asyncio.Queue()
-    task = asyncio.create_task(run_plcsim(stations("ST10"), FREE_PORT_URL, stop=stop,
-                                          on_ready=ready.put_nowait))
+    task = asyncio.create_task(
+        run_plcsim(stations("ST10"), FREE_PORT_URL, stop=stop, on_ready=ready.put_nowait)
+    )
     await asyncio.wait_for(ready.get(), RUN_TIMEOUT_S)
     stop.set()
     counts = await asyncio.wait_for(task, RUN_TIMEOUT_S)

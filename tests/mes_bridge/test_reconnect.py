@@ -18,38 +18,46 @@ FAST_RETRY = {"reconnect_max_delay_s": 0.5, "reconnect_deadline_s": 120.0}
 
 
 def latched(done: list[tuple[PlcJob, PlcResult]]) -> list[LatchedResult]:
-    return [LatchedResult(j.job_seq, j.part_id, j.program_no, r.result, r.error_code,
-                          r.cycle_time_ms) for j, r in done]
+    return [
+        LatchedResult(j.job_seq, j.part_id, j.program_no, r.result, r.error_code, r.cycle_time_ms)
+        for j, r in done
+    ]
 
 
-async def test_ten_plc_restarts_mid_job_and_idle_lose_nothing_and_double_nothing(
-        make_sim) -> None:
+async def test_ten_plc_restarts_mid_job_and_idle_lose_nothing_and_double_nothing(make_sim) -> None:
     st = stations("ST10", "ST20", parts=12)
     sim = await make_sim(st)
     # Nine restarts inside ST10's jobs (after the acknowledgement, after the result) while
     # ST20 keeps working, then one with both stations idle.
-    restart_at = ({(j, "accepted") for j in (2, 4, 6, 8, 10)}
-                  | {(j, "published") for j in (3, 5, 7, 9)})
+    restart_at = {(j, "accepted") for j in (2, 4, 6, 8, 10)} | {
+        (j, "published") for j in (3, 5, 7, 9)
+    }
 
     async def between(step: str, job: PlcJob) -> None:
         if job.station_id == "ST10" and (job.job_seq, step) in restart_at:
             await sim.restart()
 
     async with PlcSession(sim.url, {k: v.tags for k, v in st.items()}, **FAST_RETRY) as plc:
-        first = await asyncio.wait_for(asyncio.gather(
-            serve(plc.station("ST10"), 10, between), serve(plc.station("ST20"), 10)),
-            RUN_TIMEOUT_S)
+        first = await asyncio.wait_for(
+            asyncio.gather(serve(plc.station("ST10"), 10, between), serve(plc.station("ST20"), 10)),
+            RUN_TIMEOUT_S,
+        )
         await sim.restart(down_s=0.5)
-        rest = await asyncio.wait_for(asyncio.gather(
-            serve(plc.station("ST10"), 2), serve(plc.station("ST20"), 2)), RUN_TIMEOUT_S)
+        rest = await asyncio.wait_for(
+            asyncio.gather(serve(plc.station("ST10"), 2), serve(plc.station("ST20"), 2)),
+            RUN_TIMEOUT_S,
+        )
         assert plc.generation >= 11  # ten restarts, each a new connection
         for i, sid in enumerate(st):
             done = first[i] + rest[i]
             assert [j.job_seq for j, _ in done] == list(range(1, 13))
             assert not any(j.resumed or j.counter_reset or j.skipped for j, _ in done)
             assert sim.completed(sid) == latched(done)
-            bad = [n for n in plc.station(sid).notices()
-                   if n.kind in (NoticeKind.GAP, NoticeKind.REPEAT, NoticeKind.COUNTER_RESET)]
+            bad = [
+                n
+                for n in plc.station(sid).notices()
+                if n.kind in (NoticeKind.GAP, NoticeKind.REPEAT, NoticeKind.COUNTER_RESET)
+            ]
             assert bad == []
 
 
@@ -67,8 +75,7 @@ async def test_a_cut_connection_reconnects_and_the_result_still_lands(make_sim) 
     assert sim.completed("ST10") == latched(done)
 
 
-async def test_a_cold_restart_is_a_counter_reset_and_the_open_job_is_not_current(
-        make_sim) -> None:
+async def test_a_cold_restart_is_a_counter_reset_and_the_open_job_is_not_current(make_sim) -> None:
     st = stations("ST10", parts=None)
     sim = await make_sim(st)
     async with PlcSession(sim.url, {"ST10": st["ST10"].tags}, **FAST_RETRY) as plc:
@@ -78,8 +85,7 @@ async def test_a_cold_restart_is_a_counter_reset_and_the_open_job_is_not_current
         await ch.accept(open_job)
         await sim.restart(cold=True)
         with pytest.raises(JobNotCurrent, match="job 4"):
-            await asyncio.wait_for(ch.publish_result(open_job, PlcResult(1, 0, 1)),
-                                   RUN_TIMEOUT_S)
+            await asyncio.wait_for(ch.publish_result(open_job, PlcResult(1, 0, 1)), RUN_TIMEOUT_S)
         after = await asyncio.wait_for(serve(ch, 2), RUN_TIMEOUT_S)
         kinds = [n.kind for n in ch.notices()]
     assert [j.job_seq for j, _ in after] == [1, 2]
@@ -106,14 +112,17 @@ async def test_a_job_acknowledged_before_a_bridge_restart_comes_back_resumed(mak
         nxt = await asyncio.wait_for(serve(ch, 1), RUN_TIMEOUT_S)
     assert not nxt[0][0].resumed and nxt[0][0].job_seq == 2
     assert [(r.job_seq, r.result, r.error_code) for r in sim.completed("ST10")] == [
-        (1, 2, 950), (2, nxt[0][1].result, nxt[0][1].error_code)]
+        (1, 2, 950),
+        (2, nxt[0][1].result, nxt[0][1].error_code),
+    ]
 
 
 async def test_past_the_reconnect_deadline_waiting_calls_fail_clearly(make_sim) -> None:
     st = stations("ST10", parts=0)
     sim = await make_sim(st)
-    async with PlcSession(sim.url, {"ST10": st["ST10"].tags}, reconnect_deadline_s=1.0,
-                          reconnect_max_delay_s=0.3) as plc:
+    async with PlcSession(
+        sim.url, {"ST10": st["ST10"].tags}, reconnect_deadline_s=1.0, reconnect_max_delay_s=0.3
+    ) as plc:
         waiting = asyncio.create_task(plc.station("ST10").next_job())
         await sim.stop_server()
         with pytest.raises(PlcConnectionError, match="unreachable"):

@@ -55,23 +55,34 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 
 
 def plc_security(pki: Pki, **kw: Any) -> SimSecurity:
-    base: dict[str, Any] = dict(certificate=pki.plc.certificate,
-                                private_key=pki.plc.private_key,
-                                trusted_clients=pki.plc_trusts, users={"cell01": "s3cret"})
+    base: dict[str, Any] = dict(
+        certificate=pki.plc.certificate,
+        private_key=pki.plc.private_key,
+        trusted_clients=pki.plc_trusts,
+        users={"cell01": "s3cret"},
+    )
     return SimSecurity(**(base | kw))
 
 
-def bridge_security(pki: Pki, policy: str = "Basic256Sha256", mode: str = "SignAndEncrypt",
-                    **kw: Any) -> SecurityConfig:
+def bridge_security(
+    pki: Pki, policy: str = "Basic256Sha256", mode: str = "SignAndEncrypt", **kw: Any
+) -> SecurityConfig:
     base: dict[str, Any] = dict(
-        policy=policy, mode=mode, certificate=pki.bridge.certificate,
-        private_key=pki.bridge.private_key, private_key_password=KEY_PASSWORD,
-        trusted_server_certificates=pki.bridge_trusts, username="cell01", password="s3cret")
+        policy=policy,
+        mode=mode,
+        certificate=pki.bridge.certificate,
+        private_key=pki.bridge.private_key,
+        private_key_password=KEY_PASSWORD,
+        trusted_server_certificates=pki.bridge_trusts,
+        username="cell01",
+        password="s3cret",
+    )
     return SecurityConfig(**(base | kw))
 
 
 async def test_every_policy_and_mode_carries_the_handshake_and_survives_a_restart(
-        make_sim, pki: Pki) -> None:
+    make_sim, pki: Pki
+) -> None:
     st = stations("ST10", parts=None)
     sim = await make_sim(st, security=plc_security(pki))
     tags = {"ST10": st["ST10"].tags}
@@ -81,41 +92,48 @@ async def test_every_policy_and_mode_carries_the_handshake_and_survives_a_restar
         main = name == "Basic256Sha256_SignAndEncrypt"  # the plant default: more jobs
         restarted: list[int] = []
 
-        async def restart_once(step: str, job: Any, main: bool = main,
-                               restarted: list[int] = restarted) -> None:
+        async def restart_once(
+            step: str, job: Any, main: bool = main, restarted: list[int] = restarted
+        ) -> None:
             if main and step == "accepted" and not restarted:
                 restarted.append(job.job_seq)
                 await sim.restart()  # mid-job: the secure session must come back
 
-        async with PlcSession(sim.url, tags, security=bridge_security(pki, policy, mode),
-                              reconnect_max_delay_s=0.5) as plc:
+        async with PlcSession(
+            sim.url, tags, security=bridge_security(pki, policy, mode), reconnect_max_delay_s=0.5
+        ) as plc:
             done += await asyncio.wait_for(
-                serve(plc.station("ST10"), 3 if main else 1, restart_once), RUN_TIMEOUT_S)
+                serve(plc.station("ST10"), 3 if main else 1, restart_once), RUN_TIMEOUT_S
+            )
             if main:
                 assert plc.generation >= 2 and restarted
     assert [j.job_seq for j, _ in done] == list(range(1, len(SECURE_ENDPOINTS) + 3))
     latched = sim.completed("ST10")
     assert [(r.job_seq, r.result, r.error_code) for r in latched] == [
-        (j.job_seq, r.result, r.error_code) for j, r in done]
+        (j.job_seq, r.result, r.error_code) for j, r in done
+    ]
 
 
 async def test_an_untrusted_plc_certificate_is_refused_before_any_login(
-        make_sim, pki: Pki, tmp_path: Path) -> None:
+    make_sim, pki: Pki, tmp_path: Path
+) -> None:
     st = stations("ST10", parts=0)
     sim = await make_sim(st, security=plc_security(pki))
     shutil.copy(pki.stranger.certificate, tmp_path)  # a trust list without the PLC in it
     cfg = bridge_security(pki, trusted_server_certificates=tmp_path)
     with pytest.raises(UntrustedCertificate) as err:
-        async with PlcSession(sim.url, {"ST10": st["ST10"].tags}, security=cfg,
-                              connect_deadline_s=RUN_TIMEOUT_S):
+        async with PlcSession(
+            sim.url, {"ST10": st["ST10"].tags}, security=cfg, connect_deadline_s=RUN_TIMEOUT_S
+        ):
             pass
     message = str(err.value)
     assert "PLC server certificate" in message and pki.plc.info.thumbprint in message
     assert f"not on the trust list {tmp_path}" in message
     # The commissioning engineer fetches the PLC's certificate, checks the thumbprint
     # against the PLC's display, puts it on the trust list, and the bridge connects.
-    fetched = await asyncio.to_thread(CliRunner().invoke, certs_app(),
-                                      ["fetch", sim.url, str(tmp_path / "plc.der")])
+    fetched = await asyncio.to_thread(
+        CliRunner().invoke, certs_app(), ["fetch", sim.url, str(tmp_path / "plc.der")]
+    )
     assert fetched.exit_code == 0, fetched.output
     assert pki.plc.info.thumbprint in fetched.output
     assert (tmp_path / "plc.der").read_bytes() == pki.plc.certificate.read_bytes()
@@ -124,44 +142,67 @@ async def test_an_untrusted_plc_certificate_is_refused_before_any_login(
 
 
 async def test_the_plc_refusing_our_certificate_or_login_is_a_clear_error(
-        make_sim, pki: Pki) -> None:
+    make_sim, pki: Pki
+) -> None:
     st = stations("ST10", parts=0)
     sim = await make_sim(st, security=plc_security(pki))
     tags = {"ST10": st["ST10"].tags}
-    stranger = bridge_security(pki, certificate=pki.stranger.certificate,
-                               private_key=pki.stranger.private_key, private_key_password=None)
-    with pytest.raises(PlcSecurityError, match=(
+    stranger = bridge_security(
+        pki,
+        certificate=pki.stranger.certificate,
+        private_key=pki.stranger.private_key,
+        private_key_password=None,
+    )
+    with pytest.raises(
+        PlcSecurityError,
+        match=(
             r"refused the bridge's certificate \(BadCertificateUntrusted\): add "
-            rf".*stranger.*{pki.stranger.info.thumbprint}.*trusted client certificates")):
-        async with PlcSession(sim.url, tags, security=stranger,
-                              connect_deadline_s=RUN_TIMEOUT_S):
+            rf".*stranger.*{pki.stranger.info.thumbprint}.*trusted client certificates"
+        ),
+    ):
+        async with PlcSession(sim.url, tags, security=stranger, connect_deadline_s=RUN_TIMEOUT_S):
             pass
-    with pytest.raises(PlcSecurityError, match=(
+    with pytest.raises(
+        PlcSecurityError,
+        match=(
             r"refused the login of user 'cell01' \(BadUserAccessDenied\): check the user "
-            "name and password")):
-        async with PlcSession(sim.url, tags, security=bridge_security(pki, password="wrong"),
-                              connect_deadline_s=RUN_TIMEOUT_S):
+            "name and password"
+        ),
+    ):
+        async with PlcSession(
+            sim.url,
+            tags,
+            security=bridge_security(pki, password="wrong"),
+            connect_deadline_s=RUN_TIMEOUT_S,
+        ):
             pass
     with pytest.raises(PlcSecurityError, match="offers no unsecured endpoint"):
         async with PlcSession(sim.url, tags, connect_deadline_s=RUN_TIMEOUT_S):
             pass
     anonymous = bridge_security(pki, username=None, password=None)
     with pytest.raises(PlcSecurityError, match="refused an anonymous login"):
-        async with PlcSession(sim.url, tags, security=anonymous,
-                              connect_deadline_s=RUN_TIMEOUT_S):
+        async with PlcSession(sim.url, tags, security=anonymous, connect_deadline_s=RUN_TIMEOUT_S):
             pass
-    narrow = await make_sim(st, security=plc_security(
-        pki, endpoints=("Basic256Sha256_SignAndEncrypt",)))
-    with pytest.raises(PlcSecurityError, match=(
+    narrow = await make_sim(
+        st, security=plc_security(pki, endpoints=("Basic256Sha256_SignAndEncrypt",))
+    )
+    with pytest.raises(
+        PlcSecurityError,
+        match=(
             r"offers no endpoint with Aes256Sha256RsaPss/Sign; it offers "
-            r"Basic256Sha256/SignAndEncrypt")):
-        async with PlcSession(narrow.url, tags, connect_deadline_s=RUN_TIMEOUT_S,
-                              security=bridge_security(pki, "Aes256Sha256RsaPss", "Sign")):
+            r"Basic256Sha256/SignAndEncrypt"
+        ),
+    ):
+        async with PlcSession(
+            narrow.url,
+            tags,
+            connect_deadline_s=RUN_TIMEOUT_S,
+            security=bridge_security(pki, "Aes256Sha256RsaPss", "Sign"),
+        ):
             pass
 
 
-def test_security_settings_are_checked_when_the_session_is_built(
-        pki: Pki, tmp_path: Path) -> None:
+def test_security_settings_are_checked_when_the_session_is_built(pki: Pki, tmp_path: Path) -> None:
     tags = stations("ST10")["ST10"].tags
     url = "opc.tcp://127.0.0.1:4840"
     with pytest.raises(ValidationError, match="needs 'trusted_server_certificates'"):
@@ -173,17 +214,26 @@ def test_security_settings_are_checked_when_the_session_is_built(
     with pytest.raises(ValidationError, match="given but policy and mode are 'None'"):
         SecurityConfig(certificate=pki.bridge.certificate)
     with pytest.raises(CertificateError, match="does not belong to the certificate"):
-        PlcSession(url, {"ST10": tags}, security=bridge_security(
-            pki, private_key=pki.stranger.private_key, private_key_password=None))
+        PlcSession(
+            url,
+            {"ST10": tags},
+            security=bridge_security(
+                pki, private_key=pki.stranger.private_key, private_key_password=None
+            ),
+        )
     with pytest.raises(CertificateError, match="wrong password"):
-        PlcSession(url, {"ST10": tags}, security=bridge_security(
-            pki, private_key_password="not-it"))
+        PlcSession(
+            url, {"ST10": tags}, security=bridge_security(pki, private_key_password="not-it")
+        )
     with pytest.raises(CertificateError, match=rf"is for {BRIDGE_URI}, not the configured "):
-        PlcSession(url, {"ST10": tags}, security=bridge_security(
-            pki, application_uri="urn:other"))
+        PlcSession(url, {"ST10": tags}, security=bridge_security(pki, application_uri="urn:other"))
     with pytest.raises(CertificateError, match="no certificate files"):
-        PlcSession(url, {"ST10": tags}, security=bridge_security(
-            pki, trusted_server_certificates=tmp_path))
+        PlcSession(
+            url, {"ST10": tags}, security=bridge_security(pki, trusted_server_certificates=tmp_path)
+        )
     with pytest.raises(CertificateError, match="private key, not a certificate"):
-        PlcSession(url, {"ST10": tags}, security=bridge_security(
-            pki, trusted_server_certificates=pki.bridge.private_key))
+        PlcSession(
+            url,
+            {"ST10": tags},
+            security=bridge_security(pki, trusted_server_certificates=pki.bridge.private_key),
+        )

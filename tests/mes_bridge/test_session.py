@@ -17,8 +17,14 @@ from .conftest import ACK_TIMEOUT_S, RUN_TIMEOUT_S, serve, stations
 
 
 def latched(job, result) -> LatchedResult:
-    return LatchedResult(job.job_seq, job.part_id, job.program_no, result.result,
-                         result.error_code, result.cycle_time_ms)
+    return LatchedResult(
+        job.job_seq,
+        job.part_id,
+        job.program_no,
+        result.result,
+        result.error_code,
+        result.cycle_time_ms,
+    )
 
 
 async def test_jobs_are_acknowledged_answered_and_latched_as_published(make_sim) -> None:
@@ -26,7 +32,8 @@ async def test_jobs_are_acknowledged_answered_and_latched_as_published(make_sim)
     sim = await make_sim(st)
     async with PlcSession(sim.url, {k: v.tags for k, v in st.items()}) as plc:
         runs = await asyncio.wait_for(
-            asyncio.gather(*(serve(plc.station(sid), 20) for sid in st)), RUN_TIMEOUT_S)
+            asyncio.gather(*(serve(plc.station(sid), 20) for sid in st)), RUN_TIMEOUT_S
+        )
         await sim.wait_completed(20, ACK_TIMEOUT_S)
         for sid, done in zip(st, runs, strict=True):
             assert [j.job_seq for j, _ in done] == list(range(1, 21))
@@ -80,19 +87,29 @@ async def test_a_siemens_style_tag_map_drives_the_same_handshake(make_sim) -> No
 @pytest.mark.parametrize(
     ("sim_kw", "tags", "message"),
     [
-        ({"omit": frozenset({Tag.RESULT_SEQ})}, None,
-         r"station ST10, tag ResultSeq, node 's=TL.ST10.ResultSeq': not found on the PLC "
-         r"\(BadNodeIdUnknown\)"),
-        ({"type_overrides": {Tag.JOB_SEQ: "Int32", Tag.PART_ID: "Double"}}, None,
-         r"(?s)tag JobSeq, node 's=TL.ST10.JobSeq': data type is Int32, expected UInt32"
-         r".*tag PartId.*data type is Double, expected String"),
-        ({}, TagMap(namespace_uri="urn:not-there", prefix="TL.ST10"),
-         r"station ST10, tag JobSeq: node 's=TL.ST10.JobSeq': namespace 'urn:not-there' is "
-         r"not on the server"),
+        (
+            {"omit": frozenset({Tag.RESULT_SEQ})},
+            None,
+            r"station ST10, tag ResultSeq, node 's=TL.ST10.ResultSeq': not found on the PLC "
+            r"\(BadNodeIdUnknown\)",
+        ),
+        (
+            {"type_overrides": {Tag.JOB_SEQ: "Int32", Tag.PART_ID: "Double"}},
+            None,
+            r"(?s)tag JobSeq, node 's=TL.ST10.JobSeq': data type is Int32, expected UInt32"
+            r".*tag PartId.*data type is Double, expected String",
+        ),
+        (
+            {},
+            TagMap(namespace_uri="urn:not-there", prefix="TL.ST10"),
+            r"station ST10, tag JobSeq: node 's=TL.ST10.JobSeq': namespace 'urn:not-there' is "
+            r"not on the server",
+        ),
     ],
 )
 async def test_a_tag_map_that_does_not_fit_the_plc_is_a_clear_error(
-        make_sim, sim_kw, tags, message) -> None:
+    make_sim, sim_kw, tags, message
+) -> None:
     st = stations("ST10", parts=0, **sim_kw)
     sim = await make_sim(st)
     with pytest.raises(TagMapError, match=message):
@@ -105,8 +122,7 @@ async def test_an_unreachable_plc_is_a_clear_error_after_the_deadline(make_sim) 
     url = sim.url
     await sim.stop_server()
     with pytest.raises(PlcConnectionError, match=r"unreachable: \d+ attempts"):
-        async with PlcSession(url, {"ST10": stations("ST10")["ST10"].tags},
-                              connect_deadline_s=1.0):
+        async with PlcSession(url, {"ST10": stations("ST10")["ST10"].tags}, connect_deadline_s=1.0):
             pass
 
 

@@ -86,9 +86,7 @@ def test_runs_are_deterministic_for_a_seed():
 def test_simulated_async_wrapper_matches_the_runner():
     cfg = ExecConfig(mode=ExecMode.PREFIX)
     ref_stats, ref_actions, _ = run(ExecMode.PREFIX, "fixed:80", ticks=200)
-    wrapped = SimulatedAsyncPolicy(
-        WavePolicy(), cfg, latency=LatencyInjector("fixed:80", seed=3)
-    )
+    wrapped = SimulatedAsyncPolicy(WavePolicy(), cfg, latency=LatencyInjector("fixed:80", seed=3))
     env = CountingEnv(200)
     obs = env.reset()
     done = False

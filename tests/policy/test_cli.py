@@ -48,10 +48,17 @@ def test_train_options_default_to_the_recipe():
     cmd = typer.main.get_command(policy_app).commands["train"]  # type: ignore[attr-defined]
     shown = {p.name: p.default for p in cmd.params}
     fields = {
-        "episodes": "expert_episodes", "steps": "steps", "relabel_rounds": "dagger_rounds",
-        "relabel_episodes": "dagger_episodes", "relabel_steps": "dagger_steps",
-        "minutes": "time_budget_min", "difficulty": "difficulty", "seed": "seed",
-        "lr": "lr", "threads": "threads", "teacher_error": "teacher_error",
+        "episodes": "expert_episodes",
+        "steps": "steps",
+        "relabel_rounds": "dagger_rounds",
+        "relabel_episodes": "dagger_episodes",
+        "relabel_steps": "dagger_steps",
+        "minutes": "time_budget_min",
+        "difficulty": "difficulty",
+        "seed": "seed",
+        "lr": "lr",
+        "threads": "threads",
+        "teacher_error": "teacher_error",
     }
     for opt, field in fields.items():
         assert shown[opt] == TrainConfig.model_fields[field].default, opt

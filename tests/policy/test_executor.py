@@ -29,9 +29,7 @@ def test_threaded_executor_on_virtual_clock_never_runs_dry(latency):
     assert s.deadline_misses == 0
     # Same latencies in simulated time give the very same actions: one scheduling logic.
     ref_env = CountingEnv(400)
-    SimTimeRunner(WavePolicy(), cfg, latency=LatencyInjector(latency, seed=5)).run(
-        ref_env, 1000
-    )
+    SimTimeRunner(WavePolicy(), cfg, latency=LatencyInjector(latency, seed=5)).run(ref_env, 1000)
     np.testing.assert_array_equal(np.stack(env.actions), np.stack(ref_env.actions))
 
 

@@ -18,8 +18,17 @@ from robot.jobs import Task
 
 
 def _tiny(out: Path, **kw: object) -> TrainConfig:
-    base = dict(task=Task.SCREWING, out=out, expert_episodes=2, steps=3, batch=4,
-                dagger_rounds=1, dagger_episodes=1, dagger_steps=2, d_model=32)
+    base = dict(
+        task=Task.SCREWING,
+        out=out,
+        expert_episodes=2,
+        steps=3,
+        batch=4,
+        dagger_rounds=1,
+        dagger_episodes=1,
+        dagger_steps=2,
+        d_model=32,
+    )
     return TrainConfig(**(base | kw))  # type: ignore[arg-type]
 
 
@@ -39,8 +48,7 @@ def test_a_toy_run_writes_a_loadable_deterministic_checkpoint(tmp_path: Path) ->
 
 def test_training_continues_from_a_checkpoint(tmp_path: Path) -> None:
     first = train(_tiny(tmp_path / "a", dagger_rounds=0), log=lambda _: None)
-    second = train(_tiny(tmp_path / "b", dagger_rounds=0, init=tmp_path / "a"),
-                   log=lambda _: None)
+    second = train(_tiny(tmp_path / "b", dagger_rounds=0, init=tmp_path / "a"), log=lambda _: None)
     assert second["continued_from"] == first["version"] != second["version"]
 
 
@@ -51,8 +59,9 @@ def test_action_units_have_a_floor_so_large_corrections_stay_in_range(tmp_path: 
     data.add([ep])
     model = FlowPolicyModel(ModelConfig(d_model=32))
     floor = torch.full((ep.action.shape[1],), 0.5)
-    model.set_normalisation(torch.from_numpy(data.all_states()),
-                            torch.from_numpy(data.all_actions()), floor=floor)
+    model.set_normalisation(
+        torch.from_numpy(data.all_states()), torch.from_numpy(data.all_actions()), floor=floor
+    )
     assert torch.all(model.action_std >= 0.5)
 
 

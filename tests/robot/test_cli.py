@@ -20,16 +20,19 @@ def test_episode_prints_outcome_and_fastener_table() -> None:
 
 
 def test_episode_shows_a_nok_with_its_failure() -> None:
-    res = runner.invoke(sim_app, ["episode", "--task", "nut_install", "--seed", "0",
-                                  "--difficulty", "4"])
+    res = runner.invoke(
+        sim_app, ["episode", "--task", "nut_install", "--seed", "0", "--difficulty", "4"]
+    )
     assert res.exit_code == 0, res.output
     assert "NOK" in res.output
 
 
 def test_demos_writes_loadable_episodes(tmp_path: Path) -> None:
     out = tmp_path / "demos"
-    res = runner.invoke(sim_app, ["demos", "--task", "screwing", "--episodes", "2",
-                                  "--out", str(out), "--seed-start", "5"])
+    res = runner.invoke(
+        sim_app,
+        ["demos", "--task", "screwing", "--episodes", "2", "--out", str(out), "--seed-start", "5"],
+    )
     assert res.exit_code == 0, res.output
     assert "wrote 2 episodes" in res.output
     ep = load_episode(out / "screwing_s000005.json")
@@ -37,8 +40,9 @@ def test_demos_writes_loadable_episodes(tmp_path: Path) -> None:
 
 
 def test_expert_rate_prints_a_wilson_interval_and_failure_modes() -> None:
-    res = runner.invoke(sim_app, ["expert-rate", "--task", "nut_install", "--seeds", "20",
-                                  "--difficulty", "3"])
+    res = runner.invoke(
+        sim_app, ["expert-rate", "--task", "nut_install", "--seeds", "20", "--difficulty", "3"]
+    )
     assert res.exit_code == 0, res.output
     assert "95% CI" in res.output and "cross_thread" in res.output
 

@@ -67,7 +67,13 @@ def test_expert_installs_all_nuts_inside_takt() -> None:
     out = rollout(CellEnv(Task.NUT_INSTALL, seed=1, render=False))
     assert out.done and out.success and out.failure is None and out.error_code == 0
     assert [(f.side.value, f.position) for f in out.fasteners] == [
-        ("left", 1), ("left", 2), ("left", 3), ("right", 1), ("right", 2), ("right", 3)]
+        ("left", 1),
+        ("left", 2),
+        ("left", 3),
+        ("right", 1),
+        ("right", 2),
+        ("right", 3),
+    ]
     assert all(18 <= f.torque_nm <= 26 and 540 <= f.angle_deg <= 900 for f in out.fasteners)
     assert out.within_takt and out.cycle_time_s == out.sim_time_s
     assert set(out.phases) == {"walk", "fetch", "align", "drive", "verify"}

@@ -10,18 +10,36 @@ from robot.env import CellEnv, rollout
 from robot.jobs import ErrorCode, FastenerSpec, Side, Task
 from robot.sim import fastening as fz
 
-M8 = FastenerSpec(position=1, side=Side.LEFT, torque_min_nm=18, torque_max_nm=26,
-                  angle_min_deg=540, angle_max_deg=900)
+M8 = FastenerSpec(
+    position=1,
+    side=Side.LEFT,
+    torque_min_nm=18,
+    torque_max_nm=26,
+    angle_min_deg=540,
+    angle_max_deg=900,
+)
 SOUND = fz.ThreadSample(
-    seat_angle_deg=700.0, prevailing_start_nm=2.5, prevailing_seat_nm=7.5,
-    joint_rate_nm_per_deg=0.45, strip_nm=36.0, clean_start_mm=2.3, xthread_onset_deg=80.0,
-    xthread_rate_nm_per_deg=0.3, breakaway_factor=1.25,
+    seat_angle_deg=700.0,
+    prevailing_start_nm=2.5,
+    prevailing_seat_nm=7.5,
+    joint_rate_nm_per_deg=0.45,
+    strip_nm=36.0,
+    clean_start_mm=2.3,
+    xthread_onset_deg=80.0,
+    xthread_rate_nm_per_deg=0.3,
+    breakaway_factor=1.25,
 )
 
 
 def _rundown(sample: fz.ThreadSample = SOUND, misalignment_mm: float = 0.3) -> fz.Rundown:
-    return fz.Rundown(model=fz.M8_SELF_TAPPING_NUT, sample=sample, target_nm=22.0,
-                      angle_limit_deg=1080.0, misalignment_mm=misalignment_mm, noise_nm=0.1)
+    return fz.Rundown(
+        model=fz.M8_SELF_TAPPING_NUT,
+        sample=sample,
+        target_nm=22.0,
+        angle_limit_deg=1080.0,
+        misalignment_mm=misalignment_mm,
+        noise_nm=0.1,
+    )
 
 
 def _drive(r: fz.Rundown, ticks: int = 200) -> int:
@@ -148,8 +166,7 @@ def test_in_the_cell_a_porous_stud_strips() -> None:
 def test_the_expert_takes_the_last_millimetres_slowly_and_starts_the_thread_square() -> None:
     from robot.sim.expert import FINE_STEP_M, FINE_ZONE_M
 
-    env = CellEnv(Task.NUT_INSTALL, seed=24, difficulty=1.0, render=False,
-                  expert_error=False)
+    env = CellEnv(Task.NUT_INSTALL, seed=24, difficulty=1.0, render=False, expert_error=False)
     env.reset()
     task = env.task
     engage_z = task.kind.engage_z
@@ -170,8 +187,7 @@ def test_the_expert_takes_the_last_millimetres_slowly_and_starts_the_thread_squa
 def test_a_misaligned_tool_in_the_fine_zone_holds_its_height_and_corrects() -> None:
     from robot.sim.expert import fasten_expert
 
-    env = CellEnv(Task.NUT_INSTALL, seed=25, difficulty=1.0, render=False,
-                  expert_error=False)
+    env = CellEnv(Task.NUT_INSTALL, seed=25, difficulty=1.0, render=False, expert_error=False)
     env.reset()
     task = env.task
     arm, stud = task.arms[Side.LEFT], task.positions[0]

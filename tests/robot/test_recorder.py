@@ -60,8 +60,10 @@ def test_manifest_documents_the_episode(tmp_path: Path) -> None:
 
 def test_demos_without_cameras_and_iteration(tmp_path: Path) -> None:
     paths = write_demos(Task.MATERIAL_HANDLING, 2, tmp_path, seed_start=40, render=False)
-    assert [p.name for p in paths] == ["material_handling_s000040.json",
-                                       "material_handling_s000041.json"]
+    assert [p.name for p in paths] == [
+        "material_handling_s000040.json",
+        "material_handling_s000041.json",
+    ]
     eps = list(iter_episodes(tmp_path))
     assert len(eps) == 2 and all(e.images == {} for e in eps)
     assert eps[0].manifest["cameras"] == {}

@@ -30,9 +30,18 @@ def _recipes() -> dict[Task, tuple[tuple[FastenerSpec, ...], float]]:
 
 def _spec(task: Task, seed: int = 1, difficulty: float = 1.0, **kw) -> JobSpec:
     fasteners, takt = _recipes()[task]
-    return JobSpec(job_key=f"ST:0:{seed}", station_id="ST", robot_id="R1", part_id="P",
-                   program_no=1, task=task, fasteners=kw.get("fasteners", fasteners),
-                   takt_s=takt, seed=seed, difficulty=difficulty)
+    return JobSpec(
+        job_key=f"ST:0:{seed}",
+        station_id="ST",
+        robot_id="R1",
+        part_id="P",
+        program_no=1,
+        task=task,
+        fasteners=kw.get("fasteners", fasteners),
+        takt_s=takt,
+        seed=seed,
+        difficulty=difficulty,
+    )
 
 
 def test_default_recipes_are_the_sample_lines() -> None:
@@ -54,15 +63,18 @@ def test_each_sample_recipe_runs_and_is_judged_against_its_windows(task: Task) -
         assert (res.side, res.position) == (f.side, f.position)
         assert (res.torque_min_nm, res.torque_max_nm) == (f.torque_min_nm, f.torque_max_nm)
         assert (res.angle_min_deg, res.angle_max_deg) == (f.angle_min_deg, f.angle_max_deg)
-        assert res.ok == (f.torque_min_nm <= res.torque_nm <= f.torque_max_nm
-                          and f.angle_min_deg <= res.angle_deg <= f.angle_max_deg)
+        assert res.ok == (
+            f.torque_min_nm <= res.torque_nm <= f.torque_max_nm
+            and f.angle_min_deg <= res.angle_deg <= f.angle_max_deg
+        )
         assert 2 <= len(res.trace_angle_deg) == len(res.trace_torque_nm) <= 64
     assert run_job(spec) == out  # deterministic
 
 
 def test_a_tighter_recipe_is_judged_against_its_own_windows() -> None:
-    tight = tuple(f.model_copy(update={"angle_max_deg": 600.0})
-                  for f in _recipes()[Task.NUT_INSTALL][0])
+    tight = tuple(
+        f.model_copy(update={"angle_max_deg": 600.0}) for f in _recipes()[Task.NUT_INSTALL][0]
+    )
     out = run_job(_spec(Task.NUT_INSTALL, seed=2, fasteners=tight))
     assert out.outcome is Outcome.NOK and out.error_code == ErrorCode.ANGLE_HIGH
     assert all(f.angle_max_deg == 600.0 for f in out.fasteners)
@@ -119,8 +131,13 @@ def test_expert_rate_drops_with_difficulty() -> None:
         from robot.env import rollout
 
         n = 30
-        return sum(rollout(CellEnv(Task.NUT_INSTALL, seed=s, difficulty=d, render=False)).success
-                   for s in range(500, 500 + n)) / n
+        return (
+            sum(
+                rollout(CellEnv(Task.NUT_INSTALL, seed=s, difficulty=d, render=False)).success
+                for s in range(500, 500 + n)
+            )
+            / n
+        )
 
     easy, hard = rate(1.0), rate(3.0)
     assert easy >= 0.85 and hard <= easy - 0.3

@@ -17,9 +17,17 @@ from tests.policy.helpers import ServerThread
 
 
 def _spec(task: Task, seed: int = 7) -> JobSpec:
-    return JobSpec(job_key=f"ST:0:{seed}", station_id="ST", robot_id="R1", part_id="P",
-                   program_no=1, task=task, fasteners=default_fasteners(task), takt_s=76.0,
-                   seed=seed)
+    return JobSpec(
+        job_key=f"ST:0:{seed}",
+        station_id="ST",
+        robot_id="R1",
+        part_id="P",
+        program_no=1,
+        task=task,
+        fasteners=default_fasteners(task),
+        takt_s=76.0,
+        seed=seed,
+    )
 
 
 @pytest.mark.parametrize("text", ["auto", "expert", "tcp://127.0.0.1:8765", "tcp://gpu-box:9"])
@@ -27,7 +35,9 @@ def test_sources_that_parse(text: str) -> None:
     assert parse_source(text).kind in ("auto", "expert", "remote")
 
 
-@pytest.mark.parametrize("text", ["", "local", "tcp://host", "tcp://:80", "http://h:1", "tcp://h:x"])
+@pytest.mark.parametrize(
+    "text", ["", "local", "tcp://host", "tcp://:80", "http://h:1", "tcp://h:x"]
+)
 def test_bad_sources_are_refused_with_what_is_accepted(text: str) -> None:
     with pytest.raises(ValueError, match="auto, expert, tcp://HOST:PORT"):
         parse_source(text)

@@ -7,15 +7,25 @@ from robot.worker import RunOnce, execute_once
 
 
 def _spec(key: str = "ST30:0:1") -> JobSpec:
-    return JobSpec(job_key=key, station_id="ST30", robot_id="R3", part_id="P-1", program_no=1,
-                   task=Task.MATERIAL_HANDLING, takt_s=76, seed=1)
+    return JobSpec(
+        job_key=key,
+        station_id="ST30",
+        robot_id="R3",
+        part_id="P-1",
+        program_no=1,
+        task=Task.MATERIAL_HANDLING,
+        takt_s=76,
+        seed=1,
+    )
 
 
 def _runner(calls: list[str]):
     def run(spec: JobSpec) -> JobOutcome:
         calls.append(spec.job_key)
-        return JobOutcome(job_key=spec.job_key, robot_id=spec.robot_id, outcome=Outcome.OK,
-                          cycle_time_ms=61000)
+        return JobOutcome(
+            job_key=spec.job_key, robot_id=spec.robot_id, outcome=Outcome.OK, cycle_time_ms=61000
+        )
+
     return run
 
 
@@ -41,6 +51,7 @@ def test_delivery_after_a_worker_died_mid_job_is_not_run(redis_url: str) -> None
 def test_a_crashing_skill_is_a_nok_outcome_not_a_lost_job(redis_url: str) -> None:
     def boom(spec: JobSpec) -> JobOutcome:
         raise RuntimeError("gripper driver fault")
+
     guard = RunOnce(redis.Redis.from_url(redis_url), "w1")
     out = execute_once(guard, _spec("ST30:0:3"), boom)
     assert out.outcome is Outcome.NOK and "gripper driver fault" in out.detail
@@ -59,18 +70,42 @@ def test_a_worker_process_runs_jobs_with_the_shipped_policy(redis_url: str, tmp_
     from robot.celery_app import RUN_JOB, make_celery, robot_queue
     from robot.sim.config import default_fasteners
 
-    spec = JobSpec(job_key="ST10:0:policy", station_id="ST10", robot_id="R1", part_id="P-9",
-                   program_no=1, task=Task.NUT_INSTALL, fasteners=default_fasteners(
-                       Task.NUT_INSTALL), takt_s=76, seed=11)
+    spec = JobSpec(
+        job_key="ST10:0:policy",
+        station_id="ST10",
+        robot_id="R1",
+        part_id="P-9",
+        program_no=1,
+        task=Task.NUT_INSTALL,
+        fasteners=default_fasteners(Task.NUT_INSTALL),
+        takt_s=76,
+        seed=11,
+    )
     log = (tmp_path / "worker.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cell", "worker", "--robot", "R1", "--config",
-         str(sample_config_path()), "--policy", "auto", "--loglevel", "WARNING"],
-        env=dict(os.environ, INTERN_REDIS_URL=redis_url), stdout=log, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "cell",
+            "worker",
+            "--robot",
+            "R1",
+            "--config",
+            str(sample_config_path()),
+            "--policy",
+            "auto",
+            "--loglevel",
+            "WARNING",
+        ],
+        env=dict(os.environ, INTERN_REDIS_URL=redis_url),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     app = make_celery(redis_url)
     try:
-        result = app.send_task(RUN_JOB, args=[spec.model_dump(mode="json")],
-                               queue=robot_queue("R1"))
+        result = app.send_task(
+            RUN_JOB, args=[spec.model_dump(mode="json")], queue=robot_queue("R1")
+        )
         out = JobOutcome.model_validate(result.get(timeout=180))
     finally:
         proc.terminate()

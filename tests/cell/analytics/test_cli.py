@@ -40,13 +40,15 @@ def test_yield_json_matches_the_query(cli, history_url: str) -> None:  # type: i
     got = json.loads(res.stdout)
     engine = create_engine(history_url)
     with Session(engine) as s:
-        want = an.yield_by(s, an.Window(datetime(2026, 3, 8, 3, tzinfo=UTC),
-                                        datetime(2026, 3, 9, 21, tzinfo=UTC)),
-                           ("station", "policy"))
+        want = an.yield_by(
+            s,
+            an.Window(datetime(2026, 3, 8, 3, tzinfo=UTC), datetime(2026, 3, 9, 21, tzinfo=UTC)),
+            ("station", "policy"),
+        )
     engine.dispose()
-    assert [(r["station_id"], r["policy_version"], r["parts"], r["first_pass_yield"])
-            for r in got] == [(r.station_id, r.policy_version, r.parts, r.first_pass_yield)
-                              for r in want]
+    assert [
+        (r["station_id"], r["policy_version"], r["parts"], r["first_pass_yield"]) for r in got
+    ] == [(r.station_id, r.policy_version, r.parts, r.first_pass_yield) for r in want]
 
 
 def test_csv_and_table_formats(cli) -> None:  # type: ignore[no-untyped-def]
@@ -57,25 +59,42 @@ def test_csv_and_table_formats(cli) -> None:  # type: ignore[no-untyped-def]
     assert float(rows[-1]["cumulative"]) == pytest.approx(1.0)
     table = cli("spc", *WINDOW, "--station", "L1-ST10")
     assert table.exit_code == 0 and "cpk" in table.output and "L1-ST10" in table.output
-    chart = cli("spc", *WINDOW, "--station", "L1-ST10", "--side", "left", "--position", "2",
-                "--points", "20", "--format", "json")
+    chart = cli(
+        "spc",
+        *WINDOW,
+        "--station",
+        "L1-ST10",
+        "--side",
+        "left",
+        "--position",
+        "2",
+        "--points",
+        "20",
+        "--format",
+        "json",
+    )
     assert chart.exit_code == 0 and len(json.loads(chart.stdout)["points"]) == 20
-    for cmd in (["oee", *WINDOW], ["compare", *WINDOW, "--station", "L1-ST20", "--a",
-                                   "vla-1.0", "--b", "vla-1.1"]):
+    for cmd in (
+        ["oee", *WINDOW],
+        ["compare", *WINDOW, "--station", "L1-ST20", "--a", "vla-1.0", "--b", "vla-1.1"],
+    ):
         out = cli(*cmd)
         assert out.exit_code == 0, out.output
 
 
-@pytest.mark.parametrize("args, message", [
-    (["yield", "--by", "colour"], "--by"),
-    (["yield", "--days", "-1"], "--days: Input should be greater than 0"),
-    (["yield", "--start", "2026-03-09", "--end", "2026-03-08"], "end must be after start"),
-    (["yield", "--tz", "Mars/Olympus"], "unknown time zone"),
-    (["pareto", "--by", "shoe"], "choose code or position"),
-    (["spc", "--side", "left"], "needs --station, --side and --position"),
-    (["part", "NOPE-1"], "no part 'NOPE-1' on record"),
-    (["assign", "--robot", "R1", "--reason", "x", "--author", "a"], "exactly one of"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["yield", "--by", "colour"], "--by"),
+        (["yield", "--days", "-1"], "--days: Input should be greater than 0"),
+        (["yield", "--start", "2026-03-09", "--end", "2026-03-08"], "end must be after start"),
+        (["yield", "--tz", "Mars/Olympus"], "unknown time zone"),
+        (["pareto", "--by", "shoe"], "choose code or position"),
+        (["spc", "--side", "left"], "needs --station, --side and --position"),
+        (["part", "NOPE-1"], "no part 'NOPE-1' on record"),
+        (["assign", "--robot", "R1", "--reason", "x", "--author", "a"], "exactly one of"),
+    ],
+)
 def test_bad_input_is_a_clear_error(cli, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
     res = cli(*args)
     assert res.exit_code == 2, res.output
@@ -88,17 +107,37 @@ def test_roster_assign_and_alert_steps(cli, history_url: str) -> None:  # type: 
     with Session(engine) as s:
         sync_line(s, load_line_config(sample_config_path()))
         job = s.execute(text("SELECT id FROM jobs WHERE NOT ok LIMIT 1")).scalar_one()
-        alert = m.Alert(station_id="ST10", job_id=job, kind="nok", error_code=201,
-                        message="cross thread")
+        alert = m.Alert(
+            station_id="ST10", job_id=job, kind="nok", error_code=201, message="cross thread"
+        )
         s.add(alert)
         s.commit()
         alert_id = alert.id
     try:
-        refused = cli("assign", "--robot", "R3", "--station", "ST10", "--reason", "cover",
-                      "--author", "sup-anna")
+        refused = cli(
+            "assign",
+            "--robot",
+            "R3",
+            "--station",
+            "ST10",
+            "--reason",
+            "cover",
+            "--author",
+            "sup-anna",
+        )
         assert refused.exit_code == 1 and "R3 has no skill for nut_install" in refused.output
-        done = cli("assign", "--robot", "R1", "--maintenance", "--reason", "gripper",
-                   "--author", "sup-anna", "--format", "json")
+        done = cli(
+            "assign",
+            "--robot",
+            "R1",
+            "--maintenance",
+            "--reason",
+            "gripper",
+            "--author",
+            "sup-anna",
+            "--format",
+            "json",
+        )
         assert done.exit_code == 0, done.output
         r1 = next(e for e in json.loads(done.stdout) if e["robot_id"] == "R1")
         assert r1["station_id"] is None and r1["author"] == "sup-anna"
@@ -113,8 +152,9 @@ def test_roster_assign_and_alert_steps(cli, history_url: str) -> None:  # type: 
         listed = cli("alerts", "list", "--format", "json")
         assert alert_id not in [a["id"] for a in json.loads(listed.stdout)]
         with Session(engine) as s:
-            audit = s.execute(text("SELECT actor, action FROM audit_log WHERE role = 'cli' "
-                                   "ORDER BY id")).all()
+            audit = s.execute(
+                text("SELECT actor, action FROM audit_log WHERE role = 'cli' ORDER BY id")
+            ).all()
         assert ("sup-anna", "assign") in audit and ("tech-bo", "alert.clear") in audit
     finally:
         with Session(engine) as s:  # leave the shared history as the other tests expect
@@ -125,7 +165,8 @@ def test_roster_assign_and_alert_steps(cli, history_url: str) -> None:  # type: 
 
 
 def test_history_generate_refuses_a_second_run_and_api_serve_checks_its_bind(
-        cli, make_database, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    cli, make_database, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     url = make_database()
     monkeypatch.setenv("INTERN_DATABASE_URL", url)
     ok = cli("history", "generate", "--stations", "2", "--days", "1", "--end", "2026-01-02")

@@ -38,8 +38,11 @@ def test_every_panel_query_runs_and_returns_rows(hist: Session) -> None:
     assert len(panels) >= 7
     for title, sql in panels:
         # Grafana's macros and variables, as Grafana would expand them.
-        sql = re.sub(r"\$__timeFilter\((\w+)\)",
-                     r"\1 BETWEEN '2026-03-01T00:00:00Z' AND '2026-03-10T00:00:00Z'", sql)
+        sql = re.sub(
+            r"\$__timeFilter\((\w+)\)",
+            r"\1 BETWEEN '2026-03-01T00:00:00Z' AND '2026-03-10T00:00:00Z'",
+            sql,
+        )
         sql = sql.replace("($station)", "('L1-ST10', 'L1-ST20')")
         sql = sql.replace("'$position'", "'left 1'")
         assert "$" not in sql, title

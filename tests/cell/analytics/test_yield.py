@@ -10,17 +10,21 @@ from cell.analytics import QueryError, Window, compare_policies, yield_by
 from cell.analytics.yields import two_proportions
 
 # Ragged on both ends so that rollup hours and raw edges both take part.
-WINDOW = Window(datetime(2026, 3, 8, 5, 17, 31, tzinfo=UTC),
-                datetime(2026, 3, 9, 19, 42, 5, tzinfo=UTC))
+WINDOW = Window(
+    datetime(2026, 3, 8, 5, 17, 31, tzinfo=UTC), datetime(2026, 3, 9, 19, 42, 5, tzinfo=UTC)
+)
 
 
 def _raw(hist: Session, group: str, where: str = "") -> dict[tuple, tuple[int, int, int, int]]:
-    rows = hist.execute(text(f"""
+    rows = hist.execute(
+        text(f"""
         SELECT {group}, count(*), count(*) FILTER (WHERE attempt > 1),
                count(*) FILTER (WHERE ok AND attempt = 1),
                count(*) FILTER (WHERE ok OR rework = 'reworked_ok')
         FROM jobs WHERE ended_at >= :a AND ended_at < :b {where}
-        GROUP BY {group}"""), {"a": WINDOW.start, "b": WINDOW.end}).all()
+        GROUP BY {group}"""),
+        {"a": WINDOW.start, "b": WINDOW.end},
+    ).all()
     n = len(group.split(","))
     return {tuple(r[:n]): tuple(r[n:]) for r in rows}
 
@@ -47,8 +51,10 @@ def test_days_follow_the_asked_time_zone(hist: Session) -> None:
 def test_yield_by_policy_robot_and_task_with_a_filter(hist: Session) -> None:
     got = yield_by(hist, WINDOW, ("robot", "policy", "task"), station="L1-ST20")
     want = _raw(hist, "robot_id, policy_version, task", "AND station_id = 'L1-ST20'")
-    assert {(r.robot_id, r.policy_version, r.task): (r.parts, r.retried, r.first_pass_ok,
-                                                     r.final_good) for r in got} == want
+    assert {
+        (r.robot_id, r.policy_version, r.task): (r.parts, r.retried, r.first_pass_ok, r.final_good)
+        for r in got
+    } == want
     # Screwing retries a NOK once, inside the same job: a retried part is still one part.
     assert sum(r.retried for r in got) > 0
 
@@ -56,8 +62,10 @@ def test_yield_by_policy_robot_and_task_with_a_filter(hist: Session) -> None:
 def test_yield_by_shift_uses_the_shifts_table(hist: Session) -> None:
     got = {r.shift: r.parts for r in yield_by(hist, WINDOW, ("shift",))}
     shifts = hist.execute(text("SELECT name, starts_at, ends_at FROM shifts")).all()
-    jobs = hist.execute(text("SELECT ended_at FROM jobs WHERE ended_at >= :a "
-                             "AND ended_at < :b"), {"a": WINDOW.start, "b": WINDOW.end}).all()
+    jobs = hist.execute(
+        text("SELECT ended_at FROM jobs WHERE ended_at >= :a AND ended_at < :b"),
+        {"a": WINDOW.start, "b": WINDOW.end},
+    ).all()
     want: dict[str | None, int] = {}
     for (t,) in jobs:
         label = next((f"{n} {s:%Y-%m-%d %H:%M}" for n, s, e in shifts if s <= t < e), None)
@@ -69,8 +77,10 @@ def test_yield_by_shift_uses_the_shifts_table(hist: Session) -> None:
 def test_a_window_inside_one_hour_reads_raw_rows_only(hist: Session) -> None:
     w = Window(datetime(2026, 3, 9, 10, 5, tzinfo=UTC), datetime(2026, 3, 9, 10, 50, tzinfo=UTC))
     got = yield_by(hist, w, ())
-    n = hist.execute(text("SELECT count(*) FROM jobs WHERE ended_at >= :a AND ended_at < :b"),
-                     {"a": w.start, "b": w.end}).scalar()
+    n = hist.execute(
+        text("SELECT count(*) FROM jobs WHERE ended_at >= :a AND ended_at < :b"),
+        {"a": w.start, "b": w.end},
+    ).scalar()
     assert len(got) == 1 and got[0].parts == n > 0
 
 
@@ -91,18 +101,29 @@ def test_two_proportions_matches_newcombes_published_example() -> None:
 
 
 def test_compare_policies_on_recorded_versions(hist: Session) -> None:
-    versions = [r[0] for r in hist.execute(text(
-        "SELECT DISTINCT policy_version FROM jobs WHERE station_id = 'L1-ST10'"))]
+    versions = [
+        r[0]
+        for r in hist.execute(
+            text("SELECT DISTINCT policy_version FROM jobs WHERE station_id = 'L1-ST10'")
+        )
+    ]
     other = "vla-9.9"
     res = compare_policies(hist, WINDOW, "L1-ST10", versions[0], other)
     assert res.p_value is None and "no parts with vla-9.9" in res.verdict
     # The same version split in two halves of the record cannot be "better".
-    hist.execute(text("UPDATE jobs SET policy_version = 'vla-x' WHERE station_id = 'L1-ST10' "
-                      "AND job_seq % 2 = 0"))
+    hist.execute(
+        text(
+            "UPDATE jobs SET policy_version = 'vla-x' WHERE station_id = 'L1-ST10' "
+            "AND job_seq % 2 = 0"
+        )
+    )
     res = compare_policies(hist, WINDOW, "L1-ST10", versions[0], "vla-x")
-    raw = hist.execute(text("""SELECT policy_version, count(*), count(*) FILTER (WHERE ok)
+    raw = hist.execute(
+        text("""SELECT policy_version, count(*), count(*) FILTER (WHERE ok)
         FROM jobs WHERE station_id = 'L1-ST10' AND ended_at >= :a
-        AND ended_at < :b GROUP BY 1"""), {"a": WINDOW.start, "b": WINDOW.end}).all()
+        AND ended_at < :b GROUP BY 1"""),
+        {"a": WINDOW.start, "b": WINDOW.end},
+    ).all()
     by = {v: (n, k) for v, n, k in raw}
     assert (res.parts_b, res.ok_b) == by["vla-x"]
     assert res.ci_low is not None and res.ci_high is not None

@@ -19,9 +19,20 @@ def _window() -> an.Window:
 
 def test_openapi_lists_the_endpoints(client: TestClient) -> None:
     paths = client.get("/openapi.json").json()["paths"]
-    for p in ("/api/yield", "/api/pareto", "/api/spc", "/api/spc/chart", "/api/cycle-time",
-              "/api/oee", "/api/compare", "/api/parts/{part_id}", "/api/shift-report",
-              "/api/roster", "/api/assign", "/api/alerts/{alert_id}/ack"):
+    for p in (
+        "/api/yield",
+        "/api/pareto",
+        "/api/spc",
+        "/api/spc/chart",
+        "/api/cycle-time",
+        "/api/oee",
+        "/api/compare",
+        "/api/parts/{part_id}",
+        "/api/shift-report",
+        "/api/roster",
+        "/api/assign",
+        "/api/alerts/{alert_id}/ack",
+    ):
         assert p in paths
 
 
@@ -31,24 +42,38 @@ def test_yield_endpoint_matches_the_query(client: TestClient, world: ApiWorld) -
     with world.session() as s:
         want = an.yield_by(s, _window(), ("station", "shift"))
     assert len(res.json()) == len(want) > 5
-    got = {(r["station_id"], r["shift"]): (r["parts"], r["first_pass_yield"])
-           for r in res.json()}
+    got = {(r["station_id"], r["shift"]): (r["parts"], r["first_pass_yield"]) for r in res.json()}
     assert got == {(r.station_id, r.shift): (r.parts, r.first_pass_yield) for r in want}
 
 
-@pytest.mark.parametrize("path, params, check", [
-    ("/api/pareto", {}, lambda d: d[0]["cumulative"] <= d[-1]["cumulative"] == 1.0),
-    ("/api/pareto", {"by": "position", "station": "L1-ST10"},
-     lambda d: all(r["station_id"] == "L1-ST10" for r in d)),
-    ("/api/spc", {"station": "L1-ST20", "measure": "angle"},
-     lambda d: len(d) == 4 and d[0]["ok_only"]["cpk"] > 0),
-    ("/api/spc/chart", {"station": "L1-ST10", "side": "left", "position": 1, "points": 30},
-     lambda d: len(d["points"]) == 30 and d["lcl"] < d["center"] < d["ucl"]),
-    ("/api/cycle-time", {"station": "L1-ST50"}, lambda d: d[0]["p50_s"] < d[0]["takt_s"]),
-    ("/api/oee", {}, lambda d: all(0 < r["availability"] <= 1 for r in d) and len(d) >= 5),
-    ("/api/compare", {"station": "L1-ST10", "a": "vla-1.0", "b": "vla-2.0"},
-     lambda d: "no parts with vla-2.0" in d["verdict"]),
-])
+@pytest.mark.parametrize(
+    "path, params, check",
+    [
+        ("/api/pareto", {}, lambda d: d[0]["cumulative"] <= d[-1]["cumulative"] == 1.0),
+        (
+            "/api/pareto",
+            {"by": "position", "station": "L1-ST10"},
+            lambda d: all(r["station_id"] == "L1-ST10" for r in d),
+        ),
+        (
+            "/api/spc",
+            {"station": "L1-ST20", "measure": "angle"},
+            lambda d: len(d) == 4 and d[0]["ok_only"]["cpk"] > 0,
+        ),
+        (
+            "/api/spc/chart",
+            {"station": "L1-ST10", "side": "left", "position": 1, "points": 30},
+            lambda d: len(d["points"]) == 30 and d["lcl"] < d["center"] < d["ucl"],
+        ),
+        ("/api/cycle-time", {"station": "L1-ST50"}, lambda d: d[0]["p50_s"] < d[0]["takt_s"]),
+        ("/api/oee", {}, lambda d: all(0 < r["availability"] <= 1 for r in d) and len(d) >= 5),
+        (
+            "/api/compare",
+            {"station": "L1-ST10", "a": "vla-1.0", "b": "vla-2.0"},
+            lambda d: "no parts with vla-2.0" in d["verdict"],
+        ),
+    ],
+)
 def test_read_endpoints(client: TestClient, path: str, params: dict, check) -> None:  # type: ignore[no-untyped-def]
     res = client.get(path, params=W | params)
     assert res.status_code == 200, res.text
@@ -63,23 +88,28 @@ def test_part_and_shift_report(client: TestClient, world: ApiWorld) -> None:
     assert res.status_code == 200 and res.json()["part_id"] == part
     assert client.get("/api/parts/NOPE-1").json() == {"error": "no part 'NOPE-1' on record"}
     rep = client.get("/api/shift-report", params=W).json()
-    assert rep["stations"] == [asdict(st) | {"nok_pareto": [list(x) for x in st.nok_pareto]}
-                               for st in want.stations]
+    assert rep["stations"] == [
+        asdict(st) | {"nok_pareto": [list(x) for x in st.nok_pareto]} for st in want.stations
+    ]
 
 
-@pytest.mark.parametrize("path, params, field", [
-    ("/api/yield", {"by": "colour"}, "query.by"),
-    ("/api/yield", {"days": "-1"}, "query.days"),
-    ("/api/yield", {"start": "yesterday"}, "query.start"),
-    ("/api/yield", {"start": "2026-03-09T00:00:00Z", "end": "2026-03-08T00:00:00Z"}, "query"),
-    ("/api/pareto", {"station": "ST10; DROP TABLE jobs"}, "query.station"),
-    ("/api/spc/chart", {"station": "L1-ST10", "side": "up", "position": 1}, "query.side"),
-    ("/api/spc/chart", {"station": "L1-ST10", "side": "left", "position": 0}, "query.position"),
-    ("/api/shift-report", {}, "query.start"),
-    ("/api/yield", {"bogus": "1"}, "query.bogus"),
-])
-def test_malformed_reads_get_422_with_the_field(client: TestClient, path: str, params: dict,
-                                                field: str) -> None:
+@pytest.mark.parametrize(
+    "path, params, field",
+    [
+        ("/api/yield", {"by": "colour"}, "query.by"),
+        ("/api/yield", {"days": "-1"}, "query.days"),
+        ("/api/yield", {"start": "yesterday"}, "query.start"),
+        ("/api/yield", {"start": "2026-03-09T00:00:00Z", "end": "2026-03-08T00:00:00Z"}, "query"),
+        ("/api/pareto", {"station": "ST10; DROP TABLE jobs"}, "query.station"),
+        ("/api/spc/chart", {"station": "L1-ST10", "side": "up", "position": 1}, "query.side"),
+        ("/api/spc/chart", {"station": "L1-ST10", "side": "left", "position": 0}, "query.position"),
+        ("/api/shift-report", {}, "query.start"),
+        ("/api/yield", {"bogus": "1"}, "query.bogus"),
+    ],
+)
+def test_malformed_reads_get_422_with_the_field(
+    client: TestClient, path: str, params: dict, field: str
+) -> None:
     res = client.get(path, params=params)
     assert res.status_code == 422
     body = res.json()
@@ -91,8 +121,9 @@ def test_malformed_reads_get_422_with_the_field(client: TestClient, path: str, p
 def test_query_errors_are_400_json(client: TestClient) -> None:
     res = client.get("/api/yield", params=W | {"tz": "Mars/Olympus"})
     assert res.status_code == 400 and "unknown time zone" in res.json()["error"]
-    res = client.get("/api/spc/chart", params=W | {"station": "L1-ST50", "side": "left",
-                                                    "position": 1})
+    res = client.get(
+        "/api/spc/chart", params=W | {"station": "L1-ST50", "side": "left", "position": 1}
+    )
     assert res.status_code == 400 and "too few" in res.json()["error"]
 
 

@@ -19,9 +19,16 @@ from cell.services import free_port
 from tests.cell.api.conftest import ApiWorld, build_world
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-               "--no-first-run", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync"]
+LAUNCH_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +39,12 @@ def web_world(make_database: Callable[[], str]) -> ApiWorld:
 @pytest.fixture(scope="session")
 def server(web_world: ApiWorld) -> Iterator[str]:
     port = free_port()
-    config = uvicorn.Config(create_app(ApiSettings(database_url=web_world.url, port=port)),
-                            host="127.0.0.1", port=port, log_level="warning")
+    config = uvicorn.Config(
+        create_app(ApiSettings(database_url=web_world.url, port=port)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+    )
     srv = uvicorn.Server(config)
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()

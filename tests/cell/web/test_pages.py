@@ -43,7 +43,8 @@ def test_a_viewer_is_refused_and_nothing_changes(page: Page, web_world: ApiWorld
         before = s.execute(text("SELECT count(*) FROM assignments")).scalar()
     _assign(page, "maintenance", "R3", "not mine to do")
     expect(page.locator("#message")).to_have_text(
-        "refused (403): viewer-user is viewer; this needs supervisor or above")
+        "refused (403): viewer-user is viewer; this needs supervisor or above"
+    )
     with web_world.session() as s:
         assert s.execute(text("SELECT count(*) FROM assignments")).scalar() == before
 
@@ -51,8 +52,14 @@ def test_a_viewer_is_refused_and_nothing_changes(page: Page, web_world: ApiWorld
 def test_technician_works_the_alert_queue(page: Page, web_world: ApiWorld) -> None:
     with web_world.session() as s:
         job = s.execute(text("SELECT id, part_id FROM jobs WHERE NOT ok LIMIT 1")).one()
-        alert = m.Alert(station_id="ST10", job_id=job.id, part_id=job.part_id, kind="nok",
-                        error_code=201, message="cross thread at left 2")
+        alert = m.Alert(
+            station_id="ST10",
+            job_id=job.id,
+            part_id=job.part_id,
+            kind="nok",
+            error_code=201,
+            message="cross thread at left 2",
+        )
         s.add(alert)
         s.commit()
         alert_id = alert.id
@@ -85,8 +92,9 @@ def test_dashboard_draws_its_charts(page: Page, web_world: ApiWorld) -> None:
 
 def test_part_lookup(page: Page, web_world: ApiWorld) -> None:
     with web_world.session() as s:
-        part = s.execute(text("SELECT part_id FROM jobs WHERE station_id = 'L1-ST10' "
-                              "AND NOT ok LIMIT 1")).scalar_one()
+        part = s.execute(
+            text("SELECT part_id FROM jobs WHERE station_id = 'L1-ST10' AND NOT ok LIMIT 1")
+        ).scalar_one()
     page.goto("/part")
     page.fill("#part-id", part)
     page.click("#part-form button")
