@@ -1,36 +1,16 @@
-"""The one small interface every policy has, and the errors the policy package raises.
+"""The errors the policy package raises, and the check of a committed prefix.
 
-A policy turns an observation into an action chunk. A local torch model, a remote policy
-server, a recorder and the simulated-latency runner are all implementations of the same
-``ChunkPolicy`` so that they wrap one another and swap without code changes on the robot
+Every policy here implements ``robot.chunk_policy.ChunkPolicy`` (defined on the robot
+side, once): a local torch model, a remote policy server, a recorder and the
+simulated-latency runner wrap one another and swap without code changes on the robot
 side. This module imports neither torch nor anything heavy.
 """
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
-
 import numpy as np
 
-from robot.schema import ACTION_DIM, Observation
-
-
-@runtime_checkable
-class ChunkPolicy(Protocol):
-    """Infer an action chunk from an observation.
-
-    ``infer(obs, prefix)`` returns a float32 array ``(H, ACTION_DIM)``: row ``i`` is the
-    action for control tick ``obs.step + i``. ``prefix`` (``(k, ACTION_DIM)``), when given,
-    is the actions already committed for ticks ``obs.step .. obs.step + k - 1``; the chunk
-    starts with them (rows ``0..k-1`` equal the prefix) and continues from them.
-    ``reset()`` forgets any episode state. ``version`` names the weights (content hash).
-    """
-
-    version: str
-
-    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray: ...
-
-    def reset(self) -> None: ...
+from robot.schema import ACTION_DIM
 
 
 class PolicyError(RuntimeError):

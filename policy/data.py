@@ -10,7 +10,7 @@ demonstrations have none (all invalid). Relabelled episodes also keep ``executed
 (T, ACTION_DIM): what the executor really ran at each tick, the policy's own committed
 plan, which is what a committed prefix holds at run time.
 
-On disk, demonstrations are in the robot recorder's format (``robot/EPISODES.md``);
+On disk, demonstrations are in the robot's episode file format (``robot/EPISODES.md``);
 ``load_demos`` reads them.
 """
 
@@ -109,14 +109,14 @@ def collect_expert_episode(env: Any, *, task: str, seed: int) -> Episode:
 def load_demos(
     folder: Path, *, task: str | None = None, successful_only: bool = True
 ) -> list[Episode]:
-    """Episodes recorded by ``robot.recorder`` (``intern sim demos``) in ``folder``.
+    """Episodes recorded by ``robot.episode_files`` (``intern sim demos``) in ``folder``.
 
     The label of each tick is the expert's action when the episode carries one
     (relabelled runs), otherwise the action applied. Episodes of other tasks, failed
     ones (unless asked) and ones recorded without cameras are skipped; an empty result
     raises ``ValueError`` saying what was found.
     """
-    from robot.recorder import iter_episodes
+    from robot.episode_files import iter_episodes
 
     out: list[Episode] = []
     seen = 0

@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from policy.base import ChunkPolicy
 from policy.chunking import ExecConfig
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner
+from robot.chunk_policy import ChunkPolicy
 from robot.jobs import Task
 
 EVAL_SEED0 = 500_000  # training seeds are seed * 1_000_000 + i with i far below this

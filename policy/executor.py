@@ -24,10 +24,11 @@ from typing import Protocol
 
 import numpy as np
 
-from policy.base import ChunkPolicy, PolicyError
+from policy.base import PolicyError
 from policy.chunking import ChunkScheduler, ExecConfig, ExecStats
 from policy.latency import LatencyInjector
 from policy.simtime import Segment, round_segment
+from robot.chunk_policy import ChunkPolicy
 from robot.schema import Observation
 
 _EPS = 1e-9  # virtual instants computed two ways must compare equal

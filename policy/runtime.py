@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from policy.base import CheckpointError, ChunkPolicy
+from policy.base import CheckpointError
 from policy.chunking import ExecConfig
 from policy.latency import LatencyInjector
 from policy.simtime import SimulatedAsyncPolicy
+from robot.chunk_policy import ChunkPolicy
 from robot.jobs import Task
 
 SHIPPED = Path(__file__).parent / "checkpoints"

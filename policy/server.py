@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policy.base import ChunkPolicy, PolicyError
+from policy.base import PolicyError
 from policy.wire import (
     HEADER,
     WireError,
@@ -32,19 +31,11 @@ from policy.wire import (
     parse_request,
     unpack,
 )
+from robot.chunk_policy import ChunkPolicy
+from robot.net import is_loopback
 from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, STATE_DIM
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    """True for ``localhost`` and loopback IP literals."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class ServerConfig(BaseModel):

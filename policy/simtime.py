@@ -15,9 +15,9 @@ from typing import Protocol
 
 import numpy as np
 
-from policy.base import ChunkPolicy
 from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, ExecStats
 from policy.latency import LatencyInjector
+from robot.chunk_policy import ChunkPolicy
 from robot.schema import Observation
 
 Segment = Callable[[Observation], Hashable]

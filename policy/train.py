@@ -1,6 +1,6 @@
 """Training the VLA on the simulator: expert demonstrations, then DAgger-style relabelling.
 
-1. Demonstrations: loaded from ``--demos DIR`` (``robot.recorder`` format) or generated
+1. Demonstrations: loaded from ``--demos DIR`` (``robot.episode_files`` format) or generated
    in-process by running the scripted expert in ``robot.env.CellEnv``; only successful
    episodes are kept.
 2. Behaviour cloning with the flow-matching loss, each sample conditioned on a random

@@ -7,6 +7,11 @@ applies actions. ``send_action`` returns the action really applied after clippin
 robot's limits, which is what a recorder must store. Failures are the typed errors of
 ``robot.errors``.
 
+A job is the unit the cell asks for: ``start_job`` readies the robot for one (the part
+is in place), then a policy drives it through ``send_action`` (or the robot's own
+scripted program runs it, ``run_program``) until ``job_done``; ``job_report`` says how
+it went. ``robot.skills.run_job`` uses only this interface.
+
 The simulator (``robot.sim.robot.SimRobot``, registered as ``"sim"``) is the first real
 implementation; a humanoid's SDK would be a second one registered the same way.
 """
@@ -20,8 +25,10 @@ from types import TracebackType
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
-from robot.errors import UnknownRobotError
+from robot.errors import NoProgramError, UnknownRobotError
+from robot.jobs import FastenerResult, JobSpec
 from robot.schema import ARM_ACTION, CAMERAS, IMAGE_SIZE, STATE_DIM, Observation
 
 
@@ -35,6 +42,24 @@ def schema_observation_features() -> dict[str, tuple[int, ...]]:
 def schema_action_features() -> dict[str, type]:
     """Action features in order: ``left.dx`` ... ``left.tool``, ``right.dx`` ... ``right.tool``."""
     return {f"{arm}.{k}": float for arm in ("left", "right") for k in ARM_ACTION}
+
+
+class JobReport(BaseModel):
+    """How a job went on a robot: the result, where it failed, and the time it took.
+
+    ``failure`` names the error code in lower case (None when ``success``);
+    ``cycle_time_s`` is working time from the job's start to its verified result, and
+    ``phases`` splits it by phase (walk, fetch, align, drive, ...).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    success: bool
+    failure: str | None
+    error_code: int
+    fasteners: list[FastenerResult]
+    cycle_time_s: float
+    phases: dict[str, float]
 
 
 class Robot(ABC):
@@ -76,6 +101,36 @@ class Robot(ABC):
         be applied (shape, NaN), ``ActionLimitError`` for one beyond the limits when the
         robot refuses rather than clips, ``RobotFaultError`` when the robot must be reset.
         """
+
+    @abstractmethod
+    def start_job(self, job: JobSpec, *, cameras: bool = True) -> Observation:
+        """Ready the connected robot for ``job`` (its part is in place); the first view.
+
+        ``cameras=False`` lets a robot leave its images out when nothing will look at
+        them (its own program runs the job). ``NotConnectedError`` while disconnected; a
+        job the robot cannot do raises ``ValueError`` saying why.
+        """
+
+    @property
+    @abstractmethod
+    def job_done(self) -> bool:
+        """True once the current job reached its end: its result, or a protective stop.
+        Further actions raise ``RobotFaultError`` until the next ``start_job``."""
+
+    @abstractmethod
+    def job_report(self) -> JobReport:
+        """How the current job went so far; final once ``job_done``."""
+
+    def run_program(self) -> None:
+        """Run the current job to its end with the robot's own scripted program, no policy.
+
+        The simulator's is its scripted expert. A robot without one raises
+        ``NoProgramError``.
+        """
+        raise NoProgramError(
+            f"robot type {self.name!r} has no scripted program of its own: "
+            "run the job with a policy"
+        )
 
     def __enter__(self) -> Robot:
         self.connect()

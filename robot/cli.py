@@ -19,8 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from robot.env import CellEnv, rollout
+from robot.episode_files import write_demos
 from robot.jobs import Task
-from robot.recorder import write_demos
 from robot.skills import describe
 
 sim_app = typer.Typer(
@@ -63,8 +63,9 @@ def episode(
     console = Console()
     out = rollout(_env(task, seed, difficulty, render=False))
     style = "green" if out.success else "red"
+    line = describe(out.report())
     console.print(
-        f"[bold]{task.value}[/] seed {seed} difficulty {difficulty:g}: [{style}]{describe(out)}[/]"
+        f"[bold]{task.value}[/] seed {seed} difficulty {difficulty:g}: [{style}]{line}[/]"
     )
     console.print(
         f"control ticks {out.steps}, takt {out.takt_s:g} s, "

@@ -20,11 +20,12 @@ over the fixture, lower it, open and lift (round 2).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from robot.base import JobReport
+from robot.chunk_policy import ChunkPolicy, check_chunk
 from robot.errors import ActionError, EpisodeStateError
 from robot.jobs import ErrorCode, FastenerResult, FastenerSpec, Task
 from robot.schema import ACTION_DIM, Observation, clip_action
@@ -56,19 +57,16 @@ class EpisodeOutcome(BaseModel):
     def within_takt(self) -> bool:
         return self.done and self.cycle_time_s <= self.takt_s
 
-
-class ChunkPolicy(Protocol):
-    """Anything that drives the env (openpi-style; the same shape as ``policy.base``).
-
-    ``infer`` returns a ``(H, ACTION_DIM)`` chunk whose row ``i`` is for tick
-    ``obs.step + i``; ``prefix`` holds actions already committed that it continues from.
-    """
-
-    version: str
-
-    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray: ...
-
-    def reset(self) -> None: ...
+    def report(self) -> JobReport:
+        """The episode as any robot reports a job (``Robot.job_report``)."""
+        return JobReport(
+            success=self.success,
+            failure=self.failure,
+            error_code=self.error_code,
+            fasteners=self.fasteners,
+            cycle_time_s=self.cycle_time_s,
+            phases=self.phases,
+        )
 
 
 def make_task(cfg: SimConfig) -> SimTask:
@@ -210,18 +208,6 @@ class CellEnv:
             step=task.ticks,
             extras={"round": float(task.round), "sim_time_s": task.clock.sim_time_s},
         )
-
-
-def check_chunk(chunk: np.ndarray, version: str) -> np.ndarray:
-    """A policy's chunk as float32 ``(H, ACTION_DIM)``, or an ``ActionError`` saying why not."""
-    c = np.asarray(chunk, dtype=np.float32)
-    if c.ndim != 2 or c.shape[1] != ACTION_DIM or c.shape[0] < 1:
-        raise ActionError(
-            f"policy {version!r} returned a chunk of shape {c.shape}; expected (H, {ACTION_DIM})"
-        )
-    if not np.all(np.isfinite(c)):
-        raise ActionError(f"policy {version!r} returned NaN or infinite actions")
-    return c
 
 
 StepHook = Callable[[Observation, np.ndarray, np.ndarray | None], None]

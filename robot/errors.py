@@ -30,6 +30,10 @@ class RobotFaultError(RobotError):
     """The robot is in a fault or finished state and needs a reset before it moves again."""
 
 
+class NoProgramError(RobotError):
+    """A job asked of a robot's own scripted program on a robot that has none."""
+
+
 class EpisodeStateError(RobotError, RuntimeError):
     """A simulator episode used out of order (step before reset, or after it ended)."""
 

@@ -115,7 +115,8 @@ class FastenerResult(BaseModel):
 
 
 class JobOutcome(BaseModel):
-    """What the robot did with a job. ``cycle_time_ms`` is the robot's working time."""
+    """What the robot did with a job. ``cycle_time_ms`` is the robot's working time;
+    ``walk_ms`` the time it walked from another station before it (not in the cycle)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -124,6 +125,21 @@ class JobOutcome(BaseModel):
     outcome: Outcome
     error_code: int = 0
     cycle_time_ms: int = Field(ge=0)
+    walk_ms: int = Field(default=0, ge=0)
     policy_version: str = "expert"
     fasteners: list[FastenerResult] = Field(default_factory=list)
     detail: str = ""
+
+    @classmethod
+    def failed(
+        cls, spec: JobSpec, code: ErrorCode, detail: str, *, robot_id: str | None = None
+    ) -> JobOutcome:
+        """A NOK outcome for a job the robot did not work on (cycle time 0)."""
+        return cls(
+            job_key=spec.job_key,
+            robot_id=robot_id or spec.robot_id,
+            outcome=Outcome.NOK,
+            error_code=int(code),
+            cycle_time_ms=0,
+            detail=detail,
+        )

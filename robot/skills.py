@@ -1,17 +1,22 @@
 """Skills turn a job into an episode on a robot and summarise it as a ``JobOutcome``.
 
-``run_job(spec)`` is the one entry point the robot worker calls. It runs the job's task on
-the simulated humanoid with the job's recipe, seed and difficulty, driven by the scripted
-expert (``policy=None``, cameras off: a few tens of milliseconds per job) or by a
-``ChunkPolicy`` (cameras on). A policy whose output is unusable raises ``ActionError``;
-the worker records that as a NOK job.
+``run_job(spec)`` is the one entry point the robot worker calls. It runs the job's task
+with the job's recipe, seed and difficulty on a ``Robot`` (``robot.base``), using nothing
+but that interface: by default the simulated humanoid, made through the robot registry.
+The robot's own scripted program drives it (``policy=None``; on the simulator the
+scripted expert with cameras off: a few tens of milliseconds per job), or a
+``ChunkPolicy`` does (cameras on). A policy whose output is unusable raises
+``ActionError``; the worker records that as a NOK job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
-from robot.env import ChunkPolicy, EpisodeOutcome, check_chunk
+from robot.base import JobReport, Robot, make_robot
+from robot.chunk_policy import ChunkPolicy, PolicyForJob, check_chunk
 from robot.jobs import JobOutcome, JobSpec, Outcome
 from robot.sim.robot import SimRobot, SimRobotConfig
 
@@ -19,30 +24,30 @@ EXPERT_VERSION = "expert"
 PHASE_ORDER = ("walk", "fetch", "transfer", "align", "drive", "place", "verify")
 
 
-def drive(robot: SimRobot, policy: ChunkPolicy | None = None) -> EpisodeOutcome:
-    """Drive the connected robot's current episode to its end and return the outcome.
+def drive(robot: Robot, policy: ChunkPolicy | None = None) -> JobReport:
+    """Drive the connected robot's current job to its end and return its report.
 
-    Policy chunks run open loop and are re-planned whenever a scripted phase moved the
-    arms (a new round) or the chunk is used up.
+    Without a policy the robot's own program runs it. Policy chunks run open loop and
+    are re-planned whenever a scripted phase moved the arms (a new round) or the chunk is
+    used up.
     """
-    if policy is not None:
-        policy.reset()
+    if policy is None:
+        robot.run_program()
+        return robot.job_report()
+    policy.reset()
     obs = robot.get_observation()
-    while not robot.episode_done:
-        if policy is None:
-            robot.send_action(robot.expert_action())
-            continue
+    while not robot.job_done:
         chunk = check_chunk(policy.infer(obs), policy.version)
         start_round = obs.extras.get("round")
         for a in chunk:
             robot.send_action(a)
             obs = robot.get_observation()
-            if robot.episode_done or obs.extras.get("round") != start_round:
+            if robot.job_done or obs.extras.get("round") != start_round:
                 break
-    return robot.outcome()
+    return robot.job_report()
 
 
-def describe(out: EpisodeOutcome) -> str:
+def describe(out: JobReport) -> str:
     """One line for people: the failure and where, then the cycle time by phase."""
     phases = ", ".join(f"{k} {out.phases[k]:.1f}" for k in PHASE_ORDER if k in out.phases)
     head = "OK" if out.success else f"NOK {out.failure}"
@@ -52,22 +57,22 @@ def describe(out: EpisodeOutcome) -> str:
     return f"{head}; cycle {out.cycle_time_s:.1f} s ({phases})"
 
 
-def run_job(spec: JobSpec, *, policy: ChunkPolicy | None = None) -> JobOutcome:
-    """Run ``spec`` on the simulated humanoid and return its outcome.
+def run_job(
+    spec: JobSpec, *, policy: ChunkPolicy | None = None, robot: Robot | None = None
+) -> JobOutcome:
+    """Run ``spec`` on ``robot`` (connected) and return its outcome.
 
-    Deterministic for a given ``spec`` (seed, difficulty, recipe) and policy. The cycle
-    time is simulated working time from the job's start to its verified result.
+    Without a robot, the simulated humanoid is made for this job through the robot
+    registry and connected for it alone. Deterministic on the simulator for a given
+    ``spec`` (seed, difficulty, recipe) and policy. The cycle time is working time from
+    the job's start to its verified result (simulated time on the simulator).
     """
-    config = SimRobotConfig(
-        task=spec.task,
-        seed=spec.seed,
-        difficulty=spec.difficulty,
-        fasteners=spec.fasteners,
-        takt_s=spec.takt_s,
-        render=policy is not None,
-    )
-    with SimRobot(config) as robot:
-        out = drive(robot, policy)
+    cameras = policy is not None
+    if robot is None:
+        with make_robot(SimRobot.name, SimRobotConfig.for_job(spec, cameras=cameras)) as sim:
+            return run_job(spec, policy=policy, robot=sim)
+    robot.start_job(spec, cameras=cameras)
+    out = drive(robot, policy)
     return JobOutcome(
         job_key=spec.job_key,
         robot_id=spec.robot_id,
@@ -78,3 +83,13 @@ def run_job(spec: JobSpec, *, policy: ChunkPolicy | None = None) -> JobOutcome:
         fasteners=out.fasteners,
         detail=describe(out),
     )
+
+
+def make_runner(policies: PolicyForJob | None = None) -> Callable[[JobSpec], JobOutcome]:
+    """A function that runs each job with the policy ``policies`` gives for it, or with
+    the robot's own program where it gives None (and when there is no ``policies``)."""
+
+    def run(spec: JobSpec) -> JobOutcome:
+        return run_job(spec, policy=None if policies is None else policies(spec))
+
+    return run

@@ -4,6 +4,11 @@ Run-once guard: before running, the worker claims the job key in Redis with SET 
 second delivery of the same key (broker redelivery, a retry, a restarted worker) never
 runs the job again: it waits for the first run's stored outcome and returns it, or, if
 the first run died, answers NOK ``interrupted`` without touching the part.
+
+What drives the robot is handed in by the composition root (``intern worker``): a
+``PolicyForJob`` (``robot.chunk_policy``) choosing each job's policy, or nothing, and the
+robot's own scripted program runs every job. A simulated robot is paced like a physical
+one (``Paced``): it walks to a new station and works for the job's cycle time.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from robot.celery_app import (
     make_celery,
     robot_queue,
 )
+from robot.chunk_policy import PolicyForJob
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome
+from robot.sim.config import STATION_WALK_S
+from robot.skills import make_runner, run_job
 
 log = logging.getLogger(__name__)
 
@@ -102,21 +110,48 @@ def execute_once(
     return _interrupted(spec, "job was started before and did not finish; not run again")
 
 
-def paced(
-    runner: Callable[[JobSpec], JobOutcome], time_scale: float
-) -> Callable[[JobSpec], JobOutcome]:
-    """A runner that takes the job's cycle time (divided by ``time_scale``) in wall time,
-    as a physical robot would, so the worker is busy for as long as the job lasts."""
+class Paced:
+    """A runner paced like a physical robot, so the worker is busy as long as it would be.
 
-    def run(spec: JobSpec) -> JobOutcome:
+    Before a job at another station than the robot's last job it walks there:
+    ``walk_s`` simulated seconds (``STATION_WALK_S``), recorded in the outcome's
+    ``walk_ms`` and logged. Then the job takes its cycle time in wall time. Both are
+    divided by ``time_scale``; the cycle time on record stays the job's own. ``station``
+    is where the robot is (None before its first job; kept in this process).
+    """
+
+    def __init__(
+        self,
+        runner: Callable[[JobSpec], JobOutcome],
+        time_scale: float,
+        walk_s: float = STATION_WALK_S,
+    ) -> None:
+        self.runner = runner
+        self.time_scale = time_scale
+        self.walk_s = walk_s
+        self.station: str | None = None
+
+    def __call__(self, spec: JobSpec) -> JobOutcome:
+        came_from, self.station = self.station, spec.station_id
+        walk_s = self.walk_s if came_from is not None and came_from != spec.station_id else 0.0
+        if walk_s:
+            log.info(
+                "robot %s walks from %s to %s (%.0f s simulated) before job %s",
+                spec.robot_id,
+                came_from,
+                spec.station_id,
+                walk_s,
+                spec.job_key,
+            )
+            time.sleep(walk_s / self.time_scale)
         t0 = time.monotonic()
-        outcome = runner(spec)
-        rest = outcome.cycle_time_ms / 1000 / time_scale - (time.monotonic() - t0)
+        outcome = self.runner(spec)
+        rest = outcome.cycle_time_ms / 1000 / self.time_scale - (time.monotonic() - t0)
         if rest > 0:
             time.sleep(rest)
+        if walk_s:
+            outcome = outcome.model_copy(update={"walk_ms": round(walk_s * 1000)})
         return outcome
-
-    return run
 
 
 def build_worker_app(
@@ -129,14 +164,14 @@ def build_worker_app(
 ) -> Celery:
     """The Celery app of one robot's worker, with the run-job task registered.
 
-    ``time_scale`` paces simulated jobs: each takes its cycle time / scale of wall time.
+    ``runner`` runs each job (default: the robot's own scripted program,
+    ``robot.skills.run_job``). ``time_scale`` paces simulated jobs (``Paced``): a walk
+    to a new station, then each job's cycle time, divided by the scale in wall time.
     """
     if runner is None:
-        from robot.skills import run_job
-
         runner = run_job
     if time_scale is not None:
-        runner = paced(runner, time_scale)
+        runner = Paced(runner, time_scale)
     app = make_celery(redis_url)
     app.conf.task_default_queue = robot_queue(robot_id)
     client = redis.Redis.from_url(redis_url)
@@ -189,16 +224,15 @@ def run_worker(
     robot_id: str,
     loglevel: str = "INFO",
     time_scale: float | None = None,
-    policy: str = "auto",
-    policy_token: str | None = None,
+    policies: PolicyForJob | None = None,
 ) -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool).
 
-    ``policy`` names what drives the robot (``robot.sources``: expert, auto or a server).
+    ``policies`` chooses what drives the robot for each job (``policy.sources`` builds
+    one from ``expert``, ``auto`` or a server's address); without it, or where it gives
+    None, the robot's own scripted program runs the job.
     """
-    from robot.sources import job_runner
-
-    runner = job_runner(policy, token=policy_token)
+    runner = make_runner(policies)
     app = build_worker_app(redis_url, robot_id, runner, time_scale=time_scale)
     beat = Heartbeat(redis_url, robot_id)
     beat.start()

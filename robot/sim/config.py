@@ -107,6 +107,10 @@ class PhaseTimes:
     round_budget_ticks: int  # policy ticks allowed per round before a timeout
 
 
+# Simulated seconds a robot takes to walk from one station to another before a job there.
+# Not part of the job's cycle time: the robot worker takes it (``robot.worker.Paced``).
+STATION_WALK_S = 25.0
+
 NUT_TIMES = PhaseTimes(8.0, 1.0, 11.0, 1.0, 3.0, 8.0, 0.8, 300)
 SCREW_TIMES = PhaseTimes(8.0, 1.0, 10.0, 1.0, 3.0, 7.0, 0.8, 300)
 # Handling: "fetch" is the turn from conveyor to fixture carrying the casting.

@@ -3,8 +3,10 @@
 Connecting starts an episode of the configured task; every ``send_action`` is one 30 Hz
 control tick. The episode ending (result reached, or a protective stop after a collision)
 puts the robot in a finished state: further actions raise ``RobotFaultError`` until
-``start_episode`` begins the next job. Simulator-only extras: ``expert_action`` (the
-scripted expert for the current state) and ``outcome``.
+``start_job`` (or ``start_episode``) begins the next job. A job's episode is the job's
+task, recipe, seed and difficulty; the robot's own program (``run_program``) is the
+scripted expert. Simulator-only extras: ``expert_action`` (the scripted expert for the
+current state) and ``outcome``.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from robot.base import Robot, schema_action_features, schema_observation_features
+from robot.base import JobReport, Robot, schema_action_features, schema_observation_features
 from robot.env import CellEnv, EpisodeOutcome
 from robot.errors import (
     ActionError,
@@ -21,6 +23,7 @@ from robot.errors import (
     NotConnectedError,
     RobotFaultError,
 )
+from robot.jobs import JobSpec
 from robot.schema import ACTION_DIM, Observation, clip_action
 from robot.sim.config import SimConfig
 
@@ -29,6 +32,21 @@ class SimRobotConfig(SimConfig):
     """The episode to simulate, plus whether limit violations are refused (not clipped)."""
 
     strict_limits: bool = Field(default=False, description="raise ActionLimitError, don't clip")
+
+    @classmethod
+    def for_job(
+        cls, job: JobSpec, *, cameras: bool = True, strict_limits: bool = False
+    ) -> SimRobotConfig:
+        """The episode that simulates ``job``; ``ValueError`` for a job it cannot be."""
+        return cls(
+            task=job.task,
+            seed=job.seed,
+            difficulty=job.difficulty,
+            fasteners=job.fasteners,
+            takt_s=job.takt_s,
+            render=cameras,
+            strict_limits=strict_limits,
+        )
 
 
 class SimRobot(Robot):
@@ -40,6 +58,7 @@ class SimRobot(Robot):
         self.config = config
         self._env: CellEnv | None = None
         self._obs: Observation | None = None
+        self._moved = False  # whether the current episode has taken an action
 
     @property
     def observation_features(self) -> dict[str, tuple[int, ...]]:
@@ -59,8 +78,9 @@ class SimRobot(Robot):
     def connect(self) -> None:
         if self._env is not None:
             raise AlreadyConnectedError("the simulated robot is already connected")
-        self._env = CellEnv.from_config(SimConfig(**self._sim_fields(self.config)))
+        self._env = CellEnv.from_config(self._sim_config(self.config))
         self._obs = self._env.reset()
+        self._moved = False
 
     def disconnect(self) -> None:
         self._require()
@@ -71,9 +91,21 @@ class SimRobot(Robot):
         """Begin a new episode (the next job) on the connected robot."""
         self._require()
         self.config = config
-        self._env = CellEnv.from_config(SimConfig(**self._sim_fields(config)))
+        self._env = CellEnv.from_config(self._sim_config(config))
         self._obs = self._env.reset()
+        self._moved = False
         return self._obs
+
+    def start_job(self, job: JobSpec, *, cameras: bool = True) -> Observation:
+        """Begin ``job``'s episode. An episode of the same settings that has not moved yet
+        is kept: a new one would be the same, tick for tick."""
+        self._require()
+        config = SimRobotConfig.for_job(
+            job, cameras=cameras, strict_limits=self.config.strict_limits
+        )
+        if not self._moved and config == self.config:
+            return self.get_observation()
+        return self.start_episode(config)
 
     def get_observation(self) -> Observation:
         self._require()
@@ -99,12 +131,25 @@ class SimRobot(Robot):
                 raise ActionLimitError(
                     f"action beyond the limits in {', '.join(over)}; nothing was moved"
                 )
+        self._moved = True
         self._obs, _ = env.step(a)
         return env.last_applied.copy()
 
     @property
     def episode_done(self) -> bool:
         return self._require().done
+
+    @property
+    def job_done(self) -> bool:
+        return self.episode_done
+
+    def job_report(self) -> JobReport:
+        return self.outcome().report()
+
+    def run_program(self) -> None:
+        """The scripted expert drives the episode to its end."""
+        while not self.episode_done:
+            self.send_action(self.expert_action())
 
     def expert_action(self) -> np.ndarray:
         """The scripted expert's action for the current state (simulator only)."""
@@ -128,8 +173,8 @@ class SimRobot(Robot):
         return "job finished OK" if out.success else f"job finished NOK: {out.failure}"
 
     @staticmethod
-    def _sim_fields(config: SimRobotConfig) -> dict[str, object]:
-        return config.model_dump(exclude={"strict_limits"})
+    def _sim_config(config: SimRobotConfig) -> SimConfig:
+        return SimConfig.model_validate(config.model_dump(exclude={"strict_limits"}))
 
 
 ROBOT_TYPES: tuple[type[Robot], ...] = (SimRobot,)

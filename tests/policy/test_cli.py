@@ -10,7 +10,7 @@ from policy.cli import policy_app
 def test_cli_client_and_runtime_modules_do_not_import_torch():
     code = (
         "import sys\n"
-        "import policy.cli, policy.client, policy.runtime, policy.server, policy.recorder\n"
+        "import policy.cli, policy.client, policy.runtime, policy.server, policy.recording\n"
         "import policy.checkpoint, policy.executor, policy.simtime\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "print(','.join(bad))\n"

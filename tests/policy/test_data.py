@@ -3,8 +3,8 @@ import pytest
 
 from policy.data import ChunkDataset, collect_expert_episode, load_demos
 from robot.env import CellEnv
+from robot.episode_files import write_demos
 from robot.jobs import Task
-from robot.recorder import write_demos
 from robot.schema import ACTION_DIM, CAMERAS
 
 

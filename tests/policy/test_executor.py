@@ -3,11 +3,11 @@ import threading
 import numpy as np
 import pytest
 
-from policy.base import ChunkPolicy
 from policy.chunking import MOTION_DIMS, ExecConfig, ExecMode
 from policy.executor import RealTimeExecutor, VirtualClock
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner
+from robot.chunk_policy import ChunkPolicy
 from robot.schema import Observation
 from tests.policy.helpers import CountingEnv, WavePolicy
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from policy.latency import LatencyInjector, LatencySpec
-from policy.recorder import PolicyRecorder, read_records
+from policy.recording import PolicyRecorder, read_records
 from tests.policy.helpers import WavePolicy, make_obs
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from robot.cli import sim_app, wilson
-from robot.recorder import load_episode
+from robot.episode_files import load_episode
 
 runner = CliRunner()
 

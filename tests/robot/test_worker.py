@@ -113,3 +113,30 @@ def test_a_worker_process_runs_jobs_with_the_shipped_policy(redis_url: str, tmp_
         app.close()
     assert out.job_key == spec.job_key and len(out.fasteners) == 6
     assert out.policy_version == policy_version(Task.NUT_INSTALL)
+
+
+def test_a_paced_robot_walks_to_a_new_station_before_the_job() -> None:
+    """The walk is the robot's: taken before a job at another station than the last one,
+    recorded apart from the job's own cycle time."""
+    import time
+
+    from robot.sim.config import STATION_WALK_S
+    from robot.worker import Paced
+
+    calls: list[str] = []
+    paced = Paced(_runner(calls), time_scale=1000.0)
+
+    def at(station: str, seq: int) -> JobSpec:
+        return _spec(f"{station}:0:{seq}").model_copy(update={"station_id": station})
+
+    first = paced(at("ST10", 1))
+    t0 = time.monotonic()
+    moved = paced(at("ST20", 2))
+    took = time.monotonic() - t0
+    stayed = paced(at("ST20", 3))
+    assert calls == ["ST10:0:1", "ST20:0:2", "ST20:0:3"]
+    assert first.walk_ms == 0 and stayed.walk_ms == 0
+    assert moved.walk_ms == round(STATION_WALK_S * 1000)
+    assert moved.cycle_time_ms == first.cycle_time_ms == 61000  # the walk is not in it
+    assert took >= (STATION_WALK_S + 61.0) / 1000.0
+    assert paced.station == "ST20"

@@ -32,7 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from robot.env import CellEnv, ChunkPolicy, EpisodeOutcome, rollout
+from robot.chunk_policy import ChunkPolicy
+from robot.env import CellEnv, EpisodeOutcome, rollout
 from robot.jobs import Task
 from robot.schema import ACTION_DIM, ARM_ACTION, CONTROL_HZ, STATE_DIM, STATE_LAYOUT, Observation
 

@@ -10,9 +10,9 @@ import pytest
 
 from policy.runtime import has_policy, policy_version
 from policy.server import ServerConfig
+from policy.sources import job_runner, parse_source
 from robot.jobs import JobSpec, Task
 from robot.sim.config import default_fasteners
-from robot.sources import job_runner, parse_source
 from tests.policy.helpers import ServerThread
 
 
@@ -78,7 +78,7 @@ def test_auto_without_torch_runs_the_expert_and_says_how_to_install_it(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setitem(sys.modules, "torch", None)  # what a missing package raises
-    with caplog.at_level(logging.WARNING, logger="robot.sources"):
+    with caplog.at_level(logging.WARNING, logger="policy.sources"):
         out = job_runner("auto")(_spec(Task.SCREWING))
     assert out.policy_version == "expert" and out.fasteners
     assert "pip install -e '.[policy]'" in caplog.text and "screwing" in caplog.text

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from robot.env import CellEnv, rollout
-from robot.jobs import Task
-from robot.recorder import (
+from robot.episode_files import (
     FORMAT,
     SCHEMA_VERSION,
     EpisodeFormatError,
@@ -20,6 +19,7 @@ from robot.recorder import (
     record_episode,
     write_demos,
 )
+from robot.jobs import Task
 from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, STATE_DIM, STATE_LAYOUT
 
 

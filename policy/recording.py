@@ -15,8 +15,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from policy.base import ChunkPolicy
 from policy.wire import HEADER, frame, frame_length, observation_message, unpack
+from robot.chunk_policy import ChunkPolicy
 from robot.schema import Observation
 
 

@@ -1,33 +1,37 @@
-"""Where a robot worker's actions come from: the scripted expert, a shipped policy, a server.
+"""Where a robot worker's policies come from: the scripted expert, a shipped policy, a server.
 
 A source is named by a string, so that it can be set per worker from the environment
 (``INTERN_POLICY``) or the command line:
 
-* ``expert``: the simulator's scripted expert (cameras off; tens of milliseconds a job);
+* ``expert``: the robot's own scripted program (the simulator's scripted expert, cameras
+  off; tens of milliseconds a job);
 * ``auto`` (the default): the shipped policy checkpoint of the job's task where one
   exists (``policy.runtime.has_policy``) and torch is installed (the ``policy`` extra),
   otherwise the expert, with a warning in the worker's log;
 * ``tcp://HOST:PORT``: a policy server (``intern policy serve``) for every job, through the
   same interface as a local model.
 
-Policies run in simulated time as they would under asynchronous execution, with an
-inference delay of ``latency`` (``policy.runtime.simulated_async``). The job's recorded
-``policy_version`` says which source and checkpoint ran it.
+``policy_for_jobs(source)`` is what the composition root (``intern worker``) hands the
+robot worker (``robot.worker.run_worker(..., policies=...)``): a function from a job to
+the ``ChunkPolicy`` that drives it, or None for the expert. Policies run in simulated
+time as they would under asynchronous execution, with an inference delay of ``latency``
+(``policy.runtime.simulated_async``). The job's recorded ``policy_version`` says which
+source and checkpoint ran it. This module imports no torch: a shipped checkpoint loads
+it when a job first needs it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from robot.chunk_policy import ChunkPolicy, PolicyForJob
 from robot.jobs import JobOutcome, JobSpec, Task
-
-if TYPE_CHECKING:
-    from robot.env import ChunkPolicy
+from robot.skills import make_runner
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +49,7 @@ class PolicySource(BaseModel):
 def parse_source(text: str) -> PolicySource:
     """Parse a source name; ``ValueError`` says what is accepted."""
     t = text.strip()
-    if t in ("expert", "auto"):
+    if t == "expert" or t == "auto":
         return PolicySource(kind=t)
     if t.startswith("tcp://"):
         parts = urlsplit(t)
@@ -61,34 +65,37 @@ def parse_source(text: str) -> PolicySource:
     )
 
 
-def job_runner(
+def policy_for_jobs(
     source: str, *, token: str | None = None, latency: str = "fixed:80"
-) -> Callable[[JobSpec], JobOutcome]:
-    """A function that runs a job on the simulated robot, driven by ``source``.
+) -> PolicyForJob:
+    """The policy that drives each job, per ``source`` (None: the robot's own program).
 
-    Policies are loaded on first use and kept for the worker's life: one per task for
-    ``auto``, one connection for a server. Torch is imported only when a shipped
-    checkpoint is really used.
+    ``ValueError`` for a source ``parse_source`` refuses. Policies are loaded on first
+    use and kept for the worker's life: one per task for ``auto``, one connection for a
+    server. Each job gets its own simulated-latency wrapper, seeded by the job's seed.
     """
-    from robot.skills import run_job
-
     src = parse_source(source)
     loaded: dict[Task, ChunkPolicy | None] = {}
 
-    def policy_for(task: Task) -> ChunkPolicy | None:
-        if task not in loaded:
-            loaded[task] = _make_policy(src, task, token)
-        return loaded[task]
-
-    def run(spec: JobSpec) -> JobOutcome:
-        base = policy_for(spec.task)
+    def policy_for(spec: JobSpec) -> ChunkPolicy | None:
+        if spec.task not in loaded:
+            loaded[spec.task] = _make_policy(src, spec.task, token)
+        base = loaded[spec.task]
         if base is None:
-            return run_job(spec)
+            return None
         from policy.runtime import simulated_async
 
-        return run_job(spec, policy=simulated_async(base, latency=latency, seed=spec.seed))
+        return simulated_async(base, latency=latency, seed=spec.seed)
 
-    return run
+    return policy_for
+
+
+def job_runner(
+    source: str, *, token: str | None = None, latency: str = "fixed:80"
+) -> Callable[[JobSpec], JobOutcome]:
+    """A function that runs a job on the simulated robot, driven by ``source``
+    (``policy_for_jobs``)."""
+    return make_runner(policy_for_jobs(source, token=token, latency=latency))
 
 
 def _make_policy(src: PolicySource, task: Task, token: str | None) -> ChunkPolicy | None:
