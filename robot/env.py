@@ -30,6 +30,9 @@ from robot.errors import ActionError, EpisodeStateError
 from robot.jobs import ErrorCode, FastenerResult, FastenerSpec, Task
 from robot.schema import ACTION_DIM, Observation, clip_action
 from robot.sim.config import SimConfig
+from robot.sim.expert import expert_action
+from robot.sim.fasten import FastenTask
+from robot.sim.handling import HandlingTask
 from robot.sim.render import Renderer
 from robot.sim.task import SimTask, Streams
 
@@ -73,11 +76,7 @@ def make_task(cfg: SimConfig) -> SimTask:
     """The task world for ``cfg`` with its random streams (not yet reset)."""
     streams = Streams.from_seed(cfg.seed, cfg.task)
     if cfg.task is Task.MATERIAL_HANDLING:
-        from robot.sim.handling import HandlingTask
-
         return HandlingTask(cfg, streams)
-    from robot.sim.fasten import FastenTask
-
     return FastenTask(cfg, streams)
 
 
@@ -169,7 +168,7 @@ class CellEnv:
         task = self.task
         if task.done:
             return np.zeros(ACTION_DIM, dtype=np.float32)
-        return task.expert_action()
+        return expert_action(task)
 
     def aim(self) -> tuple[np.ndarray, np.ndarray]:
         """The hidden sideways offsets each hand must still close (``SimTask.aim``): a

@@ -12,17 +12,16 @@ With ``SimConfig.expert_error`` False the drawn errors are zero: a teacher for t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from robot.jobs import Side
 from robot.schema import ACTION_DIM, MAX_STEP_M, MAX_YAW_STEP
 from robot.sim.arms import ARM_DIM
-
-if TYPE_CHECKING:
-    from robot.sim.fasten import FastenTask
-    from robot.sim.handling import HandlingTask
+from robot.sim.fasten import FastenTask
+from robot.sim.fasten_part import APPROACH_M, CLEARANCE_M
+from robot.sim.handling import HandlingTask
+from robot.sim.handling_part import NEST_TOP
+from robot.sim.task import SimTask
 
 ALIGN_TOL_M = 0.0005
 GAIN = 0.6
@@ -67,8 +66,6 @@ def _retry_bias(biases: np.ndarray, attempts: int) -> np.ndarray:
 
 def fasten_expert(task: FastenTask) -> np.ndarray:
     """Both arms' actions for a nut installation or screwing task."""
-    from robot.sim.fasten import CLEARANCE_M
-
     out = np.zeros(ACTION_DIM, dtype=np.float32)
     for i, side in enumerate((Side.LEFT, Side.RIGHT)):
         a = out[i * ARM_DIM : (i + 1) * ARM_DIM]
@@ -87,7 +84,7 @@ def fasten_expert(task: FastenTask) -> np.ndarray:
         if not job.loaded:
             a[2] = MAX_STEP_M if h < CLEARANCE_M + 0.002 else 0.0
             continue
-        p = task._free(side)
+        p = task.free_position(side)
         if p is None:
             continue
         if job.blocked:
@@ -108,8 +105,6 @@ def _approach_dz(h: float, aligned: bool) -> float:
     sideways correction runs. Aligned: fast down to the fine zone, then ``FINE_STEP_M``
     a tick, so that the last look before contact is taken close to the target.
     """
-    from robot.sim.fasten import APPROACH_M
-
     if not aligned:
         return -min(MAX_STEP_M, h - APPROACH_M) if h > APPROACH_M + 0.01 else 0.0
     if h > FINE_ZONE_M:
@@ -119,40 +114,45 @@ def _approach_dz(h: float, aligned: bool) -> float:
 
 def handling_expert(task: HandlingTask) -> np.ndarray:
     """Both arms' actions for the conveyor-to-fixture transfer."""
-    from robot.sim import handling as hd
+    return _pick(task) if task.round == 0 else _place(task)
 
+
+def _pick(task: HandlingTask) -> np.ndarray:
+    """Round 0: each hand aims at its lug, descends, closes; both lift together."""
     out = np.zeros(ACTION_DIM, dtype=np.float32)
-    arms = [task.arms[Side.LEFT], task.arms[Side.RIGHT]]
-    if task.round == 0:
-        both = all(g.holding for g in task.grips.values())
-        for i, side in enumerate((Side.LEFT, Side.RIGHT)):
-            a = out[i * ARM_DIM : (i + 1) * ARM_DIM]
-            arm, g = arms[i], task.grips[side]
-            if g.holding:
-                a[4] = 1.0
-                a[2] = MAX_STEP_M if both and task.both_held_ticks >= SETTLE_TICKS else 0.0
-                continue
-            bias = _retry_bias(task.pick_bias[i], g.attempts)
-            lug = task.lug(side)
-            err = lug[:2] + bias[:2] - arm.pos[:2]
-            yaw_err = task.cast_yaw + bias[2] - arm.yaw
-            h = float(arm.pos[2] - lug[2])
-            a[4] = -1.0
-            if arm.tool_level > 0.0 and (h > 0.002 or arm.tool_level >= 1.0):
-                a[2] = 0.004 if arm.tool_level >= 1.0 else 0.0  # closed on air: open, lift
-                continue
-            aligned = float(np.linalg.norm(err)) <= PICK_ALIGN_M and abs(yaw_err) <= PICK_ALIGN_RAD
-            if aligned and h <= 0.001:
-                a[4] = 1.0
-                continue
-            a[:2] = _toward(err)  # aiming, and still correcting on the way down
-            a[3] = _turn(yaw_err)
-            if aligned:
-                a[2] = -min(MAX_STEP_M, 0.5 * h + 0.002)
-            elif h < 0.015:
-                a[2] = 0.004
-        return out
-    # Place: both hands move the casting together.
+    both = all(g.holding for g in task.grips.values())
+    for i, side in enumerate((Side.LEFT, Side.RIGHT)):
+        a = out[i * ARM_DIM : (i + 1) * ARM_DIM]
+        arm, g = task.arms[side], task.grips[side]
+        if g.holding:
+            a[4] = 1.0
+            a[2] = MAX_STEP_M if both and task.both_held_ticks >= SETTLE_TICKS else 0.0
+            continue
+        bias = _retry_bias(task.pick_bias[i], g.attempts)
+        lug = task.lug(side)
+        err = lug[:2] + bias[:2] - arm.pos[:2]
+        yaw_err = task.cast_yaw + bias[2] - arm.yaw
+        h = float(arm.pos[2] - lug[2])
+        a[4] = -1.0
+        if arm.tool_level > 0.0 and (h > 0.002 or arm.tool_level >= 1.0):
+            a[2] = 0.004 if arm.tool_level >= 1.0 else 0.0  # closed on air: open, lift
+            continue
+        aligned = float(np.linalg.norm(err)) <= PICK_ALIGN_M and abs(yaw_err) <= PICK_ALIGN_RAD
+        if aligned and h <= 0.001:
+            a[4] = 1.0
+            continue
+        a[:2] = _toward(err)  # aiming, and still correcting on the way down
+        a[3] = _turn(yaw_err)
+        if aligned:
+            a[2] = -min(MAX_STEP_M, 0.5 * h + 0.002)
+        elif h < 0.015:
+            a[2] = 0.004
+    return out
+
+
+def _place(task: HandlingTask) -> np.ndarray:
+    """Round 1: both hands move the casting together over the nests, lower, let go."""
+    out = np.zeros(ACTION_DIM, dtype=np.float32)
     if task.released:
         out[2] = out[7] = MAX_STEP_M
         out[4] = out[9] = -1.0
@@ -169,17 +169,26 @@ def handling_expert(task: HandlingTask) -> np.ndarray:
     elif seated:
         if task.seated_ticks >= SETTLE_TICKS:  # released from a look taken once seated
             out[4] = out[9] = -1.0
-    elif task.cast_z < hd.NEST_TOP - 1e-6:
+    elif task.cast_z < NEST_TOP - 1e-6:
         move[2] = -min(MAX_STEP_M, task.cast_z + 0.002)
     else:
         move[:2] = _toward(err)
         turn = _turn(yaw_err)
         if float(np.linalg.norm(err)) > 0.0008 or abs(yaw_err) > np.radians(0.3):
-            if task.cast_z < hd.NEST_TOP + 0.01:
+            if task.cast_z < NEST_TOP + 0.01:
                 move[2] = 0.004
         else:
-            move[2] = _approach_dz(task.cast_z - hd.NEST_TOP, True)  # slow over the nests
+            move[2] = _approach_dz(task.cast_z - NEST_TOP, True)  # slow over the nests
     for i in range(2):
         out[i * ARM_DIM : i * ARM_DIM + 3] = move
         out[i * ARM_DIM + 3] = turn
     return out
+
+
+def expert_action(task: SimTask) -> np.ndarray:
+    """The scripted expert's action for ``task``'s current state (uses hidden truth)."""
+    if isinstance(task, HandlingTask):
+        return handling_expert(task)
+    if isinstance(task, FastenTask):
+        return fasten_expert(task)
+    raise TypeError(f"no scripted expert for {type(task).__name__}")

@@ -18,78 +18,33 @@ socket depth leaves the fastener where it is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from robot.jobs import ErrorCode, Side, Task
 from robot.sim import fastening as fz
 from robot.sim.config import NUT_TIMES, SCREW_TIMES, SimConfig
+from robot.sim.fasten_part import (
+    APPROACH_M,
+    CASTING_HALF,
+    CASTING_XY,
+    CLEARANCE_M,
+    DROP_SPEED_M,
+    FLANGE_Z,
+    NUT,
+    ROW_Y,
+    SCREW,
+    SOCKET_DEPTH_M,
+    ArmJob,
+    Position,
+)
 from robot.sim.render import WRIST_CAM_HEIGHT_M, Box, Disc, Prim, Scene, View
 from robot.sim.task import SIDES, Result, SimTask, Streams
 
-CASTING_XY = np.array([0.50, 0.0])
-CASTING_HALF = (0.20, 0.23)
-FLANGE_Z = 0.08
-ROW_Y = 0.17  # studs or holes at y = +-ROW_Y in the casting frame
-APPROACH_M = 0.035
-CLEARANCE_M = 0.020
-SOCKET_DEPTH_M = 0.004
-DROP_SPEED_M = 0.006  # sideways speed in contact that knocks the fastener off
 BG = (0.16, 0.17, 0.20)
 CASTING_RGB = (0.70, 0.70, 0.68)
 HOLE_RGB = (0.05, 0.05, 0.06)
 TOOL_RGB = {Side.LEFT: (0.85, 0.20, 0.20), Side.RIGHT: (0.20, 0.75, 0.30)}
 SOCKET_RGB = (0.35, 0.35, 0.38)
-
-
-@dataclass(frozen=True)
-class Kind:
-    """What distinguishes nut installation from screwing, to the simulator."""
-
-    model: fz.ThreadModel
-    engage_z: float  # height where the fastener meets its position
-    contact_r: float  # within this distance a descending fastener lands on the position
-    item_r: float  # drawn radius of the fastener
-    item_inner: float
-    item_rgb: tuple[float, float, float]
-    hole_r: float
-
-
-NUT = Kind(
-    fz.M8_SELF_TAPPING_NUT, FLANGE_Z + 0.010, 0.0105, 0.0065, 0.0045, (0.90, 0.75, 0.15), 0.004
-)
-SCREW = Kind(fz.M6_SCREW, FLANGE_Z, 0.05, 0.005, 0.0025, (0.25, 0.45, 0.90), 0.003)
-
-
-@dataclass
-class Position:
-    """One fastener position on the part, with its hidden truth."""
-
-    spec_index: int
-    side: Side
-    slot: int
-    nominal_xy: np.ndarray
-    xy: np.ndarray
-    sample: fz.ThreadSample
-    rundown: fz.Rundown | None = None
-    occupied: bool = False  # a fastener was left on it
-    timed_out: bool = False
-
-
-@dataclass
-class ArmJob:
-    """An arm's part of the current round."""
-
-    target: Position | None = None
-    loaded: bool = False
-    engaged: Position | None = None
-    blocked: bool = False
-    spin_in_contact: int = 0
-    attempts: int = 0  # times it landed off the position this round
-    was_blocked: bool = False
-    dropped: bool = False
-    done: bool = False
 
 
 class FastenTask(SimTask):
@@ -163,7 +118,7 @@ class FastenTask(SimTask):
             job = ArmJob()
             self.jobs[side] = job
             arm = self.arms[side]
-            free = self._free(side)
+            free = self.free_position(side)
             n_side = sum(1 for f in self.specs if f.side is side)
             if self.fetched[side] >= n_side or free is None:
                 job.done = True
@@ -195,7 +150,7 @@ class FastenTask(SimTask):
         y = 0.25 if side is Side.LEFT else -0.25
         return np.array([0.35, y, self.kind.engage_z + 0.15])
 
-    def _free(self, side: Side) -> Position | None:
+    def free_position(self, side: Side) -> Position | None:
         return next((p for p in self._ordered(side) if not p.occupied), None)
 
     def _ordered(self, side: Side) -> list[Position]:
@@ -344,20 +299,22 @@ class FastenTask(SimTask):
 
     def aim_of(self, side: Side) -> np.ndarray | None:
         """A loaded hand not yet on a stud: to the next free position."""
-        job, p = self.jobs[side], self._free(side)
+        job, p = self.jobs[side], self.free_position(side)
         if job.loaded and job.engaged is None and not job.done and p is not None:
             return p.xy - self.arms[side].pos[:2]
         return None
 
-    def expert_action(self) -> np.ndarray:
-        from robot.sim.expert import fasten_expert
-
-        return fasten_expert(self)
-
     def scene(self) -> Scene:
         k = self.kind
         static: list[Prim] = [
-            Box(*self.part_xy, FLANGE_Z, *CASTING_HALF, self.part_yaw, CASTING_RGB)
+            Box(
+                self.part_xy[0],
+                self.part_xy[1],
+                FLANGE_Z,
+                *CASTING_HALF,
+                self.part_yaw,
+                CASTING_RGB,
+            )
         ]
         for p in self.positions:
             x, y = float(p.xy[0]), float(p.xy[1])

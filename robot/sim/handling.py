@@ -17,33 +17,35 @@ releasing on the nest tops (misplaced); pressing down on a nest for ``PUSH_LIMIT
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from robot.jobs import ErrorCode, Side
 from robot.sim.config import HANDLING_TIMES, SimConfig
+from robot.sim.handling_part import (
+    APPROACH_M,
+    BODY_HALF,
+    BODY_TOP,
+    FINGER_CAPTURE_MM,
+    GOOD_GRASP_DEG,
+    GOOD_GRASP_MM,
+    GRIP_RATE,
+    HOME_XY,
+    LIFT_M,
+    LUG_HALF,
+    LUG_TOP,
+    LUG_Y,
+    LUG_Z,
+    NEST_CAPTURE_MM,
+    NEST_TOP,
+    ONE_HAND_LIFT_M,
+    PUSH_LIMIT,
+    Grip,
+)
 from robot.sim.render import Box, Prim, Scene, View
 from robot.sim.task import SIDES, Result, SimTask, Streams
 
-HOME_XY = np.array([0.50, 0.0])
-BODY_HALF = (0.14, 0.12)
-BODY_TOP = 0.06
-LUG_Y = 0.155
-LUG_Z = 0.035  # grasp height above the casting's base
-LUG_TOP = 0.045
-LUG_HALF = (0.010, 0.015)
 WRIST_HEIGHT_M = 0.12  # forearm camera, high enough to see the nest past the lug
-FINGER_CAPTURE_MM = 15.0
-GOOD_GRASP_MM = 6.0
-GOOD_GRASP_DEG = 5.0
-NEST_CAPTURE_MM = 3.0
-NEST_TOP = 0.012
-PUSH_LIMIT = 4
-ONE_HAND_LIFT_M = 0.010  # a hand holding alone rises this far above its grasp: drop
-APPROACH_M = 0.05
-LIFT_M = 0.04
-GRIP_RATE = 0.25
 BG = (0.14, 0.15, 0.17)
 BELT_RGB = (0.22, 0.28, 0.24)
 PLATE_RGB = (0.32, 0.38, 0.48)
@@ -52,17 +54,6 @@ BODY_RGB = (0.72, 0.72, 0.70)
 LUG_RGB = (0.10, 0.10, 0.12)
 FINGER_RGB = (0.30, 0.30, 0.34)
 TOOL_RGB = {Side.LEFT: (0.85, 0.20, 0.20), Side.RIGHT: (0.20, 0.75, 0.30)}
-
-
-@dataclass
-class Grip:
-    """One hand's grasp state."""
-
-    holding: bool = False
-    good: bool = False
-    closed_on_air: bool = False
-    attempts: int = 0
-    offset: np.ndarray | None = None  # lug minus hand position at grasp
 
 
 class HandlingTask(SimTask):
@@ -335,17 +326,14 @@ class HandlingTask(SimTask):
             return self.nest(side)[:2] - self.lug(side)[:2]
         return None
 
-    def expert_action(self) -> np.ndarray:
-        from robot.sim.expert import handling_expert
-
-        return handling_expert(self)
-
     def scene(self) -> Scene:
         static: list[Prim] = []
         if self.round == 0:
             static.append(Box(0.50, 0.0, 0.0, 0.16, 0.40, 0.0, BELT_RGB))
         else:
-            static.append(Box(*self.fix_xy, 0.0, 0.19, 0.21, self.fix_yaw, PLATE_RGB))
+            static.append(
+                Box(self.fix_xy[0], self.fix_xy[1], 0.0, 0.19, 0.21, self.fix_yaw, PLATE_RGB)
+            )
             c, s = math.cos(self.fix_yaw), math.sin(self.fix_yaw)
             for side in SIDES:
                 nx, ny, _ = self.nest(side)
@@ -364,7 +352,7 @@ class HandlingTask(SimTask):
                     )
         z = self.cast_z
         dynamic: list[Prim] = [
-            Box(*self.cast_xy, z + BODY_TOP, *BODY_HALF, self.cast_yaw, BODY_RGB)
+            Box(self.cast_xy[0], self.cast_xy[1], z + BODY_TOP, *BODY_HALF, self.cast_yaw, BODY_RGB)
         ]
         for side in SIDES:
             lx, ly, _ = self.lug(side)

@@ -158,10 +158,6 @@ class SimTask(ABC):
     def progress(self) -> float:
         """Fraction of the task's items finished, 0..1."""
 
-    @abstractmethod
-    def expert_action(self) -> np.ndarray:
-        """The scripted expert's action for the current state (uses hidden truth)."""
-
     def aim(self) -> tuple[np.ndarray, np.ndarray]:
         """Where each hand must still move sideways, from the hidden truth: (2, 2) x, y
         offsets in metres in the cell frame (left arm first) and (2,) flags, False where a
