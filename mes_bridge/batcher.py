@@ -74,7 +74,8 @@ class WriteBatcher(Generic[Item]):
             await self._wake.wait()
             self._wake.clear()
             while self._queue:
-                batch, size = [], 0
+                batch: list[_Step[Item]] = []
+                size = 0
                 while self._queue and (not batch or size + len(self._queue[0].items) <= self._max):
                     step = self._queue.pop(0)
                     batch.append(step)

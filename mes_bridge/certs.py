@@ -87,17 +87,7 @@ def create_certificate(
     exists and ``overwrite`` is False (a certificate the PLC already trusts is never
     replaced by accident).
     """
-    if not application_uri or ":" not in application_uri:
-        raise ValueError(
-            f"application URI must be a URI such as 'urn:plant:cell:bridge', "
-            f"got {application_uri!r}"
-        )
-    if not hostnames:
-        raise ValueError("give at least one host name or IP address the application runs on")
-    if key_size not in KEY_SIZES:
-        raise ValueError(f"key size must be one of {KEY_SIZES}, got {key_size}")
-    if not 1 <= days <= 20 * 366:
-        raise ValueError(f"days must be between 1 and {20 * 366}, got {days}")
+    _check_arguments(application_uri, hostnames, key_size=key_size, days=days)
     alt_names: list[x509.GeneralName] = [x509.UniformResourceIdentifier(application_uri)]
     alt_names.extend(_host_name(h) for h in hostnames)
     out_dir = Path(out_dir)
@@ -117,9 +107,40 @@ def create_certificate(
             x509.NameAttribute(NameOID.DOMAIN_COMPONENT, _first_dns(hostnames)),
         ]
     )
+    cert = _self_signed(key, subject, alt_names, days)
+    key_pem = _key_pem(key, key_password)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _write(key_path, key_pem, mode=0o600, overwrite=overwrite)
+    _write(
+        cert_path, cert.public_bytes(serialization.Encoding.DER), mode=0o644, overwrite=overwrite
+    )
+    return CertificateFiles(cert_path, key_path, certificate_info(cert))
+
+
+def _check_arguments(
+    application_uri: str, hostnames: Sequence[str], *, key_size: int, days: int
+) -> None:
+    """``ValueError`` naming the first argument of ``create_certificate`` that cannot be used."""
+    if not application_uri or ":" not in application_uri:
+        raise ValueError(
+            f"application URI must be a URI such as 'urn:plant:cell:bridge', "
+            f"got {application_uri!r}"
+        )
+    if not hostnames:
+        raise ValueError("give at least one host name or IP address the application runs on")
+    if key_size not in KEY_SIZES:
+        raise ValueError(f"key size must be one of {KEY_SIZES}, got {key_size}")
+    if not 1 <= days <= 20 * 366:
+        raise ValueError(f"days must be between 1 and {20 * 366}, got {days}")
+
+
+def _self_signed(
+    key: rsa.RSAPrivateKey, subject: x509.Name, alt_names: list[x509.GeneralName], days: int
+) -> x509.Certificate:
+    """The application instance certificate as ``create_certificate`` describes it."""
     now = dt.datetime.now(dt.UTC)
     ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(subject)
@@ -155,20 +176,18 @@ def create_certificate(
         )
         .sign(key, hashes.SHA256())
     )
+
+
+def _key_pem(key: rsa.RSAPrivateKey, password: str | None) -> bytes:
+    """The key as PEM, PKCS#8, encrypted with ``password`` if one is given."""
     encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(key_password.encode())
-        if key_password
+        serialization.BestAvailableEncryption(password.encode())
+        if password
         else serialization.NoEncryption()
     )
-    key_pem = key.private_bytes(
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
     )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write(key_path, key_pem, mode=0o600, overwrite=overwrite)
-    _write(
-        cert_path, cert.public_bytes(serialization.Encoding.DER), mode=0o644, overwrite=overwrite
-    )
-    return CertificateFiles(cert_path, key_path, certificate_info(cert))
 
 
 def load_certificate(path: Path) -> x509.Certificate:
@@ -220,7 +239,11 @@ def load_private_key(path: Path, password: str | None = None) -> rsa.RSAPrivateK
 
 def check_key_pair(cert: x509.Certificate, key: rsa.RSAPrivateKey, where: str) -> None:
     """``CertificateError`` unless ``key`` is the private half of ``cert``'s public key."""
-    if cert.public_key().public_numbers() != key.public_key().public_numbers():  # type: ignore[union-attr]
+    public = cert.public_key()
+    if (
+        not isinstance(public, rsa.RSAPublicKey)
+        or public.public_numbers() != key.public_key().public_numbers()
+    ):
         raise CertificateError(f"{where}: the private key does not belong to the certificate")
 
 

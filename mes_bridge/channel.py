@@ -1,21 +1,21 @@
-"""The per-station face of a ``PlcSession``: what one cell task awaits and calls."""
+"""The per-station face of a ``PlcSession``: what one cell task awaits and calls.
+
+The channel knows its session only as a ``ChannelSession`` (the few calls it makes of it),
+so that this module and ``mes_bridge.session`` do not import each other.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import time
 from collections import deque
 from collections.abc import Callable
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol, TypeGuard
 
 from mes_bridge.handshake import StationHandshake
-from mes_bridge.handshake_types import Notice, NoticeKind, Phase
+from mes_bridge.handshake_types import Notice, NoticeKind, Phase, WriteStep
 from mes_bridge.jobs import INT32_MAX, INT32_MIN, PlcJob, PlcResult
-
-if TYPE_CHECKING:
-    from mes_bridge.session import PlcSession
+from mes_bridge.wakeup import Signal
 
 NOTICES_KEPT = 200
 UINT16_MAX = 0xFFFF
@@ -29,43 +29,29 @@ class PlcLiveness(StrEnum):
     DISCONNECTED = "disconnected"  # no live connection: nothing is known about the PLC
 
 
-class Signal:
-    """Wakes every waiter when something changed; waiters re-check their own condition."""
+class ChannelSession(Protocol):
+    """What a ``StationChannel`` needs of the session serving it (``PlcSession``)."""
 
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
+    plc_heartbeat_timeout_s: float  # default limit of ``StationChannel.plc_liveness``
 
-    def fire(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
+    @property
+    def connected(self) -> bool:
+        """True while the connection is up and resynced."""
+        ...
 
-    async def wait(self, timeout: float | None) -> None:
-        """Return at the next ``fire`` or after ``timeout`` seconds, whichever is first."""
-        event = self._event
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
+    def failure(self) -> BaseException | None:
+        """The error that ended the session for good, if any."""
+        ...
 
-    async def until(
-        self,
-        cond: Callable[[], bool],
-        timeout: float | None,
-        failure: Callable[[], BaseException | None],
-    ) -> bool:
-        """Wait until ``cond()`` holds (True) or ``timeout`` passes (False).
+    async def apply(
+        self, station_id: str, job: PlcJob, commit: Callable[[], tuple[WriteStep, ...]]
+    ) -> None:
+        """Commit a handshake step in the machine, then get its writes onto the PLC."""
+        ...
 
-        Raises what ``failure()`` returns as soon as it returns something.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            err = failure()
-            if err is not None:
-                raise err
-            if cond():
-                return True
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
-                return False
-            await self.wait(remaining)
+    async def write_status(self, station_id: str) -> None:
+        """Best effort: the station's CellState now if connected, else at the next resync."""
+        ...
 
 
 class StationChannel:
@@ -76,7 +62,7 @@ class StationChannel:
     loss: what was committed is written once the session has reconnected and resynced.
     """
 
-    def __init__(self, session: PlcSession, machine: StationHandshake) -> None:
+    def __init__(self, session: ChannelSession, machine: StationHandshake) -> None:
         self.station_id = machine.station_id
         self._session = session
         self._machine = machine
@@ -191,12 +177,12 @@ class StationChannel:
 
     def heartbeat_seen(self, value: object, *, resync: bool = False) -> None:
         """HeartbeatPLC as read; at a resync the staleness clock restarts."""
-        valid = isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT16_MAX
+        beat = value if _is_uint16(value) else None
         if resync:
             self._beat_at = time.monotonic()
-            self._beat_value = value if valid else None  # type: ignore[assignment]
-        elif valid and value != self._beat_value:
-            self._beat_value, self._beat_at = value, time.monotonic()  # type: ignore[assignment]
+            self._beat_value = beat
+        elif beat is not None and beat != self._beat_value:
+            self._beat_value, self._beat_at = beat, time.monotonic()
 
     def liveness_notice(self) -> Notice | None:
         """A notice if liveness went from ALIVE to STALE or back since the last call."""
@@ -221,3 +207,8 @@ class StationChannel:
 
     def changed(self) -> None:
         self._changed.fire()
+
+
+def _is_uint16(value: object) -> TypeGuard[int]:
+    """True for a value a UInt16 tag can hold (bools are not numbers here)."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT16_MAX

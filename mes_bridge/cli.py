@@ -18,6 +18,7 @@ from asyncua import Client
 from asyncua.crypto import uacrypto
 
 from mes_bridge.certs import (
+    CertificateFiles,
     CertificateInfo,
     certificate_info,
     create_certificate,
@@ -87,11 +88,7 @@ def create(
     """Create the bridge's self-signed application instance certificate and key."""
     hostname = socket.gethostname()
     hosts = host or _local_names(hostname)
-    password = None
-    if password_env is not None:
-        password = os.environ.get(password_env)
-        if not password:
-            raise _fail(f"environment variable {password_env} is not set or empty")
+    password = None if password_env is None else _password_from(password_env)
     try:
         files = create_certificate(
             out_dir,
@@ -107,6 +104,18 @@ def create(
         )
     except (ValueError, BridgeError, OSError) as exc:
         raise _fail(str(exc)) from None
+    _show_created(files)
+
+
+def _password_from(variable: str) -> str:
+    """The key's password from the environment; a secret never comes from the command line."""
+    password = os.environ.get(variable)
+    if not password:
+        raise _fail(f"environment variable {variable} is not set or empty")
+    return password
+
+
+def _show_created(files: CertificateFiles) -> None:
     typer.echo(f"certificate: {files.certificate}")
     typer.echo(f"private key: {files.private_key} (keep it on this machine only)")
     _show(files.info)
@@ -150,7 +159,7 @@ async def _server_certificate(endpoint: str, timeout: float) -> bytes | None:
     for ep in endpoints:
         cert = uacrypto.x509_from_der(ep.ServerCertificate) if ep.ServerCertificate else None
         if cert is not None:
-            return uacrypto.der_from_x509(cert)  # type: ignore[no-any-return]
+            return uacrypto.der_from_x509(cert)
     return None
 
 

@@ -27,41 +27,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from mes_bridge.errors import HandshakeError, JobNotCurrent
+from mes_bridge.handshake_steps import accept_step, result_steps
 from mes_bridge.handshake_types import (
     Classification,
+    Mark,
     Notice,
     NoticeKind,
     Outcome,
     Phase,
+    SeenTags,
     WriteStep,
 )
 from mes_bridge.jobs import PlcJob, PlcResult, check_job_input, clip, is_seq
 from mes_bridge.tags import Tag
-
-
-@dataclass(frozen=True)
-class Mark:
-    """A snapshot taken by ``StationHandshake.mark``; compared and restored, nothing else."""
-
-    current: PlcJob | None
-    result: PlcResult | None
-    phase: Phase
-    held: Phase | None
-    acked_job: PlcJob | None
-    job_ack_seq: int | None
-    result_seq: int | None
-
-
-@dataclass
-class _Seen:
-    """Handshake tag values as last seen on (or written to) the PLC; None: unknown."""
-
-    job_seq: int | None = None
-    part_id: object = None
-    program_no: object = None
-    result_ack_seq: int | None = None
-    job_ack_seq: int | None = None
-    result_seq: int | None = None
 
 
 @dataclass
@@ -77,7 +55,7 @@ class StationHandshake:
     current: PlcJob | None = None  # the job in the handshake (or the last one finished)
     result: PlcResult | None = None  # the result published for ``current``
     epoch: int = 0  # counter resets seen by this machine
-    seen: _Seen = field(default_factory=_Seen)
+    seen: SeenTags = field(default_factory=SeenTags)
     _phase: Phase = Phase.UNSYNCED
     _held: Phase | None = None  # the phase we were in when the connection was lost
     _produced: int | None = None  # last JobSeq produced as a job in this epoch
@@ -107,7 +85,7 @@ class StationHandshake:
             elif not is_seq(value):
                 return Outcome(notices=(self._notice(NoticeKind.UNREADABLE, None, clip(value)),))
             else:
-                return self._job_seq_changed(value)  # type: ignore[arg-type]
+                return self._job_seq_changed(value)
         return Outcome()
 
     def resync(self, values: Mapping[Tag, object]) -> Outcome:
@@ -115,7 +93,7 @@ class StationHandshake:
 
         def seq(tag: Tag) -> int | None:
             v = values.get(tag)
-            return v if is_seq(v) else None  # type: ignore[return-value]
+            return v if is_seq(v) else None
 
         held = self._held if self._phase is Phase.UNSYNCED else self._phase
         self._held = None
@@ -175,7 +153,7 @@ class StationHandshake:
             )
         self._set_phase(Phase.ACCEPTED)
         self.seen.job_ack_seq = job.job_seq
-        return (_accept_step(job.job_seq),)
+        return (accept_step(job.job_seq),)
 
     def publish(self, job: PlcJob, result: PlcResult) -> tuple[WriteStep, ...]:
         """The result: Result, ErrorCode, CycleTimeMs; then ResultSeq = JobSeq, Busy = False.
@@ -197,7 +175,7 @@ class StationHandshake:
             )
         steps: list[WriteStep] = []
         if phase is Phase.OFFERED:
-            steps.append(_accept_step(job.job_seq))
+            steps.append(accept_step(job.job_seq))
         elif phase not in (Phase.ACCEPTED, Phase.PUBLISHED, Phase.IDLE):
             raise HandshakeError(
                 f"station {self.station_id}: cannot publish job "
@@ -210,7 +188,7 @@ class StationHandshake:
             self._set_phase(Phase.IDLE)
         else:
             self._set_phase(Phase.PUBLISHED)
-        steps.extend(_result_steps(job.job_seq, result))
+        steps.extend(result_steps(job.job_seq, result))
         return tuple(steps)
 
     def result_acked(self, job: PlcJob) -> bool:
@@ -282,10 +260,10 @@ class StationHandshake:
             )
         if known and held in (Phase.ACCEPTED, Phase.PUBLISHED):
             self._phase = held
-            steps = [_accept_step(j)]
+            steps = [accept_step(j)]
             self.seen.job_ack_seq = j
             if held is Phase.PUBLISHED and self.result is not None:
-                steps.extend(_result_steps(j, self.result))
+                steps.extend(result_steps(j, self.result))
                 self.seen.result_seq = j
             notices.append(
                 self._notice(
@@ -312,7 +290,7 @@ class StationHandshake:
                     "the PLC did not show our ResultSeq; writing the result again",
                 )
             )
-            return Outcome(writes=_result_steps(j, self.result), notices=tuple(notices))
+            return Outcome(writes=result_steps(j, self.result), notices=tuple(notices))
         if known:
             self._phase = Phase.ACCEPTED  # the cell holds this job and will answer it
             return Outcome(notices=tuple(notices))
@@ -410,18 +388,3 @@ class StationHandshake:
 
     def _notice(self, kind: NoticeKind, job_seq: int | None, detail: str) -> Notice:
         return Notice(self.station_id, kind, job_seq, detail)
-
-
-def _accept_step(j: int) -> WriteStep:
-    return ((Tag.JOB_ACK_SEQ, j), (Tag.BUSY, True))
-
-
-def _result_steps(j: int, r: PlcResult) -> tuple[WriteStep, ...]:
-    return (
-        (
-            (Tag.RESULT, r.result),
-            (Tag.ERROR_CODE, r.error_code),
-            (Tag.CYCLE_TIME_MS, r.cycle_time_ms),
-        ),
-        ((Tag.RESULT_SEQ, j), (Tag.BUSY, False)),
-    )

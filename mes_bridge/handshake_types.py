@@ -1,4 +1,5 @@
-"""The handshake's vocabulary: write steps, phases, notices and what one input yields.
+"""The handshake's vocabulary: write steps, phases, notices and what one input yields,
+the tag values the machine has seen and the marks that let a step be taken back.
 
 Shared by the state machine (``mes_bridge.handshake``) and everything that drives it or
 reports on it (session, channel, link), which need these names but not the machine.
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from mes_bridge.jobs import PlcJob
+from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.tags import Tag
 
 # One write request: (tag, value) pairs in order. Handshake steps come as a tuple of these,
@@ -65,3 +66,28 @@ class Outcome:
     writes: tuple[WriteStep, ...] = ()
     notices: tuple[Notice, ...] = ()
     classification: Classification | None = None  # set by ``resync`` only
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A snapshot taken by ``StationHandshake.mark``; compared and restored, nothing else."""
+
+    current: PlcJob | None
+    result: PlcResult | None
+    phase: Phase
+    held: Phase | None
+    acked_job: PlcJob | None
+    job_ack_seq: int | None
+    result_seq: int | None
+
+
+@dataclass
+class SeenTags:
+    """Handshake tag values as last seen on (or written to) the PLC; None: unknown."""
+
+    job_seq: int | None = None
+    part_id: object = None
+    program_no: object = None
+    result_ack_seq: int | None = None
+    job_ack_seq: int | None = None
+    result_seq: int | None = None

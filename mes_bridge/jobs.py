@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeGuard
 
 PART_ID_MAX_LEN = 64
 RAW_KEEP = 80  # characters of a raw PLC value kept for error messages
@@ -113,6 +114,6 @@ def check_job_input(
     return part, program, tuple(problems)
 
 
-def is_seq(value: object) -> bool:
+def is_seq(value: object) -> TypeGuard[int]:
     """True for a value a UInt32 sequence tag can hold (bools are not numbers here)."""
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= UINT32_MAX

@@ -28,8 +28,10 @@ from mes_bridge.batcher import WriteBatcher
 from mes_bridge.errors import PlcWriteError, TagMapError
 from mes_bridge.handshake_types import WriteStep
 from mes_bridge.nodeids import NodeRef
+from mes_bridge.operation_limits import Limits, chunks, read_limits
 from mes_bridge.security import ClientSecurity
-from mes_bridge.tags import TAG_SPEC, Direction, Tag
+from mes_bridge.tag_nodes import TagNode, check_nodes, resolve_nodes
+from mes_bridge.tags import Tag
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +67,6 @@ CONNECTION_FAULTS = frozenset(
         _S.BadDisconnect,
     }
 )
-_LIMITS = (
-    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerRead,
-    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxNodesPerWrite,
-    ua.ObjectIds.Server_ServerCapabilities_OperationLimits_MaxMonitoredItemsPerCall,
-)
 
 
 class ConnectOptions(BaseModel):
@@ -88,27 +85,6 @@ class ConnectOptions(BaseModel):
     max_nodes_per_request: int = Field(
         default=1000, ge=1, description="lowered further to the PLC's limits"
     )
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Nodes per call the PLC accepts (its OperationLimits, capped by our options)."""
-
-    read: int
-    write: int
-    monitor: int
-
-
-@dataclass(frozen=True)
-class TagNode:
-    station_id: str
-    tag: Tag
-    text: str  # the node id as written in the tag map
-    nodeid: ua.NodeId
-    vtype: ua.VariantType
-
-    def where(self) -> str:
-        return f"station {self.station_id}, tag {self.tag.value}, node {self.text!r}"
 
 
 @dataclass(frozen=True)
@@ -184,10 +160,10 @@ class Link:
         """
         client = await _connect(endpoint, options, security)
         try:
-            limits = await _limits(client, options.max_nodes_per_request)
+            limits = await read_limits(client, options.max_nodes_per_request)
             namespaces = await client.get_namespace_array()
             nodes = resolve_nodes(refs, namespaces)
-            await _check_nodes(client, list(nodes.values()), limits.read)
+            await check_nodes(client, list(nodes.values()), limits.read)
         except BaseException:
             await _close_quietly(client, options.timeout_s)
             raise
@@ -222,9 +198,10 @@ class Link:
                 chunk = items[start : start + size]
                 sub = await self.client.create_subscription(interval, handler)
                 self.subscriptions.append((interval, len(chunk)))
-                for part in _chunks(chunk, self.limits.monitor):
+                for part in chunks(chunk, self.limits.monitor):
                     handles = await sub.subscribe_data_change(
-                        [self.client.get_node(n.nodeid) for n in part], sampling_interval=0
+                        [self.client.get_node(n.nodeid) for n in part],
+                        sampling_interval=ua.Duration(0),
                     )
                     bad = [
                         f"  {n.where()}: cannot monitor ({h.name})"
@@ -238,7 +215,7 @@ class Link:
         """Every mapped tag's value (as few reads as the PLC allows); None if bad status."""
         keys = list(self.nodes)
         dvs: list[ua.DataValue] = []
-        for part in _chunks(keys, self.limits.read):
+        for part in chunks(keys, self.limits.read):
             dvs.extend(
                 await self.client.uaclient.read_attributes(
                     [self.nodes[k].nodeid for k in part], ua.AttributeIds.Value
@@ -258,7 +235,7 @@ class Link:
         (or a refused request), one of ``LINK_ERRORS`` if the connection is gone.
         """
         targets = [(self.nodes[(sid, tag)], value) for sid, tag, value in items]
-        for part in _chunks(targets, self.limits.write):
+        for part in chunks(targets, self.limits.write):
             await self._writes.submit(part)
 
     async def write_steps(self, station_id: str, steps: Iterable[WriteStep]) -> None:
@@ -272,7 +249,7 @@ class Link:
     async def _write_request(self, targets: list[tuple[TagNode, object]]) -> list[ua.StatusCode]:
         dvs = [ua.DataValue(ua.Variant(value, node.vtype)) for node, value in targets]
         try:
-            return await self.client.uaclient.write_attributes(  # type: ignore[no-any-return]
+            return await self.client.uaclient.write_attributes(
                 [node.nodeid for node, _ in targets], dvs, ua.AttributeIds.Value
             )
         except ua.UaStatusCodeError as exc:
@@ -313,98 +290,7 @@ async def _connect(endpoint: str, options: ConnectOptions, security: ClientSecur
     return client
 
 
-async def _limits(client: Client, cap: int) -> Limits:
-    """The PLC's OperationLimits (0 or unreadable: no limit), capped at ``cap``."""
-    dvs = await client.uaclient.read_attributes(
-        [ua.NodeId(i) for i in _LIMITS], ua.AttributeIds.Value
-    )
-    values = []
-    for dv in dvs:
-        v = dv.Value.Value if dv.StatusCode.is_good() and dv.Value is not None else 0
-        values.append(min(cap, int(v)) if isinstance(v, int) and v > 0 else cap)
-    return Limits(*values)
-
-
-def _chunks(items: list[Any], size: int) -> list[list[Any]]:
-    return [items[i : i + size] for i in range(0, len(items), size)] or []
-
-
 async def _close_quietly(client: Client, timeout_s: float) -> None:
     # The connection may already be dead: closing is best effort and bounded in time.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(client.disconnect(), timeout_s)
-
-
-def resolve_nodes(
-    refs: Mapping[str, Mapping[Tag, NodeRef]], namespaces: list[str]
-) -> dict[tuple[str, Tag], TagNode]:
-    """Every station's tags as concrete nodes on a server with these ``namespaces``.
-
-    Raises ``TagMapError`` listing every node that does not resolve, and every node
-    mapped twice (two stations on one data block is a copy-paste error that would let
-    one station's job be answered by another).
-    """
-    nodes: dict[tuple[str, Tag], TagNode] = {}
-    problems: list[str] = []
-    owner: dict[ua.NodeId, TagNode] = {}
-    for station, tags in refs.items():
-        for tag, ref in tags.items():
-            try:
-                nodeid = ref.resolve(namespaces)
-            except TagMapError as exc:
-                problems.append(f"  station {station}, tag {tag.value}: {exc}")
-                continue
-            vtype = ua.VariantType[TAG_SPEC[tag][1]]
-            node = TagNode(station, tag, ref.text, nodeid, vtype)
-            if nodeid in owner:
-                problems.append(f"  {node.where()}: the same node as {owner[nodeid].where()}")
-            owner.setdefault(nodeid, node)
-            nodes[(station, tag)] = node
-    if problems:
-        raise TagMapError("tag map does not resolve on the PLC:\n" + "\n".join(problems))
-    return nodes
-
-
-def _type_name(dv: ua.DataValue) -> str:
-    nodeid = dv.Value.Value if dv.Value is not None else None
-    if isinstance(nodeid, ua.NodeId) and nodeid.NamespaceIndex == 0:
-        with contextlib.suppress(ValueError):
-            return ua.VariantType(nodeid.Identifier).name
-    return str(nodeid)
-
-
-async def _check_nodes(client: Client, nodes: list[TagNode], per_read: int) -> None:
-    """Every node exists, has the declared data type and the access its direction needs.
-
-    All problems of all stations are reported together (one start-up, one list to fix).
-    """
-    types: list[ua.DataValue] = []
-    access: list[ua.DataValue] = []
-    for part in _chunks([n.nodeid for n in nodes], per_read):
-        types.extend(await client.uaclient.read_attributes(part, ua.AttributeIds.DataType))
-        access.extend(await client.uaclient.read_attributes(part, ua.AttributeIds.UserAccessLevel))
-    problems: list[str] = []
-    for node, dtype, acc in zip(nodes, types, access, strict=True):
-        if not dtype.StatusCode.is_good():
-            code = dtype.StatusCode
-            what = (
-                "not found on the PLC"
-                if code.value == ua.StatusCodes.BadNodeIdUnknown
-                else "not a variable on the PLC"
-            )
-            problems.append(f"  {node.where()}: {what} ({code.name})")
-            continue
-        expected = ua.NodeId(node.vtype.value, 0)
-        if dtype.Value is None or dtype.Value.Value != expected:
-            problems.append(
-                f"  {node.where()}: data type is {_type_name(dtype)}, expected {node.vtype.name}"
-            )
-        level = acc.Value.Value if acc.StatusCode.is_good() and acc.Value else 0
-        needs = [("read", ua.AccessLevel.CurrentRead)]
-        if TAG_SPEC[node.tag][0] is Direction.CELL_TO_PLC:
-            needs.append(("write", ua.AccessLevel.CurrentWrite))
-        for what, bit in needs:
-            if not int(level or 0) & (1 << bit):
-                problems.append(f"  {node.where()}: the PLC does not let us {what} it")
-    if problems:
-        raise TagMapError("PLC does not fit the tag map:\n" + "\n".join(problems))

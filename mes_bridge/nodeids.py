@@ -56,7 +56,21 @@ class NodeRef:
                     f"node {self.text!r}: namespace index {index} does not exist on the server "
                     f"(it has {len(namespaces)} namespaces: {namespaces})"
                 )
-        return ua.NodeId(self.identifier, index, self.kind)
+        return node_id(self.identifier, index, self.kind)
+
+
+def node_id(
+    identifier: int | str | uuid.UUID | bytes,
+    namespace_index: int = 0,
+    kind: ua.NodeIdType | None = None,
+) -> ua.NodeId:
+    """A ``ua.NodeId`` from plain Python values (``kind`` None: guessed from the value).
+
+    asyncua annotates NodeId's fields with its own marker classes (``ua.Int16``,
+    ``ua.String``, ...) but builds and compares node ids from plain ints, strings, UUIDs
+    and bytes throughout; the one place that bridges the two is here.
+    """
+    return ua.NodeId(identifier, namespace_index, kind)  # type: ignore[arg-type]
 
 
 def parse_node_ref(text: str, default_uri: str | None) -> NodeRef:

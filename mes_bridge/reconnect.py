@@ -15,10 +15,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from mes_bridge.errors import BridgeError, PlcConnectionError, PlcSecurityError, TagMapError
-from mes_bridge.handshake import StationHandshake
 from mes_bridge.link import LINK_ERRORS, ConnectOptions, DataChange, Link
 from mes_bridge.nodeids import NodeRef
 from mes_bridge.security import ClientSecurity
+from mes_bridge.stations import SessionStations
 from mes_bridge.tags import Tag
 
 log = logging.getLogger(__name__)
@@ -39,8 +39,7 @@ class Reconnecting:
     _refs: Mapping[str, Mapping[Tag, NodeRef]]
     _options: ConnectOptions
     _security: ClientSecurity
-    _machines: dict[str, StationHandshake]
-    _queue: asyncio.Queue  # type: ignore[type-arg]
+    _stations: SessionStations
     _reconnect: asyncio.Event
     _link: Link | None
     _generation: int  # of the newest link
@@ -54,8 +53,9 @@ class Reconnecting:
     def _wake_all(self) -> None:
         raise NotImplementedError
 
-    def _sink(self, change: DataChange) -> None:
-        self._queue.put_nowait(change)
+    def _enqueue(self, item: DataChange | Resync) -> None:
+        """Hand a data change or a full read to the session's one consumer, in order."""
+        raise NotImplementedError
 
     async def _connect(self, deadline_s: float | None) -> None:
         """Open a new link and queue its resync, retrying with backoff until the deadline."""
@@ -89,7 +89,7 @@ class Reconnecting:
             self._options,
             self._security,
             generation=gen,
-            sink=self._sink,
+            sink=self._enqueue,
             on_lost=self._lost,
         )
         self._generation, self._link = gen, link
@@ -99,7 +99,7 @@ class Reconnecting:
             self._link = None
             await link.close(self._options.timeout_s)
             raise
-        self._queue.put_nowait(Resync(gen, values))
+        self._enqueue(Resync(gen, values))
 
     def _lost(self, generation: int, exc: BaseException) -> None:
         if self._closing or generation != self._generation or generation <= self._lost_gen:
@@ -107,8 +107,7 @@ class Reconnecting:
         log.warning("connection to PLC at %s lost: %r", self.endpoint, exc)
         self._lost_gen = generation
         self._live_gen = None
-        for machine in self._machines.values():
-            machine.connection_lost()
+        self._stations.connection_lost()
         self._reconnect.set()
         self._wake_all()
 

@@ -1,10 +1,11 @@
 """The asyncua client side of the bridge: one session per PLC endpoint, many stations.
 
-``PlcSession`` owns the connection (a ``Link`` per (re)connect), one ``StationHandshake``
-per station and three tasks: the processor (the only consumer of data changes: the
-subscription handler just queues them), the supervisor (reconnect with backoff and a
-deadline, then resync from a full read) and the heartbeat tick. Cell code talks to a
-station through its ``StationChannel``.
+``PlcSession`` owns the connection (a ``Link`` per (re)connect), its stations (one
+``StationHandshake`` and one ``StationChannel`` each, see ``SessionStations``) and three
+tasks: the processor (the only consumer of data changes: the subscription handler just
+queues them), the supervisor (reconnect with backoff and a deadline, then resync from a
+full read; see ``Reconnecting``) and the heartbeat tick. Cell code talks to a station
+through its ``StationChannel``.
 
 Heartbeats: every ``heartbeat_s`` the tick writes HeartbeatCell (+1) to every station,
 but only while the session is healthy: connected and resynced, not failed, and its
@@ -27,28 +28,25 @@ Usage::
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-from mes_bridge.channel import PlcLiveness, Signal, StationChannel
+from mes_bridge.channel import PlcLiveness, StationChannel
 from mes_bridge.errors import BridgeError, JobNotCurrent, PlcConnectionError, PlcWriteError
-from mes_bridge.handshake import StationHandshake
-from mes_bridge.handshake_types import Notice, NoticeKind, Outcome, WriteStep
+from mes_bridge.handshake_types import Notice, WriteStep
 from mes_bridge.jobs import PlcJob, PlcResult
-from mes_bridge.link import LINK_ERRORS, ConnectOptions, DataChange, Link
+from mes_bridge.link import LINK_ERRORS, ConnectOptions, DataChange
 from mes_bridge.reconnect import Reconnecting, Resync
 from mes_bridge.security import ClientSecurity, SecurityConfig
+from mes_bridge.stations import SessionStations
 from mes_bridge.tags import Tag, TagMap
+from mes_bridge.wakeup import Signal
 
 __all__ = ["PlcJob", "PlcLiveness", "PlcResult", "PlcSession", "SecurityConfig", "StationChannel"]
 
 log = logging.getLogger(__name__)
-
-# Order in which one batch of changes is applied: PartId and ProgramNo are written by the
-# PLC before JobSeq, and may arrive in the same notification as JobSeq.
-_APPLY_ORDER = (Tag.PART_ID, Tag.PROGRAM_NO, Tag.RESULT_ACK_SEQ, Tag.HEARTBEAT_PLC, Tag.JOB_SEQ)
-_QUIET = {NoticeKind.RESUMED, NoticeKind.REWRITTEN, NoticeKind.PLC_HEARTBEAT_RESUMED}
 
 
 @dataclass(frozen=True)
@@ -114,14 +112,9 @@ class PlcSession(Reconnecting):
         self._connect_deadline_s = connect_deadline_s
         self._reconnect_deadline_s = reconnect_deadline_s
         self._max_delay_s = reconnect_max_delay_s
-        self._on_notice = on_notice
         self._refs = {sid: tm.refs(sid) for sid, tm in stations.items()}
-        known = dict(known_job_seqs or {})
-        self._machines = {
-            sid: StationHandshake(sid, last_job_seq=known.get(sid)) for sid in stations
-        }
-        self._channels = {sid: StationChannel(self, m) for sid, m in self._machines.items()}
-        self._link: Link | None = None
+        self._stations = SessionStations(self, stations, dict(known_job_seqs or {}), on_notice)
+        self._link = None
         self._generation = 0  # of the newest link
         self._live_gen: int | None = None  # link that is connected and resynced
         self._lost_gen = 0  # newest generation known lost
@@ -179,16 +172,16 @@ class PlcSession(Reconnecting):
 
     def station(self, station_id: str) -> StationChannel:
         try:
-            return self._channels[station_id]
+            return self._stations.channels[station_id]
         except KeyError:
             raise KeyError(
                 f"station {station_id!r} is not served by the session to "
-                f"{self.endpoint}; it serves {sorted(self._channels)}"
+                f"{self.endpoint}; it serves {sorted(self._stations.channels)}"
             ) from None
 
     @property
     def stations(self) -> list[str]:
-        return list(self._channels)
+        return list(self._stations.channels)
 
     @property
     def connected(self) -> bool:
@@ -231,7 +224,7 @@ class PlcSession(Reconnecting):
         """
         if self._failure is not None:
             raise self._failure
-        machine = self._machines[station_id]
+        machine = self._stations.machines[station_id]
         before = machine.mark()
         steps = commit()
         after = machine.mark()
@@ -253,14 +246,7 @@ class PlcSession(Reconnecting):
                     # Refused, not lost: the step did not happen, so it must not count as
                     # done (the cell retries it, e.g. after the PLC is fixed).
                     machine.revert(before, after)
-                    self._deliver(
-                        self._channels[station_id],
-                        Outcome(
-                            notices=(
-                                Notice(station_id, NoticeKind.WRITE_REFUSED, job.job_seq, str(exc)),
-                            )
-                        ),
-                    )
+                    self._stations.write_refused(station_id, job.job_seq, str(exc))
                     raise
                 except LINK_ERRORS as exc:
                     self._lost(link.generation, exc)
@@ -270,11 +256,11 @@ class PlcSession(Reconnecting):
             else:
                 target = self._generation + 1
             waited = True
-            await self._sync.until(
-                lambda t=target: self._live_gen is not None and self._live_gen >= t,
-                None,
-                self.failure,
-            )
+            await self._sync.until(functools.partial(self._live_since, target), None, self.failure)
+
+    def _live_since(self, generation: int) -> bool:
+        """A link of ``generation`` or a later one is connected and resynced."""
+        return self._live_gen is not None and self._live_gen >= generation
 
     async def write_status(self, station_id: str) -> None:
         """Best effort: CellState now if connected; the next resync writes it otherwise.
@@ -283,16 +269,13 @@ class PlcSession(Reconnecting):
         must not stop because the PLC will not show its state.
         """
         link = self._link
-        state = self._channels[station_id].cell_state
+        state = self._stations.channels[station_id].cell_state
         if state is None or link is None or self._live_gen != link.generation:
             return
         try:
             await link.write([(station_id, Tag.CELL_STATE, state)])
         except PlcWriteError as exc:
-            self._deliver(
-                self._channels[station_id],
-                Outcome(notices=(Notice(station_id, NoticeKind.WRITE_REFUSED, None, str(exc)),)),
-            )
+            self._stations.write_refused(station_id, None, str(exc))
         except LINK_ERRORS as exc:
             self._lost(link.generation, exc)
 
@@ -308,7 +291,7 @@ class PlcSession(Reconnecting):
             self._heartbeat = (self._heartbeat + 1) & 0xFFFF
             try:
                 await link.write(
-                    [(sid, Tag.HEARTBEAT_CELL, self._heartbeat) for sid in self._channels]
+                    [(sid, Tag.HEARTBEAT_CELL, self._heartbeat) for sid in self._stations.channels]
                 )
                 if self._beat_refused:
                     log.info("PLC at %s takes HeartbeatCell again", self.endpoint)
@@ -332,59 +315,31 @@ class PlcSession(Reconnecting):
             try:
                 for item in batch:
                     if isinstance(item, Resync):
-                        self._apply_changes(updates)
+                        self._stations.apply_changes(updates)
                         updates = {}
                         await self._apply_resync(item)
                     elif isinstance(item, _Tick):
                         self._ticks_seen = item.n
-                        self._check_liveness()
+                        self._stations.check_liveness()
                     elif item.generation == self._live_gen:
                         updates.setdefault(item.station_id, {})[item.tag] = item.value
-                self._apply_changes(updates)
+                self._stations.apply_changes(updates)
             except Exception as exc:  # a bug here must stop the cell, not pass unnoticed
                 log.exception("PLC session processing failed")
                 self._failure = BridgeError(f"PLC session to {self.endpoint} failed: {exc!r}")
                 self._wake_all()
                 return
 
-    def _apply_changes(self, updates: dict[str, dict[Tag, object]]) -> None:
-        for sid, changes in updates.items():
-            machine, channel = self._machines[sid], self._channels[sid]
-            for tag in _APPLY_ORDER:
-                if tag not in changes:
-                    continue
-                value = changes[tag]
-                if tag is Tag.HEARTBEAT_PLC:
-                    channel.heartbeat_seen(value)
-                elif not (tag is Tag.JOB_SEQ and value == machine.seen.job_seq):
-                    out = machine.observe(tag, value)
-                    self._deliver(channel, out)
-                    if out.writes:  # the machine only writes from resync; keep it that way
-                        raise BridgeError(f"unexpected writes on a data change: {out.writes}")
-            channel.changed()
-
     async def _apply_resync(self, marker: Resync) -> None:
         gen, link = marker.generation, self._link
         if link is None or gen != link.generation or gen <= self._lost_gen:
             return  # that connection is already gone; its successor brings a new read
-        pending: list[tuple[str, tuple[WriteStep, ...]]] = []
-        for sid, machine in self._machines.items():
-            values = marker.values.get(sid, {})
-            out = machine.resync(values)
-            log.debug("station %s resync: %s", sid, out.classification)
-            self._channels[sid].heartbeat_seen(values.get(Tag.HEARTBEAT_PLC), resync=True)
-            self._deliver(self._channels[sid], out)
-            if out.writes:
-                pending.append((sid, out.writes))
-        status = [
-            (sid, Tag.CELL_STATE, ch.cell_state)
-            for sid, ch in self._channels.items()
-            if ch.cell_state is not None
-        ]
+        pending = self._stations.resync(marker.values)
+        status = self._stations.cell_states()
         try:
             for sid, steps in pending:
-                await self._rewrite(link, sid, lambda s=sid, w=steps: link.write_steps(s, w))
-            await self._rewrite(link, None, lambda: link.write(status))
+                await self._rewrite(sid, functools.partial(link.write_steps, sid, steps))
+            await self._rewrite(None, functools.partial(link.write, status))
         except LINK_ERRORS as exc:
             self._lost(gen, exc)
             return
@@ -392,46 +347,17 @@ class PlcSession(Reconnecting):
             self._live_gen = gen
         self._wake_all()
 
-    async def _rewrite(
-        self, link: Link, station_id: str | None, write: Callable[[], Awaitable[None]]
-    ) -> None:
+    async def _rewrite(self, station_id: str | None, write: Callable[[], Awaitable[None]]) -> None:
         """A resync write; one the PLC refuses is reported, and the rest still happen."""
         try:
             await write()
         except PlcWriteError as exc:
-            for sid in [station_id] if station_id else list(self._channels):
-                self._deliver(
-                    self._channels[sid],
-                    Outcome(
-                        notices=(Notice(sid, NoticeKind.WRITE_REFUSED, None, f"at resync: {exc}"),)
-                    ),
-                )
+            for sid in [station_id] if station_id else list(self._stations.channels):
+                self._stations.write_refused(sid, None, f"at resync: {exc}")
 
-    def _check_liveness(self) -> None:
-        for channel in self._channels.values():
-            notice = channel.liveness_notice()
-            if notice is not None:
-                self._deliver(channel, Outcome(notices=(notice,)))
-                channel.changed()
-
-    def _deliver(self, channel: StationChannel, out: Outcome) -> None:
-        for notice in out.notices:
-            level = logging.INFO if notice.kind in _QUIET else logging.WARNING
-            log.log(
-                level,
-                "station %s %s (JobSeq %s): %s",
-                notice.station_id,
-                notice.kind.value,
-                notice.job_seq,
-                notice.detail,
-            )
-            channel.note(notice)
-            if self._on_notice is not None:
-                self._on_notice(notice)
-        for job in out.jobs:
-            channel.offer(job)
+    def _enqueue(self, item: DataChange | Resync) -> None:
+        self._queue.put_nowait(item)
 
     def _wake_all(self) -> None:
         self._sync.fire()
-        for channel in self._channels.values():
-            channel.changed()
+        self._stations.wake()

@@ -9,9 +9,9 @@ from asyncua import ua
 from pydantic import ValidationError
 
 from mes_bridge.errors import TagMapError
-from mes_bridge.link import resolve_nodes
 from mes_bridge.nodeids import parse_node_ref
 from mes_bridge.session import PlcSession
+from mes_bridge.tag_nodes import resolve_nodes
 from mes_bridge.tags import Tag, TagMap
 
 NAMESPACES = [

@@ -21,7 +21,7 @@ from mes_bridge.certs import CertificateFiles, create_certificate
 from mes_bridge.cli import certs_app
 from mes_bridge.errors import CertificateError, PlcSecurityError, UntrustedCertificate
 from mes_bridge.plcsim import SimSecurity
-from mes_bridge.plcsim_server import SECURE_ENDPOINTS
+from mes_bridge.plcsim.server import SECURE_ENDPOINTS
 from mes_bridge.session import PlcSession, SecurityConfig
 
 from .conftest import RUN_TIMEOUT_S, serve, stations

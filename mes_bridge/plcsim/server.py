@@ -1,9 +1,10 @@
 """The PLC simulator's OPC UA server: address space, security, restarts, raw values.
 
-Kept apart from the simulated PLC program (``plcsim``): this module knows asyncua's
-server, the program only knows tags and values. The server is built once (building the
-standard address space costs seconds of CPU) and stopped and started for PLC restarts;
-a stop drops every client session and subscription, as a PLC that restarts does.
+Kept apart from the simulated PLC program (``mes_bridge.plcsim.program``): this module
+knows asyncua's server, the program only knows tags and values. The server is built once
+(building the standard address space costs seconds of CPU) and stopped and started for
+PLC restarts; a stop drops every client session and subscription, as a PLC that
+restarts does.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from asyncua import Server, ua
 from asyncua.common.callback import CallbackType, ServerItemCallback
 from asyncua.common.utils import ServiceError
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import UserManager
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -73,7 +75,7 @@ class SimSecurity(BaseModel):
         return names
 
 
-class _Users:
+class _Users(UserManager):
     """asyncua user manager: a fixed table of user names and passwords."""
 
     def __init__(self, users: Mapping[str, SecretStr]) -> None:
@@ -154,7 +156,7 @@ class SimServer:
         server.set_security_policy(types)
         if sec.users:
             server.set_identity_tokens([ua.UserNameIdentityToken])
-            server.iserver.set_user_manager(_Users(sec.users))  # type: ignore[arg-type]
+            server.iserver.set_user_manager(_Users(sec.users))
         else:
             server.set_identity_tokens([ua.AnonymousIdentityToken])
         if sec.trusted_clients is not None:

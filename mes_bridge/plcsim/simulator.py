@@ -1,23 +1,18 @@
-"""A line PLC simulator: a real asyncua server that plays the PLC side of the handshake.
+"""``PlcSimulator``: the simulated line PLC's memory, served by a real OPC UA server.
 
-Per station it writes PartId and ProgramNo, increments JobSeq at the takt, waits for
-ResultSeq == JobSeq, latches Result/ErrorCode/CycleTimeMs, writes ResultAckSeq, counts OK
-and NOK parts and increments HeartbeatPLC every second. Variables live at the node ids of
-each station's tag map (by default ``s=<prefix>.<Tag>`` in ``urn:intern-cells:plcsim``).
-
-The PLC's memory is kept apart from the OPC UA server, so the server can be stopped and
-started again on the same port ("PLC restart") with its values retained, or with its
-counters reset (a cold restart).
+It holds each station's memory apart from the server (``SimServer``), so the server can
+be stopped and started again on the same port ("PLC restart") with its values retained,
+or with its counters reset (a cold restart); copies what clients write into memory and
+wakes the PLC program (``PlcProgram``); and offers what tests and demos ask of a PLC:
+latched results, timings and counts, and faults to inject. ``run_plcsim`` runs one until
+its stations are done.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
-import itertools
 import logging
-import random
 import time
 from collections.abc import Callable, Mapping
 from urllib.parse import urlparse
@@ -25,10 +20,10 @@ from urllib.parse import urlparse
 from asyncua import Server, ua
 from asyncua.common.callback import ServerItemCallback
 
-from mes_bridge.channel import Signal
-from mes_bridge.nodeids import parse_node_ref
-from mes_bridge.plcsim_server import SimSecurity, SimServer
-from mes_bridge.plcsim_types import (
+from mes_bridge.nodeids import node_id, parse_node_ref
+from mes_bridge.plcsim.program import PlcProgram
+from mes_bridge.plcsim.server import SimSecurity, SimServer
+from mes_bridge.plcsim.station import (
     DEFAULT_ENDPOINT,
     PLCSIM_NAMESPACE,
     Injection,
@@ -37,23 +32,8 @@ from mes_bridge.plcsim_types import (
     SimCounts,
     SimStation,
     StationState,
-    default_tag_map,
 )
 from mes_bridge.tags import TAG_SPEC, Direction, Tag
-
-__all__ = [
-    "DEFAULT_ENDPOINT",
-    "PLCSIM_NAMESPACE",
-    "Injection",
-    "JobTiming",
-    "LatchedResult",
-    "PlcSimulator",
-    "SimCounts",
-    "SimSecurity",
-    "SimStation",
-    "default_tag_map",
-    "run_plcsim",
-]
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +71,6 @@ class PlcSimulator:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self._host = parsed.hostname or "127.0.0.1"
         self._port, self._path = parsed.port, parsed.path
-        self._heartbeat_s = heartbeat_s
         self._stations: dict[str, StationState] = {}
         for sid, cfg in stations.items():
             vtypes = {
@@ -101,13 +80,12 @@ class PlcSimulator:
             }
             self._stations[sid] = StationState(sid, cfg, _zero_memory(vtypes), vtypes, keep)
         self._by_node: dict[ua.NodeId, tuple[StationState, Tag]] = {}
-        self._serial = itertools.count(1)
         self._server = SimServer(
             self.url, "intern-cells line PLC simulator", security, self._on_write
         )
         self._built = False
         self._lock = asyncio.Lock()
-        self._done = Signal()
+        self._program = PlcProgram(self._stations, self, heartbeat_s)
         self._hooks: list[WriteHook] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -117,11 +95,7 @@ class PlcSimulator:
 
     async def __aenter__(self) -> PlcSimulator:
         await self.start_server()
-        self._tasks = [
-            asyncio.create_task(self._run(st), name=f"plcsim-{st.sid}")
-            for st in self._stations.values()
-        ]
-        self._tasks.append(asyncio.create_task(self._beat(), name="plcsim-heartbeat"))
+        self._tasks = self._program.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -154,7 +128,7 @@ class PlcSimulator:
         def done() -> bool:
             return all(st.ok + st.nok >= n for st in self._stations.values())
 
-        if not await self._done.until(done, timeout, lambda: None):
+        if not await self._program.latched.until(done, timeout, lambda: None):
             have = {sid: st.ok + st.nok for sid, st in self._stations.items()}
             raise TimeoutError(
                 f"PLC simulator: {n} results per station not latched within "
@@ -293,7 +267,7 @@ class PlcSimulator:
                 nodeid,
                 ua.QualifiedName(tag.value, nodeid.NamespaceIndex),
                 ua.Variant(st.mem[tag], vtype),
-                datatype=ua.NodeId(vtype.value, 0),
+                datatype=node_id(vtype.value, 0),
             )
             if TAG_SPEC[tag][0] is Direction.CELL_TO_PLC:
                 await var.set_writable()
@@ -315,7 +289,8 @@ class PlcSimulator:
             value = wv.Value.Value.Value if wv.Value and wv.Value.Value else None
             st.mem[tag] = value
             st.written_at[tag] = now
-            timing = st.timings.get(st.mem[Tag.JOB_SEQ])  # type: ignore[call-overload]
+            job_seq = st.mem[Tag.JOB_SEQ]
+            timing = st.timings.get(job_seq) if isinstance(job_seq, int) else None
             if timing is not None and value == timing.job_seq:
                 if tag is Tag.JOB_ACK_SEQ and timing.t_ack is None:
                     timing.t_ack = now
@@ -333,78 +308,6 @@ class PlcSimulator:
             if self._server.running:
                 await self._server.store(st.nodes[tag], ua.Variant(value, st.vtypes[tag]))
         st.changed.fire()
-
-    # ------------------------------------------------------------------ PLC program
-
-    def _next_part(self, st: StationState) -> tuple[str, int, Injection]:
-        today = dt.date.today().isocalendar()
-        week = f"{today.year % 100:02d}{today.week:02d}"
-        part = f"{st.cfg.part_prefix}-{week}-{next(self._serial):06d}"
-        program = st.cfg.program_nos[st.requested % len(st.cfg.program_nos)]
-        inj = st.injected.pop(0) if st.injected else Injection()
-        part = part if inj.part_id is None else inj.part_id
-        program = program if inj.program_no is None else inj.program_no
-        return part, program, inj
-
-    async def _put_part(self, st: StationState, tag: Tag, value: object, inj: Injection) -> None:
-        if tag in inj.raw:
-            await self.plc_write_raw(st.sid, tag, inj.raw[tag])
-        else:
-            await self._put(st, tag, value)
-
-    async def _hold_raw(self, st: StationState, tag: Tag, inj: Injection) -> None:
-        if tag in inj.raw:
-            await self.plc_write_raw(st.sid, tag, inj.raw[tag])
-            await asyncio.sleep(st.cfg.raw_hold_s)  # the faulty value stays this long
-
-    async def _run(self, st: StationState) -> None:
-        last_start: float | None = None
-        while st.cfg.parts is None or st.requested < st.cfg.parts:
-            if st.cfg.takt_s and last_start is not None:
-                # The line's takt: the next part arrives this long after the previous one.
-                await asyncio.sleep(max(0.0, last_start + st.cfg.takt_s - time.monotonic()))
-            if st.cfg.jitter_s:
-                # Parts do not arrive in step with anything the cell does.
-                await asyncio.sleep(random.uniform(0.0, st.cfg.jitter_s))
-            last_start = time.monotonic()
-            seq = (int(st.mem.get(Tag.JOB_SEQ, 0)) + 1) & 0xFFFFFFFF or 1  # type: ignore[call-overload]
-            part, program, inj = self._next_part(st)
-            await self._put_part(st, Tag.PART_ID, part, inj)
-            await self._put_part(st, Tag.PROGRAM_NO, program, inj)
-            await self._hold_raw(st, Tag.JOB_SEQ, inj)
-            st.timings[seq] = JobTiming(seq, time.perf_counter())
-            epoch = st.epoch
-            await self._put(st, Tag.JOB_SEQ, seq)
-            st.requested += 1
-            await st.changed.until(
-                lambda s=seq, e=epoch: st.epoch != e or st.mem.get(Tag.RESULT_SEQ) == s,
-                None,
-                lambda: None,
-            )
-            if st.epoch != epoch:
-                continue  # cold restart: the PLC forgot this job
-            st.latch(
-                LatchedResult(
-                    seq,
-                    part,
-                    program,
-                    int(st.mem[Tag.RESULT]),
-                    int(st.mem[Tag.ERROR_CODE]),  # type: ignore[call-overload]
-                    int(st.mem[Tag.CYCLE_TIME_MS]),
-                    epoch,
-                )
-            )  # type: ignore[call-overload]
-            await self._hold_raw(st, Tag.RESULT_ACK_SEQ, inj)
-            await self._put(st, Tag.RESULT_ACK_SEQ, seq)
-            self._done.fire()
-
-    async def _beat(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)  # HeartbeatPLC ticks once per period
-            for st in self._stations.values():
-                if st.cfg.heartbeat:
-                    beat = (int(st.mem.get(Tag.HEARTBEAT_PLC, 0)) + 1) & 0xFFFF  # type: ignore[call-overload]
-                    await self._put(st, Tag.HEARTBEAT_PLC, beat)
 
 
 async def run_plcsim(

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from asyncua import ua
 from pydantic import BaseModel, ConfigDict, Field
 
-from mes_bridge.channel import Signal
 from mes_bridge.jobs import RESULT_NOK, RESULT_OK
 from mes_bridge.tags import Tag, TagMap
+from mes_bridge.wakeup import Signal
 
 PLCSIM_NAMESPACE = "urn:intern-cells:plcsim"
 DEFAULT_ENDPOINT = "opc.tcp://127.0.0.1:48400/intern-cells/plc"
