@@ -32,11 +32,11 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from cell.clock import Clock
+from cell.line.clock import Clock
 from cell.config import parse_line_config
-from cell.db import models as m
-from cell.db.migrate import upgrade
-from cell.orchestrator import RunOptions, run_line
+from cell.record import models as m
+from cell.record.migrate import upgrade
+from cell.line.orchestrator import RunOptions, run_line
 from cell.services import free_port
 
 TAKT_S = 76.0

@@ -25,9 +25,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from cell import analytics as an
-from cell.db.migrate import upgrade
-from cell.history import HistoryOptions, generate_history
+from cell import insight as an
+from cell.record.migrate import upgrade
+from cell.demo.history import HistoryOptions, generate_history
 
 RAW_YIELD = """
 SELECT station_id, (ended_at AT TIME ZONE 'UTC')::date, count(*),

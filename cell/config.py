@@ -13,12 +13,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from cell.errors import InvalidInput
 from mes_bridge.security import SecurityConfig
 from mes_bridge.tags import TagMap
 from robot.jobs import FastenerSpec, Task
 
 
-class LineConfigError(ValueError):
+class LineConfigError(InvalidInput):
     """A line config that cannot be used; the message names file, field and reason."""
 
 

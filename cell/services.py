@@ -19,10 +19,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
+from cell.errors import Unavailable
+
 log = logging.getLogger(__name__)
 
 
-class ServiceError(RuntimeError):
+class ServiceError(Unavailable):
     """An embedded server could not be started; the message says where to look."""
 
 

@@ -11,8 +11,10 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cell.errors import InvalidInput
 
-class SettingsError(ValueError):
+
+class SettingsError(InvalidInput):
     """Settings that cannot be used; the message names the variable and the reason."""
 
 
@@ -38,6 +40,8 @@ class Settings(BaseSettings):
         gt=0,
         description="simulated robots take cycle time / scale of wall time (unset: no pacing)",
     )
+    # Checked by the commands that start robot workers (``cell.cli.line``): the names
+    # belong to ``policy.sources``, which the cell imports only there.
     # The shipped policies by default: they are what the cell is for, and the record
     # keeps their versions beside the expert's for comparison. ``expert`` runs the
     # scripted expert, e.g. where a station's policy does not yet match it.
@@ -47,14 +51,6 @@ class Settings(BaseSettings):
         "task where one exists, else the expert), or tcp://HOST:PORT of a policy server",
     )
     policy_token: str | None = Field(default=None, description="token for a policy server")
-
-    @field_validator("policy")
-    @classmethod
-    def _policy_source(cls, v: str) -> str:
-        from robot.sources import parse_source
-
-        parse_source(v)
-        return v
 
     @field_validator("database_url")
     @classmethod

@@ -1,4 +1,4 @@
-"""Alembic environment: the URL comes from the config set by ``cell.db.migrate`` or, when
+"""Alembic environment: the URL comes from the config set by ``cell.record.migrate`` or, when
 run with the ``alembic`` command, from ``INTERN_DATABASE_URL``."""
 
 from __future__ import annotations
@@ -8,8 +8,7 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
-from cell.db import models_analytics  # noqa: F401  (registers the analytics tables)
-from cell.db.models import Base
+from cell.record.models import Base
 
 config = context.config
 

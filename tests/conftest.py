@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from cell.db.migrate import upgrade
+from cell.record.migrate import upgrade
 from cell.services import EmbeddedPostgres, EmbeddedRedis
 
 

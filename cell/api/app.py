@@ -16,8 +16,8 @@ from cell.api import errors
 from cell.api.routes_acts import router as acts
 from cell.api.routes_analytics import router as analytics
 from cell.api.settings import ApiSettings
-from cell.db.engine import make_engine, make_sessionmaker
-from cell.metrics import record_registry
+from cell.insight.metrics import record_registry
+from cell.record.engine import make_engine, make_sessionmaker
 from cell.web import pages
 
 

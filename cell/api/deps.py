@@ -10,7 +10,8 @@ from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from cell.api.auth import AuthError, Principal, Role, audit, principal_for
+from cell.record.acts import Actor, audit
+from cell.record.users import AuthError, Principal, Role, principal_for
 
 _bearer = HTTPBearer(
     auto_error=False, description="a token from POST /api/auth/login or `intern api token`"
@@ -24,6 +25,11 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SessionDep = Annotated[Session, Depends(get_session)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+
+
+def actor_of(who: Principal) -> Actor:
+    """The signed-in user as the author of an act or an audit line."""
+    return Actor(who.username, who.role.label)
 
 
 def _unauthorized(message: str) -> HTTPException:
@@ -60,7 +66,7 @@ def require(role: Role) -> Callable[..., Principal]:
         if who.role < role:
             audit(
                 session,
-                who,
+                actor_of(who),
                 f"{request.method} {request.url.path}",
                 "",
                 "forbidden",

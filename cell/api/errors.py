@@ -9,12 +9,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cell.alerts import AlertRefused
-from cell.analytics import QueryError
-from cell.api.auth import AuthError
-from cell.assign import AssignmentRefused
+from cell.errors import CellError, InvalidInput, NotAuthorized, Refused, Unavailable
 
 log = logging.getLogger(__name__)
+
+# The one mapping of the cell's errors to HTTP statuses.
+STATUS: tuple[tuple[type[CellError], int], ...] = (
+    (Refused, 409),
+    (NotAuthorized, 401),
+    (InvalidInput, 400),
+    (Unavailable, 503),
+)
+
+
+def status_of(exc: CellError) -> int:
+    """The HTTP status that answers ``exc`` (400 for a kind not listed)."""
+    return next((code for kind, code in STATUS if isinstance(exc, kind)), 400)
 
 
 def _field(loc: tuple[object, ...]) -> str:
@@ -38,18 +48,11 @@ def install(app: FastAPI) -> None:
             {"error": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None)
         )
 
-    @app.exception_handler(QueryError)
-    async def bad_query(_: Request, exc: QueryError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, 400)
-
-    @app.exception_handler(AssignmentRefused)
-    @app.exception_handler(AlertRefused)
-    async def refused(_: Request, exc: ValueError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, 409)
-
-    @app.exception_handler(AuthError)
-    async def auth_error(_: Request, exc: AuthError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, 401, headers={"WWW-Authenticate": "Bearer"})
+    @app.exception_handler(CellError)
+    async def cell_error(_: Request, exc: CellError) -> JSONResponse:
+        status = status_of(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse({"error": str(exc)}, status, headers=headers)
 
     @app.exception_handler(Exception)
     async def internal(request: Request, exc: Exception) -> JSONResponse:

@@ -10,10 +10,20 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cell import alerts as al
-from cell.api import auth
-from cell.api.deps import Admin, MaybePrincipal, Reader, SessionDep, Supervisor, Technician
-from cell.assign import AssignmentRefused, reassign, roster, swap, to_maintenance
+from cell.api.deps import (
+    Admin,
+    MaybePrincipal,
+    Reader,
+    SessionDep,
+    Supervisor,
+    Technician,
+    actor_of,
+)
+from cell.record import alerts as al
+from cell.record import models as m
+from cell.record import users as auth
+from cell.record.acts import Acts, audit
+from cell.record.roster import roster
 
 router = APIRouter(prefix="/api", tags=["acts"])
 
@@ -54,10 +64,10 @@ def add_user(body: NewUser, s: SessionDep, who: Admin) -> dict:
     try:
         auth.create_user(s, body.username, auth.Role.parse(body.role), body.password)
     except auth.AuthError as exc:
-        auth.audit(s, who, "user.add", body.username, "refused", {"reason": str(exc)})
+        audit(s, actor_of(who), "user.add", body.username, "refused", {"reason": str(exc)})
         raise HTTPException(409, str(exc)) from None
     token = auth.issue_token(s, body.username, label="created")
-    auth.audit(s, who, "user.add", body.username, "done", {"role": body.role})
+    audit(s, actor_of(who), "user.add", body.username, "done", {"role": body.role})
     return {"username": body.username, "role": body.role, "token": token}
 
 
@@ -89,29 +99,16 @@ class AssignAct(BaseModel):
 @router.post("/assign")
 def assign(body: AssignAct, s: SessionDep, who: Supervisor) -> dict:
     """Roster act by a supervisor; takes effect at the station's next cycle. A refusal
-    answers 409 with the reason."""
-    target = body.robot
-    try:
-        if body.action == "reassign":
-            assert body.station is not None
-            reassign(s, body.robot, body.station, author=who.username, reason=body.reason)
-        elif body.action == "swap":
-            assert body.other_robot is not None
-            swap(s, body.robot, body.other_robot, author=who.username, reason=body.reason)
-        else:
-            to_maintenance(s, body.robot, author=who.username, reason=body.reason)
-    except AssignmentRefused as exc:
-        s.rollback()
-        auth.audit(
-            s,
-            who,
-            f"assign.{body.action}",
-            target,
-            "refused",
-            body.model_dump() | {"reason_refused": str(exc)},
-        )
-        raise HTTPException(409, str(exc)) from None
-    auth.audit(s, who, f"assign.{body.action}", target, "done", body.model_dump())
+    answers 409 with the reason (``cell.api.errors``)."""
+    acts = Acts(s, actor_of(who))
+    if body.action == "reassign":
+        assert body.station is not None
+        acts.reassign(body.robot, body.station, reason=body.reason)
+    elif body.action == "swap":
+        assert body.other_robot is not None
+        acts.swap(body.robot, body.other_robot, reason=body.reason)
+    else:
+        acts.maintenance(body.robot, reason=body.reason)
     return {"done": body.action, "roster": [asdict(e) for e in roster(s)]}
 
 
@@ -144,29 +141,7 @@ class ReworkBody(BaseModel):
 AlertId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-def _alert_step(
-    s: SessionDep, who: auth.Principal, alert_id: int, step: str, outcome: al.Rework | None = None
-) -> dict:
-    try:
-        if step == "ack":
-            a = al.acknowledge(s, alert_id, author=who.username)
-        elif step == "rework":
-            assert outcome is not None
-            a = al.record_rework(s, alert_id, outcome, author=who.username)
-        else:
-            a = al.clear(s, alert_id, author=who.username)
-    except al.AlertRefused as exc:
-        s.rollback()
-        auth.audit(s, who, f"alert.{step}", str(alert_id), "refused", {"reason": str(exc)})
-        raise HTTPException(409, str(exc)) from None
-    auth.audit(
-        s,
-        who,
-        f"alert.{step}",
-        str(alert_id),
-        "done",
-        {"outcome": outcome.value} if outcome else {},
-    )
+def _alert_view(a: m.Alert) -> dict:
     return {
         "id": a.id,
         "acknowledged_by": a.acknowledged_by,
@@ -178,14 +153,14 @@ def _alert_step(
 
 @router.post("/alerts/{alert_id}/ack")
 def ack(alert_id: AlertId, s: SessionDep, who: Technician) -> dict:
-    return _alert_step(s, who, alert_id, "ack")
+    return _alert_view(Acts(s, actor_of(who)).acknowledge(alert_id))
 
 
 @router.post("/alerts/{alert_id}/rework")
 def rework(alert_id: AlertId, body: ReworkBody, s: SessionDep, who: Technician) -> dict:
-    return _alert_step(s, who, alert_id, "rework", body.outcome)
+    return _alert_view(Acts(s, actor_of(who)).rework(alert_id, body.outcome))
 
 
 @router.post("/alerts/{alert_id}/clear")
 def clear(alert_id: AlertId, s: SessionDep, who: Technician) -> dict:
-    return _alert_step(s, who, alert_id, "clear")
+    return _alert_view(Acts(s, actor_of(who)).clear(alert_id))

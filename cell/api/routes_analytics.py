@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Path, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from cell import analytics as an
-from cell.analytics.params import StationId, WindowParams, YieldParams
+from cell import insight as an
 from cell.api.deps import Reader, SessionDep
+from cell.insight.params import StationId, WindowParams, YieldParams
 
 router = APIRouter(prefix="/api", tags=["analytics"])
 

@@ -22,13 +22,13 @@ import yaml
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from cell.clock import Clock
 from cell.config import LineConfig, parse_line_config, sample_config_path
-from cell.db import models as m
-from cell.orchestrator import RunOptions, run_line
-from cell.plcsim_cli import line_simulator, with_endpoint
+from cell.demo.plcsim import line_simulator, with_endpoint
+from cell.line.clock import Clock
+from cell.line.orchestrator import RunOptions, run_line
+from cell.line.station import CellContext
+from cell.record import models as m
 from cell.services import free_port
-from cell.station import CellContext
 from mes_bridge.plcsim import PlcSimulator
 from mes_bridge.tags import Tag
 

@@ -13,10 +13,10 @@ from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from cell.api import ApiSettings, create_app
-from cell.api.auth import Role, create_user, issue_token
 from cell.config import load_line_config, sample_config_path
-from cell.history import HistoryOptions, generate_history
-from cell.roster import sync_line
+from cell.demo.history import HistoryOptions, generate_history
+from cell.record.roster import sync_line
+from cell.record.users import Role, create_user, issue_token
 
 END = datetime(2026, 3, 10, tzinfo=UTC)
 

@@ -7,7 +7,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import text
 
-from cell import analytics as an
+from cell import insight as an
 from tests.cell.api.conftest import END, ApiWorld, auth
 
 W = {"start": "2026-03-09T02:30:00Z", "end": END.isoformat()}

@@ -9,8 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from cell.db import models as m
-from cell.db.models_analytics import AuditEntry
+from cell.record import models as m
+from cell.record.models import AuditEntry
 from tests.cell.api.conftest import ApiWorld, auth
 
 ROLES = ("viewer", "technician", "engineer", "supervisor", "admin")

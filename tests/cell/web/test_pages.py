@@ -5,8 +5,8 @@ from __future__ import annotations
 from playwright.sync_api import Page, expect
 from sqlalchemy import text
 
-from cell.db import models as m
-from cell.roster import robot_for_station
+from cell.record import models as m
+from cell.record.roster import robot_for_station
 from tests.cell.api.conftest import ApiWorld
 from tests.cell.web.conftest import sign_in
 

@@ -1,0 +1,60 @@
+"""The ``intern`` command line: the composition root of the cell.
+
+One module per audience: ``line`` (run the line, workers, the PLC simulator, the demo),
+``insight`` (engineers' queries), ``acts`` (supervisors' and technicians' acts), ``api``
+(the HTTP server and its users), ``history`` and ``db``; ``common`` holds what they share,
+including the one mapping of the cell's errors to messages and exit codes. It is the only
+place in ``cell`` that may import ``policy``, and only inside the commands that use it, so
+``intern --help`` starts without torch, the web app or the database models.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from cell.cli import acts, insight, line
+from cell.cli.api import api_app
+from cell.cli.db import db_app
+from cell.cli.history import history_app
+
+
+def register(app: typer.Typer) -> None:
+    """Add the commands of engineers, supervisors and technicians, the generated plant
+    history and the API's commands to ``app``."""
+    insight.register(app)
+    acts.register(app)
+    app.add_typer(history_app, name="history")
+    app.add_typer(api_app, name="api")
+
+
+def build_app() -> typer.Typer:
+    """The whole ``intern`` command."""
+    from mes_bridge.cli import certs_app
+    from policy.cli import policy_app
+    from robot.cli import sim_app
+
+    app = typer.Typer(
+        no_args_is_help=True,
+        add_completion=False,
+        help="Humanoid robot cells on a production line.",
+    )
+    line.register(app)
+    app.add_typer(db_app, name="db")
+    register(app)
+    app.add_typer(sim_app, name="sim")
+    app.add_typer(policy_app, name="policy")
+    app.add_typer(certs_app(), name="certs")
+    return app
+
+
+app = build_app()
+
+
+def main() -> None:
+    """Entry point of the ``intern`` script."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

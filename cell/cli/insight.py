@@ -1,0 +1,286 @@
+"""``intern`` commands for engineers: yield, pareto, spc, oee, compare, part and the
+shift report, each a query of ``cell.insight`` on the record.
+
+Inputs are validated with the same pydantic models as the HTTP API; every error is a
+sentence for a person on stderr and exit code 2 (``cell.cli.common``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import datetime
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from cell import insight as an
+from cell.cli.common import (
+    DaysOpt,
+    EndOpt,
+    FormatOpt,
+    StartOpt,
+    StationOpt,
+    database,
+    fail,
+    invalid,
+)
+from cell.cli.output import Format, emit
+from cell.insight.params import WindowParams, YieldParams
+
+
+def _window(
+    start: datetime | None, end: datetime | None, days: float, station: str | None
+) -> WindowParams:
+    try:
+        return WindowParams(start=start, end=end, days=days, station=station)
+    except ValidationError as exc:
+        raise invalid(exc) from None
+
+
+def yield_cmd(
+    by: Annotated[
+        list[str] | None,
+        typer.Option(help="Group by station, robot, task, policy, day, shift or hour (repeat)."),
+    ] = None,
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 7.0,
+    station: StationOpt = None,
+    robot: Annotated[str | None, typer.Option(help="Only this robot.")] = None,
+    task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
+    policy: Annotated[str | None, typer.Option(help="Only this policy version.")] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of days (IANA name).")] = "UTC",
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """First-pass and final yield over a window, grouped as asked."""
+    try:
+        p = YieldParams(
+            by=by or ["station"],
+            start=start,
+            end=end,
+            days=days,
+            station=station,
+            robot=robot,
+            task=task,
+            policy=policy,
+            tz=tz,
+        )
+    except ValidationError as exc:
+        raise invalid(exc) from None
+    with database() as (s, _):
+        rows = an.yield_by(
+            s,
+            p.window(),
+            p.by,
+            station=p.station,
+            robot=p.robot,
+            task=p.task,
+            policy=p.policy,
+            tz=p.tz,
+        )
+    keys = {
+        "station": "station_id",
+        "robot": "robot_id",
+        "task": "task",
+        "policy": "policy_version",
+        "day": "day",
+        "shift": "shift",
+        "hour": "hour",
+    }
+    out = [
+        {keys[k]: getattr(r, keys[k]) for k in p.by}
+        | {
+            "parts": r.parts,
+            "retried": r.retried,
+            "first_pass_yield": r.first_pass_yield,
+            "final_yield": r.final_yield,
+            "scrapped": r.scrapped,
+        }
+        for r in rows
+    ]
+    emit(out, fmt, Console(), title="Yield")
+
+
+def pareto(
+    by: Annotated[str, typer.Option(help="code (jobs) or position (fasteners).")] = "code",
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 7.0,
+    station: StationOpt = None,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """NOK Pareto by error code or by fastener position."""
+    if by not in ("code", "position"):
+        raise fail(f"--by: choose code or position, not {by!r}")
+    w = _window(start, end, days, station)
+    with database() as (s, _):
+        fn = an.nok_pareto if by == "code" else an.fastener_pareto
+        rows = [asdict(r) for r in fn(s, w.window(), station=w.station)]
+    emit(rows, fmt, Console(), title=f"NOK Pareto by {by}")
+
+
+def spc(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 7.0,
+    station: StationOpt = None,
+    measure: Annotated[str, typer.Option(help="torque or angle.")] = "torque",
+    side: Annotated[str | None, typer.Option(help="With --position: a control chart.")] = None,
+    position: Annotated[int | None, typer.Option(min=1, max=64)] = None,
+    chart: Annotated[str, typer.Option(help="imr or xbar_r.")] = "imr",
+    points: Annotated[int, typer.Option(min=2, max=5000)] = 50,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """Cp/Cpk per fastener position, or a control chart of one position."""
+    if measure not in ("torque", "angle") or chart not in ("imr", "xbar_r"):
+        raise fail("--measure is torque or angle; --chart is imr or xbar_r")
+    w = _window(start, end, days, station)
+    with database() as (s, _):
+        if side is None and position is None:
+            rows = []
+            for r in an.spc_summary(s, w.window(), station=w.station, measure=measure):  # type: ignore[arg-type]
+                rows.append(
+                    {
+                        "station_id": r.station_id,
+                        "side": r.side,
+                        "position": r.position,
+                        "lsl": r.lsl,
+                        "usl": r.usl,
+                        "n": r.all.n,
+                        "mean": r.ok_only.mean,
+                        "sd": r.ok_only.sd,
+                        "cp": r.ok_only.cp,
+                        "cpk": r.ok_only.cpk,
+                        "cp_all": r.all.cp,
+                        "cpk_all": r.all.cpk,
+                    }
+                )
+            emit(rows, fmt, Console(), title=f"{measure} capability (OK fasteners; _all: all)")
+            return
+        if not (side and position and w.station):
+            raise fail("a control chart needs --station, --side and --position")
+        c = an.control_chart(
+            s,
+            w.window(),
+            w.station,
+            side,
+            position,
+            measure=measure,  # type: ignore[arg-type]
+            chart=chart,
+            points=points,
+        )  # type: ignore[arg-type]
+    rows = [
+        {"time": p.time, "value": p.value, "range": p.range, "rules": ",".join(map(str, p.rules))}
+        for p in c.points
+    ]
+    if fmt is Format.TABLE:
+        Console().print(
+            f"centre {c.center:.4g}  UCL {c.ucl:.4g}  LCL {c.lcl:.4g}  (spec {c.lsl}..{c.usl})"
+        )
+    emit(
+        rows,
+        fmt,
+        Console(),
+        title=f"{c.chart} {measure} {c.station_id} {side} {position}",
+        document=c,
+    )
+
+
+def oee(
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 1.0,
+    station: StationOpt = None,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """OEE = availability x performance x quality per station and shift."""
+    w = _window(start, end, days, station)
+    with database() as (s, _):
+        rows = [
+            {k: v for k, v in asdict(r).items() if k not in ("starts_at", "ends_at")}
+            for r in an.oee_by_shift(s, w.window(), station=w.station)
+        ]
+    emit(rows, fmt, Console(), title="OEE per station and shift")
+
+
+def compare(
+    station: Annotated[str, typer.Option(help="The station.")],
+    a: Annotated[str, typer.Option("--a", help="Policy version A (the baseline).")],
+    b: Annotated[str, typer.Option("--b", help="Policy version B (the candidate).")],
+    start: StartOpt = None,
+    end: EndOpt = None,
+    days: DaysOpt = 30.0,
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """Is policy version B's first-pass yield better than A's, or just lucky?"""
+    w = _window(start, end, days, station)
+    with database() as (s, _):
+        res = an.compare_policies(s, w.window(), station, a, b)
+    emit([asdict(res)], fmt, Console(), title="Policy comparison", document=res)
+
+
+def part(
+    part_id: Annotated[str, typer.Argument(help="The part's DMC / serial.")],
+    fmt: FormatOpt = Format.TABLE,
+) -> None:
+    """Everything recorded about one part."""
+    with database() as (s, _):
+        hist = an.part_history(s, part_id)
+    if hist is None:
+        raise fail(f"no part {part_id!r} on record")
+    rows = [
+        {k: v for k, v in asdict(j).items() if k not in ("fasteners", "alerts")}
+        | {"fasteners_nok": sum(not f.ok for f in j.fasteners), "alerts": len(j.alerts)}
+        for j in hist.jobs
+    ]
+    emit(rows, fmt, Console(), title=f"Part {hist.part_id}", document=hist)
+
+
+def report_shift(
+    start: Annotated[
+        str | None, typer.Option(help="Shift start, ISO 8601 (default: the latest recorded shift).")
+    ] = None,
+    hours: Annotated[float, typer.Option(min=0.1, max=24.0, help="Length from --start.")] = 8.0,
+) -> None:
+    """Per station: parts, first-pass and final yield, NOK Pareto, cycle time against takt,
+    availability, interventions, mean time to acknowledge and to repair."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from cell.insight.report import shift_report
+    from cell.insight.report_view import print_shift_report
+    from cell.record.models import Shift
+
+    with database() as (s, _):
+        if start is None:
+            row = s.scalars(select(Shift).order_by(Shift.starts_at.desc())).first()
+            if row is None:
+                raise fail("no shift on record; give --start")
+            begin, end = row.starts_at, row.ends_at
+        else:
+            try:
+                begin = datetime.fromisoformat(start)
+            except ValueError:
+                raise fail(
+                    f"--start {start!r} is not an ISO 8601 time (e.g. 2026-11-23T06:00+00:00)"
+                ) from None
+            if begin.tzinfo is None:
+                raise fail("--start needs a UTC offset, e.g. 2026-11-23T06:00+00:00")
+            end = begin + timedelta(hours=hours)
+        print_shift_report(Console(), shift_report(s, begin, end))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the engineers' queries to ``app``."""
+    app.command("yield")(yield_cmd)
+    app.command()(pareto)
+    app.command()(spc)
+    app.command()(oee)
+    app.command()(compare)
+    app.command()(part)
+    report_app = typer.Typer(no_args_is_help=True, help="Reports from the production record.")
+    report_app.command("shift")(report_shift)
+    app.add_typer(report_app, name="report")

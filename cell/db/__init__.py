@@ -1,1 +1,0 @@
-"""The production record in PostgreSQL: models, engine, recording, queries."""

@@ -1,0 +1,145 @@
+"""Part genealogy: everything recorded about one ``PartId``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cell.insight.pareto import error_name
+from cell.record import models as m
+
+
+@dataclass(frozen=True)
+class FastenerView:
+    side: str
+    position: int
+    torque_nm: float
+    angle_deg: float
+    torque_min_nm: float
+    torque_max_nm: float
+    angle_min_deg: float
+    angle_max_deg: float
+    ok: bool
+    error_code: int
+    trace_samples: int
+
+
+@dataclass(frozen=True)
+class AlertView:
+    id: int
+    kind: str
+    message: str
+    raised_at: datetime
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    rework: str | None
+    reworked_by: str | None
+    cleared_at: datetime | None
+    cleared_by: str | None
+
+
+@dataclass(frozen=True)
+class JobView:
+    job_id: int
+    station_id: str
+    epoch: int
+    job_seq: int
+    robot_id: str | None
+    task: str | None
+    policy_version: str | None
+    started_at: datetime
+    ended_at: datetime
+    cycle_time_ms: int
+    ok: bool
+    error_code: int
+    error_name: str
+    attempt: int
+    rework: str | None
+    fasteners: tuple[FastenerView, ...]
+    alerts: tuple[AlertView, ...]
+
+
+@dataclass(frozen=True)
+class PartHistory:
+    part_id: str
+    first_seen: datetime
+    jobs: tuple[JobView, ...]
+
+
+def part_history(session: Session, part_id: str) -> PartHistory | None:
+    """The part's jobs in time order, each with its fasteners and alerts; None if unknown."""
+    part = session.get(m.Part, part_id)
+    if part is None:
+        return None
+    jobs = session.scalars(
+        select(m.Job).where(m.Job.part_id == part_id).order_by(m.Job.started_at, m.Job.id)
+    ).all()
+    ids = [j.id for j in jobs]
+    fasteners: dict[int, list[FastenerView]] = {}
+    for f in session.scalars(
+        select(m.FastenerResult)
+        .where(m.FastenerResult.job_id.in_(ids))
+        .order_by(m.FastenerResult.side, m.FastenerResult.position)
+    ):
+        fasteners.setdefault(f.job_id, []).append(
+            FastenerView(
+                f.side,
+                f.position,
+                f.torque_nm,
+                f.angle_deg,
+                f.torque_min_nm,
+                f.torque_max_nm,
+                f.angle_min_deg,
+                f.angle_max_deg,
+                f.ok,
+                f.error_code,
+                len(f.trace) // 8,
+            )
+        )
+    alerts: dict[int, list[AlertView]] = {}
+    for a in session.scalars(
+        select(m.Alert).where(m.Alert.job_id.in_(ids)).order_by(m.Alert.raised_at)
+    ):
+        alerts.setdefault(a.job_id or 0, []).append(
+            AlertView(
+                a.id,
+                a.kind,
+                a.message,
+                a.raised_at,
+                a.acknowledged_at,
+                a.acknowledged_by,
+                a.rework,
+                a.reworked_by,
+                a.cleared_at,
+                a.cleared_by,
+            )
+        )
+    return PartHistory(
+        part.part_id,
+        part.first_seen,
+        tuple(
+            JobView(
+                j.id,
+                j.station_id,
+                j.epoch,
+                j.job_seq,
+                j.robot_id,
+                j.task,
+                j.policy_version,
+                j.started_at,
+                j.ended_at,
+                j.cycle_time_ms,
+                j.ok,
+                j.error_code,
+                error_name(j.error_code) if j.error_code else "",
+                j.attempt,
+                j.rework,
+                tuple(fasteners.get(j.id, ())),
+                tuple(alerts.get(j.id, ())),
+            )
+            for j in jobs
+        ),
+    )

@@ -1,0 +1,47 @@
+"""Validated inputs shared by the CLI and the HTTP API (pydantic at every boundary)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from cell.insight.window import Window
+
+StationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+
+
+class WindowParams(BaseModel):
+    """``start``/``end`` (ISO 8601, UTC when no offset) or the last ``days`` days."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: datetime | None = None
+    end: datetime | None = None
+    days: float = Field(default=7.0, gt=0, le=3660)
+    station: StationId | None = None
+
+    @model_validator(mode="after")
+    def _order(self) -> WindowParams:
+        if (
+            self.start
+            and self.end
+            and self.end.replace(tzinfo=self.end.tzinfo or UTC)
+            <= self.start.replace(tzinfo=self.start.tzinfo or UTC)
+        ):
+            raise ValueError("end must be after start")
+        return self
+
+    def window(self) -> Window:
+        end = self.end or datetime.now(UTC)
+        start = self.start or end - timedelta(days=self.days)
+        return Window(start, end)
+
+
+class YieldParams(WindowParams):
+    by: list[Literal["station", "robot", "task", "policy", "day", "shift", "hour"]] = ["station"]
+    robot: str | None = Field(default=None, max_length=40)
+    task: str | None = Field(default=None, max_length=40)
+    policy: str | None = Field(default=None, max_length=80)
+    tz: str = Field(default="UTC", max_length=64)

@@ -1,0 +1,347 @@
+"""One station's loop: PLC job -> recipe -> assigned robot -> result on record -> PLC.
+
+The invariants of the handshake live here: a result is durable (PostgreSQL or the local
+outbox) before ``ResultSeq`` moves; a job already on record is answered from the record,
+never run again; a job the cell had accepted before a restart but has no record of ends
+NOK ``interrupted`` with an alert, because the robot may already have worked on the part.
+
+While no robot serves the station, or its robot's worker is offline, the station is Held
+and the PLC's job waits unacknowledged. A NOK job whose recipe says ``hold``, and any
+interrupted job, holds the station after its result is published until a technician has
+cleared the alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from cell.config import Recipe, Station
+from cell.line.clock import Clock
+from cell.line.dispatch import Dispatcher
+from cell.line.drafts import JobDraft
+from cell.line.durability import Known, Recorder
+from cell.line.station_io import HOLDING_ALERTS, StationDb
+from cell.packml import PackML, path
+from cell.record.jobs import JobRecord
+from mes_bridge.channel import PlcLiveness
+from mes_bridge.errors import JobNotCurrent
+from mes_bridge.jobs import PlcJob, PlcResult
+from mes_bridge.session import StationChannel
+from robot.jobs import ErrorCode, JobOutcome, JobSpec
+
+log = logging.getLogger(__name__)
+
+RESULT_OK, RESULT_NOK = 1, 2
+NOT_RETRIED = {
+    int(ErrorCode.INTERRUPTED),
+    int(ErrorCode.ROBOT_TIMEOUT),
+    int(ErrorCode.DISPATCH_FAILED),
+    int(ErrorCode.MISSING_NUT),
+}
+
+
+@dataclass
+class CellContext:
+    """What every station loop of one orchestrator shares."""
+
+    sessions: sessionmaker[Session]
+    recorder: Recorder
+    dispatcher: Dispatcher
+    recipe_ids: dict[tuple[str, int], int]
+    clock: Clock = field(default_factory=Clock)
+    job_timeout_s: float = 300.0
+    result_ack_timeout_s: float = 30.0
+    poll_s: float = 0.25  # wall seconds between checks while Held
+    counters: dict[str, int] = field(default_factory=dict)
+    robot_at: dict[str, str] = field(default_factory=dict)  # robot -> station of its last job
+    draining: bool = False  # stopping: finish the running job, take no new one
+
+    def count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+
+def _alert_kind(rec: JobRecord, recipe: Recipe) -> str | None:
+    """The alert a recorded job raises: none when OK, else by its error and recipe."""
+    if rec.ok:
+        return None
+    if rec.error_code == ErrorCode.INTERRUPTED:
+        return "interrupted"
+    return "nok_hold" if recipe.on_nok == "hold" else "nok"
+
+
+def _seed(key: str) -> int:
+    """A stable per-job seed for the simulated robot, from the job key."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
+
+
+class StationLoop:
+    """Serves one station's PLC channel until cancelled."""
+
+    def __init__(self, station: Station, channel: StationChannel, ctx: CellContext) -> None:
+        self.station = station
+        self.channel = channel
+        self.ctx = ctx
+        self.db = StationDb(ctx.sessions, station.id)
+        self.state = PackML.UNDEFINED
+        self.busy = False
+        self.plc_stale = False
+        self._state_lock = asyncio.Lock()
+
+    async def run(self) -> None:
+        """Serve jobs until cancelled, or until ``ctx.draining`` after the running job."""
+        self.state = PackML.STOPPED
+        await self.set_state(PackML.IDLE, "orchestrator started")
+        watcher = asyncio.create_task(self._watch_plc(), name=f"plc-watch-{self.station.id}")
+        try:
+            while not self.ctx.draining:
+                job = await self.channel.next_job()
+                if self.ctx.draining:
+                    break  # not acknowledged: the PLC's job waits for the next start
+                self.busy = True
+                try:
+                    await self._serve(job)
+                finally:
+                    self.busy = False
+        finally:
+            watcher.cancel()
+        await self.set_state(PackML.STOPPED, "orchestrator stopping")
+
+    async def _watch_plc(self) -> None:
+        """Hold the station while the PLC's heartbeat is stale, with an alert that clears
+        itself when the heartbeat returns. A running job finishes first."""
+        liveness = PlcLiveness.ALIVE
+        alert_id: int | None = None
+        while True:
+            liveness = await self.channel.wait_liveness_change(liveness, timeout=5.0)
+            stale = liveness is PlcLiveness.STALE
+            if stale == self.plc_stale:
+                continue
+            self.plc_stale = stale
+            now = self.ctx.clock.now()
+            age = self.channel.plc_heartbeat_age() or 0.0
+            if stale:
+                alert_id = await asyncio.to_thread(
+                    self.db.raise_alert,
+                    "plc_heartbeat",
+                    f"{self.station.id}: PLC heartbeat unchanged for {age:.0f} s",
+                    now,
+                )
+                if not self.busy:
+                    await self.set_state(PackML.HELD, "PLC heartbeat stale")
+            else:
+                if alert_id is not None:
+                    await asyncio.to_thread(self.db.clear_alert, alert_id, now)
+                    alert_id = None
+                if not self.busy and self.state is PackML.HELD:
+                    await self.set_state(PackML.IDLE, "PLC heartbeat back")
+
+    async def _serve(self, job: PlcJob) -> None:
+        delay = 1.0
+        while True:
+            try:
+                await self.handle(job)
+                return
+            except asyncio.CancelledError:
+                raise
+            except JobNotCurrent as exc:
+                # The PLC gave the job up (its counters reset, or a newer JobSeq): there is
+                # nobody left to answer. What was recorded for it stays on record; trying
+                # again would block the station for good.
+                log.warning("station %s: %s", self.station.id, exc)
+                self.ctx.count("given_up_by_plc")
+                return
+            except Exception as exc:
+                # Unanswered, the job keeps the PLC waiting, so nothing unrecorded is ever
+                # reported. Handling it again is safe: a recorded job is answered from the
+                # record and the worker runs a job key only once.
+                log.exception("station %s: job %s not finished", self.station.id, job.job_seq)
+                await self.set_state(PackML.HELD, f"cell error, retrying: {exc}")
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 30.0)
+
+    async def set_state(self, state: PackML, reason: str) -> None:
+        """Go to ``state`` through PackML's intermediate states (Holding before Held,
+        Resetting before Idle, ...), each stored with ``reason``; the PLC sees the last."""
+        async with self._state_lock:  # the PLC watcher changes states too
+            route = path(self.state, state)
+            if not route:
+                return
+            self.state = state
+            await asyncio.to_thread(self.db.state_events, route, reason, self.ctx.clock.now())
+            await self.channel.set_cell_state(int(state))
+
+    async def handle(self, job: PlcJob) -> None:
+        """Answer one PLC job: from the record if it is already there, else by the robot."""
+        while self.plc_stale:  # a PLC whose program is not running gets no answer
+            await self.set_state(PackML.HELD, "PLC heartbeat stale")
+            await asyncio.sleep(self.ctx.poll_s)
+        part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
+        decision = await asyncio.to_thread(
+            self.ctx.recorder.decide, self.station.id, job.job_seq, part_id, job.counter_reset
+        )
+        if decision.known is not None:
+            # Already on record: answer from the record (a repeat or a resync).
+            self.ctx.count("republished")
+            await self.channel.accept(job)
+            await self._publish(job, _result_of(decision.known))
+            return
+        draft = JobDraft(
+            self.station.id,
+            decision.epoch,
+            job.job_seq,
+            part_id,
+            job.program_no,
+            self.ctx.clock.now(),
+        )
+        if job.resumed:
+            detail = "job was accepted before a restart and has no result; not executed again"
+            rec = draft.nok(ErrorCode.INTERRUPTED, detail, self.ctx.clock.now())
+            await self._finish(job, rec, "interrupted")
+            return
+        recipe = self.station.recipe(job.program_no)
+        problem = self._input_problem(job, recipe)
+        if problem is not None:
+            await self.channel.accept(job)
+            await self.set_state(PackML.EXECUTE, f"job {job.job_seq}: rejecting bad input")
+            await self._finish(job, draft.nok(*problem, self.ctx.clock.now()), "bad_input")
+            return
+        assert recipe is not None
+        await self._execute(job, draft, recipe)
+
+    async def _execute(self, job: PlcJob, draft: JobDraft, recipe: Recipe) -> None:
+        """Run an accepted job on the station's robot (once more if the recipe says so)."""
+        robot_id = await self._await_robot()
+        draft = draft.restarted(self.ctx.clock.now())
+        await self.channel.accept(job)
+        came_from = self.ctx.robot_at.get(robot_id)
+        if came_from is not None and came_from != self.station.id:
+            # The robot walks over as part of its job; the worker paces the walk.
+            await self.set_state(PackML.STARTING, f"robot {robot_id} walking from {came_from}")
+        self.ctx.robot_at[robot_id] = self.station.id
+        await self.set_state(PackML.EXECUTE, f"job {job.job_seq} on robot {robot_id}")
+        outcome = await self._run_robot(draft.key, robot_id, draft.part_id or "", recipe)
+        attempt = 1
+        if (
+            outcome.error_code
+            and recipe.on_nok == "retry_once"
+            and outcome.error_code not in NOT_RETRIED
+        ):
+            attempt = 2
+            self.ctx.count("retried")
+            outcome = await self._run_robot(f"{draft.key}:2", robot_id, draft.part_id or "", recipe)
+        rec = draft.result(
+            outcome,
+            task=recipe.task.value,
+            recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),
+            attempt=attempt,
+            ended_at=self.ctx.clock.now(),
+        )
+        await self._finish(job, rec, _alert_kind(rec, recipe))
+
+    async def _run_robot(self, key: str, robot_id: str, part_id: str, recipe: Recipe) -> JobOutcome:
+        spec = JobSpec(
+            job_key=key,
+            station_id=self.station.id,
+            robot_id=robot_id,
+            part_id=part_id,
+            program_no=recipe.program_no,
+            task=recipe.task,
+            fasteners=recipe.fasteners,
+            takt_s=recipe.takt_s,
+            seed=_seed(key),
+            difficulty=recipe.difficulty,
+        )
+        return await self.ctx.dispatcher.run(spec, self.ctx.job_timeout_s)
+
+    async def _await_robot(self) -> str:
+        """The robot serving the station, holding the station while there is none."""
+        while True:
+            robot_id = await asyncio.to_thread(self.db.robot)
+            if robot_id is None:
+                await self.set_state(PackML.HELD, "no robot assigned to the station")
+            elif not await self.ctx.dispatcher.alive(robot_id):
+                await self.set_state(
+                    PackML.HELD,
+                    f"robot {robot_id}'s worker is offline or the broker is unreachable",
+                )
+            else:
+                if self.state is PackML.HELD:
+                    await self.set_state(PackML.UNHOLDING, f"robot {robot_id} available")
+                return robot_id
+            await asyncio.sleep(self.ctx.poll_s)
+
+    async def _hold_for_technician(self, reason: str) -> None:
+        await self.set_state(PackML.HELD, reason)
+        self.ctx.count("holds")
+        # An alert still in the outbox cannot be cleared yet: stay held until it is written.
+        while self.ctx.recorder.pending() or await asyncio.to_thread(
+            self.db.open_alerts, HOLDING_ALERTS
+        ):
+            await asyncio.sleep(self.ctx.poll_s)
+        await self.set_state(PackML.UNHOLDING, "alert cleared by a technician")
+
+    def _input_problem(self, job: PlcJob, recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
+        problems = {p.value for p in job.problems}
+        if "part_id_empty" in problems:
+            return ErrorCode.EMPTY_PART_ID, "PLC sent an empty PartId"
+        if any(p.startswith("part_id") for p in problems):
+            return (
+                ErrorCode.INVALID_PART_ID,
+                f"PLC sent an unusable PartId ({', '.join(sorted(problems))}): {job.raw_part_id!r}",
+            )
+        if any(p.startswith("program_no") for p in problems):
+            return (
+                ErrorCode.UNKNOWN_PROGRAM,
+                f"PLC sent an unusable ProgramNo: {job.raw_program_no!r}",
+            )
+        if recipe is None:
+            known = ", ".join(str(r.program_no) for r in self.station.recipes)
+            return (
+                ErrorCode.UNKNOWN_PROGRAM,
+                f"ProgramNo {job.program_no} has no recipe at {self.station.id} (known: {known})",
+            )
+        return None
+
+    async def _finish(self, job: PlcJob, rec: JobRecord, alert: str | None) -> None:
+        """Make the result durable, then publish it; hold the station if the alert says so."""
+        where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
+        self.ctx.count("ok" if rec.ok else "nok")
+        self.ctx.count(f"recorded_{where}")
+        await self._publish(
+            job,
+            PlcResult(
+                result=RESULT_OK if rec.ok else RESULT_NOK,
+                error_code=rec.error_code,
+                cycle_time_ms=rec.cycle_time_ms,
+            ),
+        )
+        if alert in HOLDING_ALERTS:
+            await self._hold_for_technician(
+                f"job {rec.job_seq} NOK ({alert}): waiting for a technician"
+            )
+            await self.set_state(PackML.IDLE, "ready")
+
+    async def _publish(self, job: PlcJob, result: PlcResult) -> None:
+        await self.channel.publish_result(job, result)
+        await self.set_state(PackML.COMPLETE, f"job {job.job_seq} result published")
+        if not await self.channel.wait_result_ack(job, self.ctx.result_ack_timeout_s):
+            log.warning(
+                "station %s: PLC did not latch result %s in %.0f s",
+                self.station.id,
+                job.job_seq,
+                self.ctx.result_ack_timeout_s,
+            )
+        await self.set_state(PackML.IDLE, "ready")
+
+
+def _result_of(known: Known) -> PlcResult:
+    return PlcResult(
+        result=RESULT_OK if known.ok else RESULT_NOK,
+        error_code=known.error_code,
+        cycle_time_ms=known.cycle_time_ms,
+    )
