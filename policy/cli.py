@@ -21,6 +21,11 @@ from robot.jobs import Task
 policy_app = typer.Typer(help="The VLA policy: train, evaluate, serve.", no_args_is_help=True)
 
 TaskOpt = Annotated[Task, typer.Option("--task", help="nut_install, screwing or material_handling")]
+DemosOpt = Annotated[
+    Path | None,
+    typer.Option(help="episodes recorded by 'intern sim demos'; omit to generate them"),
+]
+InitOpt = Annotated[Path | None, typer.Option(help="checkpoint folder to continue training from")]
 
 
 def _fail(message: str) -> NoReturn:
@@ -45,10 +50,7 @@ def _explain(exc: ValidationError) -> str:
 @policy_app.command()
 def train(
     task: TaskOpt,
-    demos: Annotated[
-        Path | None,
-        typer.Option(help="episodes recorded by 'intern sim demos'; omit to generate them"),
-    ] = None,
+    demos: DemosOpt = None,
     out: Annotated[Path | None, typer.Option(help="checkpoint folder to write")] = None,
     episodes: Annotated[int, typer.Option(help="expert episodes to generate")] = _default(
         "expert_episodes"
@@ -66,9 +68,7 @@ def train(
     minutes: Annotated[float, typer.Option(help="wall-time budget")] = _default("time_budget_min"),
     difficulty: float = _default("difficulty"),
     seed: int = _default("seed"),
-    init: Annotated[
-        Path | None, typer.Option(help="checkpoint folder to continue training from")
-    ] = None,
+    init: InitOpt = None,
     lr: Annotated[float, typer.Option(help="peak learning rate")] = _default("lr"),
     threads: Annotated[
         int, typer.Option(help="torch threads (2 only on an idle machine)")
@@ -100,6 +100,11 @@ def train(
         )
     except ValidationError as exc:
         _fail(_explain(exc))
+    _run_training(cfg)
+
+
+def _run_training(cfg: TrainConfig) -> None:
+    """Train (imports torch), then print the run's summary as JSON."""
     from policy.base import CheckpointError
     from policy.train import train as run_training
 
@@ -130,7 +135,7 @@ def evaluate_cmd(
 
     try:
         LatencySpec.parse(latency)
-        cfg = ExecConfig(mode=mode)  # type: ignore[arg-type]
+        cfg = ExecConfig.model_validate({"mode": mode})
     except (ValueError, ValidationError) as exc:
         _fail(str(exc) if not isinstance(exc, ValidationError) else _explain(exc))
     import torch
@@ -192,10 +197,16 @@ def serve(
     from policy.local import LocalPolicy
     from policy.runtime import load_policy
     from policy.server import PolicyServer
+    from robot.chunk_policy import ChunkPolicy
 
     torch.set_num_threads(threads)
+    pol: ChunkPolicy
     try:
-        pol = LocalPolicy.load(checkpoint) if checkpoint else load_policy(task)  # type: ignore[arg-type]
+        if checkpoint is not None:
+            pol = LocalPolicy.load(checkpoint)
+        else:
+            assert task is not None  # exactly one of --task and --checkpoint (checked above)
+            pol = load_policy(task)
     except CheckpointError as exc:
         _fail(str(exc))
     typer.echo(f"serving policy {pol.version} on {cfg.host}:{cfg.port}")

@@ -19,6 +19,12 @@ from policy.model import AIM_UNIT_M, VLA, ModelConfig
 class FlowPolicyModel(nn.Module):
     """The VLA plus its data normalisation (buffers, saved with the weights)."""
 
+    # Buffers (``register_buffer``), declared so the type checker knows they are tensors.
+    state_mean: torch.Tensor
+    state_std: torch.Tensor
+    action_mean: torch.Tensor
+    action_std: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg

@@ -61,7 +61,7 @@ class LatencySpec(BaseModel):
                 "heavy:MS,ALPHA or spike:MS,P,SPIKE_MS"
             )
         try:
-            return cls(kind=kind, **dict(zip(fields[kind], nums, strict=True)))  # type: ignore[arg-type]
+            return cls.model_validate({"kind": kind, **dict(zip(fields[kind], nums, strict=True))})
         except ValidationError as exc:
             raise ValueError(f"latency {text!r}: {exc.errors()[0]['msg']}") from None
 

@@ -98,6 +98,11 @@ class VisionEncoder(nn.Module):
     over a stud needs, at a fraction of the cost of one token per image patch.
     """
 
+    # Buffers (``register_buffer``), declared so the type checker knows they are tensors.
+    coords: torch.Tensor
+    grid_xy: torch.Tensor
+    pix_xy: torch.Tensor
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         layers: list[nn.Module] = []
@@ -120,7 +125,9 @@ class VisionEncoder(nn.Module):
             # the darkest things in view); training is free to change it.
             self.fine_heat.weight[0].zero_()
             self.fine_heat.weight[0, :3, 1, 1] = -1.0
-            self.fine_heat.bias[0] = 0.0
+            bias = self.fine_heat.bias
+            assert bias is not None  # Conv2d is built with a bias by default
+            bias[0] = 0.0
         self.fine_proj = nn.Linear(5 + 2, cfg.d_model)
         s = cfg.image_size
         ys, xs = torch.meshgrid(torch.linspace(-1, 1, s), torch.linspace(-1, 1, s), indexing="ij")

@@ -49,8 +49,8 @@ class PolicySource(BaseModel):
 def parse_source(text: str) -> PolicySource:
     """Parse a source name; ``ValueError`` says what is accepted."""
     t = text.strip()
-    if t == "expert" or t == "auto":
-        return PolicySource(kind=t)
+    if t in ("expert", "auto"):
+        return PolicySource.model_validate({"kind": t})
     if t.startswith("tcp://"):
         parts = urlsplit(t)
         try:

@@ -20,8 +20,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypedDict
 
 import numpy as np
 import torch
@@ -79,13 +79,27 @@ def corrupt_prefix(
     return out
 
 
+class Batch(TypedDict):
+    """One training batch, as ``FlowPolicyModel.loss`` takes it."""
+
+    prefix: torch.Tensor
+    images: torch.Tensor
+    text: torch.Tensor
+    state: torch.Tensor
+    actions: torch.Tensor
+    valid: torch.Tensor
+    aim: torch.Tensor
+    aim_valid: torch.Tensor
+    prefix_len: torch.Tensor
+
+
 def _to_batch(
     b: dict[str, Any],
     tok: Tokenizer,
     rng: np.random.Generator,
     max_prefix: int,
     cfg: TrainConfig,
-) -> dict[str, torch.Tensor]:
+) -> Batch:
     n = len(b["text"])
     # A third of samples run without a prefix (first chunk of an episode, synchronous use).
     plen = np.where(rng.random(n) < 0.3, 0, rng.integers(1, max_prefix + 1, n))
@@ -136,27 +150,44 @@ def relabel_episode(
     return b.build(success=ok, task=cfg.task.value, seed=seed), ok
 
 
-def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
-    """Run the whole recipe and write the checkpoint to ``cfg.out``; returns a summary."""
-    t_start = time.monotonic()
-    deadline = t_start + cfg.time_budget_min * 60
-    torch.set_num_threads(cfg.threads)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
-    extra = {"noise_scale": f"{cfg.noise_scale:g}"}
-    init_version: str | None = None
-    if cfg.init is not None:
-        # Continue from a checkpoint: its architecture, vocabulary and normalisation are
-        # kept, so the new run refines what it learned instead of starting over.
-        model, init_version, _ = load_checkpoint(cfg.init)
-        model.cfg = mcfg = replace(model.cfg, extra=extra)
-        log(f"continuing from {cfg.init} (version {init_version})")
-    else:
-        mcfg = replace(ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps, extra=extra)
-        model = FlowPolicyModel(mcfg)
-    tok = Tokenizer(mcfg.vocab, mcfg.text_len)
+@dataclass(frozen=True)
+class _Budget:
+    """The run's wall-time budget (``time_budget_min``) from its start."""
 
-    data = ChunkDataset(mcfg.horizon)
+    start: float
+    deadline: float
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> _Budget:
+        now = time.monotonic()
+        return cls(now, now + cfg.time_budget_min * 60)
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.start
+
+    def fraction(self) -> float:
+        return self.elapsed() / (self.deadline - self.start)
+
+    def spent(self) -> bool:
+        return time.monotonic() > self.deadline
+
+
+def _initial_model(cfg: TrainConfig, log: Log) -> tuple[FlowPolicyModel, str | None]:
+    """A new model, or the ``cfg.init`` checkpoint's with its version."""
+    extra = {"noise_scale": f"{cfg.noise_scale:g}"}
+    if cfg.init is None:
+        mcfg = replace(ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps, extra=extra)
+        return FlowPolicyModel(mcfg), None
+    # Continue from a checkpoint: its architecture, vocabulary and normalisation are
+    # kept, so the new run refines what it learned instead of starting over.
+    model, init_version, _ = load_checkpoint(cfg.init)
+    model.cfg = replace(model.cfg, extra=extra)
+    log(f"continuing from {cfg.init} (version {init_version})")
+    return model, init_version
+
+
+def _demonstrations(cfg: TrainConfig, budget: _Budget, log: Log) -> list[Episode]:
+    """The successful demonstrations: loaded from ``cfg.demos`` or generated."""
     if cfg.demos is not None:
         demos = load_demos(cfg.demos, task=cfg.task.value)
         log(f"loaded {len(demos)} successful demonstrations from {cfg.demos}")
@@ -171,106 +202,150 @@ def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
                 n_fail += 1
         log(
             f"generated {len(demos)} expert demonstrations ({n_fail} failed, dropped) "
-            f"in {time.monotonic() - t_start:.0f} s"
+            f"in {budget.elapsed():.0f} s"
         )
     if not demos:
         raise ValueError("no successful demonstrations to train on")
-    data.add(demos)
-    t_data = time.monotonic() - t_start
+    return demos
 
-    if cfg.init is None:
-        # Demonstrations move sideways by well under a millimetre a tick, but relabelled
-        # states far off target are labelled with full-speed corrections: with the
-        # demonstrations' spread as the unit those labels sit tens of units out, swamp
-        # the loss and make training diverge. A tenth of each limit is the least unit.
-        model.set_normalisation(
-            torch.from_numpy(data.all_states()),
-            torch.from_numpy(data.all_actions()),
-            floor=torch.from_numpy(0.1 * ACTION_SCALE),
-        )
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    total = cfg.steps + cfg.dagger_rounds * cfg.dagger_steps
-    warm = min(200, total // 10 + 1)
 
-    def lr_at(step: int) -> float:
+def _normalise(model: FlowPolicyModel, data: ChunkDataset) -> None:
+    # Demonstrations move sideways by well under a millimetre a tick, but relabelled
+    # states far off target are labelled with full-speed corrections: with the
+    # demonstrations' spread as the unit those labels sit tens of units out, swamp
+    # the loss and make training diverge. A tenth of each limit is the least unit.
+    model.set_normalisation(
+        torch.from_numpy(data.all_states()),
+        torch.from_numpy(data.all_actions()),
+        floor=torch.from_numpy(0.1 * ACTION_SCALE),
+    )
+
+
+class _Fitter:
+    """Gradient steps on the growing data set: AdamW with a warm-up, then a cosine decay
+    over whichever runs out first, the planned steps or the wall-time budget."""
+
+    def __init__(
+        self,
+        model: FlowPolicyModel,
+        data: ChunkDataset,
+        cfg: TrainConfig,
+        rng: np.random.Generator,
+        budget: _Budget,
+        log: Log,
+    ) -> None:
+        self.model, self.data, self.cfg, self.rng = model, data, cfg, rng
+        self.budget, self.log = budget, log
+        self.tok = Tokenizer(model.cfg.vocab, model.cfg.text_len)
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=1e-4)
+        self.total = cfg.steps + cfg.dagger_rounds * cfg.dagger_steps
+        self.warm = min(200, self.total // 10 + 1)
+        self.step = 0
+        self.losses: list[float] = []
+
+    def lr_at(self, step: int) -> float:
+        lr, warm = self.cfg.lr, self.warm
         if step < warm:
-            return cfg.lr * (step + 1) / warm
+            return lr * (step + 1) / warm
         # Cosine decay over whichever runs out first, the steps or the wall-time budget,
         # so that a run cut short by the budget still ends at a low learning rate.
-        by_steps = (step - warm) / max(total - warm, 1)
-        by_time = (time.monotonic() - t_start) / (deadline - t_start)
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(by_steps, by_time))))
+        by_steps = (step - warm) / max(self.total - warm, 1)
+        by_time = self.budget.fraction()
+        return lr * 0.5 * (1 + math.cos(math.pi * min(1.0, max(by_steps, by_time))))
 
-    step = 0
-    losses: list[float] = []
-    dagger_log: list[dict[str, float]] = []
-
-    def fit(n: int) -> None:
-        nonlocal step
+    def fit(self, n: int) -> None:
+        """Up to ``n`` steps (fewer when the budget is spent)."""
+        model, cfg = self.model, self.cfg
         model.train()
         for _ in range(n):
-            if time.monotonic() > deadline:
+            if self.budget.spent():
                 return
-            for g in opt.param_groups:
-                g["lr"] = lr_at(step)
-            b = _to_batch(data.sample(rng, cfg.batch), tok, rng, mcfg.max_prefix, cfg)
+            for g in self.opt.param_groups:
+                g["lr"] = self.lr_at(self.step)
+            b = _to_batch(
+                self.data.sample(self.rng, cfg.batch), self.tok, self.rng, model.cfg.max_prefix, cfg
+            )
             loss = model.loss(**b)
-            opt.zero_grad(set_to_none=True)
+            self.opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            losses.append(loss.item())
-            step += 1
-            if step % 250 == 0:
-                log(
-                    f"step {step}/{total} loss {np.mean(losses[-250:]):.4f} "
-                    f"samples {len(data)} elapsed {time.monotonic() - t_start:.0f} s"
+            self.opt.step()
+            self.losses.append(loss.item())
+            self.step += 1
+            if self.step % 250 == 0:
+                self.log(
+                    f"step {self.step}/{self.total} loss {np.mean(self.losses[-250:]):.4f} "
+                    f"samples {len(self.data)} elapsed {self.budget.elapsed():.0f} s"
                 )
         model.eval()
 
-    fit(cfg.steps)
+
+def _relabel_rounds(fitter: _Fitter, cfg: TrainConfig, log: Log) -> list[dict[str, float]]:
+    """The relabelling rounds, each followed by training; returns each round's record."""
+    rounds: list[dict[str, float]] = []
     next_seed = cfg.expert_episodes
     for r in range(cfg.dagger_rounds):
-        if time.monotonic() > deadline:
+        if fitter.budget.spent():
             log("time budget reached; skipping remaining relabelling rounds")
             break
         # Expert help fades over the rounds: early, weak policies would otherwise wander far
         # from anything the task needs and fill the data with states that do not matter.
         beta = 0.3 * (1 - r / max(cfg.dagger_rounds, 1))
-        policy = LocalPolicy(model, "training", seed=r, noise_scale=cfg.noise_scale)
+        policy = LocalPolicy(fitter.model, "training", seed=r, noise_scale=cfg.noise_scale)
         new, ok = [], 0
         for i in range(cfg.dagger_episodes):
-            ep, success = relabel_episode(policy, cfg, train_seed(cfg, next_seed + i), rng, beta)
+            seed = train_seed(cfg, next_seed + i)
+            ep, success = relabel_episode(policy, cfg, seed, fitter.rng, beta)
             new.append(ep)
             ok += success
         next_seed += cfg.dagger_episodes
         # The policy's own states are few next to the demonstrations but are where it
         # goes wrong: draw them more often.
-        data.add(new, weight=cfg.relabel_weight)
+        fitter.data.add(new, weight=cfg.relabel_weight)
         rate = ok / cfg.dagger_episodes
-        dagger_log.append({"round": r, "beta": beta, "policy_success": rate})
+        rounds.append({"round": r, "beta": beta, "policy_success": rate})
         log(
             f"relabel round {r}: policy success {rate:.0%} (beta {beta:.2f}), "
             f"{sum(len(e) for e in new)} labelled states"
         )
-        fit(cfg.dagger_steps)
+        fitter.fit(cfg.dagger_steps)
+    return rounds
 
-    wall = time.monotonic() - t_start
+
+def train(cfg: TrainConfig, log: Log = print) -> dict[str, Any]:
+    """Run the whole recipe and write the checkpoint to ``cfg.out``; returns a summary."""
+    budget = _Budget.of(cfg)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model, init_version = _initial_model(cfg, log)
+    data = ChunkDataset(model.cfg.horizon)
+    demos = _demonstrations(cfg, budget, log)
+    data.add(demos)
+    t_data = budget.elapsed()
+    if cfg.init is None:
+        _normalise(model, data)
+    fitter = _Fitter(model, data, cfg, rng, budget, log)
+    fitter.fit(cfg.steps)
+    relabel_log = _relabel_rounds(fitter, cfg, log)
+
+    wall = budget.elapsed()
+    losses = fitter.losses
     info = {
         "task": cfg.task.value,
         "continued_from": init_version,
         "difficulty": cfg.difficulty,
-        "steps": step,
+        "steps": fitter.step,
         "batch": cfg.batch,
         "expert_episodes": len(demos),
         "samples": len(data),
         "final_loss": float(np.mean(losses[-200:])) if losses else None,
-        "relabel_rounds": dagger_log,
+        "relabel_rounds": relabel_log,
         "wall_time_s": round(wall, 1),
         "data_time_s": round(t_data, 1),
         "threads": cfg.threads,
         "torch": torch.__version__,
     }
     version = save_checkpoint(model, cfg.out, train_info=info)
-    log(f"wrote {cfg.out} version {version} after {wall:.0f} s ({step} steps)")
+    log(f"wrote {cfg.out} version {version} after {wall:.0f} s ({fitter.step} steps)")
     return {"version": version, **info}

@@ -99,14 +99,18 @@ class CellEnv:
         takt_s: float = 76.0,
         expert_error: bool = True,
     ) -> None:
-        cfg = SimConfig(
-            task=task,
-            seed=seed,
-            difficulty=difficulty,
-            render=render,
-            fasteners=tuple(fasteners) if fasteners is not None else None,
-            takt_s=takt_s,
-            expert_error=expert_error,
+        # Validated as given (a task may be named by its value), so that a bad setting is a
+        # ValidationError naming its field.
+        cfg = SimConfig.model_validate(
+            {
+                "task": task,
+                "seed": seed,
+                "difficulty": difficulty,
+                "render": render,
+                "fasteners": tuple(fasteners) if fasteners is not None else None,
+                "takt_s": takt_s,
+                "expert_error": expert_error,
+            }
         )
         self._init(cfg)
 

@@ -143,7 +143,7 @@ class EpisodeRecorder:
         }
         npz = folder / f"{name}.npz"
         tmp = folder / f".{name}.tmp.npz"
-        np.savez_compressed(tmp, **arrays)
+        np.savez_compressed(tmp, allow_pickle=False, **arrays)
         os.replace(tmp, npz)
         path = folder / f"{name}.json"
         path.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
