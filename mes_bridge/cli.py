@@ -14,9 +14,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from asyncua import Client
-from asyncua.crypto import uacrypto
-
 from mes_bridge.certs import (
     CertificateFiles,
     CertificateInfo,
@@ -154,6 +151,11 @@ def fetch(
 
 
 async def _server_certificate(endpoint: str, timeout: float) -> bytes | None:
+    # asyncua is imported here, not at the top: the main command line mounts these
+    # commands and must start without loading the OPC UA stack.
+    from asyncua import Client
+    from asyncua.crypto import uacrypto
+
     client = Client(endpoint, timeout=timeout)
     endpoints = await asyncio.wait_for(client.connect_and_get_server_endpoints(), timeout)
     for ep in endpoints:

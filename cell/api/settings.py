@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import ipaddress
-
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from robot.net import is_loopback
 
 
 class ApiSettings(BaseSettings):

@@ -13,15 +13,18 @@ from rich.console import Console
 
 from cell.cli.common import AuthorOpt, FormatOpt, StationOpt, database, fail
 from cell.cli.output import Format, emit
-from cell.record import alerts as al
-from cell.record.acts import Actor, Acts
-from cell.record.roster import roster
+from cell.record.outcomes import Rework
 
 CLI_ROLE = "cli"  # the role an act from the terminal is audited with
+
+# The record's modules import SQLAlchemy; each command imports them when it runs, so
+# that ``intern --help`` stays fast.
 
 
 def roster_cmd(fmt: FormatOpt = Format.TABLE) -> None:
     """Which robot serves which station, since when, by whom and why."""
+    from cell.record.roster import roster
+
     with database() as (s, _):
         rows = [asdict(e) | {"skills": ", ".join(e.skills)} for e in roster(s)]
     emit(rows, fmt, Console(), title="Roster")
@@ -39,6 +42,9 @@ def assign(
     """Reassign a robot, swap two, or send one to maintenance (next cycle boundary)."""
     if [bool(station), bool(swap_with), maintenance].count(True) != 1:
         raise fail("give exactly one of --station, --swap-with or --maintenance")
+    from cell.record.acts import Actor, Acts
+    from cell.record.roster import roster
+
     with database() as (s, _):
         acts = Acts(s, Actor(author, CLI_ROLE))
         if station:
@@ -57,6 +63,8 @@ alerts_app = typer.Typer(no_args_is_help=True, help="The technicians' alert queu
 @alerts_app.command("list")
 def alerts_list(station: StationOpt = None, fmt: FormatOpt = Format.TABLE) -> None:
     """Open alerts, oldest first."""
+    from cell.record.alerts import open_alerts
+
     with database() as (s, _):
         rows = [
             {
@@ -68,12 +76,14 @@ def alerts_list(station: StationOpt = None, fmt: FormatOpt = Format.TABLE) -> No
                 "acknowledged_by": a.acknowledged_by,
                 "rework": a.rework,
             }
-            for a in al.open_alerts(s, station)
+            for a in open_alerts(s, station)
         ]
     emit(rows, fmt, Console(), title="Open alerts")
 
 
-def _step(alert_id: int, step: str, author: str, outcome: al.Rework | None = None) -> None:
+def _step(alert_id: int, step: str, author: str, outcome: Rework | None = None) -> None:
+    from cell.record.acts import Actor, Acts
+
     with database() as (s, _):
         acts = Acts(s, Actor(author, CLI_ROLE))
         if step == "ack":
@@ -93,7 +103,7 @@ def alerts_ack(alert_id: int, author: AuthorOpt) -> None:
 
 
 @alerts_app.command("rework")
-def alerts_rework(alert_id: int, outcome: al.Rework, author: AuthorOpt) -> None:
+def alerts_rework(alert_id: int, outcome: Rework, author: AuthorOpt) -> None:
     """Record what was done to the alert's part (reworked_ok or scrapped)."""
     _step(alert_id, "rework", author, outcome)
 

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy import func, select
 
 from cell.cli.common import database, fail, invalid
 
@@ -24,6 +23,7 @@ def serve(
     """Serve the API, its web pages and /metrics with uvicorn. A bind other than loopback
     needs INTERN_API_ANONYMOUS_READ=false and at least one user."""
     import uvicorn
+    from sqlalchemy import func, select
 
     from cell.api import ApiSettings, create_app
     from cell.record.models import ApiUser

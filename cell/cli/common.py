@@ -13,18 +13,21 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from sqlalchemy.orm import Session
 
 from cell.cli.output import Format
-from cell.config import LineConfig, load_line_config, sample_config_path
 from cell.errors import CellError, Refused
 from cell.services import Services
 from cell.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from cell.config import LineConfig
 
 ConfigOpt = Annotated[
     Path | None,
@@ -91,6 +94,8 @@ def settings() -> Settings:
 
 def line_config(cfg: Settings, config: Path | None) -> LineConfig:
     """The line config named on the command line, in the settings, or the sample line."""
+    from cell.config import load_line_config, sample_config_path
+
     with cell_errors():
         return load_line_config(config or cfg.line_config or sample_config_path())
 
@@ -104,6 +109,8 @@ def services(cfg: Settings) -> Services:
 def database(broker: bool = False) -> Iterator[tuple[Session, Services]]:
     """A session on the record (embedded PostgreSQL when none is configured, migrated);
     the cell's errors raised inside become messages for a person."""
+    from sqlalchemy.orm import Session
+
     from cell.record.engine import make_engine
     from cell.record.migrate import upgrade
 

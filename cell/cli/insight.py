@@ -7,15 +7,15 @@ sentence for a person on stderr and exit code 2 (``cell.cli.common``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
-from cell import insight as an
 from cell.cli.common import (
     DaysOpt,
     EndOpt,
@@ -27,12 +27,20 @@ from cell.cli.common import (
     invalid,
 )
 from cell.cli.output import Format, emit
-from cell.insight.params import WindowParams, YieldParams
+
+if TYPE_CHECKING:
+    from cell.insight import YieldRow
+    from cell.insight.params import WindowParams
+
+# The queries import SQLAlchemy and the analytics; each command imports them when it
+# runs, so that ``intern --help`` stays fast.
 
 
 def _window(
     start: datetime | None, end: datetime | None, days: float, station: str | None
 ) -> WindowParams:
+    from cell.insight.params import WindowParams
+
     try:
         return WindowParams(start=start, end=end, days=days, station=station)
     except ValidationError as exc:
@@ -55,17 +63,22 @@ def yield_cmd(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """First-pass and final yield over a window, grouped as asked."""
+    from cell import insight as an
+    from cell.insight.params import YieldParams
+
     try:
-        p = YieldParams(
-            by=by or ["station"],
-            start=start,
-            end=end,
-            days=days,
-            station=station,
-            robot=robot,
-            task=task,
-            policy=policy,
-            tz=tz,
+        p = YieldParams.model_validate(
+            {
+                "by": by or ["station"],
+                "start": start,
+                "end": end,
+                "days": days,
+                "station": station,
+                "robot": robot,
+                "task": task,
+                "policy": policy,
+                "tz": tz,
+            }
         )
     except ValidationError as exc:
         raise invalid(exc) from None
@@ -80,17 +93,24 @@ def yield_cmd(
             policy=p.policy,
             tz=p.tz,
         )
-    keys = {
-        "station": "station_id",
-        "robot": "robot_id",
-        "task": "task",
-        "policy": "policy_version",
-        "day": "day",
-        "shift": "shift",
-        "hour": "hour",
-    }
-    out = [
-        {keys[k]: getattr(r, keys[k]) for k in p.by}
+    emit(_yield_rows(rows, p.by), fmt, Console(), title="Yield")
+
+
+# The column of a yield row that each --by grouping fills.
+GROUP_COLUMNS = {
+    "station": "station_id",
+    "robot": "robot_id",
+    "task": "task",
+    "policy": "policy_version",
+    "day": "day",
+    "shift": "shift",
+    "hour": "hour",
+}
+
+
+def _yield_rows(rows: list[YieldRow], by: Sequence[str]) -> list[dict[str, object]]:
+    return [
+        {GROUP_COLUMNS[k]: getattr(r, GROUP_COLUMNS[k]) for k in by}
         | {
             "parts": r.parts,
             "retried": r.retried,
@@ -100,7 +120,6 @@ def yield_cmd(
         }
         for r in rows
     ]
-    emit(out, fmt, Console(), title="Yield")
 
 
 def pareto(
@@ -112,6 +131,8 @@ def pareto(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """NOK Pareto by error code or by fastener position."""
+    from cell import insight as an
+
     if by not in ("code", "position"):
         raise fail(f"--by: choose code or position, not {by!r}")
     w = _window(start, end, days, station)
@@ -119,6 +140,12 @@ def pareto(
         fn = an.nok_pareto if by == "code" else an.fastener_pareto
         rows = [asdict(r) for r in fn(s, w.window(), station=w.station)]
     emit(rows, fmt, Console(), title=f"NOK Pareto by {by}")
+
+
+Chart = Literal["imr", "xbar_r"]
+Measure = Literal["torque", "angle"]
+MEASURES: dict[str, Measure] = {"torque": "torque", "angle": "angle"}
+CHARTS: dict[str, Chart] = {"imr": "imr", "xbar_r": "xbar_r"}
 
 
 def spc(
@@ -134,43 +161,21 @@ def spc(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Cp/Cpk per fastener position, or a control chart of one position."""
-    if measure not in ("torque", "angle") or chart not in ("imr", "xbar_r"):
+    from cell import insight as an
+
+    what, kind = MEASURES.get(measure), CHARTS.get(chart)
+    if what is None or kind is None:
         raise fail("--measure is torque or angle; --chart is imr or xbar_r")
     w = _window(start, end, days, station)
+    if side is None and position is None:
+        _capability(w, what, fmt)
+        return
+    if not (side and position and w.station):
+        raise fail("a control chart needs --station, --side and --position")
     with database() as (s, _):
-        if side is None and position is None:
-            rows = []
-            for r in an.spc_summary(s, w.window(), station=w.station, measure=measure):  # type: ignore[arg-type]
-                rows.append(
-                    {
-                        "station_id": r.station_id,
-                        "side": r.side,
-                        "position": r.position,
-                        "lsl": r.lsl,
-                        "usl": r.usl,
-                        "n": r.all.n,
-                        "mean": r.ok_only.mean,
-                        "sd": r.ok_only.sd,
-                        "cp": r.ok_only.cp,
-                        "cpk": r.ok_only.cpk,
-                        "cp_all": r.all.cp,
-                        "cpk_all": r.all.cpk,
-                    }
-                )
-            emit(rows, fmt, Console(), title=f"{measure} capability (OK fasteners; _all: all)")
-            return
-        if not (side and position and w.station):
-            raise fail("a control chart needs --station, --side and --position")
         c = an.control_chart(
-            s,
-            w.window(),
-            w.station,
-            side,
-            position,
-            measure=measure,  # type: ignore[arg-type]
-            chart=chart,
-            points=points,
-        )  # type: ignore[arg-type]
+            s, w.window(), w.station, side, position, measure=what, chart=kind, points=points
+        )
     rows = [
         {"time": p.time, "value": p.value, "range": p.range, "rules": ",".join(map(str, p.rules))}
         for p in c.points
@@ -188,6 +193,31 @@ def spc(
     )
 
 
+def _capability(w: WindowParams, measure: Measure, fmt: Format) -> None:
+    """Cp/Cpk of every fastener position in the window (OK fasteners; ``_all``: all)."""
+    from cell import insight as an
+
+    with database() as (s, _):
+        rows = [
+            {
+                "station_id": r.station_id,
+                "side": r.side,
+                "position": r.position,
+                "lsl": r.lsl,
+                "usl": r.usl,
+                "n": r.all.n,
+                "mean": r.ok_only.mean,
+                "sd": r.ok_only.sd,
+                "cp": r.ok_only.cp,
+                "cpk": r.ok_only.cpk,
+                "cp_all": r.all.cp,
+                "cpk_all": r.all.cpk,
+            }
+            for r in an.spc_summary(s, w.window(), station=w.station, measure=measure)
+        ]
+    emit(rows, fmt, Console(), title=f"{measure} capability (OK fasteners; _all: all)")
+
+
 def oee(
     start: StartOpt = None,
     end: EndOpt = None,
@@ -196,6 +226,8 @@ def oee(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """OEE = availability x performance x quality per station and shift."""
+    from cell import insight as an
+
     w = _window(start, end, days, station)
     with database() as (s, _):
         rows = [
@@ -215,6 +247,8 @@ def compare(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Is policy version B's first-pass yield better than A's, or just lucky?"""
+    from cell import insight as an
+
     w = _window(start, end, days, station)
     with database() as (s, _):
         res = an.compare_policies(s, w.window(), station, a, b)
@@ -226,6 +260,8 @@ def part(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Everything recorded about one part."""
+    from cell import insight as an
+
     with database() as (s, _):
         hist = an.part_history(s, part_id)
     if hist is None:

@@ -23,7 +23,6 @@ from cell.cli.common import (
     settings,
     until_signal,
 )
-from cell.config import sample_config_path
 from cell.settings import Settings
 
 PolicyOpt = Annotated[
@@ -70,6 +69,7 @@ def demo(
     policy: PolicyOpt = None,
 ) -> None:
     """Run a simulated line end to end: PLC simulator, orchestrator, robot workers, record."""
+    from cell.config import sample_config_path
     from cell.demo.runner import run_demo, run_shift
 
     cfg = _with_policy(settings(), policy)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from sqlalchemy.orm import Session, sessionmaker
 
 from cell.config import LineConfig, Station
 from cell.line.clock import Clock
@@ -83,48 +84,64 @@ async def run_line(
         if context_out is not None:
             context_out.append(ctx)
         async with contextlib.AsyncExitStack() as stack:
-            tasks: list[asyncio.Task[None]] = []
-            loops: dict[asyncio.Task[None], StationLoop] = {}
-            for endpoint, stations in group_by_endpoint(line).items():
-                # The last recorded JobSeq lets the bridge see a counter reset that
-                # happened while the cell was down.
-                plc = await stack.enter_async_context(
-                    PlcSession(
-                        endpoint,
-                        {st.id: st.tags for st in stations},
-                        known_job_seqs={
-                            st.id: known_seqs[st.id] for st in stations if st.id in known_seqs
-                        },
-                        security=stations[0].security,
-                    )
-                )
-                for st in stations:
-                    loop = StationLoop(st, plc.station(st.id), ctx)
-                    task = asyncio.create_task(loop.run(), name=f"station-{st.id}")
-                    tasks.append(task)
-                    loops[task] = loop
-            tasks.append(
-                asyncio.create_task(
-                    _replay_loop(recorder, opts.replay_every_s), name="outbox-replay"
-                )
+            loops = await _start_stations(stack, line, ctx, known_seqs)
+            replay = asyncio.create_task(
+                _replay_loop(recorder, opts.replay_every_s), name="outbox-replay"
             )
             if ready is not None:
                 ready.set()
-            stopper = asyncio.create_task(stop.wait(), name="stop")
-            done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
-            failed = [t for t in done if t is not stopper and t.exception() is not None]
-            if not failed:
-                await _drain(ctx, loops, opts.drain_s)
-            for t in [stopper, *tasks]:
-                t.cancel()
-            await asyncio.gather(stopper, *tasks, return_exceptions=True)
-            if failed:
-                raise failed[0].exception()  # type: ignore[misc]
+            await _serve_until(stop, ctx, loops, replay, opts.drain_s)
     finally:
         celery.close()
         await redis_client.aclose()
         outbox.close()
         engine.dispose()
+
+
+async def _start_stations(
+    stack: contextlib.AsyncExitStack,
+    line: LineConfig,
+    ctx: CellContext,
+    known_seqs: dict[str, int],
+) -> dict[asyncio.Task[None], StationLoop]:
+    """One PLC session per endpoint (closed by ``stack``) and one loop task per station."""
+    loops: dict[asyncio.Task[None], StationLoop] = {}
+    for endpoint, stations in group_by_endpoint(line).items():
+        # The last recorded JobSeq lets the bridge see a counter reset that happened
+        # while the cell was down.
+        plc = await stack.enter_async_context(
+            PlcSession(
+                endpoint,
+                {st.id: st.tags for st in stations},
+                known_job_seqs={st.id: known_seqs[st.id] for st in stations if st.id in known_seqs},
+                security=stations[0].security,
+            )
+        )
+        for st in stations:
+            loop = StationLoop(st, plc.station(st.id), ctx)
+            loops[asyncio.create_task(loop.run(), name=f"station-{st.id}")] = loop
+    return loops
+
+
+async def _serve_until(
+    stop: asyncio.Event,
+    ctx: CellContext,
+    loops: dict[asyncio.Task[None], StationLoop],
+    replay: asyncio.Task[None],
+    drain_s: float,
+) -> None:
+    """Wait for ``stop`` (then drain running jobs) or for a task to fail (then raise it)."""
+    tasks = [*loops, replay]
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    failed = [t.exception() for t in done if t is not stopper and t.exception() is not None]
+    if not failed:
+        await _drain(ctx, loops, drain_s)
+    for t in [stopper, *tasks]:
+        t.cancel()
+    await asyncio.gather(stopper, *tasks, return_exceptions=True)
+    if failed and failed[0] is not None:
+        raise failed[0]
 
 
 async def _drain(
@@ -151,6 +168,8 @@ async def _replay_loop(recorder: Recorder, every_s: float) -> None:
             await asyncio.to_thread(recorder.replay)
 
 
-def _sync(sessions, line: LineConfig):  # type: ignore[no-untyped-def]
+def _sync(
+    sessions: sessionmaker[Session], line: LineConfig
+) -> tuple[dict[tuple[str, int], int], dict[str, int]]:
     with sessions() as s:
         return sync_line(s, line), last_job_seqs(s)

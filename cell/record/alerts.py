@@ -7,22 +7,19 @@ be reported. Steps out of order raise ``AlertRefused`` saying what to do first.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cell.errors import Refused
 from cell.record import models as m
+from cell.record.outcomes import Rework
+
+__all__ = ["AlertRefused", "Rework", "acknowledge", "clear", "open_alerts", "record_rework"]
 
 
 class AlertRefused(Refused):
     """The step is not allowed now; the message says why."""
-
-
-class Rework(StrEnum):
-    REWORKED_OK = "reworked_ok"
-    SCRAPPED = "scrapped"
 
 
 def open_alerts(session: Session, station_id: str | None = None) -> list[m.Alert]:
