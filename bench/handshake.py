@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import math
 import socket
@@ -42,117 +41,20 @@ from pathlib import Path
 
 from asyncua import Client, ua
 from asyncua.crypto import security_policies
+from handshake_sim import DEADLINE_S, PROBE, SimProcess, station_ids
 
 from mes_bridge.certs import create_certificate
-from mes_bridge.plcsim import PlcSimulator, SimSecurity, SimStation, default_tag_map
+from mes_bridge.plcsim import default_tag_map
 from mes_bridge.session import PlcJob, PlcResult, PlcSession, SecurityConfig, StationChannel
 from mes_bridge.tags import Tag
 
-PROBE = "PROBE"
 PLC_URI, BRIDGE_URI = "urn:bench:plc", "urn:bench:bridge"
 FLOOR_WARMUP = 5
-DEADLINE_S = 60.0  # for any single step; generous on a shared machine
 
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
-
-
-def station_ids(n: int) -> list[str]:
-    return [f"ST{i:03d}" for i in range(1, n + 1)]
-
-
-# ---------------------------------------------------------------- the simulator process
-
-
-async def serve_sim(
-    n: int, takt_s: float, jitter_s: float, probe_jitter_s: float, pki: Path | None
-) -> None:
-    """Child process: serve the stations and a probe; answer "dump" with the timings."""
-    stations = {
-        sid: SimStation(tags=default_tag_map(f"TL.{sid}"), takt_s=takt_s, jitter_s=jitter_s)
-        for sid in station_ids(n)
-    }
-    stations[PROBE] = SimStation(tags=default_tag_map(f"TL.{PROBE}"), jitter_s=probe_jitter_s)
-    security = (
-        None
-        if pki is None
-        else SimSecurity(
-            certificate=pki / "plc.der",
-            private_key=pki / "plc.key.pem",
-            trusted_clients=pki / "bridge.der",
-            endpoints=("Basic256Sha256_SignAndEncrypt",),
-        )
-    )
-    loop = asyncio.get_running_loop()
-    async with PlcSimulator(stations, "opc.tcp://127.0.0.1:0/bench", security=security) as sim:
-        print(json.dumps({"url": sim.url}), flush=True)
-        while True:
-            line = await loop.run_in_executor(None, sys.stdin.readline)
-            if line.strip() != "dump":
-                return  # "quit" or the parent is gone
-            print(
-                json.dumps(
-                    {
-                        sid: [[t.job_seq, t.t_job, t.t_ack, t.t_result] for t in sim.timings(sid)]
-                        for sid in stations
-                    }
-                ),
-                flush=True,
-            )
-
-
-class SimProcess:
-    """The simulator in its own Python process, spoken to over stdin/stdout in JSON."""
-
-    def __init__(self, proc: asyncio.subprocess.Process, url: str) -> None:
-        self.proc, self.url = proc, url
-
-    @classmethod
-    async def start(
-        cls, n: int, takt_s: float, jitter_s: float, probe_jitter_s: float, pki: Path | None
-    ) -> SimProcess:
-        args = [
-            sys.executable,
-            __file__,
-            "--serve-sim",
-            str(n),
-            "--takt-s",
-            str(takt_s),
-            "--jitter-s",
-            str(jitter_s),
-            "--probe-jitter-s",
-            str(probe_jitter_s),
-        ]
-        args += ["--pki", str(pki)] if pki else []
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=64 * 1024 * 1024,
-        )
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), DEADLINE_S)
-        if not line:
-            raise RuntimeError("the simulator process ended before listening")
-        return cls(proc, json.loads(line)["url"])
-
-    async def timings(self) -> dict[str, list[list[float]]]:
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(b"dump\n")
-        await self.proc.stdin.drain()
-        return json.loads(await asyncio.wait_for(self.proc.stdout.readline(), DEADLINE_S))
-
-    async def close(self) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(b"quit\n")
-        await self.proc.stdin.drain()
-        try:
-            await asyncio.wait_for(self.proc.wait(), DEADLINE_S)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
 
 
 # ---------------------------------------------------------------- the floor
@@ -176,49 +78,59 @@ async def floor(url: str, jobs: int, interval_ms: float, pki: Path | None) -> di
         )
     async with client:
         ns = await client.get_namespace_index("urn:intern-cells:plcsim")
-        node = {t: ua.NodeId(f"TL.{PROBE}.{t.value}", ns) for t in Tag}
-        ready: dict[int, float] = {}
-        answered: list[int] = []
-        done = asyncio.Event()
-
-        async def write(*pairs: tuple[Tag, ua.Variant]) -> None:
-            results = await client.uaclient.write_attributes(
-                [node[t] for t, _ in pairs],
-                [ua.DataValue(v) for _, v in pairs],
-                ua.AttributeIds.Value,
-            )
-            assert all(r.is_good() for r in results), results
-
-        class RawCell:
-            async def datachange_notification(self, _node: object, seq: int, _d: object) -> None:
-                if not seq or seq in answered:
-                    return
-                u32 = ua.VariantType.UInt32
-                await write(
-                    (Tag.JOB_ACK_SEQ, ua.Variant(seq, u32)),
-                    (Tag.BUSY, ua.Variant(True, ua.VariantType.Boolean)),
-                )
-                t_ready = time.perf_counter()
-                await write(
-                    (Tag.RESULT, ua.Variant(1, ua.VariantType.Int16)),
-                    (Tag.ERROR_CODE, ua.Variant(0, ua.VariantType.Int32)),
-                    (Tag.CYCLE_TIME_MS, ua.Variant(1000, u32)),
-                )
-                await write(
-                    (Tag.RESULT_SEQ, ua.Variant(seq, u32)),
-                    (Tag.BUSY, ua.Variant(False, ua.VariantType.Boolean)),
-                )
-                answered.append(seq)
-                if len(answered) > 1 + FLOOR_WARMUP:
-                    ready[seq] = t_ready
-                if len(ready) >= jobs:
-                    done.set()
-
-        sub = await client.create_subscription(interval_ms, RawCell())
-        await sub.subscribe_data_change(client.get_node(node[Tag.JOB_SEQ]), sampling_interval=0)
-        await asyncio.wait_for(done.wait(), DEADLINE_S + jobs * 2 * interval_ms / 1000)
+        node = {t: ua.NodeId(ua.String(f"TL.{PROBE}.{t.value}"), ua.Int16(ns)) for t in Tag}
+        raw = RawCell(client, node, jobs)
+        sub = await client.create_subscription(interval_ms, raw)
+        await sub.subscribe_data_change(
+            client.get_node(node[Tag.JOB_SEQ]), sampling_interval=ua.Duration(0)
+        )
+        await asyncio.wait_for(raw.done.wait(), DEADLINE_S + jobs * 2 * interval_ms / 1000)
         await sub.delete()
-    return ready
+    return raw.ready
+
+
+class RawCell:
+    """The floor's subscription handler: answers each new JobSeq with the bridge's writes
+    (acknowledge, result, ResultSeq), one write request per step, and notes when the
+    result was ready; ``done`` is set once ``jobs`` answers past the warm-up are noted."""
+
+    def __init__(self, client: Client, node: dict[Tag, ua.NodeId], jobs: int) -> None:
+        self.client, self.node, self.jobs = client, node, jobs
+        self.ready: dict[int, float] = {}
+        self.answered: list[int] = []
+        self.done = asyncio.Event()
+
+    async def write(self, *pairs: tuple[Tag, ua.Variant]) -> None:
+        results = await self.client.uaclient.write_attributes(
+            [self.node[t] for t, _ in pairs],
+            [ua.DataValue(v) for _, v in pairs],
+            ua.AttributeIds.Value,
+        )
+        assert all(r.is_good() for r in results), results
+
+    async def datachange_notification(self, _node: object, seq: int, _d: object) -> None:
+        if not seq or seq in self.answered:
+            return
+        u32 = ua.VariantType.UInt32
+        await self.write(
+            (Tag.JOB_ACK_SEQ, ua.Variant(seq, u32)),
+            (Tag.BUSY, ua.Variant(True, ua.VariantType.Boolean)),
+        )
+        t_ready = time.perf_counter()
+        await self.write(
+            (Tag.RESULT, ua.Variant(1, ua.VariantType.Int16)),
+            (Tag.ERROR_CODE, ua.Variant(0, ua.VariantType.Int32)),
+            (Tag.CYCLE_TIME_MS, ua.Variant(1000, u32)),
+        )
+        await self.write(
+            (Tag.RESULT_SEQ, ua.Variant(seq, u32)),
+            (Tag.BUSY, ua.Variant(False, ua.VariantType.Boolean)),
+        )
+        self.answered.append(seq)
+        if len(self.answered) > 1 + FLOOR_WARMUP:
+            self.ready[seq] = t_ready
+        if len(self.ready) >= self.jobs:
+            self.done.set()
 
 
 # ---------------------------------------------------------------- the bridge
@@ -388,16 +300,6 @@ if __name__ == "__main__":
     parser.add_argument(
         "--in-step", action="store_true", help="all stations index together at the takt (bursts)"
     )
-    parser.add_argument("--serve-sim", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--takt-s", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--jitter-s", type=float, default=0.0, help=argparse.SUPPRESS)
-    parser.add_argument("--probe-jitter-s", type=float, default=0.05, help=argparse.SUPPRESS)
-    parser.add_argument("--pki", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    if args.serve_sim is not None:
-        asyncio.run(
-            serve_sim(args.serve_sim, args.takt_s, args.jitter_s, args.probe_jitter_s, args.pki)
-        )
-        sys.exit(0)
     sys.exit(asyncio.run(main(args)))

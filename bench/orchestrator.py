@@ -32,11 +32,11 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from cell.config import LineConfig, parse_line_config
 from cell.line.clock import Clock
-from cell.config import parse_line_config
+from cell.line.orchestrator import RunOptions, run_line
 from cell.record import models as m
 from cell.record.migrate import upgrade
-from cell.line.orchestrator import RunOptions, run_line
 from cell.services import free_port
 
 TAKT_S = 76.0
@@ -165,12 +165,36 @@ def step(
     line = parse_line_config(data)
     db = fresh_db(server_url)
     env = dict(os.environ, INTERN_REDIS_URL=redis_url, INTERN_DATABASE_URL=db)
+    procs = start_robots_and_plc([r.id for r in line.robots], cfg, port, speed, env)
+    try:
+        wait_port(port, 90.0)
+        opts = RunOptions(
+            db, redis_url, data_dir=work / f"data-{n}", clock=Clock(speed), job_timeout_s=60
+        )
+        cpu, wall = asyncio.run(run_measured(line, opts, speed, seconds))
+        per_station = jobs_per_station(db)
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait(20)
+        drop_db(server_url, db)
+    allowed = (wall + TAKT_S / speed) / (TAKT_S / speed)
+    worst = min(per_station.get(st.id, 0) for st in line.stations) / allowed
+    jobs_in_window = sum(per_station.values()) * wall / (wall + TAKT_S / speed)
+    return worst >= 0.9, 1000 * cpu / max(jobs_in_window, 1), sum(per_station.values()), worst
+
+
+def start_robots_and_plc(
+    robot_ids: list[str], cfg: Path, port: int, speed: float, env: dict[str, str]
+) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """The free robots and the PLC simulator, each in a process of its own; returned as
+    (plc, robots), the order in which a step stops them."""
     robots = subprocess.Popen(
         [
             sys.executable,
             __file__,
             "--serve-robots",
-            ",".join(r.id for r in line.robots),
+            ",".join(robot_ids),
             "--speed",
             str(speed),
         ],
@@ -195,41 +219,36 @@ def step(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    try:
-        wait_port(port, 90.0)
-        opts = RunOptions(
-            db, redis_url, data_dir=work / f"data-{n}", clock=Clock(speed), job_timeout_s=60
+    return plc, robots
+
+
+async def run_measured(
+    line: LineConfig, opts: RunOptions, speed: float, seconds: float
+) -> tuple[float, float]:
+    """Run the line and measure (CPU seconds, wall seconds) over ``seconds`` once the
+    first jobs are under way."""
+    stop = asyncio.Event()
+    ready = asyncio.Event()
+    task = asyncio.create_task(run_line(line, opts, stop, ready=ready))
+    await asyncio.wait_for(ready.wait(), 60)
+    await asyncio.sleep(TAKT_S / speed)  # first jobs under way
+    c0, t0 = cpu_s(), time.monotonic()
+    await asyncio.sleep(seconds)
+    c1, t1 = cpu_s(), time.monotonic()
+    stop.set()
+    await task
+    return c1 - c0, t1 - t0
+
+
+def jobs_per_station(db: str) -> dict[str, int]:
+    """Jobs recorded per station in the step's database."""
+    engine = create_engine(db)
+    with Session(engine) as s:
+        per_station = dict(
+            s.execute(select(m.Job.station_id, func.count()).group_by(m.Job.station_id)).all()
         )
-
-        async def main() -> tuple[float, float]:
-            stop = asyncio.Event()
-            ready = asyncio.Event()
-            task = asyncio.create_task(run_line(line, opts, stop, ready=ready))
-            await asyncio.wait_for(ready.wait(), 60)
-            await asyncio.sleep(TAKT_S / speed)  # first jobs under way
-            c0, t0 = cpu_s(), time.monotonic()
-            await asyncio.sleep(seconds)
-            c1, t1 = cpu_s(), time.monotonic()
-            stop.set()
-            await task
-            return c1 - c0, t1 - t0
-
-        cpu, wall = asyncio.run(main())
-        engine = create_engine(db)
-        with Session(engine) as s:
-            per_station = dict(
-                s.execute(select(m.Job.station_id, func.count()).group_by(m.Job.station_id)).all()
-            )
-        engine.dispose()
-    finally:
-        for p in (plc, robots):
-            p.terminate()
-            p.wait(20)
-        drop_db(server_url, db)
-    allowed = (wall + TAKT_S / speed) / (TAKT_S / speed)
-    worst = min(per_station.get(st.id, 0) for st in line.stations) / allowed
-    jobs_in_window = sum(per_station.values()) * wall / (wall + TAKT_S / speed)
-    return worst >= 0.9, 1000 * cpu / max(jobs_in_window, 1), sum(per_station.values()), worst
+    engine.dispose()
+    return per_station
 
 
 def floor_ms(server_url: str, redis_url: str, n: int = 200) -> float:

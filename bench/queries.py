@@ -26,8 +26,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from cell import insight as an
-from cell.record.migrate import upgrade
 from cell.demo.history import HistoryOptions, generate_history
+from cell.record.migrate import upgrade
 
 RAW_YIELD = """
 SELECT station_id, (ended_at AT TIME ZONE 'UTC')::date, count(*),
@@ -122,41 +122,8 @@ def run(url: str, runs: int, raw_runs: int, work_mem: str) -> None:
             f"window {full.start:%Y-%m-%d %H:%M} .. {full.end:%Y-%m-%d %H:%M} "
             f"({(full.end - full.start).days} days); OEE over the last 30 days; SPC at {station}"
         )
-        p = {"a": full.start, "b": full.end}
-        cases = [
-            (
-                "yield by station/day",
-                lambda: an.yield_by(s, full, ("station", "day")),
-                lambda: s.execute(text(RAW_YIELD), p).all(),
-                lambda q, r: sum(x.parts for x in q) == sum(x[2] for x in r),
-            ),
-            (
-                "NOK Pareto by code",
-                lambda: an.nok_pareto(s, full),
-                lambda: s.execute(text(RAW_PARETO), p).all(),
-                lambda q, r: {x.error_code: x.count for x in q} == dict(r),
-            ),
-            (
-                "OEE per station-shift",
-                lambda: an.oee_by_shift(s, month),
-                lambda: s.execute(text(RAW_OEE), {"a": month.start, "b": month.end}).all(),
-                lambda q, r: sum(x.parts for x in q) == sum(x[4] or 0 for x in r),
-            ),
-            (
-                "SPC per position",
-                lambda: an.spc_summary(s, full, station=station),
-                lambda: s.execute(text(RAW_SPC), p | {"st": station}).all(),
-                lambda q, r: sum(x.all.n for x in q) == sum(x[3] for x in r),
-            ),
-            (
-                "cycle-time distribution",
-                lambda: an.cycle_distribution(s, full),
-                lambda: s.execute(text(RAW_CYCLE), p).all(),
-                lambda q, r: sum(x.jobs for x in q) == sum(x[1] for x in r),
-            ),
-        ]
         print(f"{'query':26} {'rollup ms':>10} {'raw GROUP BY ms':>16} {'ratio':>8}  same answer")
-        for name, fast, slow, same in cases:
+        for name, fast, slow, same in cases(s, full, month, station):
             t_fast, q = timed(fast, runs)
             t_slow, r = timed(slow, raw_runs)
             print(
@@ -164,6 +131,47 @@ def run(url: str, runs: int, raw_runs: int, work_mem: str) -> None:
                 f"{t_slow / t_fast:7.1f}x  {'yes' if same(q, r) else 'NO'}"
             )
     engine.dispose()
+
+
+Case = tuple[str, Callable[[], Any], Callable[[], Any], Callable[[Any, Any], bool]]
+
+
+def cases(s: Session, full: an.Window, month: an.Window, station: str | None) -> list[Case]:
+    """(name, the insight query, the raw GROUP BY, do their answers agree) per figure;
+    OEE over ``month``, the others over ``full``, SPC at ``station``."""
+    p = {"a": full.start, "b": full.end}
+    return [
+        (
+            "yield by station/day",
+            lambda: an.yield_by(s, full, ("station", "day")),
+            lambda: s.execute(text(RAW_YIELD), p).all(),
+            lambda q, r: sum(x.parts for x in q) == sum(x[2] for x in r),
+        ),
+        (
+            "NOK Pareto by code",
+            lambda: an.nok_pareto(s, full),
+            lambda: s.execute(text(RAW_PARETO), p).all(),
+            lambda q, r: {x.error_code: x.count for x in q} == dict(r),
+        ),
+        (
+            "OEE per station-shift",
+            lambda: an.oee_by_shift(s, month),
+            lambda: s.execute(text(RAW_OEE), {"a": month.start, "b": month.end}).all(),
+            lambda q, r: sum(x.parts for x in q) == sum(x[4] or 0 for x in r),
+        ),
+        (
+            "SPC per position",
+            lambda: an.spc_summary(s, full, station=station),
+            lambda: s.execute(text(RAW_SPC), p | {"st": station}).all(),
+            lambda q, r: sum(x.all.n for x in q) == sum(x[3] for x in r),
+        ),
+        (
+            "cycle-time distribution",
+            lambda: an.cycle_distribution(s, full),
+            lambda: s.execute(text(RAW_CYCLE), p).all(),
+            lambda q, r: sum(x.jobs for x in q) == sum(x[1] for x in r),
+        ),
+    ]
 
 
 def generate(server_url: str, stations: int, days: int) -> str:

@@ -51,7 +51,7 @@ def get_spc(p: Annotated[SpcParams, Query()], s: SessionDep, _: Reader) -> list[
 
 
 class ChartParams(SpcParams):
-    station: StationId  # type: ignore[assignment]
+    station: StationId
     side: Literal["left", "right"]
     position: int = Field(ge=1, le=64)
     chart: Literal["imr", "xbar_r"] = "imr"
@@ -90,7 +90,7 @@ def get_oee(p: Annotated[WindowParams, Query()], s: SessionDep, _: Reader) -> li
 
 
 class CompareParams(WindowParams):
-    station: StationId  # type: ignore[assignment]
+    station: StationId
     a: str = Field(min_length=1, max_length=80)
     b: str = Field(min_length=1, max_length=80)
 

@@ -56,7 +56,7 @@ def cycle_distribution(
     per: dict[str, list[tuple[int, int]]] = {}
     for st, b, n in session.execute(text(sql), params):
         per.setdefault(st, []).append((int(b), int(n)))
-    takts = dict(
+    takts: dict[str, float] = dict(
         session.execute(
             text("SELECT station_id, max(takt_s) FROM recipes GROUP BY station_id")
         ).all()

@@ -78,6 +78,19 @@ def part_history(session: Session, part_id: str) -> PartHistory | None:
         select(m.Job).where(m.Job.part_id == part_id).order_by(m.Job.started_at, m.Job.id)
     ).all()
     ids = [j.id for j in jobs]
+    fasteners = _fasteners_by_job(session, ids)
+    alerts = _alerts_by_job(session, ids)
+    return PartHistory(
+        part.part_id,
+        part.first_seen,
+        tuple(
+            _job_view(j, tuple(fasteners.get(j.id, ())), tuple(alerts.get(j.id, ()))) for j in jobs
+        ),
+    )
+
+
+def _fasteners_by_job(session: Session, ids: list[int]) -> dict[int, list[FastenerView]]:
+    """The jobs' fasteners, per job id, by side then position."""
     fasteners: dict[int, list[FastenerView]] = {}
     for f in session.scalars(
         select(m.FastenerResult)
@@ -96,9 +109,15 @@ def part_history(session: Session, part_id: str) -> PartHistory | None:
                 f.angle_max_deg,
                 f.ok,
                 f.error_code,
+                # One sample is a float32 (angle, torque) pair: 8 bytes.
                 len(f.trace) // 8,
             )
         )
+    return fasteners
+
+
+def _alerts_by_job(session: Session, ids: list[int]) -> dict[int, list[AlertView]]:
+    """The jobs' alerts, per job id, in the order they were raised."""
     alerts: dict[int, list[AlertView]] = {}
     for a in session.scalars(
         select(m.Alert).where(m.Alert.job_id.in_(ids)).order_by(m.Alert.raised_at)
@@ -117,29 +136,28 @@ def part_history(session: Session, part_id: str) -> PartHistory | None:
                 a.cleared_by,
             )
         )
-    return PartHistory(
-        part.part_id,
-        part.first_seen,
-        tuple(
-            JobView(
-                j.id,
-                j.station_id,
-                j.epoch,
-                j.job_seq,
-                j.robot_id,
-                j.task,
-                j.policy_version,
-                j.started_at,
-                j.ended_at,
-                j.cycle_time_ms,
-                j.ok,
-                j.error_code,
-                error_name(j.error_code) if j.error_code else "",
-                j.attempt,
-                j.rework,
-                tuple(fasteners.get(j.id, ())),
-                tuple(alerts.get(j.id, ())),
-            )
-            for j in jobs
-        ),
+    return alerts
+
+
+def _job_view(
+    j: m.Job, fasteners: tuple[FastenerView, ...], alerts: tuple[AlertView, ...]
+) -> JobView:
+    return JobView(
+        j.id,
+        j.station_id,
+        j.epoch,
+        j.job_seq,
+        j.robot_id,
+        j.task,
+        j.policy_version,
+        j.started_at,
+        j.ended_at,
+        j.cycle_time_ms,
+        j.ok,
+        j.error_code,
+        error_name(j.error_code) if j.error_code else "",
+        j.attempt,
+        j.rework,
+        fasteners,
+        alerts,
     )

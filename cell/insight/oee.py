@@ -14,8 +14,10 @@ before a station's first event is unknown and is not counted.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -128,33 +130,72 @@ class OeeRow:
     oee: float | None
 
 
-def oee_by_shift(session: Session, window: Window, *, station: str | None = None) -> list[OeeRow]:
-    """OEE per station for every shift that starts in ``window`` and has begun."""
-    w = _where(station)
-    where_j = "AND station_id = :station" if station is not None else ""
-    shifts_sql = """SELECT id, name || ' ' || to_char(starts_at AT TIME ZONE 'UTC',
+# The shifts that start in [start, end) and have begun: id, label, start, end.
+_SHIFTS_BEGUN = """SELECT id, name || ' ' || to_char(starts_at AT TIME ZONE 'UTC',
                     'YYYY-MM-DD HH24:MI'), starts_at, ends_at FROM shifts
                     WHERE starts_at >= :start AND starts_at < :end AND starts_at < now()
                     ORDER BY starts_at"""
+
+# SHIFT_HOURS over the span of the shifts asked for, not over the caller's window.
+_SPAN_HOURS = SHIFT_HOURS.replace(":start", ":span_a").replace(":end", ":span_b")
+
+
+def oee_by_shift(session: Session, window: Window, *, station: str | None = None) -> list[OeeRow]:
+    """OEE per station for every shift that starts in ``window`` and has begun."""
     params = {"start": window.start, "end": window.end, "station": station}
-    shifts = session.execute(text(shifts_sql), params).all()
+    shifts = session.execute(text(_SHIFTS_BEGUN), params).all()
     if not shifts:
         return []
     span = Window(shifts[0][2], max(s[3] for s in shifts))
-    hours = SHIFT_HOURS.replace(":start", ":span_a").replace(":end", ":span_b")
     p = split(span, "hour").params() | params | {"span_a": span.start, "span_b": span.end}
-    jobs = {
+    jobs = _jobs_per_shift(session, p, station)
+    states = _seconds_per_shift(session, p, station)
+    stations = sorted({k[1] for k in jobs} | {k[1] for k in states})
+    out = []
+    for sid, label, a, b in shifts:
+        for st in stations:
+            if (sid, st) not in jobs and (sid, st) not in states:
+                continue
+            out.append(
+                _oee_row(
+                    label,
+                    a,
+                    b,
+                    st,
+                    jobs.get((sid, st), (0, 0, 0, 0)),
+                    states.get((sid, st), (0.0, 0.0)),
+                )
+            )
+    return out
+
+
+def _jobs_per_shift(
+    session: Session, p: dict[str, object], station: str | None
+) -> dict[tuple[int, str], Sequence[Any]]:
+    """Per (shift id, station): jobs, parts, first-pass OK, takt ms sum (SQL sums, may be
+    None)."""
+    where_j = "AND station_id = :station" if station is not None else ""
+    return {
         (r[0], r[1]): r[2:]
         for r in session.execute(
             text(f"""
         SELECT sm.shift_id, p.station_id, sum(p.jobs), sum(p.jobs), sum(p.first_pass_ok),
                sum(p.takt_ms_sum)
-        FROM ({JOBS_PARTS.format(where=where_j)}) p JOIN ({hours}) sm ON sm.bucket = p.bucket
+        FROM ({JOBS_PARTS.format(where=where_j)}) p JOIN ({_SPAN_HOURS}) sm ON sm.bucket = p.bucket
         GROUP BY 1, 2"""),
             p,
         )
     }
-    states = {
+
+
+def _seconds_per_shift(
+    session: Session, p: dict[str, object], station: str | None
+) -> dict[tuple[int, str], tuple[float, float]]:
+    """Per (shift id, station): (known seconds, running seconds), from the hourly state
+    rollup plus each station's open span cut into hours up to now."""
+    w = _where(station)
+    where_j = "AND station_id = :station" if station is not None else ""
+    return {
         (r[0], r[1]): (float(r[2]), float(r[3]))
         for r in session.execute(
             text(f"""
@@ -170,40 +211,44 @@ def oee_by_shift(session: Session, window: Window, *, station: str | None = None
                greatest(date_trunc('hour', o.at, 'UTC'), CAST(:span_a AS timestamptz)),
                least(now(), CAST(:span_b AS timestamptz)) - interval '1 microsecond',
                interval '1 hour') AS h
-        ) x JOIN ({hours}) sm ON sm.bucket = x.bucket
+        ) x JOIN ({_SPAN_HOURS}) sm ON sm.bucket = x.bucket
         WHERE x.seconds > 0 GROUP BY 1, 2"""),
             p,
         )
     }
-    stations = sorted({k[1] for k in jobs} | {k[1] for k in states})
-    out = []
-    for sid, label, a, b in shifts:
-        for st in stations:
-            if (sid, st) not in jobs and (sid, st) not in states:
-                continue
-            n, parts, fp, takt_ms = (int(v or 0) for v in jobs.get((sid, st), (0, 0, 0, 0)))
-            planned, running = states.get((sid, st), (0.0, 0.0))
-            running = running or 0.0
-            avail = running / planned if planned > 0 else None
-            perf = (takt_ms / 1000.0) / running if running > 0 else None
-            qual = fp / parts if parts else None
-            oee = avail * perf * qual if None not in (avail, perf, qual) else None
-            out.append(
-                OeeRow(
-                    label,
-                    a,
-                    b,
-                    st,
-                    planned,
-                    running,
-                    n,
-                    parts,
-                    fp,
-                    takt_ms / 1000.0,
-                    avail,
-                    perf,
-                    qual,
-                    oee,
-                )
-            )
-    return out
+
+
+def _oee_row(
+    label: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    station_id: str,
+    jobs: Sequence[Any],
+    seconds: tuple[float, float],
+) -> OeeRow:
+    """One station's shift from its job sums and its (known, running) seconds."""
+    n, parts, fp, takt_ms = (int(v or 0) for v in jobs)
+    planned, running = seconds
+    running = running or 0.0
+    avail = running / planned if planned > 0 else None
+    perf = (takt_ms / 1000.0) / running if running > 0 else None
+    qual = fp / parts if parts else None
+    oee = (
+        avail * perf * qual if avail is not None and perf is not None and qual is not None else None
+    )
+    return OeeRow(
+        label,
+        starts_at,
+        ends_at,
+        station_id,
+        planned,
+        running,
+        n,
+        parts,
+        fp,
+        takt_ms / 1000.0,
+        avail,
+        perf,
+        qual,
+        oee,
+    )

@@ -45,7 +45,10 @@ def shift_report(session: Session, start: datetime, end: datetime) -> ShiftRepor
     """Per station over ``[start, end)``: parts, first-pass and final yield, NOK Pareto,
     cycle time p50/p95 against takt, availability, interventions, MTTA and MTTR."""
     w = Window(start, end)
-    yields = {r.station_id: r for r in yield_by(session, w, ("station",))}
+    # Grouped by station, every row has one (jobs.station_id is NOT NULL).
+    yields = {
+        r.station_id: r for r in yield_by(session, w, ("station",)) if r.station_id is not None
+    }
     cycles = {c.station_id: c for c in cycle_distribution(session, w)}
     avail = availability(session, w)
     pareto: dict[str, list[tuple[int, str, int]]] = {}

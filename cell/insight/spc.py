@@ -9,16 +9,20 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from sqlalchemy import text
+from sqlalchemy import Row, text
 from sqlalchemy.orm import Session
 
 from cell.insight.window import QueryError, Window, split
 
 Measure = Literal["torque", "angle"]
+
+# One charted value: (ended_at, value, lower limit, upper limit).
+_ChartRow = Row[datetime, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -180,14 +184,59 @@ def control_chart(
         raise QueryError("an X-bar R subgroup has 2 to 10 values")
     if not 2 <= points <= 5000:
         raise QueryError("a chart shows 2 to 5000 points")
+    limit = points if chart == "imr" else points * subgroup
+    rows = _chart_values(session, window, station, side, position, measure, limit)
+    if len(rows) < 2 or (chart == "xbar_r" and len(rows) < 2 * subgroup):
+        raise QueryError(
+            f"too few {measure} values at {station} {side} {position} in the "
+            f"window for a chart ({len(rows)})"
+        )
+    # The limits shown are those of the latest value.
+    lsl, usl = rows[-1][2], rows[-1][3]
+    c = _imr(rows) if chart == "imr" else _xbar_r(rows, subgroup)
+    rules = nelson_violations(c.values, c.center, c.sigma)
+    pts = tuple(
+        ChartPoint(t, x, m, r)
+        for t, x, m, r in zip(c.times, c.values, c.ranges, rules, strict=True)
+    )
+    return ControlChart(
+        station,
+        side,
+        position,
+        measure,
+        chart,
+        c.subgroup,
+        c.center,
+        c.ucl,
+        c.lcl,
+        c.sigma,
+        c.range_center,
+        c.range_ucl,
+        c.range_lcl,
+        lsl,
+        usl,
+        pts,
+    )
+
+
+def _chart_values(
+    session: Session,
+    window: Window,
+    station: str,
+    side: str,
+    position: int,
+    measure: Measure,
+    limit: int,
+) -> Sequence[_ChartRow]:
+    """The last ``limit`` (ended_at, value, lower limit, upper limit) in ``window``,
+    oldest first."""
     val = "f.torque_nm" if measure == "torque" else "f.angle_deg"
     lim = (
         "f.torque_min_nm, f.torque_max_nm"
         if measure == "torque"
         else "f.angle_min_deg, f.angle_max_deg"
     )
-    limit = points if chart == "imr" else points * subgroup
-    rows = session.execute(
+    return session.execute(
         text(f"""
         SELECT j.ended_at, {val}, {lim} FROM jobs j
         JOIN fastener_results f ON f.job_id = j.id AND f.side = :side AND f.position = :pos
@@ -202,48 +251,69 @@ def control_chart(
             "limit": limit,
         },
     ).all()[::-1]
-    if len(rows) < 2 or (chart == "xbar_r" and len(rows) < 2 * subgroup):
-        raise QueryError(
-            f"too few {measure} values at {station} {side} {position} in the "
-            f"window for a chart ({len(rows)})"
-        )
-    lsl, usl = rows[-1][2], rows[-1][3]
-    if chart == "imr":
-        xs = [float(r[1]) for r in rows]
-        times = [r[0] for r in rows]
-        mrs: list[float | None] = [None] + [abs(b - a) for a, b in itertools.pairwise(xs)]
-        mr_bar = sum(m for m in mrs if m is not None) / (len(xs) - 1)
-        sigma = mr_bar / 1.128
-        center = sum(xs) / len(xs)
-        rc, rucl, rlcl, n = mr_bar, 3.267 * mr_bar, 0.0, 1
-        ucl, lcl = center + 3 * sigma, center - 3 * sigma
-    else:
-        groups = [rows[i : i + subgroup] for i in range(len(rows) % subgroup, len(rows), subgroup)]
-        xs = [sum(float(r[1]) for r in g) / subgroup for g in groups]
-        times = [g[-1][0] for g in groups]
-        mrs = [max(float(r[1]) for r in g) - min(float(r[1]) for r in g) for g in groups]
-        r_bar = sum(m for m in mrs if m is not None) / len(mrs)
-        center = sum(xs) / len(xs)
-        sigma = A2[subgroup] * r_bar / 3
-        rc, rucl, rlcl, n = r_bar, D4[subgroup] * r_bar, D3[subgroup] * r_bar, subgroup
-        ucl, lcl = center + A2[subgroup] * r_bar, center - A2[subgroup] * r_bar
-    rules = nelson_violations(xs, center, sigma)
-    pts = tuple(ChartPoint(t, x, m, r) for t, x, m, r in zip(times, xs, mrs, rules, strict=True))
-    return ControlChart(
-        station,
-        side,
-        position,
-        measure,
-        chart,
-        n,
-        center,
-        ucl,
-        lcl,
-        sigma,
-        rc,
-        rucl,
-        rlcl,
-        lsl,
-        usl,
-        pts,
+
+
+@dataclass(frozen=True)
+class _Plotted:
+    """A chart's points and limits, before the Nelson rules are applied."""
+
+    times: list[datetime]
+    values: list[float]
+    ranges: list[float | None]
+    subgroup: int
+    center: float
+    sigma: float
+    ucl: float
+    lcl: float
+    range_center: float
+    range_ucl: float
+    range_lcl: float
+
+
+def _imr(rows: Sequence[_ChartRow]) -> _Plotted:
+    """Individuals and moving range; sigma from the mean moving range (d2 = 1.128)."""
+    xs = [float(r[1]) for r in rows]
+    times = [r[0] for r in rows]
+    mrs: list[float | None] = [None] + [abs(b - a) for a, b in itertools.pairwise(xs)]
+    mr_bar = sum(m for m in mrs if m is not None) / (len(xs) - 1)
+    sigma = mr_bar / 1.128
+    center = sum(xs) / len(xs)
+    return _Plotted(
+        times=times,
+        values=xs,
+        ranges=mrs,
+        subgroup=1,
+        center=center,
+        sigma=sigma,
+        ucl=center + 3 * sigma,
+        lcl=center - 3 * sigma,
+        range_center=mr_bar,
+        range_ucl=3.267 * mr_bar,
+        range_lcl=0.0,
+    )
+
+
+def _xbar_r(rows: Sequence[_ChartRow], subgroup: int) -> _Plotted:
+    """Subgroup means and ranges; the oldest values that do not fill a subgroup are
+    dropped, so the newest value always closes one."""
+    groups = [rows[i : i + subgroup] for i in range(len(rows) % subgroup, len(rows), subgroup)]
+    xs = [sum(float(r[1]) for r in g) / subgroup for g in groups]
+    times = [g[-1][0] for g in groups]
+    mrs: list[float | None] = [
+        max(float(r[1]) for r in g) - min(float(r[1]) for r in g) for g in groups
+    ]
+    r_bar = sum(m for m in mrs if m is not None) / len(mrs)
+    center = sum(xs) / len(xs)
+    return _Plotted(
+        times=times,
+        values=xs,
+        ranges=mrs,
+        subgroup=subgroup,
+        center=center,
+        sigma=A2[subgroup] * r_bar / 3,
+        ucl=center + A2[subgroup] * r_bar,
+        lcl=center - A2[subgroup] * r_bar,
+        range_center=r_bar,
+        range_ucl=D4[subgroup] * r_bar,
+        range_lcl=D3[subgroup] * r_bar,
     )

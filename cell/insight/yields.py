@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import text
@@ -98,9 +98,10 @@ class YieldRow:
         return self.final_good / self.parts if self.parts else None
 
 
-def _filters(filters: dict[str, str | None]) -> tuple[list[str], dict[str, str]]:
+def _filters(filters: dict[str, str | None]) -> tuple[list[str], dict[str, object]]:
     """(filtered columns, bind parameters named f_<column>)."""
-    cols, params = [], {}
+    cols: list[str] = []
+    params: dict[str, object] = {}
     for key, value in filters.items():
         if value is not None:
             cols.append(_FILTER_COLS[key])
@@ -142,6 +143,43 @@ def yield_by(
     check_tz(tz)
     where, params = _filters({"station": station, "robot": robot, "task": task, "policy": policy})
     keys = list(dict.fromkeys(by))
+    params |= split(window, "hour").params() | {"start": window.start, "end": window.end, "tz": tz}
+    out = []
+    for row in session.execute(text(_yield_sql(keys, where)), params):
+        yield_row = _yield_row(keys, row)
+        if yield_row is not None:
+            out.append(yield_row)
+    return out
+
+
+# The two sides of a yield query: (source, alias, its UTC hour, the five measures, the
+# window condition). Whole hours come from the rollup, the window's edges from raw jobs.
+_YIELD_SOURCES = (
+    (
+        "rollup_jobs_hourly",
+        "r",
+        "r.bucket",
+        "sum(r.jobs), sum(r.jobs - r.first_attempts), sum(r.first_pass_ok), "
+        "sum(r.ok + r.reworked_ok), sum(r.scrapped)",
+        "r.bucket >= :fs AND r.bucket < :fe",
+    ),
+    (
+        "jobs",
+        "j",
+        "date_trunc('hour', j.ended_at, 'UTC')",
+        "count(*), count(*) FILTER (WHERE j.attempt > 1), "
+        "count(*) FILTER (WHERE j.ok AND j.attempt = 1), "
+        "count(*) FILTER (WHERE j.ok OR j.rework = 'reworked_ok'), "
+        "count(*) FILTER (WHERE NOT j.ok AND j.rework = 'scrapped')",
+        "((j.ended_at >= :e1a AND j.ended_at < :e1b) OR "
+        "(j.ended_at >= :e2a AND j.ended_at < :e2b))",
+    ),
+)
+
+
+def _yield_sql(keys: list[GroupKey], where: list[str]) -> str:
+    """The query: columns k0..k<n-1> for ``keys``, then parts, retried, first-pass OK,
+    final good and scrapped; ``where`` are the filtered columns (bound as f_<column>)."""
     n = len(keys)
     ordinals = ", ".join(str(i + 1) for i in range(n))
     group = f"GROUP BY {ordinals}" if n else ""
@@ -149,27 +187,7 @@ def yield_by(
     # Each side is aggregated to the asked groups before the two are added up, so the
     # year's rollup rows are summed by one narrow hash aggregate.
     branches = []
-    for source, alias, bucket, measures, where_at in (
-        (
-            "rollup_jobs_hourly",
-            "r",
-            "r.bucket",
-            "sum(r.jobs), sum(r.jobs - r.first_attempts), sum(r.first_pass_ok), "
-            "sum(r.ok + r.reworked_ok), sum(r.scrapped)",
-            "r.bucket >= :fs AND r.bucket < :fe",
-        ),
-        (
-            "jobs",
-            "j",
-            "date_trunc('hour', j.ended_at, 'UTC')",
-            "count(*), count(*) FILTER (WHERE j.attempt > 1), "
-            "count(*) FILTER (WHERE j.ok AND j.attempt = 1), "
-            "count(*) FILTER (WHERE j.ok OR j.rework = 'reworked_ok'), "
-            "count(*) FILTER (WHERE NOT j.ok AND j.rework = 'scrapped')",
-            "((j.ended_at >= :e1a AND j.ended_at < :e1b) OR "
-            "(j.ended_at >= :e2a AND j.ended_at < :e2b))",
-        ),
-    ):
+    for source, alias, bucket, measures, where_at in _YIELD_SOURCES:
         exprs = _group_exprs(alias, bucket)
         select_keys = "".join(f"{exprs[k]} AS k{i}, " for i, k in enumerate(keys))
         join = f"LEFT JOIN sm ON sm.bucket = {bucket}" if shift else ""
@@ -179,7 +197,7 @@ def yield_by(
         )
     outer_keys = "".join(f"k{i}, " for i in range(n))
     cte = f"WITH sm AS ({SHIFT_HOURS}) " if shift else ""
-    sql = (
+    return (
         f"""
     {cte}SELECT {outer_keys} sum(c1), sum(c2), sum(c3), sum(c4), sum(c5)
     FROM ({branches[0]} UNION ALL {branches[1]}) p ("""
@@ -188,30 +206,28 @@ def yield_by(
     {group} {"ORDER BY " + ordinals if n else ""}
     """
     )
-    params |= split(window, "hour").params() | {"start": window.start, "end": window.end, "tz": tz}
-    out = []
-    for row in session.execute(text(sql), params):
-        vals = dict(zip(keys, row[: len(keys)], strict=True))
-        parts, retried, fp, good, scrapped = (int(v or 0) for v in row[len(keys) :])
-        if parts == 0:
-            continue
-        out.append(
-            YieldRow(
-                station_id=vals.get("station"),
-                robot_id=vals.get("robot"),
-                task=vals.get("task"),
-                policy_version=vals.get("policy"),
-                day=vals.get("day"),
-                shift=vals.get("shift"),
-                hour=vals.get("hour"),
-                parts=parts,
-                retried=retried,
-                first_pass_ok=fp,
-                final_good=good,
-                scrapped=scrapped,
-            )
-        )
-    return out
+
+
+def _yield_row(keys: list[GroupKey], row: Sequence[Any]) -> YieldRow | None:
+    """One result row as a YieldRow; None for a group with no parts."""
+    vals = dict(zip(keys, row[: len(keys)], strict=True))
+    parts, retried, fp, good, scrapped = (int(v or 0) for v in row[len(keys) :])
+    if parts == 0:
+        return None
+    return YieldRow(
+        station_id=vals.get("station"),
+        robot_id=vals.get("robot"),
+        task=vals.get("task"),
+        policy_version=vals.get("policy"),
+        day=vals.get("day"),
+        shift=vals.get("shift"),
+        hour=vals.get("hour"),
+        parts=parts,
+        retried=retried,
+        first_pass_ok=fp,
+        final_good=good,
+        scrapped=scrapped,
+    )
 
 
 @dataclass(frozen=True)

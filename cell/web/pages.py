@@ -3,6 +3,7 @@ JSON API with the signed-in user's token, so the API's role checks apply to the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Request
@@ -24,7 +25,7 @@ def install(app: FastAPI) -> None:
     templates = Jinja2Templates(directory=HERE / "templates")
     router = APIRouter(include_in_schema=False)
 
-    def page(name: str):  # type: ignore[no-untyped-def]
+    def page(name: str) -> Callable[[Request], HTMLResponse]:
         def render(request: Request) -> HTMLResponse:
             return templates.TemplateResponse(
                 request, f"{name}.html", {"title": PAGES[name], "page": name, "pages": PAGES}

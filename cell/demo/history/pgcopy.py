@@ -75,9 +75,10 @@ def pack_rows(cols: list[Col]) -> bytes:
                     fields.append((f"v{k}", dt))
         rec = np.empty(len(rows), dtype=np.dtype(fields))
         rec["nf"] = len(cols)
+        names = rec.dtype.names or ()
         for k, (col, length) in enumerate(zip(cols, shape, strict=True)):
             rec[f"l{k}"] = length
-            if f"v{k}" not in rec.dtype.names:
+            if f"v{k}" not in names:
                 continue
             vals = col.values[rows]
             if col.kind == "timestamptz":

@@ -77,7 +77,12 @@ def job_cols(
 
 
 def _failing(
-    code: np.ndarray, tmin: float, tmax: float, amin: float, amax: float, rng: np.random.Generator
+    code: np.ndarray,
+    tmin: np.ndarray,
+    tmax: np.ndarray,
+    amin: np.ndarray,
+    amax: np.ndarray,
+    rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Final torque and angle of a fastener that failed with ``code``."""
     m = len(code)
@@ -131,6 +136,9 @@ def fastener_cols(
     rng: np.random.Generator,
     trace_sample: float,
 ) -> Block:
+    """Every fastener of the selected jobs, in recipe order per job; a failed job fails at
+    one of its positions. Failed fasteners and ``trace_sample`` of the others carry a
+    trace."""
     specs = h.plan.fasteners
     n, f = len(sel), len(specs)
     side = (
@@ -140,6 +148,37 @@ def fastener_cols(
     )
     pos = np.tile(np.array([s[1] for s in specs], dtype=np.int16), n)
     lim = np.tile(np.array([s[2:] for s in specs], dtype=np.float64).reshape(-1, 4), (n, 1))
+    tmin, tmax, amin, amax = (lim[:, i] for i in range(4))
+    torque, angle, fail, code = _measures(h, sel, lim, day_us, rng)
+    traced = fail | (rng.random(n * f) < trace_sample)
+    blob, lengths = _traces(torque, angle, traced)
+    cols = [
+        Col("int8", np.repeat(ids, f)),
+        Col("text", side),
+        Col("int2", pos),
+        Col("float8", torque),
+        Col("float8", angle),
+        Col("float8", tmin),
+        Col("float8", tmax),
+        Col("float8", amin),
+        Col("float8", amax),
+        Col("bool", ~fail),
+        Col("int4", np.where(fail, code, 0).astype(np.int32)),
+        Col("bytea", blob, None, lengths),
+    ]
+    return (
+        "job_id, side, position, torque_nm, angle_deg, torque_min_nm, torque_max_nm, "
+        "angle_min_deg, angle_max_deg, ok, error_code, trace",
+        cols,
+    )
+
+
+def _measures(
+    h: StationHistory, sel: np.ndarray, lim: np.ndarray, day_us: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(torque, angle, failed, job error code) per fastener; ``lim`` holds the rows'
+    (torque min, torque max, angle min, angle max)."""
+    n, f = len(sel), len(h.plan.fasteners)
     tmin, tmax, amin, amax = (lim[:, i] for i in range(4))
     # Each position has its own centring; the tool wears over two weeks and is replaced.
     pos_rng = np.random.default_rng(zlib.crc32(h.plan.id.encode()))
@@ -160,34 +199,22 @@ def fastener_cols(
         torque[fail], angle[fail] = _failing(
             code[fail], tmin[fail], tmax[fail], amin[fail], amax[fail], rng
         )
-    traced = fail | (rng.random(n * f) < trace_sample)
+    return torque, angle, fail, code
+
+
+def _traces(
+    torque: np.ndarray, angle: np.ndarray, traced: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(trace blob, byte length) per fastener: TRACE_SAMPLES little-endian float32
+    (angle, torque) pairs rising to the final values where ``traced``, else empty."""
     x = np.linspace(0.0, 1.0, TRACE_SAMPLES)
     curves = np.empty((int(traced.sum()), TRACE_SAMPLES, 2), dtype="<f4")
     curves[:, :, 0] = angle[traced, None] * x
     curves[:, :, 1] = torque[traced, None] * x**3
-    blob = np.zeros(n * f, dtype=f"S{TRACE_SAMPLES * 8}")
+    blob = np.zeros(len(traced), dtype=f"S{TRACE_SAMPLES * 8}")
     if len(curves):
         blob[traced] = np.frombuffer(curves.tobytes(), dtype=f"S{TRACE_SAMPLES * 8}")
-    lengths = np.where(traced, TRACE_SAMPLES * 8, 0)
-    cols = [
-        Col("int8", np.repeat(ids, f)),
-        Col("text", side),
-        Col("int2", pos),
-        Col("float8", torque),
-        Col("float8", angle),
-        Col("float8", tmin),
-        Col("float8", tmax),
-        Col("float8", amin),
-        Col("float8", amax),
-        Col("bool", ~fail),
-        Col("int4", np.where(fail, code, 0).astype(np.int32)),
-        Col("bytea", blob, None, lengths),
-    ]
-    return (
-        "job_id, side, position, torque_nm, angle_deg, torque_min_nm, torque_max_nm, "
-        "angle_min_deg, angle_max_deg, ok, error_code, trace",
-        cols,
-    )
+    return blob, np.where(traced, TRACE_SAMPLES * 8, 0)
 
 
 def event_cols(h: StationHistory, sel: np.ndarray) -> Block:

@@ -7,7 +7,7 @@ Times are int64 microseconds since the Unix epoch (UTC).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -95,9 +95,39 @@ def _bursts(rng: np.random.Generator, a: int, b: int) -> list[tuple[int, int, in
 
 
 def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> StationHistory:
+    """The station's jobs, state events and alerts over ``inp``'s window; the same
+    ``seed`` gives the same history."""
     rng = np.random.default_rng(seed)
-    task = plan.task
     offers = np.arange(inp.start_us + plan.index * 2 * US, inp.end_us, TAKT_US, dtype=np.int64)
+    draws = _draw_offers(rng, plan, inp, offers)
+    faults = _draw_faults(rng, inp)
+    walk = _walk(plan, inp, offers, draws, faults)
+    return _history(plan, inp, offers, draws.policy, walk)
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """Random draws per PLC offer, made up front whether or not the offer becomes a job."""
+
+    policy: np.ndarray  # index into POLICIES
+    code1: np.ndarray  # the first try's error code if it fails
+    nok1: np.ndarray
+    nok2: np.ndarray  # the retry fails too
+    code2: np.ndarray
+    cyc1: np.ndarray  # microseconds
+    cyc2: np.ndarray
+    ack: np.ndarray  # microseconds from an alert to its acknowledgement
+    repair: np.ndarray  # microseconds from acknowledgement to clearing
+    scrap: np.ndarray
+    tech: np.ndarray  # index into TECHNICIANS
+
+
+def _draw_offers(
+    rng: np.random.Generator, plan: StationPlan, inp: StationInputs, offers: np.ndarray
+) -> _Draws:
+    """Outcome, cycle time and alert handling per offer, under the policy of its time and
+    the NOK bursts."""
+    task = plan.task
     n = len(offers)
     policy = np.searchsorted(np.asarray(inp.policy_from_us), offers, side="right") - 1
     policy = np.clip(policy, 0, len(POLICIES) - 1)
@@ -129,7 +159,13 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
     repair = rng.lognormal(np.log(240), 0.7, n) * US
     scrap = rng.random(n) < 0.15
     tech = rng.integers(0, len(TECHNICIANS), n)
+    return _Draws(policy, code1, nok1, nok2, code2, cyc1, cyc2, ack, repair, scrap, tech)
 
+
+def _draw_faults(
+    rng: np.random.Generator, inp: StationInputs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Unplanned stops in time order: (at, duration, index into REASONS)."""
     days = (inp.end_us - inp.start_us) / (24 * HOUR_US)
     nf = rng.poisson(2.5 * days)
     f_at = np.sort(rng.integers(inp.start_us, inp.end_us, nf))
@@ -145,85 +181,124 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
         f_dur = np.append(f_dur, int(rng.uniform(8, 15) * 60 * US))
         f_reason = np.append(f_reason, REASONS.index("no robot assigned"))
     order = np.argsort(f_at, kind="stable")
-    f_at, f_dur, f_reason = f_at[order], f_dur[order], f_reason[order]
+    return f_at[order], f_dur[order], f_reason[order]
 
-    jobs: list[tuple[int, int, int, int, int, int, int]] = []  # k, start, end, ms, ok, code, att
-    rework: list[int] = []
-    ev: list[tuple[int, int, int]] = []
-    al: list[tuple[int, int, int, int, int, int, int]] = []
+
+_IDLE, _EXECUTE, _HELD, _STOPPED = (
+    int(PackML.IDLE),
+    int(PackML.EXECUTE),
+    int(PackML.HELD),
+    int(PackML.STOPPED),
+)
+
+
+@dataclass
+class _Walk:
+    """What the walk through the offers has recorded, and when the station is next free."""
+
+    free_at: int
+    # (offer index, start, end, cycle ms, ok, error code, attempt)
+    jobs: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
+    rework: list[int] = field(default_factory=list)  # index into REWORK, per job
+    ev: list[tuple[int, int, int]] = field(default_factory=list)  # (at, PackML, reason)
+    # (job index or -1, raised, acknowledged, cleared, reason or -1, error code, technician)
+    al: list[tuple[int, int, int, int, int, int, int]] = field(default_factory=list)
+
+
+def _walk(
+    plan: StationPlan,
+    inp: StationInputs,
+    offers: np.ndarray,
+    draws: _Draws,
+    faults: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> _Walk:
+    """Walk the offers in time: a planned stop or a fault that is due comes first, else
+    the offer runs as a job; each pushes back when the station is free."""
+    f_at, f_dur, f_reason = faults
+    n = len(offers)
     planned = inp.planned
     pi = fi = k = 0
-    free_at = inp.start_us
-    idle, execute, held, stopped = (
-        int(PackML.IDLE),
-        int(PackML.EXECUTE),
-        int(PackML.HELD),
-        int(PackML.STOPPED),
-    )
-    ev.append((inp.start_us, idle, 0))
+    w = _Walk(free_at=inp.start_us)
+    w.ev.append((inp.start_us, _IDLE, 0))
     while k < n:
-        now = max(int(offers[k]), free_at)
+        now = max(int(offers[k]), w.free_at)
         if now >= inp.end_us:
             break
         if pi < len(planned) and now + 100 * US > planned[pi][0]:
-            s = max(planned[pi][0], free_at)
-            ev.append((s, stopped, 3))
-            free_at = max(planned[pi][1], s + US)
-            ev.append((free_at, idle, 0))
+            s = max(planned[pi][0], w.free_at)
+            w.ev.append((s, _STOPPED, 3))
+            w.free_at = max(planned[pi][1], s + US)
+            w.ev.append((w.free_at, _IDLE, 0))
             pi += 1
         elif fi < len(f_at) and f_at[fi] <= now:
-            s = max(int(f_at[fi]), free_at)
-            ev.append((s, held, int(f_reason[fi])))
-            al.append(
-                (-1, s, s + int(ack[k]), s + int(f_dur[fi]), int(f_reason[fi]), 0, int(tech[k]))
-            )
-            free_at = s + int(f_dur[fi])
-            ev.append((free_at, idle, 0))
+            s = max(int(f_at[fi]), w.free_at)
+            reason, dur = int(f_reason[fi]), int(f_dur[fi])
+            w.ev.append((s, _HELD, reason))
+            w.al.append((-1, s, s + int(draws.ack[k]), s + dur, reason, 0, int(draws.tech[k])))
+            w.free_at = s + dur
+            w.ev.append((w.free_at, _IDLE, 0))
             fi += 1
-            while fi < len(f_at) and f_at[fi] < free_at:
+            while fi < len(f_at) and f_at[fi] < w.free_at:
                 fi += 1
         else:
-            # A retry after a NOK happens inside the same PLC job: one row, attempt 2,
-            # the cycle time covers both tries and the outcome is the retry's.
-            retry = bool(nok1[k]) and plan.on_nok == "retry_once"
-            work = int(cyc1[k]) + (2 * US + int(cyc2[k]) if retry else 0)
-            ok = not (nok2[k] if retry else nok1[k])
-            code = 0 if ok else int(code2[k] if retry else code1[k])
-            end = now + work
-            ev.append((now, execute, 1))
-            ev.append((end, idle, 0))
-            final = len(jobs)
-            jobs.append((k, now, end, work // 1000, int(ok), code, 2 if retry else 1))
-            rework.append(0)
-            free_at = end + TRANSFER_US
-            if jobs[final][4] == 0:
-                raised = end
-                acked = raised + int(ack[k])
-                cleared = acked + int(repair[k])
-                rework[final] = 2 if scrap[k] else 1
-                al.append((final, raised, acked, cleared, -1, jobs[final][5], int(tech[k])))
-                if plan.on_nok == "hold":
-                    ev.append((end + 1000, held, 2))
-                    ev.append((cleared, idle, 0))
-                    free_at = cleared
+            _run_job(w, plan, k, now, draws)
         # The line waits for a stopped station: at most one part queues, the rest pass later.
-        k = max(k + 1, int(np.ceil((free_at - TAKT_US - offers[0]) / TAKT_US)))
+        k = max(k + 1, int(np.ceil((w.free_at - TAKT_US - offers[0]) / TAKT_US)))
+    return w
 
-    j = np.array(jobs, dtype=np.int64).reshape(-1, 7)
+
+def _run_job(w: _Walk, plan: StationPlan, k: int, now: int, draws: _Draws) -> None:
+    """Offer ``k`` runs as a job from ``now``; a NOK raises an alert and, where the
+    station holds on NOK, holds it until the alert is cleared."""
+    # A retry after a NOK happens inside the same PLC job: one row, attempt 2,
+    # the cycle time covers both tries and the outcome is the retry's.
+    retry = bool(draws.nok1[k]) and plan.on_nok == "retry_once"
+    work = int(draws.cyc1[k]) + (2 * US + int(draws.cyc2[k]) if retry else 0)
+    ok = not (draws.nok2[k] if retry else draws.nok1[k])
+    code = 0 if ok else int(draws.code2[k] if retry else draws.code1[k])
+    end = now + work
+    w.ev.append((now, _EXECUTE, 1))
+    w.ev.append((end, _IDLE, 0))
+    final = len(w.jobs)
+    w.jobs.append((k, now, end, work // 1000, int(ok), code, 2 if retry else 1))
+    w.rework.append(0)
+    w.free_at = end + TRANSFER_US
+    if w.jobs[final][4] == 0:
+        raised = end
+        acked = raised + int(draws.ack[k])
+        cleared = acked + int(draws.repair[k])
+        w.rework[final] = 2 if draws.scrap[k] else 1
+        w.al.append((final, raised, acked, cleared, -1, w.jobs[final][5], int(draws.tech[k])))
+        if plan.on_nok == "hold":
+            w.ev.append((end + 1000, _HELD, 2))
+            w.ev.append((cleared, _IDLE, 0))
+            w.free_at = cleared
+
+
+def _job_seq(epoch: np.ndarray) -> np.ndarray:
+    """JobSeq per job: 1, 2, ... counting again from 1 in each counter epoch."""
+    seq = np.ones(len(epoch), dtype=np.int64)
+    if len(epoch):
+        first = np.r_[0, np.flatnonzero(np.diff(epoch)) + 1]
+        idx = np.arange(len(epoch))
+        seq = idx - np.repeat(first, np.diff(np.r_[first, len(epoch)])) + 1
+    return seq
+
+
+def _history(
+    plan: StationPlan, inp: StationInputs, offers: np.ndarray, policy: np.ndarray, w: _Walk
+) -> StationHistory:
+    """The walk's records as time-ordered arrays; events past the window are dropped."""
+    j = np.array(w.jobs, dtype=np.int64).reshape(-1, 7)
     restarts = np.asarray(inp.restarts_us, dtype=np.int64)
     epoch = np.searchsorted(restarts, j[:, 1], side="right")
-    seq = np.ones(len(j), dtype=np.int64)
-    if len(j):
-        first = np.r_[0, np.flatnonzero(np.diff(epoch)) + 1]
-        idx = np.arange(len(j))
-        seq = idx - np.repeat(first, np.diff(np.r_[first, len(j)])) + 1
     spare = np.zeros(len(j), dtype=bool)
     for a, b in inp.swaps:
         spare |= (j[:, 1] >= a) & (j[:, 1] < b)
-    e = np.array(ev, dtype=np.int64).reshape(-1, 3)
+    e = np.array(w.ev, dtype=np.int64).reshape(-1, 3)
     e = e[np.argsort(e[:, 0], kind="stable")]
     e = e[e[:, 0] < inp.end_us]
-    a = np.array(al, dtype=np.int64).reshape(-1, 7)
+    al = np.array(w.al, dtype=np.int64).reshape(-1, 7)
     return StationHistory(
         plan=plan,
         offer=offers[j[:, 0]],
@@ -237,16 +312,16 @@ def simulate_station(plan: StationPlan, inp: StationInputs, seed: int) -> Statio
         spare=spare,
         policy=policy[j[:, 0]],
         epoch=epoch.astype(np.int32),
-        job_seq=seq,
-        rework=np.array(rework, dtype=np.int8),
+        job_seq=_job_seq(epoch),
+        rework=np.array(w.rework, dtype=np.int8),
         ev_at=e[:, 0],
         ev_state=e[:, 1].astype(np.int32),
         ev_reason=e[:, 2],
-        al_job=a[:, 0],
-        al_raised=a[:, 1],
-        al_ack=a[:, 2],
-        al_clear=a[:, 3],
-        al_reason=a[:, 4],
-        al_code=a[:, 5].astype(np.int32),
-        al_tech=a[:, 6],
+        al_job=al[:, 0],
+        al_raised=al[:, 1],
+        al_ack=al[:, 2],
+        al_clear=al[:, 3],
+        al_reason=al[:, 4],
+        al_code=al[:, 5].astype(np.int32),
+        al_tech=al[:, 6],
     )
