@@ -8,8 +8,9 @@ from datetime import timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from cell.api.bodies import Body
 from cell.api.deps import (
     Admin,
     MaybePrincipal,
@@ -19,6 +20,7 @@ from cell.api.deps import (
     Technician,
     actor_of,
 )
+from cell.api.errors import READ, WRITE, responses
 from cell.record import alerts as al
 from cell.record import models as m
 from cell.record import users as auth
@@ -30,35 +32,35 @@ router = APIRouter(prefix="/api", tags=["acts"])
 Id = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
 
 
-class Login(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Login(Body):
     username: str = Field(min_length=1, max_length=80)
     password: str = Field(min_length=1, max_length=200)
 
 
-@router.post("/auth/login")
+@router.post("/auth/login", responses=responses(400, 401, 422, 429, 503))
 def login(body: Login, request: Request, s: SessionDep) -> dict:
-    """Exchange a password for a bearer token (valid ``token_ttl_hours``)."""
+    """Exchange a password for a bearer token (valid ``token_ttl_hours``). Too many
+    failures for a name or from an address are refused for a while (429, Retry-After)."""
     ttl = timedelta(hours=request.app.state.settings.token_ttl_hours)
-    token, role = auth.login(s, body.username, body.password, ttl)
+    client = request.client.host if request.client else "unknown"
+    token, role = auth.login(s, body.username, body.password, ttl, client=client)
     return {"token": token, "username": body.username, "role": role.label}
 
 
-@router.get("/auth/me")
+@router.get("/auth/me", responses=responses(401, 422, 503))
 def me(who: MaybePrincipal) -> dict:
     if who is None:
         return {"username": None, "role": None}
     return {"username": who.username, "role": who.role.label}
 
 
-class NewUser(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class NewUser(Body):
     username: str = Field(pattern=r"^[A-Za-z0-9_.@-]{1,80}$")
     role: Literal["viewer", "technician", "engineer", "supervisor", "admin"]
     password: str | None = Field(default=None, min_length=8, max_length=200)
 
 
-@router.post("/users", status_code=201)
+@router.post("/users", status_code=201, responses=responses(*WRITE))
 def add_user(body: NewUser, s: SessionDep, who: Admin) -> dict:
     """Add a user; the answer carries a first token, shown this once."""
     try:
@@ -71,16 +73,15 @@ def add_user(body: NewUser, s: SessionDep, who: Admin) -> dict:
     return {"username": body.username, "role": body.role, "token": token}
 
 
-@router.get("/roster")
+@router.get("/roster", responses=responses(*READ))
 def get_roster(s: SessionDep, _: Reader) -> list[dict]:
     """Every robot, the station it serves (or none), since when, by whom and why."""
     return [asdict(e) for e in roster(s)]
 
 
-class AssignAct(BaseModel):
+class AssignAct(Body):
     """``reassign`` robot to station; ``swap`` robot with other_robot; ``maintenance``."""
 
-    model_config = ConfigDict(extra="forbid")
     action: Literal["reassign", "swap", "maintenance"] = "reassign"
     robot: Id
     station: Id | None = None
@@ -96,7 +97,7 @@ class AssignAct(BaseModel):
         return self
 
 
-@router.post("/assign")
+@router.post("/assign", responses=responses(*WRITE))
 def assign(body: AssignAct, s: SessionDep, who: Supervisor) -> dict:
     """Roster act by a supervisor; takes effect at the station's next cycle. A refusal
     answers 409 with the reason (``cell.api.errors``)."""
@@ -112,7 +113,7 @@ def assign(body: AssignAct, s: SessionDep, who: Supervisor) -> dict:
     return {"done": body.action, "roster": [asdict(e) for e in roster(s)]}
 
 
-@router.get("/alerts")
+@router.get("/alerts", responses=responses(*READ))
 def list_alerts(s: SessionDep, _: Reader, station: Id | None = None) -> list[dict]:
     """Open alerts (not cleared), oldest first."""
     return [
@@ -133,8 +134,7 @@ def list_alerts(s: SessionDep, _: Reader, station: Id | None = None) -> list[dic
     ]
 
 
-class ReworkBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ReworkBody(Body):
     outcome: al.Rework
 
 
@@ -151,16 +151,16 @@ def _alert_view(a: m.Alert) -> dict:
     }
 
 
-@router.post("/alerts/{alert_id}/ack")
+@router.post("/alerts/{alert_id}/ack", responses=responses(*WRITE))
 def ack(alert_id: AlertId, s: SessionDep, who: Technician) -> dict:
     return _alert_view(Acts(s, actor_of(who)).acknowledge(alert_id))
 
 
-@router.post("/alerts/{alert_id}/rework")
+@router.post("/alerts/{alert_id}/rework", responses=responses(*WRITE))
 def rework(alert_id: AlertId, body: ReworkBody, s: SessionDep, who: Technician) -> dict:
     return _alert_view(Acts(s, actor_of(who)).rework(alert_id, body.outcome))
 
 
-@router.post("/alerts/{alert_id}/clear")
+@router.post("/alerts/{alert_id}/clear", responses=responses(*WRITE))
 def clear(alert_id: AlertId, s: SessionDep, who: Technician) -> dict:
     return _alert_view(Acts(s, actor_of(who)).clear(alert_id))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query
@@ -11,9 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from cell import insight as an
 from cell.api.deps import Reader, SessionDep
-from cell.insight.params import StationId, WindowParams, YieldParams
+from cell.api.errors import READ, responses
+from cell.insight.params import RecordTime, StationId, WindowParams, YieldParams
 
-router = APIRouter(prefix="/api", tags=["analytics"])
+router = APIRouter(prefix="/api", tags=["analytics"], responses=responses(*READ))
 
 
 @router.get("/yield")
@@ -101,7 +101,7 @@ def get_compare(p: Annotated[CompareParams, Query()], s: SessionDep, _: Reader) 
     return asdict(an.compare_policies(s, p.window(), p.station, p.a, p.b))
 
 
-@router.get("/parts/{part_id}")
+@router.get("/parts/{part_id}", responses=responses(404))
 def get_part(
     part_id: Annotated[str, Path(min_length=1, max_length=64)], s: SessionDep, _: Reader
 ) -> dict:
@@ -114,8 +114,8 @@ def get_part(
 
 class ReportParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    start: datetime
-    end: datetime
+    start: RecordTime
+    end: RecordTime
 
 
 @router.get("/shift-report")

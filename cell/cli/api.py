@@ -57,8 +57,17 @@ def user_add(
     role: Annotated[str, typer.Option(help="viewer, technician, engineer, supervisor, admin.")],
     password: Annotated[bool, typer.Option("--password", help="Ask for a password.")] = False,
 ) -> None:
-    """Add a user and print a first token (shown once)."""
-    from cell.record.users import AuthError, Role, create_user, issue_token
+    """Add a user and print a first token (shown once). Without --password the user is
+    API-only: tokens for scripts, no sign-in to the pages. --password on an API-only user
+    that exists gives it a password."""
+    from cell.record.users import (
+        AuthError,
+        Role,
+        UserExists,
+        add_password,
+        create_user,
+        issue_token,
+    )
 
     try:
         r = Role.parse(role)
@@ -71,9 +80,26 @@ def user_add(
         try:
             create_user(s, username, r, secret)
             token = issue_token(s, username, label="cli")
+        except UserExists as exc:
+            if secret is None:
+                raise fail(str(exc)) from None
+            try:
+                kept = add_password(s, username, secret)
+            except AuthError as again:
+                raise fail(str(again)) from None
+            Console().print(f"password added for {username} ({kept.label})", highlight=False)
+            return
         except AuthError as exc:
             raise fail(str(exc)) from None
     Console().print(f"user {username} ({r.label}); token: {token}", highlight=False)
+    if secret is None:
+        Console(stderr=True).print(
+            f"note: {username} is API-only: it signs in with tokens (scripts, Prometheus), "
+            "not on the pages. To give it a password: "
+            f"intern api user-add {username} --role {r.label} --password",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @api_app.command("token")

@@ -5,11 +5,29 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from cell.insight.window import Window
 
 StationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+
+# The times a query may name. Outside them a window's arithmetic would leave what Python
+# and the record can represent (year 1 minus seven days); nothing is on record there.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _on_record(t: datetime) -> datetime:
+    aware = t if t.tzinfo is not None else t.replace(tzinfo=UTC)
+    if not EARLIEST <= aware < LATEST:
+        raise ValueError(
+            f"must be from {EARLIEST:%Y-%m-%d} to before {LATEST:%Y-%m-%d} "
+            "(the record holds no other time)"
+        )
+    return t
+
+
+RecordTime = Annotated[datetime, AfterValidator(_on_record)]
 
 
 class WindowParams(BaseModel):
@@ -17,8 +35,8 @@ class WindowParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: datetime | None = None
-    end: datetime | None = None
+    start: RecordTime | None = None
+    end: RecordTime | None = None
     days: float = Field(default=7.0, gt=0, le=3660)
     station: StationId | None = None
 

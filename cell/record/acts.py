@@ -41,7 +41,8 @@ def audit(
     outcome: str,
     detail: dict[str, object] | None = None,
 ) -> None:
-    """Append one line to the audit log (commits). ``outcome``: done, refused, forbidden."""
+    """Append one line to the audit log (commits). ``outcome``: done, refused, forbidden,
+    or locked (a sign-in refused after too many failures)."""
     session.add(
         m.AuditEntry(
             actor=actor.name,

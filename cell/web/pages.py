@@ -11,6 +11,8 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from cell.api.guard import NONCE_KEY
+
 HERE = Path(__file__).parent
 PAGES = {
     "dashboard": "Yield dashboard",
@@ -27,9 +29,10 @@ def install(app: FastAPI) -> None:
 
     def page(name: str) -> Callable[[Request], HTMLResponse]:
         def render(request: Request) -> HTMLResponse:
-            return templates.TemplateResponse(
-                request, f"{name}.html", {"title": PAGES[name], "page": name, "pages": PAGES}
-            )
+            context = {"title": PAGES[name], "page": name, "pages": PAGES}
+            # Inline scripts run only with this request's nonce (``cell.api.guard``).
+            context["nonce"] = getattr(request.state, NONCE_KEY, "")
+            return templates.TemplateResponse(request, f"{name}.html", context)
 
         return render
 

@@ -3,11 +3,16 @@ API app on it (in-process client; the web tests run a real server)."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
+import uvicorn
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
@@ -19,6 +24,7 @@ from cell.record.roster import sync_line
 from cell.record.users import Role, create_user, issue_token
 
 END = datetime(2026, 3, 10, tzinfo=UTC)
+BASE = "http://127.0.0.1"
 
 
 @dataclass
@@ -54,9 +60,28 @@ def world(make_database: Callable[[], str]) -> ApiWorld:
 @pytest.fixture(scope="session")
 def client(world: ApiWorld) -> Iterator[TestClient]:
     app = create_app(ApiSettings(database_url=world.url))
-    with TestClient(app, raise_server_exceptions=False) as c:
+    # A loopback name: the API answers only the Host names it is configured for.
+    with TestClient(app, base_url=BASE, raise_server_exceptions=False) as c:
         yield c
 
 
 def auth(world: ApiWorld, role: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {world.tokens[role]}"}
+
+
+@contextmanager
+def serving(app: FastAPI, port: int) -> Iterator[str]:
+    """``app`` served by a real uvicorn server on loopback ``port``; yields its base URL."""
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    end = time.monotonic() + 30
+    while not srv.started:
+        if time.monotonic() > end or not thread.is_alive():
+            raise RuntimeError("the API server did not start within 30 s")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(15)

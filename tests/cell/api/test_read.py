@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from cell import insight as an
-from tests.cell.api.conftest import END, ApiWorld, auth
+from tests.cell.api.conftest import BASE, END, ApiWorld, auth
 
 W = {"start": "2026-03-09T02:30:00Z", "end": END.isoformat()}
 
@@ -131,7 +131,7 @@ def test_reads_need_a_token_when_anonymous_reads_are_off(world: ApiWorld) -> Non
     from cell.api import ApiSettings, create_app
 
     app = create_app(ApiSettings(database_url=world.url, anonymous_read=False))
-    with TestClient(app) as c:
+    with TestClient(app, base_url=BASE) as c:
         res = c.get("/api/roster")
         assert res.status_code == 401 and "token" in res.json()["error"]
         assert c.get("/api/roster", headers=auth(world, "viewer")).status_code == 200
