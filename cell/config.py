@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cell.errors import InvalidInput
 from mes_bridge.security import SecurityConfig
@@ -92,6 +93,10 @@ class LineConfig(BaseModel):
     line: str
     stations: tuple[Station, ...] = Field(min_length=1)
     robots: tuple[RobotSpec, ...] = ()
+    timezone: str = Field(
+        default="UTC",
+        description="the line's IANA time zone: times given without an offset are read in it",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> LineConfig:
@@ -122,6 +127,17 @@ class LineConfig(BaseModel):
                     f"needed at its home station {station.id}"
                 )
         return self
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {v!r} (use an IANA name like Europe/Berlin)"
+            ) from None
+        return v
 
     def station(self, station_id: str) -> Station:
         for s in self.stations:

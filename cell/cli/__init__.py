@@ -11,13 +11,34 @@ place in ``cell`` that may import ``policy``, and only inside the commands that 
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
 from cell.cli import acts, insight, line
 from cell.cli.api import api_app
+from cell.cli.common import stop_on_signals
 from cell.cli.db import db_app
 from cell.cli.history import history_app
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"intern-cells {version('intern-cells')}")
+        raise typer.Exit()
+
+
+def _top(
+    show_version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_version, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Humanoid robot cells on a production line."""
 
 
 def register(app: typer.Typer) -> None:
@@ -40,6 +61,7 @@ def build_app() -> typer.Typer:
         add_completion=False,
         help="Humanoid robot cells on a production line.",
     )
+    app.callback()(_top)
     line.register(app)
     app.add_typer(db_app, name="db")
     register(app)
@@ -53,8 +75,10 @@ app = build_app()
 
 
 def main() -> None:
-    """Entry point of the ``intern`` script."""
+    """Entry point of the ``intern`` script. SIGTERM and SIGHUP unwind the command like
+    Ctrl-C, so the embedded servers it started are stopped."""
     try:
-        app()
+        with stop_on_signals():
+            app()
     except KeyboardInterrupt:
         sys.exit(130)

@@ -1,5 +1,6 @@
 """What every ``intern`` command shares: the one mapping of the cell's errors to messages
-and exit codes, settings, the line config, the servers, and a session on the record.
+and exit codes, settings, the line config, times and names given on the command line,
+the servers, a session on the record, and stopping on a signal.
 
 Errors at this edge are a sentence for a person on stderr: exit code 1 for an act that
 was refused, 2 for anything else a person can correct. No traceback for those.
@@ -9,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 from pydantic import ValidationError
@@ -22,12 +24,13 @@ from rich.console import Console
 from cell.cli.output import Format
 from cell.errors import CellError, Refused
 from cell.services import Services
-from cell.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
     from sqlalchemy.orm import Session
 
     from cell.config import LineConfig
+    from cell.settings import Settings
 
 ConfigOpt = Annotated[
     Path | None,
@@ -37,15 +40,25 @@ ConfigOpt = Annotated[
         help="Line config YAML (default: INTERN_LINE_CONFIG, else the sample die-casting line).",
     ),
 ]
+# One syntax for every time on the command line: ISO 8601, read in the line's time zone
+# (the line config's ``timezone``) unless it carries an offset.
 StartOpt = Annotated[
-    datetime | None,
-    typer.Option(help="Window start (UTC unless an offset is given), e.g. 2026-03-01T06:00."),
+    str | None,
+    typer.Option(
+        help="Window start, ISO 8601: 2026-03-01T06:00 (the line's time zone) "
+        "or 2026-03-01T06:00+01:00.",
+        show_default=False,
+    ),
 ]
-EndOpt = Annotated[datetime | None, typer.Option(help="Window end (default: now).")]
+EndOpt = Annotated[
+    str | None, typer.Option(help="Window end, as --start (default: now).", show_default=False)
+]
 DaysOpt = Annotated[float, typer.Option(help="Window length when --start is not given.")]
-StationOpt = Annotated[str | None, typer.Option(help="Only this station.")]
+StationOpt = Annotated[str | None, typer.Option(help="Only this station.", show_default=False)]
 AuthorOpt = Annotated[str, typer.Option(help="Who does this (recorded with the act).")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="table, csv or json.")]
+
+NameKind = Literal["station", "robot", "task"]
 
 # Commands that read the record need no broker: a placeholder URL keeps Services from
 # starting one.
@@ -54,7 +67,7 @@ _NO_BROKER = "redis://127.0.0.1:6379/15"
 
 def fail(message: str, code: int = 2) -> typer.Exit:
     """Print ``message`` for a person and return the exit to raise."""
-    Console(stderr=True).print(f"[bold red]error:[/] {message}", highlight=False)
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]error:[/] {message}", highlight=False)
     return typer.Exit(code)
 
 
@@ -88,6 +101,8 @@ def cell_errors() -> Iterator[None]:
 
 def settings() -> Settings:
     """The process settings from the environment."""
+    from cell.settings import load_settings  # pydantic-settings: only when a command runs
+
     with cell_errors():
         return load_settings()
 
@@ -98,6 +113,68 @@ def line_config(cfg: Settings, config: Path | None) -> LineConfig:
 
     with cell_errors():
         return load_line_config(config or cfg.line_config or sample_config_path())
+
+
+def the_line(config: Path | None) -> LineConfig:
+    """The line config of ``--config``, else the settings', else the sample line."""
+    return line_config(settings(), config)
+
+
+def moment(option: str, text: str | None, line: LineConfig) -> datetime | None:
+    """``text`` given to ``option`` as an aware time (local time of ``line`` without an
+    offset); a bad one exits 2 naming the option."""
+    from cell.insight.params import parse_time
+
+    if text is None:
+        return None
+    try:
+        return parse_time(text, line.timezone)
+    except ValueError as exc:
+        raise fail(f"{option}: {exc}") from None
+
+
+def require_known(kind: str, name: str | None, known: Iterable[str]) -> None:
+    """Exit 2 when ``name`` (a station, robot, task ...) is not one of ``known``, listing
+    them, instead of answering an empty result for a typo."""
+    names = sorted(set(known))
+    if name is not None and name not in names:
+        listed = ", ".join(names) if names else "none yet"
+        raise fail(f"unknown {kind} {name!r}; known {kind}s: {listed}")
+
+
+def known_names(session: Session, line: LineConfig, kind: NameKind) -> set[str]:
+    """The stations, robots or tasks of ``line`` and of the record (a line run with
+    another config, or a generated history, has its own)."""
+    from sqlalchemy import select
+
+    from cell.record import models as m
+    from robot.jobs import Task
+
+    if kind == "station":
+        return {s.id for s in line.stations} | set(session.scalars(select(m.Station.id)))
+    if kind == "robot":
+        return {r.id for r in line.robots} | set(session.scalars(select(m.Robot.id)))
+    return {t.value for t in Task} | set(session.scalars(select(m.Recipe.task).distinct()))
+
+
+def check_names(
+    session: Session,
+    line: LineConfig,
+    *,
+    station: str | None = None,
+    robot: str | None = None,
+    task: str | None = None,
+) -> None:
+    """Exit 2 for a station, robot or task given that neither the line nor the record
+    knows."""
+    given: tuple[tuple[NameKind, str | None], ...] = (
+        ("station", station),
+        ("robot", robot),
+        ("task", task),
+    )
+    for kind, name in given:
+        if name is not None:
+            require_known(kind, name, known_names(session, line, kind))
 
 
 def services(cfg: Settings) -> Services:
@@ -123,16 +200,74 @@ def database(broker: bool = False) -> Iterator[tuple[Session, Services]]:
                 upgrade(svc.database_url)
             engine = make_engine(svc.database_url, pool_size=1)
             try:
+                if "postgres" not in svc.embedded:
+                    check_schema(engine)
                 with Session(engine, expire_on_commit=False) as session:
                     yield session, svc
             finally:
                 engine.dispose()
 
 
+def check_schema(engine: Engine) -> None:
+    """Exit 2 with what to do when a configured database cannot be reached, has no schema
+    yet, or is at another revision than this release's (a plant migrates on purpose, with
+    ``intern db upgrade``; only the embedded database is migrated on the fly)."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+    from sqlalchemy.exc import OperationalError
+
+    from cell.record.migrate import alembic_config
+
+    where = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except OperationalError as exc:
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise fail(f"cannot reach the database {where}: {reason}") from None
+    heads = set(ScriptDirectory.from_config(alembic_config(where)).get_heads())
+    if current != heads:
+        now = ", ".join(sorted(current)) or "none (no schema yet)"
+        raise fail(
+            f"the database {where} is at revision {now}; this release needs "
+            f"{', '.join(sorted(heads))}: run `intern db upgrade`"
+        )
+
+
+# The signals that end a command: Ctrl-C, ``kill`` and a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _unwind(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP end the command the way Ctrl-C does: by an exception (exit
+    status 128 + the signal's number), so that every ``with`` block unwinds and the
+    embedded servers a command started are stopped, instead of the process dying on the
+    spot and leaving them running. Commands that serve until stopped (``run``, ``api
+    serve``) take the signal themselves, shut down gracefully and then unwind."""
+    previous = {sig: signal.signal(sig, _unwind) for sig in STOP_SIGNALS[1:]}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 async def until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop)``; SIGINT and SIGTERM set ``stop``."""
+    """Run ``main(stop)``; SIGINT, SIGTERM and SIGHUP set ``stop``. The handlers before
+    are back when it returns, so a signal during the unwinding still unwinds."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, stop.set)
-    await main(stop)
+    try:
+        await main(stop)
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)

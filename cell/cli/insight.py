@@ -1,7 +1,9 @@
 """``intern`` commands for engineers: yield, pareto, spc, oee, compare, part and the
 shift report, each a query of ``cell.insight`` on the record.
 
-Inputs are validated with the same pydantic models as the HTTP API; every error is a
+Inputs are validated with the same pydantic models as the HTTP API; times are read in
+the line's time zone unless they carry an offset, and a station, robot or task that
+neither the line nor the record knows is refused with the known ones. Every error is a
 sentence for a person on stderr and exit code 2 (``cell.cli.common``).
 """
 
@@ -9,26 +11,31 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict
-from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Literal
+from zoneinfo import ZoneInfo
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 
 from cell.cli.common import (
+    ConfigOpt,
     DaysOpt,
     EndOpt,
     FormatOpt,
     StartOpt,
     StationOpt,
+    check_names,
     database,
     fail,
     invalid,
+    moment,
+    the_line,
 )
 from cell.cli.output import Format, emit
 
 if TYPE_CHECKING:
+    from cell.config import LineConfig
     from cell.insight import YieldRow
     from cell.insight.params import WindowParams
 
@@ -37,14 +44,31 @@ if TYPE_CHECKING:
 
 
 def _window(
-    start: datetime | None, end: datetime | None, days: float, station: str | None
+    line: LineConfig, start: str | None, end: str | None, days: float, station: str | None
 ) -> WindowParams:
     from cell.insight.params import WindowParams
 
     try:
-        return WindowParams(start=start, end=end, days=days, station=station)
+        return WindowParams(
+            start=moment("--start", start, line),
+            end=moment("--end", end, line),
+            days=days,
+            station=station,
+        )
     except ValidationError as exc:
         raise invalid(exc) from None
+
+
+def _nothing(what: str, w: WindowParams, line: LineConfig) -> str:
+    """What an empty answer says: nothing of ``what`` between the window's ends, written
+    in the line's time zone."""
+    zone = ZoneInfo(line.timezone)
+    win = w.window()
+    where = f" at {w.station}" if w.station else ""
+    return (
+        f"no {what}{where} from {win.start.astimezone(zone):%Y-%m-%d %H:%M} "
+        f"to {win.end.astimezone(zone):%Y-%m-%d %H:%M} ({line.timezone})"
+    )
 
 
 def yield_cmd(
@@ -59,30 +83,28 @@ def yield_cmd(
     robot: Annotated[str | None, typer.Option(help="Only this robot.")] = None,
     task: Annotated[str | None, typer.Option(help="Only this task.")] = None,
     policy: Annotated[str | None, typer.Option(help="Only this policy version.")] = None,
-    tz: Annotated[str, typer.Option(help="Time zone of days (IANA name).")] = "UTC",
+    tz: Annotated[
+        str | None, typer.Option(help="Time zone of days (IANA name; default: the line's).")
+    ] = None,
+    config: ConfigOpt = None,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """First-pass and final yield over a window, grouped as asked."""
     from cell import insight as an
     from cell.insight.params import YieldParams
 
+    line = the_line(config)
+    w = _window(line, start, end, days, station)
     try:
         p = YieldParams.model_validate(
-            {
-                "by": by or ["station"],
-                "start": start,
-                "end": end,
-                "days": days,
-                "station": station,
-                "robot": robot,
-                "task": task,
-                "policy": policy,
-                "tz": tz,
-            }
+            w.model_dump()
+            | {"by": by or ["station"], "robot": robot, "task": task, "policy": policy}
+            | {"tz": tz or line.timezone}
         )
     except ValidationError as exc:
         raise invalid(exc) from None
     with database() as (s, _):
+        check_names(s, line, station=p.station, robot=p.robot, task=p.task)
         rows = an.yield_by(
             s,
             p.window(),
@@ -93,7 +115,15 @@ def yield_cmd(
             policy=p.policy,
             tz=p.tz,
         )
-    emit(_yield_rows(rows, p.by), fmt, Console(), title="Yield")
+    emit(
+        _yield_rows(rows, p.by),
+        fmt,
+        Console(),
+        title="Yield",
+        empty=_nothing("parts", p, line),
+        zone=ZoneInfo(p.tz),
+        keep=[GROUP_COLUMNS[k] for k in p.by],
+    )
 
 
 # The column of a yield row that each --by grouping fills.
@@ -128,6 +158,7 @@ def pareto(
     end: EndOpt = None,
     days: DaysOpt = 7.0,
     station: StationOpt = None,
+    config: ConfigOpt = None,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """NOK Pareto by error code or by fastener position."""
@@ -135,11 +166,13 @@ def pareto(
 
     if by not in ("code", "position"):
         raise fail(f"--by: choose code or position, not {by!r}")
-    w = _window(start, end, days, station)
+    line = the_line(config)
+    w = _window(line, start, end, days, station)
     with database() as (s, _):
+        check_names(s, line, station=w.station)
         fn = an.nok_pareto if by == "code" else an.fastener_pareto
         rows = [asdict(r) for r in fn(s, w.window(), station=w.station)]
-    emit(rows, fmt, Console(), title=f"NOK Pareto by {by}")
+    emit(rows, fmt, Console(), title=f"NOK Pareto by {by}", empty=_nothing("NOK", w, line))
 
 
 Chart = Literal["imr", "xbar_r"]
@@ -158,6 +191,7 @@ def spc(
     position: Annotated[int | None, typer.Option(min=1, max=64)] = None,
     chart: Annotated[str, typer.Option(help="imr or xbar_r.")] = "imr",
     points: Annotated[int, typer.Option(min=2, max=5000)] = 50,
+    config: ConfigOpt = None,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Cp/Cpk per fastener position, or a control chart of one position."""
@@ -166,13 +200,15 @@ def spc(
     what, kind = MEASURES.get(measure), CHARTS.get(chart)
     if what is None or kind is None:
         raise fail("--measure is torque or angle; --chart is imr or xbar_r")
-    w = _window(start, end, days, station)
+    line = the_line(config)
+    w = _window(line, start, end, days, station)
     if side is None and position is None:
-        _capability(w, what, fmt)
+        _capability(line, w, what, fmt)
         return
     if not (side and position and w.station):
         raise fail("a control chart needs --station, --side and --position")
     with database() as (s, _):
+        check_names(s, line, station=w.station)
         c = an.control_chart(
             s, w.window(), w.station, side, position, measure=what, chart=kind, points=points
         )
@@ -190,14 +226,17 @@ def spc(
         Console(),
         title=f"{c.chart} {measure} {c.station_id} {side} {position}",
         document=c,
+        empty=_nothing(f"{measure} values for {side} {position}", w, line),
+        zone=ZoneInfo(line.timezone),
     )
 
 
-def _capability(w: WindowParams, measure: Measure, fmt: Format) -> None:
-    """Cp/Cpk of every fastener position in the window (OK fasteners; ``_all``: all)."""
+def _capability(line: LineConfig, w: WindowParams, measure: Measure, fmt: Format) -> None:
+    """Cp/Cpk of every fastener position in the window (OK fasteners; "all": all)."""
     from cell import insight as an
 
     with database() as (s, _):
+        check_names(s, line, station=w.station)
         rows = [
             {
                 "station_id": r.station_id,
@@ -215,7 +254,13 @@ def _capability(w: WindowParams, measure: Measure, fmt: Format) -> None:
             }
             for r in an.spc_summary(s, w.window(), station=w.station, measure=measure)
         ]
-    emit(rows, fmt, Console(), title=f"{measure} capability (OK fasteners; _all: all)")
+    emit(
+        rows,
+        fmt,
+        Console(),
+        title=f'{measure.capitalize()} capability (OK fasteners; "all": every fastener)',
+        empty=_nothing(f"{measure} values", w, line),
+    )
 
 
 def oee(
@@ -223,18 +268,27 @@ def oee(
     end: EndOpt = None,
     days: DaysOpt = 1.0,
     station: StationOpt = None,
+    config: ConfigOpt = None,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """OEE = availability x performance x quality per station and shift."""
     from cell import insight as an
 
-    w = _window(start, end, days, station)
+    line = the_line(config)
+    w = _window(line, start, end, days, station)
     with database() as (s, _):
+        check_names(s, line, station=w.station)
         rows = [
             {k: v for k, v in asdict(r).items() if k not in ("starts_at", "ends_at")}
             for r in an.oee_by_shift(s, w.window(), station=w.station)
         ]
-    emit(rows, fmt, Console(), title="OEE per station and shift")
+    emit(
+        rows,
+        fmt,
+        Console(),
+        title="OEE per station and shift",
+        empty=_nothing("shifts begun", w, line),
+    )
 
 
 def compare(
@@ -244,13 +298,16 @@ def compare(
     start: StartOpt = None,
     end: EndOpt = None,
     days: DaysOpt = 30.0,
+    config: ConfigOpt = None,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Is policy version B's first-pass yield better than A's, or just lucky?"""
     from cell import insight as an
 
-    w = _window(start, end, days, station)
+    line = the_line(config)
+    w = _window(line, start, end, days, station)
     with database() as (s, _):
+        check_names(s, line, station=station)
         res = an.compare_policies(s, w.window(), station, a, b)
     emit([asdict(res)], fmt, Console(), title="Policy comparison", document=res)
 
@@ -276,9 +333,15 @@ def part(
 
 def report_shift(
     start: Annotated[
-        str | None, typer.Option(help="Shift start, ISO 8601 (default: the latest recorded shift).")
+        str | None,
+        typer.Option(
+            help="Shift start, ISO 8601: 2026-11-23T06:00 (the line's time zone) or "
+            "2026-11-23T06:00+01:00 (default: the latest recorded shift).",
+            show_default=False,
+        ),
     ] = None,
     hours: Annotated[float, typer.Option(min=0.1, max=24.0, help="Length from --start.")] = 8.0,
+    config: ConfigOpt = None,
 ) -> None:
     """Per station: parts, first-pass and final yield, NOK Pareto, cycle time against takt,
     availability, interventions, mean time to acknowledge and to repair."""
@@ -290,21 +353,14 @@ def report_shift(
     from cell.insight.report_view import print_shift_report
     from cell.record.models import Shift
 
+    begin = moment("--start", start, the_line(config))
     with database() as (s, _):
-        if start is None:
+        if begin is None:
             row = s.scalars(select(Shift).order_by(Shift.starts_at.desc())).first()
             if row is None:
                 raise fail("no shift on record; give --start")
             begin, end = row.starts_at, row.ends_at
         else:
-            try:
-                begin = datetime.fromisoformat(start)
-            except ValueError:
-                raise fail(
-                    f"--start {start!r} is not an ISO 8601 time (e.g. 2026-11-23T06:00+00:00)"
-                ) from None
-            if begin.tzinfo is None:
-                raise fail("--start needs a UTC offset, e.g. 2026-11-23T06:00+00:00")
             end = begin + timedelta(hours=hours)
         print_shift_report(Console(), shift_report(s, begin, end))
 

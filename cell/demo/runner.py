@@ -309,7 +309,7 @@ def _print_summary(
     if "postgres" in svc.embedded:
         console.print(
             f"record: embedded PostgreSQL, data in {data_dir / 'postgres'} "
-            f"(connect: psql '{svc.database_url}'.replace('+psycopg', ''))"
+            "(connect with: intern db shell)"
         )
     else:
         console.print(f"record: {svc.database_url}")

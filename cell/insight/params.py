@@ -4,12 +4,27 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from cell.insight.window import Window
 
 StationId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+
+TIME_EXAMPLE = "2026-03-01T06:00 (the line's time zone) or 2026-03-01T06:00+01:00"
+
+
+def parse_time(text: str, zone: str) -> datetime:
+    """``text`` as ISO 8601: a date, or a date and a time, with or without a UTC offset
+    (``Z`` or ``+01:00``). Without one it is local time in ``zone``, an IANA name. A bad
+    ``text`` raises ``ValueError`` saying what is accepted."""
+    try:
+        t = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"{text!r} is not an ISO 8601 time, e.g. {TIME_EXAMPLE}") from None
+    return t if t.tzinfo is not None else t.replace(tzinfo=ZoneInfo(zone))
+
 
 # The times a query may name. Outside them a window's arithmetic would leave what Python
 # and the record can represent (year 1 minus seven days); nothing is on record there.

@@ -15,7 +15,15 @@ from cell.errors import Refused
 from cell.record import models as m
 from cell.record.outcomes import Rework
 
-__all__ = ["AlertRefused", "Rework", "acknowledge", "clear", "open_alerts", "record_rework"]
+__all__ = [
+    "AlertRefused",
+    "Rework",
+    "acknowledge",
+    "clear",
+    "closed_alerts",
+    "open_alerts",
+    "record_rework",
+]
 
 
 class AlertRefused(Refused):
@@ -25,6 +33,25 @@ class AlertRefused(Refused):
 def open_alerts(session: Session, station_id: str | None = None) -> list[m.Alert]:
     """Alerts not yet cleared, oldest first."""
     q = select(m.Alert).where(m.Alert.cleared_at.is_(None)).order_by(m.Alert.raised_at)
+    if station_id is not None:
+        q = q.where(m.Alert.station_id == station_id)
+    return list(session.scalars(q))
+
+
+def closed_alerts(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    station_id: str | None = None,
+    limit: int = 500,
+) -> list[m.Alert]:
+    """Alerts cleared in ``[start, end)``, the latest cleared first, at most ``limit``."""
+    q = (
+        select(m.Alert)
+        .where(m.Alert.cleared_at >= start, m.Alert.cleared_at < end)
+        .order_by(m.Alert.cleared_at.desc())
+        .limit(limit)
+    )
     if station_id is not None:
         q = q.where(m.Alert.station_id == station_id)
     return list(session.scalars(q))

@@ -8,9 +8,11 @@ import io
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import typer
+import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
@@ -58,7 +60,7 @@ def test_csv_and_table_formats(cli) -> None:  # type: ignore[no-untyped-def]
     assert rows[0].keys() >= {"error_code", "name", "count", "cumulative"}
     assert float(rows[-1]["cumulative"]) == pytest.approx(1.0)
     table = cli("spc", *WINDOW, "--station", "L1-ST10")
-    assert table.exit_code == 0 and "cpk" in table.output and "L1-ST10" in table.output
+    assert table.exit_code == 0 and "Cpk" in table.output and "L1-ST10" in table.output
     chart = cli(
         "spc",
         *WINDOW,
@@ -186,3 +188,88 @@ def test_history_generate_refuses_a_second_run_and_api_serve_checks_its_bind(
     assert added.exit_code == 0 and "token:" in added.output
     wrong = cli("api", "user-add", "x", "--role", "emperor")
     assert wrong.exit_code == 2 and "unknown role" in wrong.output
+
+
+def _line_in_zone(tmp_path: Path, zone: str) -> Path:
+    """The sample line config, in time zone ``zone``."""
+    data = yaml.safe_load(sample_config_path().read_text())
+    path = tmp_path / "line.yaml"
+    path.write_text(yaml.safe_dump(data | {"timezone": zone}))
+    return path
+
+
+def test_a_time_without_offset_is_read_in_the_lines_zone(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    berlin = _line_in_zone(tmp_path, "Europe/Berlin")  # UTC+1 in March
+    local = ["--start", "2026-03-08T07:00", "--end", "2026-03-09T07:30", "--config", str(berlin)]
+    utc = ["--start", "2026-03-08T06:00Z", "--end", "2026-03-09T06:30+00:00"]
+    naive_utc = ["--start", "2026-03-08T07:00", "--end", "2026-03-09T07:30"]  # sample: UTC
+
+    def parts(args: list[str]) -> list[tuple[str, int]]:
+        res = cli("yield", *args, "--format", "json")
+        assert res.exit_code == 0, res.output
+        return [(r["station_id"], r["parts"]) for r in json.loads(res.stdout)]
+
+    assert parts(local) == parts(utc)
+    assert parts(local) != parts(naive_utc)  # the hour's difference shows
+    bad = cli("yield", "--start", "8 March", "--config", str(berlin))
+    assert bad.exit_code == 2 and "--start" in bad.output and "ISO 8601" in bad.output
+
+
+def test_a_line_config_with_an_unknown_zone_is_refused(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    res = cli("yield", "--config", str(_line_in_zone(tmp_path, "Mars/Olympus")))
+    assert res.exit_code == 2 and "timezone" in res.output and "Mars/Olympus" in res.output
+
+
+@pytest.mark.parametrize(
+    "args, named",
+    [
+        (["yield", "--station", "ST99"], "unknown station 'ST99'"),
+        (["oee", "--station", "ST99"], "unknown station 'ST99'"),
+        (["yield", "--robot", "R99"], "unknown robot 'R99'"),
+        (["yield", "--task", "welding"], "unknown task 'welding'"),
+        (["alerts", "list", "--station", "ST99"], "unknown station 'ST99'"),
+    ],
+)
+def test_an_unknown_name_exits_2_listing_the_known_ones(cli, args: list[str], named: str) -> None:  # type: ignore[no-untyped-def]
+    res = cli(*args)
+    assert res.exit_code == 2, res.output
+    assert named in res.output
+    # The line's and the record's names alike.
+    known = {"station": "L1-ST10", "robot": "L1-R1", "task": "nut_install"}[named.split()[1]]
+    assert known in res.output
+
+
+def test_alerts_shows_the_open_queue_and_list_closed_the_cleared(cli, history_url: str) -> None:  # type: ignore[no-untyped-def]
+    engine = create_engine(history_url)
+    with Session(engine) as s:
+        job = s.execute(text("SELECT id FROM jobs WHERE NOT ok LIMIT 1")).scalar_one()
+        alert = m.Alert(
+            station_id="L1-ST10", job_id=job, part_id="P-77", kind="nok", message="crooked start"
+        )
+        s.add(alert)
+        s.commit()
+        alert_id = alert.id
+    try:
+        queue = cli("alerts")
+        assert queue.exit_code == 0, queue.output
+        assert "Open alerts" in queue.output and "crooked start" in queue.output
+        assert str(alert_id) in queue.output and "Usage" not in queue.output
+        assert cli("alerts", "--station", "L1-ST20").output.strip() == "no open alerts at L1-ST20"
+        for step in (["ack"], ["rework", "reworked_ok"], ["clear"]):
+            res = cli("alerts", step[0], str(alert_id), *step[1:], "--author", "tech-bo")
+            assert res.exit_code == 0, res.output
+        assert "crooked start" not in cli("alerts").output
+        closed = cli("alerts", "list", "--closed", "--days", "1", "--format", "json")
+        assert closed.exit_code == 0, closed.output
+        mine = next(a for a in json.loads(closed.stdout) if a["id"] == alert_id)
+        assert mine["cleared_by"] == "tech-bo" and mine["rework"] == "reworked_ok"
+        table = cli("alerts", "list", "--closed", "--days", "1", "--station", "L1-ST10")
+        assert "Cleared by" in table.output and "crooked start" in table.output
+        long_ago = cli("alerts", "list", "--closed", "--end", "2026-01-01")
+        assert long_ago.output.startswith("no alerts cleared from 2025-12-25 00:00")
+    finally:
+        with Session(engine) as s:
+            s.execute(text("DELETE FROM alerts WHERE id = :i"), {"i": alert_id})
+            s.execute(text("UPDATE jobs SET rework = NULL WHERE id = :j"), {"j": job})
+            s.commit()
+        engine.dispose()
