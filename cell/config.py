@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -22,6 +22,43 @@ from robot.jobs import FastenerSpec, Task
 
 class LineConfigError(InvalidInput):
     """A line config that cannot be used; the message names file, field and reason."""
+
+
+PART_ID_MAX_LEN = 256
+"""The longest PartId the cell takes at all; the record's part id columns are this wide."""
+
+# ASCII control characters that structured part codes use as separators: GS between
+# GS1 element strings, RS/GS/FS/US/EOT in ISO/IEC 15434 envelopes.
+SEPARATORS = {"GS": "\x1d", "RS": "\x1e", "FS": "\x1c", "US": "\x1f", "EOT": "\x04"}
+Separator = Literal["GS", "RS", "FS", "US", "EOT"]
+
+
+class PartIdPolicy(BaseModel):
+    """Which PartIds the line's stations take; a part id taken is kept verbatim.
+
+    A PartId is taken when it has at most ``max_length`` characters, each printable (any
+    script) or one of ``separators``. A station ends any other part's job NOK
+    ``INVALID_PART_ID`` with ``refusal``'s reason; an empty one is ``EMPTY_PART_ID``.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_length: int = Field(default=PART_ID_MAX_LEN, ge=1, le=PART_ID_MAX_LEN)
+    separators: tuple[Separator, ...] = ("GS",)
+
+    def refusal(self, part_id: str) -> str | None:
+        """Why the line refuses ``part_id``, in words; None when it takes it."""
+        if len(part_id) > self.max_length:
+            return f"{len(part_id)} characters, more than the line's {self.max_length}"
+        allowed = {SEPARATORS[name] for name in self.separators}
+        for i, ch in enumerate(part_id, start=1):
+            if not ch.isprintable() and ch not in allowed:
+                also = ", ".join(self.separators) or "none"
+                return (
+                    f"character U+{ord(ch):04X} at position {i} is not printable "
+                    f"(separators the line allows: {also})"
+                )
+        return None
 
 
 class Recipe(BaseModel):
@@ -93,6 +130,9 @@ class LineConfig(BaseModel):
     line: str
     stations: tuple[Station, ...] = Field(min_length=1)
     robots: tuple[RobotSpec, ...] = ()
+    part_id: PartIdPolicy = Field(
+        default_factory=PartIdPolicy, description="which PartIds the stations take"
+    )
     timezone: str = Field(
         default="UTC",
         description="the line's IANA time zone: times given without an offset are read in it",

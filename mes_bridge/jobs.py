@@ -3,6 +3,10 @@
 Values read from the PLC are checked here without ever raising: a job with an unusable
 PartId or ProgramNo still becomes a ``PlcJob``, with the problems named and the raw value
 kept (as text, truncated), so the cell can end it NOK with a named error code.
+
+The bridge reports what it saw and passes a PartId on verbatim: which codes a station
+takes (their length, separators such as GS1's GS) is the line's policy, applied by the
+cell.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeGuard
 
-PART_ID_MAX_LEN = 64
 RAW_KEEP = 80  # characters of a raw PLC value kept for error messages
 PROGRAM_NO_MIN, PROGRAM_NO_MAX = 1, 32767
 UINT32_MAX = 0xFFFFFFFF
@@ -24,8 +27,6 @@ class InputProblem(StrEnum):
 
     PART_ID_NOT_TEXT = "part_id_not_text"
     PART_ID_EMPTY = "part_id_empty"
-    PART_ID_TOO_LONG = "part_id_too_long"
-    PART_ID_BAD_CHARS = "part_id_bad_chars"
     PROGRAM_NO_NOT_INT = "program_no_not_int"
     PROGRAM_NO_OUT_OF_RANGE = "program_no_out_of_range"
 
@@ -36,7 +37,8 @@ class PlcJob:
 
     ``part_id``/``program_no`` are usable values only when ``problems`` is empty; otherwise
     the unusable one is ``""``/``0`` and ``raw_part_id``/``raw_program_no`` hold what the PLC
-    really had so the cell can end the job NOK with a named error.
+    really had so the cell can end the job NOK with a named error. A usable ``part_id`` is
+    the PLC's text as it was, less its padding: any length, any characters.
     """
 
     station_id: str
@@ -87,23 +89,19 @@ def check_job_input(
 ) -> tuple[str, int, tuple[InputProblem, ...]]:
     """Check PartId and ProgramNo as read from the PLC; never raises.
 
-    Surrounding whitespace and NULs are stripped from PartId (fixed-length PLC strings pad
-    with them). Returns the usable values (``""``/``0`` where unusable) and the problems.
+    Surrounding spaces, tabs, line ends and NULs are stripped from PartId (fixed-length
+    PLC strings pad with them); what is left is kept as it is, GS separators and non-ASCII
+    characters included. Returns the usable values (``""``/``0`` where unusable) and the
+    problems.
     """
     problems: list[InputProblem] = []
     part = ""
     if not isinstance(part_id, str):
         problems.append(InputProblem.PART_ID_NOT_TEXT)
     else:
-        stripped = part_id.strip(" \t\r\n\x00")
-        if not stripped:
+        part = part_id.strip(" \t\r\n\x00")
+        if not part:
             problems.append(InputProblem.PART_ID_EMPTY)
-        elif len(stripped) > PART_ID_MAX_LEN:
-            problems.append(InputProblem.PART_ID_TOO_LONG)
-        elif not (stripped.isascii() and stripped.isprintable()):
-            problems.append(InputProblem.PART_ID_BAD_CHARS)
-        else:
-            part = stripped
     program = 0
     if not isinstance(program_no, int) or isinstance(program_no, bool):
         problems.append(InputProblem.PROGRAM_NO_NOT_INT)

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from cell import insight as an
 from cell.api.deps import Reader, SessionDep
 from cell.api.errors import READ, responses
+from cell.config import PART_ID_MAX_LEN
 from cell.insight.params import RecordTime, StationId, WindowParams, YieldParams
+from cell.insight.parts import PartsParams, parts_seen
 
 router = APIRouter(prefix="/api", tags=["analytics"], responses=responses(*READ))
 
@@ -101,11 +103,23 @@ def get_compare(p: Annotated[CompareParams, Query()], s: SessionDep, _: Reader) 
     return asdict(an.compare_policies(s, p.window(), p.station, p.a, p.b))
 
 
-@router.get("/parts/{part_id}", responses=responses(404))
+@router.get("/parts")
+def get_parts(p: Annotated[PartsParams, Query()], s: SessionDep, _: Reader) -> list[dict]:
+    """Parts seen since ``since`` (a time, or a span back from now: ``8h``, ``2d``): first
+    and last seen, stations visited in order, jobs, NOK jobs, final state."""
+    rows = parts_seen(s, p.start(), station=p.station, nok=p.nok, limit=p.limit)
+    return [asdict(r) for r in rows]
+
+
+# ``path``: a part code may hold a slash (GS1 serials do).
+@router.get("/parts/{part_id:path}", responses=responses(404))
 def get_part(
-    part_id: Annotated[str, Path(min_length=1, max_length=64)], s: SessionDep, _: Reader
+    part_id: Annotated[str, Path(min_length=1, max_length=PART_ID_MAX_LEN)],
+    s: SessionDep,
+    _: Reader,
 ) -> dict:
-    """Everything recorded about one part: jobs, fasteners, alerts."""
+    """Everything recorded about one part: its route, final state, jobs, fasteners,
+    alerts."""
     hist = an.part_history(s, part_id)
     if hist is None:
         raise HTTPException(404, f"no part {part_id!r} on record")

@@ -1,11 +1,12 @@
 """The ``intern`` command line: the composition root of the cell.
 
 One module per audience: ``line`` (run the line, workers, the PLC simulator, the demo),
-``insight`` (engineers' queries), ``acts`` (supervisors' and technicians' acts), ``api``
-(the HTTP server and its users), ``history`` and ``db``; ``common`` holds what they share,
-including the one mapping of the cell's errors to messages and exit codes. It is the only
-place in ``cell`` that may import ``policy``, and only inside the commands that use it, so
-``intern --help`` starts without torch, the web app or the database models.
+``insight`` (engineers' queries), ``parts`` (part genealogy, the parts seen), ``acts``
+(supervisors' and technicians' acts), ``api`` (the HTTP server and its users), ``history``
+and ``db``; ``common`` holds what they share, including the one mapping of the cell's
+errors to messages and exit codes. It is the only place in ``cell`` that may import
+``policy``, and only inside the commands that use it, so ``intern --help`` starts without
+torch, the web app or the database models.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from cell.cli import acts, insight, line
+from cell.cli import acts, insight, line, parts
 from cell.cli.api import api_app
 from cell.cli.common import stop_on_signals
 from cell.cli.db import db_app
@@ -45,6 +46,7 @@ def register(app: typer.Typer) -> None:
     """Add the commands of engineers, supervisors and technicians, the generated plant
     history and the API's commands to ``app``."""
     insight.register(app)
+    parts.register(app)
     acts.register(app)
     app.add_typer(history_app, name="history")
     app.add_typer(api_app, name="api")

@@ -1,5 +1,5 @@
-"""``intern`` commands for engineers: yield, pareto, spc, oee, compare, part and the
-shift report, each a query of ``cell.insight`` on the record.
+"""``intern`` commands for engineers: yield, pareto, spc, oee, compare and the shift
+report, each a query of ``cell.insight`` on the record (parts: ``cell.cli.parts``).
 
 Inputs are validated with the same pydantic models as the HTTP API; times are read in
 the line's time zone unless they carry an offset, and a station, robot or task that
@@ -312,25 +312,6 @@ def compare(
     emit([asdict(res)], fmt, Console(), title="Policy comparison", document=res)
 
 
-def part(
-    part_id: Annotated[str, typer.Argument(help="The part's DMC / serial.")],
-    fmt: FormatOpt = Format.TABLE,
-) -> None:
-    """Everything recorded about one part."""
-    from cell import insight as an
-
-    with database() as (s, _):
-        hist = an.part_history(s, part_id)
-    if hist is None:
-        raise fail(f"no part {part_id!r} on record")
-    rows = [
-        {k: v for k, v in asdict(j).items() if k not in ("fasteners", "alerts")}
-        | {"fasteners_nok": sum(not f.ok for f in j.fasteners), "alerts": len(j.alerts)}
-        for j in hist.jobs
-    ]
-    emit(rows, fmt, Console(), title=f"Part {hist.part_id}", document=hist)
-
-
 def report_shift(
     start: Annotated[
         str | None,
@@ -372,7 +353,6 @@ def register(app: typer.Typer) -> None:
     app.command()(spc)
     app.command()(oee)
     app.command()(compare)
-    app.command()(part)
     report_app = typer.Typer(no_args_is_help=True, help="Reports from the production record.")
     report_app.command("shift")(report_shift)
     app.add_typer(report_app, name="report")

@@ -1,4 +1,9 @@
-"""The PLC simulator for a line config: one simulated PLC serving every station."""
+"""The PLC simulator for a line config: one simulated PLC serving every station.
+
+Castings flow through the stations in the order the line config lists them: new parts
+enter at the first station, and each station takes the parts that left the one before
+it, under the same part id.
+"""
 
 from __future__ import annotations
 
@@ -26,16 +31,19 @@ def sim_stations(
     """How the simulator plays each station of ``line`` (all recipes' ProgramNos in turn).
 
     Parts arrive at the station's takt (its first recipe's) divided by ``speed``; with
-    ``speed`` None, the next part comes as soon as the last result is latched.
+    ``speed`` None, the next part comes as soon as the last result is latched. A station
+    after the first takes its parts from the station listed before it.
     """
+    upstream = [None, *(st.id for st in line.stations[:-1])]
     return {
         st.id: SimStation(
             tags=st.tags,
             takt_s=st.recipes[0].takt_s / speed if speed else 0.0,
             parts=parts,
             program_nos=tuple(r.program_no for r in st.recipes),
+            upstream=up,
         )
-        for st in line.stations
+        for st, up in zip(line.stations, upstream, strict=True)
     }
 
 

@@ -1,13 +1,18 @@
-"""Part genealogy: everything recorded about one ``PartId``."""
+"""Part genealogy: everything recorded about one ``PartId``: its route through the
+stations, each job's outcome, fasteners, alerts and rework, and the part's final state
+(``part_state``, the one rule for it)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cell.config import PART_ID_MAX_LEN
 from cell.insight.pareto import error_name
 from cell.record import models as m
 
@@ -62,15 +67,61 @@ class JobView:
     alerts: tuple[AlertView, ...]
 
 
+class PartState(StrEnum):
+    """Where a part stands after its route so far."""
+
+    OK = "ok"
+    NOK = "nok"  # NOK at a station, no rework recorded (yet)
+    REWORKED = "reworked"  # NOK somewhere, reworked OK by a technician
+    SCRAPPED = "scrapped"
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One job of a part, as far as its final state is concerned."""
+
+    station_id: str
+    ok: bool
+    rework: str | None
+
+
+def part_state(visits: Iterable[Visit]) -> PartState:
+    """A part's final state from its jobs in time order.
+
+    The last job at each station stands for that station (a part sent through a station
+    again is judged by the latest pass). Scrapped anywhere: scrapped; else NOK without
+    rework anywhere: NOK; else reworked OK anywhere: reworked; else OK.
+    """
+    last = {v.station_id: v for v in visits}
+    outcomes = {None if v.ok else (v.rework or "nok") for v in last.values()}
+    if "scrapped" in outcomes:
+        return PartState.SCRAPPED
+    if "nok" in outcomes:
+        return PartState.NOK
+    if "reworked_ok" in outcomes:
+        return PartState.REWORKED
+    return PartState.OK
+
+
 @dataclass(frozen=True)
 class PartHistory:
+    """A part's record. ``first_seen``/``last_seen``: its first job's start and its last
+    job's end on the line's clock (when it was first recorded, if it has no job);
+    ``route``: the stations of its jobs in time order."""
+
     part_id: str
     first_seen: datetime
+    last_seen: datetime
+    state: PartState
+    route: tuple[str, ...]
     jobs: tuple[JobView, ...]
 
 
 def part_history(session: Session, part_id: str) -> PartHistory | None:
-    """The part's jobs in time order, each with its fasteners and alerts; None if unknown."""
+    """The part's jobs in time order, each with its fasteners and alerts; None if unknown
+    (as is any id the record cannot hold: too long, or with a NUL)."""
+    if len(part_id) > PART_ID_MAX_LEN or "\x00" in part_id:
+        return None
     part = session.get(m.Part, part_id)
     if part is None:
         return None
@@ -82,7 +133,10 @@ def part_history(session: Session, part_id: str) -> PartHistory | None:
     alerts = _alerts_by_job(session, ids)
     return PartHistory(
         part.part_id,
-        part.first_seen,
+        jobs[0].started_at if jobs else part.first_seen,
+        max((j.ended_at for j in jobs), default=part.first_seen),
+        part_state(Visit(j.station_id, j.ok, j.rework) for j in jobs),
+        tuple(j.station_id for j in jobs),
         tuple(
             _job_view(j, tuple(fasteners.get(j.id, ())), tuple(alerts.get(j.id, ()))) for j in jobs
         ),

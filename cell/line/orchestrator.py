@@ -80,6 +80,7 @@ async def run_line(
             recipe_ids=recipe_ids,
             job_timeout_s=opts.job_timeout_s,
             clock=opts.clock or Clock(),
+            part_ids=line.part_id,
         )
         if context_out is not None:
             context_out.append(ctx)

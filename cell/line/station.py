@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cell.config import Recipe, Station
+from cell.config import PartIdPolicy, Recipe, Station
 from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
 from cell.line.drafts import JobDraft
@@ -30,7 +30,7 @@ from cell.packml import PackML, path
 from cell.record.jobs import JobRecord
 from mes_bridge.channel import PlcLiveness
 from mes_bridge.errors import JobNotCurrent
-from mes_bridge.jobs import PlcJob, PlcResult
+from mes_bridge.jobs import InputProblem, PlcJob, PlcResult
 from mes_bridge.session import StationChannel
 from robot.jobs import ErrorCode, JobOutcome, JobSpec
 
@@ -54,6 +54,7 @@ class CellContext:
     dispatcher: Dispatcher
     recipe_ids: dict[tuple[str, int], int]
     clock: Clock = field(default_factory=Clock)
+    part_ids: PartIdPolicy = field(default_factory=PartIdPolicy)  # the line's, what it takes
     job_timeout_s: float = 300.0
     result_ack_timeout_s: float = 30.0
     poll_s: float = 0.25  # wall seconds between checks while Held
@@ -180,7 +181,8 @@ class StationLoop:
         while self.plc_stale:  # a PLC whose program is not running gets no answer
             await self.set_state(PackML.HELD, "PLC heartbeat stale")
             await asyncio.sleep(self.ctx.poll_s)
-        part_id = job.part_id or None  # the bridge leaves an unusable PartId empty
+        refused = self._part_id_problem(job)
+        part_id = None if refused else job.part_id  # a refused PartId is never on record
         decision = await asyncio.to_thread(
             self.ctx.recorder.decide, self.station.id, job.job_seq, part_id, job.counter_reset
         )
@@ -204,7 +206,7 @@ class StationLoop:
             await self._finish(job, rec, "interrupted")
             return
         recipe = self.station.recipe(job.program_no)
-        problem = self._input_problem(job, recipe)
+        problem = refused or self._program_problem(job, recipe)
         if problem is not None:
             await self.channel.accept(job)
             await self.set_state(PackML.EXECUTE, f"job {job.job_seq}: rejecting bad input")
@@ -285,16 +287,26 @@ class StationLoop:
             await asyncio.sleep(self.ctx.poll_s)
         await self.set_state(PackML.UNHOLDING, "alert cleared by a technician")
 
-    def _input_problem(self, job: PlcJob, recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
-        problems = {p.value for p in job.problems}
-        if "part_id_empty" in problems:
+    def _part_id_problem(self, job: PlcJob) -> tuple[ErrorCode, str] | None:
+        """Why the station refuses the job's PartId: what the bridge saw (not text, empty),
+        else the line's part id policy; None when the part id is taken."""
+        if InputProblem.PART_ID_EMPTY in job.problems:
             return ErrorCode.EMPTY_PART_ID, "PLC sent an empty PartId"
-        if any(p.startswith("part_id") for p in problems):
+        if InputProblem.PART_ID_NOT_TEXT in job.problems:
             return (
                 ErrorCode.INVALID_PART_ID,
-                f"PLC sent an unusable PartId ({', '.join(sorted(problems))}): {job.raw_part_id!r}",
+                f"PLC sent a PartId that is not text: {job.raw_part_id}",
             )
-        if any(p.startswith("program_no") for p in problems):
+        why = self.ctx.part_ids.refusal(job.part_id)
+        if why is not None:
+            return (
+                ErrorCode.INVALID_PART_ID,
+                f"PLC sent an unusable PartId ({why}): {job.raw_part_id!r}",
+            )
+        return None
+
+    def _program_problem(self, job: PlcJob, recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
+        if any(p.value.startswith("program_no") for p in job.problems):
             return (
                 ErrorCode.UNKNOWN_PROGRAM,
                 f"PLC sent an unusable ProgramNo: {job.raw_program_no!r}",

@@ -31,6 +31,8 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import TextClause
 
+from cell.config import PART_ID_MAX_LEN
+
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -111,9 +113,12 @@ class Recipe(Base):
 
 
 class Part(Base):
+    """A part seen by the line, under its PartId exactly as the PLC sent it (GS1 separators
+    and any script included; revision 0003 widened the id from 64 characters)."""
+
     __tablename__ = "parts"
 
-    part_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    part_id: Mapped[str] = mapped_column(String(PART_ID_MAX_LEN), primary_key=True)
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
 
 
@@ -193,7 +198,7 @@ class Alert(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
-    part_id: Mapped[str | None] = mapped_column(String(64))
+    part_id: Mapped[str | None] = mapped_column(String(PART_ID_MAX_LEN))
     kind: Mapped[str] = mapped_column(String(40))
     error_code: Mapped[int] = mapped_column(Integer, default=0)
     message: Mapped[str] = mapped_column(Text)

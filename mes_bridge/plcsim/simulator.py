@@ -13,8 +13,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from urllib.parse import urlparse
 
 from asyncua import Server, ua
@@ -45,6 +47,21 @@ def _zero_memory(vtypes: Mapping[Tag, ua.VariantType]) -> dict[Tag, object]:
 
 
 WriteHook = Callable[[str, Tag, object], None]
+RUN_ID = re.compile(r"[A-Za-z0-9-]{1,20}")
+
+
+def check_flow(upstream: Mapping[str, str | None]) -> None:
+    """Refuse (``ValueError``) a flow of parts that names an unknown station or goes round
+    in a circle, where no part could ever enter."""
+    for sid, up in upstream.items():
+        if up is not None and up not in upstream:
+            raise ValueError(f"station {sid}: upstream {up!r} is not a station of this PLC")
+        seen = [sid]
+        while up is not None:
+            if up in seen:
+                raise ValueError(f"parts go round in a circle: {' -> '.join([*seen, up])}")
+            seen.append(up)
+            up = upstream[up]
 
 
 class PlcSimulator:
@@ -52,7 +69,10 @@ class PlcSimulator:
 
     ``security`` makes it a secured PLC (see ``SimSecurity``); ``keep`` bounds the
     per-station history of latched results and timings (None: keep all, for tests; a
-    long-running simulator should bound it).
+    long-running simulator should bound it). ``run_id`` goes into every new part's id
+    (default: the UTC start time to the second, ``YYMMDD-hhmmss``), so that a later run
+    writing to the same record never reuses a part id. Raises ``ValueError`` for an
+    endpoint, ``keep``, ``run_id`` or station flow (``SimStation.upstream``) it cannot use.
     """
 
     def __init__(
@@ -63,12 +83,17 @@ class PlcSimulator:
         heartbeat_s: float = 1.0,
         security: SimSecurity | None = None,
         keep: int | None = None,
+        run_id: str | None = None,
     ) -> None:
         parsed = urlparse(endpoint)
         if parsed.scheme != "opc.tcp" or parsed.port is None:
             raise ValueError(f"simulator endpoint must be opc.tcp://host:port/path: {endpoint!r}")
         if keep is not None and keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
+        run_id = run_id if run_id is not None else datetime.now(UTC).strftime("%y%m%d-%H%M%S")
+        if not RUN_ID.fullmatch(run_id):
+            raise ValueError(f"run_id {run_id!r}: 1 to 20 letters, digits and dashes")
+        check_flow({sid: cfg.upstream for sid, cfg in stations.items()})
         self._host = parsed.hostname or "127.0.0.1"
         self._port, self._path = parsed.port, parsed.path
         self._stations: dict[str, StationState] = {}
@@ -85,7 +110,7 @@ class PlcSimulator:
         )
         self._built = False
         self._lock = asyncio.Lock()
-        self._program = PlcProgram(self._stations, self, heartbeat_s)
+        self._program = PlcProgram(self._stations, self, heartbeat_s, run_id)
         self._hooks: list[WriteHook] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -320,17 +345,18 @@ async def run_plcsim(
     report_every_s: float = 0.0,
     security: SimSecurity | None = None,
     keep: int | None = 10_000,
+    run_id: str | None = None,
 ) -> dict[str, SimCounts]:
     """Run the simulator until every station has done its ``parts`` or ``stop`` is set.
 
     With no ``parts`` on any station and no ``stop`` it runs until cancelled. ``on_ready``
     gets the real endpoint URL once the server listens; ``report_every_s`` > 0 logs counts.
-    ``keep`` bounds the kept history (a simulator may run for weeks). Returns each
-    station's counts.
+    ``keep`` bounds the kept history (a simulator may run for weeks); ``run_id`` goes into
+    new part ids (see ``PlcSimulator``). Returns each station's counts.
     """
     stop = stop or asyncio.Event()
     async with PlcSimulator(
-        stations, endpoint, heartbeat_s=heartbeat_s, security=security, keep=keep
+        stations, endpoint, heartbeat_s=heartbeat_s, security=security, keep=keep, run_id=run_id
     ) as sim:
         if on_ready is not None:
             on_ready(sim.url)

@@ -24,7 +24,15 @@ def default_tag_map(prefix: str) -> TagMap:
 
 
 class SimStation(BaseModel):
-    """How the simulator plays one station."""
+    """How the simulator plays one station.
+
+    A station with no ``upstream`` is where castings enter the line: each of its parts is
+    new, named ``<part_prefix>-<run>-<serial>``. A station with an ``upstream`` takes the
+    parts that left that station, in the order they left it, each once it has left: a
+    casting goes from station to station under one id. Every part leaves a station when
+    its job ends, OK or NOK (this PLC has no reject lane), or when a cold restart made
+    the PLC forget the job.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,6 +42,9 @@ class SimStation(BaseModel):
     program_nos: tuple[int, ...] = Field(default=(1,), min_length=1)
     parts: int | None = Field(default=None, ge=0, description="stop after this many; None: run")
     part_prefix: str = Field(default="DC1", pattern=r"^[A-Z0-9]{1,8}$")
+    upstream: str | None = Field(
+        default=None, description="the station whose parts come here next; None: new parts"
+    )
     omit: frozenset[Tag] = frozenset()  # tags given no node (to test connect-time checks)
     type_overrides: dict[Tag, str] = Field(default_factory=dict)  # tag -> other VariantType
     heartbeat: bool = True  # False: HeartbeatPLC stands still (a stopped PLC program)
@@ -78,9 +89,11 @@ class SimCounts:
 
 @dataclass(frozen=True)
 class Injection:
-    """Values for one coming part. ``raw`` holds values of any type, as a faulty PLC
-    program writes them: for PartId/ProgramNo they replace the part's value; for JobSeq
-    and ResultAckSeq they are written and held ``SimStation.raw_hold_s`` before the real
+    """Values for one coming part. ``part_id`` renames the part from this station on (a
+    code as the plant's scanner read it: the next stations get the part under it too).
+    ``raw`` holds values of any type, as a faulty PLC program writes them, at this
+    station only: for PartId/ProgramNo they replace the part's value; for JobSeq and
+    ResultAckSeq they are written and held ``SimStation.raw_hold_s`` before the real
     value."""
 
     part_id: str | None = None
@@ -107,6 +120,8 @@ class StationState:
     nok: int = 0
     epoch: int = 0  # bumped by a cold restart: the open job is abandoned
     changed: Signal = field(default_factory=Signal)
+    leaving: deque[str] = field(default_factory=deque)  # parts out, not yet at the next station
+    left: Signal = field(default_factory=Signal)  # fired when a part joins ``leaving``
 
     def __post_init__(self) -> None:
         self.completed = deque(maxlen=self.keep)

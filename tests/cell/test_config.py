@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,46 @@ def test_security_is_per_endpoint_and_checked(tmp_path: Path) -> None:
         st["security"] = secure
     line = load_line_config(_write(tmp_path, data))
     assert line.station("ST20").security.mode == "SignAndEncrypt"
+
+
+def test_the_part_id_policy_takes_plant_codes_and_names_what_it_refuses(tmp_path: Path) -> None:
+    policy = load_line_config(sample_config_path()).part_id
+    assert (policy.max_length, policy.separators) == (256, ("GS",))
+    assert policy.refusal("\x1d01095011010209171719050810ABCD1234\x1d2110") is None
+    assert policy.refusal("Gussteil Ä-4711 鋳造") is None
+    assert policy.refusal("X" * 256) is None
+    assert policy.refusal("X" * 257) == "257 characters, more than the line's 256"
+    assert policy.refusal("DC1\t42") == (
+        "character U+0009 at position 4 is not printable (separators the line allows: GS)"
+    )
+    assert "U+001E" in (policy.refusal("A\x1eB") or "")
+
+
+@pytest.mark.parametrize(
+    ("block", "message"),
+    [
+        ({"max_length": 300}, "part_id.max_length: Input should be less than or equal to 256"),
+        ({"max_length": 0}, "part_id.max_length: Input should be greater than or equal to 1"),
+        (
+            {"separators": ["TAB"]},
+            "part_id.separators[0]: Input should be 'GS', 'RS', 'FS', 'US' or 'EOT'",
+        ),
+        ({"max_len": 20}, "part_id.max_len: Extra inputs are not permitted"),
+    ],
+)
+def test_a_bad_part_id_policy_names_the_field(tmp_path: Path, block: dict, message: str) -> None:
+    data = _sample()
+    data["part_id"] = block
+    with pytest.raises(LineConfigError, match=re.escape(message)):
+        load_line_config(_write(tmp_path, data))
+
+
+def test_a_line_may_allow_other_separators_or_none(tmp_path: Path) -> None:
+    data = _sample()
+    data["part_id"] = {"max_length": 40, "separators": ["RS", "GS", "EOT"]}
+    policy = load_line_config(_write(tmp_path, data)).part_id
+    assert policy.refusal("[)>\x1e06\x1dP1234\x1e\x04") is None  # ISO/IEC 15434
+    assert policy.refusal("X" * 41) == "41 characters, more than the line's 40"
+    data["part_id"] = {"separators": []}
+    strict = load_line_config(_write(tmp_path, data)).part_id
+    assert "separators the line allows: none" in (strict.refusal("\x1d01") or "")

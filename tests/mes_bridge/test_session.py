@@ -50,27 +50,31 @@ async def test_jobs_are_acknowledged_answered_and_latched_as_published(make_sim)
 async def test_bad_part_id_and_program_no_still_come_through_as_jobs(make_sim) -> None:
     st = stations("ST10", parts=5)
     sim = await make_sim(st)
+    gs1 = "\x1d01095011010209171719050810ABCD1234\x1d2110"
     sim.inject("ST10", part_id="")
     sim.inject("ST10", part_id="X" * 10_000)
     sim.inject("ST10", program_no=0)
     sim.inject("ST10", part_id="DC1\x07BEL", program_no=-5)
+    sim.inject("ST10", part_id=gs1 + " Ä鋳")
     async with PlcSession(sim.url, {"ST10": st["ST10"].tags}) as plc:
         done = await asyncio.wait_for(serve(plc.station("ST10"), 5), RUN_TIMEOUT_S)
     problems = [job.problems for job, _ in done]
     assert problems == [
         (InputProblem.PART_ID_EMPTY,),
-        (InputProblem.PART_ID_TOO_LONG,),
+        (),
         (InputProblem.PROGRAM_NO_OUT_OF_RANGE,),
-        (InputProblem.PART_ID_BAD_CHARS, InputProblem.PROGRAM_NO_OUT_OF_RANGE),
+        (InputProblem.PROGRAM_NO_OUT_OF_RANGE,),
         (),
     ]
+    # What the PLC's String held comes through as it was, for the line's policy to judge.
     long_job = done[1][0]
-    assert long_job.part_id == "" and long_job.raw_part_id.startswith("XXX")
-    assert len(long_job.raw_part_id) < 100
+    assert long_job.part_id == "X" * 10_000 and len(long_job.raw_part_id) < 100
+    assert done[3][0].part_id == "DC1\x07BEL"
+    assert done[4][0].part_id == gs1 + " Ä鋳"
     assert done[2][0].raw_program_no == "0"
     plc_side = [(r.job_seq, r.result, r.error_code) for r in sim.completed("ST10")]
     assert plc_side == [(j.job_seq, r.result, r.error_code) for j, r in done]
-    assert [r.result for r in sim.completed("ST10")][:4] == [2, 2, 2, 2]
+    assert [r.result for r in sim.completed("ST10")][:4] == [2, 1, 2, 2]
     assert sim.completed("ST10")[1].part_id == "X" * 10_000  # the PLC's value, untouched
 
 

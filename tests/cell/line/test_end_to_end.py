@@ -5,14 +5,18 @@ real PostgreSQL database."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import typer
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from cell.cli import register
 from cell.config import LineConfig, load_line_config, sample_config_path
 from cell.demo.plcsim import line_simulator, with_endpoint
 from cell.demo.runner import WorkerProcs
@@ -138,32 +142,53 @@ def test_twenty_parts_through_the_line_match_the_record(
     engine.dispose()
 
 
+GS1 = "\x1d01095011010209171719050810ABCD1234\x1d2110"  # GS1 element strings, GS-separated
+NON_ASCII = "Gußteil-Nr. Ä-4711 鋳造"
+
+
 def test_bad_plc_input_ends_that_job_nok_with_an_alert_and_the_line_goes_on(
     line: LineConfig,
     workers: WorkerProcs,
     make_database: Callable[[], str],
     redis_url: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     db = make_database()
     opts = RunOptions(db, redis_url, data_dir=tmp_path, job_timeout_s=120, clock=FAST)
 
     def inject(sim: PlcSimulator) -> None:
+        # Part ids injected at ST10 name the part through the line.
         sim.inject("ST10", part_id="")  # first part: empty PartId
         sim.inject("ST10", program_no=77)  # second: a ProgramNo with no recipe
-        sim.inject("ST20", part_id="X" * 10_000)  # an absurd PartId
+        sim.inject("ST10", part_id=GS1)  # third and fourth: codes as plants have them
+        sim.inject("ST10", part_id=NON_ASCII)
+        sim.inject("ST10", part_id="DC1\x07BEL")  # fifth: a control character
+        sim.inject("ST20", part_id="X" * 10_000)  # an absurd PartId for the first part
 
-    sim = asyncio.run(_run(line, opts, 4, before=inject))
+    sim = asyncio.run(_run(line, opts, 5, before=inject))
     rows = _rows(db)
     st10 = [r for r in rows if r.station_id == "ST10"]
     assert [r.error_code for r in st10[:2]] == [ErrorCode.EMPTY_PART_ID, ErrorCode.UNKNOWN_PROGRAM]
     assert not st10[0].ok and not st10[1].ok and st10[0].part_id is None
-    assert len(st10) == 4  # the cell went on with the next parts
+    assert len(st10) == 5  # the cell went on with the next parts
     st20 = [r for r in rows if r.station_id == "ST20"]
-    assert st20[0].error_code == ErrorCode.INVALID_PART_ID
+    assert st20[0].error_code == ErrorCode.INVALID_PART_ID and st20[0].part_id is None
+    assert "10000 characters, more than the line's 256" in st20[0].detail
     latched = {(res.job_seq): res for res in sim.completed("ST10")}
     assert latched[st10[0].job_seq].error_code == ErrorCode.EMPTY_PART_ID
     assert latched[st10[0].job_seq].result == 2
+    # Real part codes are taken verbatim: the robot ran, and the record keeps them as sent.
+    for code in (GS1, NON_ASCII):
+        jobs = [r for r in rows if r.part_id == code]
+        assert [r.station_id for r in jobs] == ["ST10", "ST20", "ST30"], code
+        assert all(r.robot_id and r.error_code != ErrorCode.INVALID_PART_ID for r in jobs)
+    # A control character other than GS is refused, naming it, at every station.
+    refused = [r for r in rows if "U+0007" in r.detail]
+    assert [(r.station_id, r.error_code, r.part_id) for r in refused] == [
+        (sid, ErrorCode.INVALID_PART_ID, None) for sid in ("ST10", "ST20", "ST30")
+    ]
+    assert "character U+0007 at position 4 is not printable" in refused[0].detail
     engine = create_engine(db)
     with Session(engine) as s:
         alerts = s.scalars(select(m.Alert).order_by(m.Alert.id)).all()
@@ -174,4 +199,23 @@ def test_bad_plc_input_ends_that_job_nok_with_an_alert_and_the_line_goes_on(
             ErrorCode.INVALID_PART_ID,
         }
         assert any("ProgramNo 77" in a.message for a in bad)
+        assert s.get(m.Part, GS1) is not None and s.get(m.Part, NON_ASCII) is not None
     engine.dispose()
+    _part_comes_back_verbatim(db, monkeypatch)
+
+
+def _part_comes_back_verbatim(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``intern part`` finds the codes as recorded, a separator typed as <GS> too."""
+    monkeypatch.setenv("INTERN_DATABASE_URL", db)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    for code, typed in ((GS1, GS1), (NON_ASCII, NON_ASCII), (GS1, GS1.replace("\x1d", "<GS>"))):
+        res = runner.invoke(app, ["part", typed, "--format", "json"])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.stdout)
+        assert doc["part_id"] == code
+        assert doc["route"] == ["ST10", "ST20", "ST30"]
+        assert [j["station_id"] for j in doc["jobs"]] == doc["route"]
+    table = runner.invoke(app, ["part", GS1], env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and GS1.replace("\x1d", "<GS>") in table.output
