@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import redis
 from celery import Celery
 
@@ -32,10 +33,12 @@ from robot.celery_app import (
     make_celery,
     robot_queue,
 )
-from robot.chunk_policy import PolicyForJob
+from robot.chunk_policy import ChunkPolicy, PolicyForJob
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome
+from robot.schema import Observation
 from robot.sim.config import STATION_WALK_S
 from robot.skills import make_runner, run_job
+from robot.telemetry import Samples
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,51 @@ class Paced:
         return outcome
 
 
+class MeasuredPolicy:
+    """A ``ChunkPolicy`` that adds each inference's wall time to ``samples``
+    (``policy_inference_seconds``) and the executor's deadline misses, read from the
+    wrapped policy's ``stats.deadline_misses`` where it keeps them
+    (``policy_deadline_misses``), both labelled with the robot and the policy version."""
+
+    def __init__(self, inner: ChunkPolicy, samples: Samples, robot_id: str) -> None:
+        self.inner = inner
+        self.version = inner.version
+        self.samples = samples
+        self.labels = (robot_id, inner.version)
+        self._misses = 0
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
+        t0 = time.perf_counter()
+        try:
+            return self.inner.infer(obs, prefix)
+        finally:
+            self.samples.observe("policy_inference_seconds", self.labels, time.perf_counter() - t0)
+            self._count_misses()
+
+    def reset(self) -> None:
+        self.inner.reset()
+        self._misses = self._seen_misses()
+
+    def _seen_misses(self) -> int:
+        return int(getattr(getattr(self.inner, "stats", None), "deadline_misses", 0) or 0)
+
+    def _count_misses(self) -> None:
+        seen = self._seen_misses()
+        if seen > self._misses:
+            self.samples.inc("policy_deadline_misses", self.labels, seen - self._misses)
+        self._misses = seen
+
+
+def measured(policies: PolicyForJob, samples: Samples, robot_id: str) -> PolicyForJob:
+    """``policies`` with each job's policy wrapped in ``MeasuredPolicy``."""
+
+    def policy_for(spec: JobSpec) -> ChunkPolicy | None:
+        policy = policies(spec)
+        return None if policy is None else MeasuredPolicy(policy, samples, robot_id)
+
+    return policy_for
+
+
 def build_worker_app(
     redis_url: str,
     robot_id: str,
@@ -161,12 +209,14 @@ def build_worker_app(
     *,
     worker_id: str | None = None,
     time_scale: float | None = None,
+    samples: Samples | None = None,
 ) -> Celery:
     """The Celery app of one robot's worker, with the run-job task registered.
 
     ``runner`` runs each job (default: the robot's own scripted program,
     ``robot.skills.run_job``). ``time_scale`` paces simulated jobs (``Paced``): a walk
     to a new station, then each job's cycle time, divided by the scale in wall time.
+    ``samples`` (the policy's figures) are sent to Redis after each job, best effort.
     """
     if runner is None:
         runner = run_job
@@ -191,6 +241,8 @@ def build_worker_app(
             )
         else:
             outcome = execute_once(guard, spec, runner)
+        if samples is not None:
+            samples.send(client)  # kept for the next job if Redis does not take them
         return outcome.model_dump(mode="json")
 
     return app
@@ -232,8 +284,9 @@ def run_worker(
     one from ``expert``, ``auto`` or a server's address); without it, or where it gives
     None, the robot's own scripted program runs the job.
     """
-    runner = make_runner(policies)
-    app = build_worker_app(redis_url, robot_id, runner, time_scale=time_scale)
+    samples = Samples()
+    runner = make_runner(None if policies is None else measured(policies, samples, robot_id))
+    app = build_worker_app(redis_url, robot_id, runner, time_scale=time_scale, samples=samples)
     beat = Heartbeat(redis_url, robot_id)
     beat.start()
     app.worker_main(

@@ -89,9 +89,23 @@ async def run_line(
             replay = asyncio.create_task(
                 _replay_loop(recorder, opts.replay_every_s), name="outbox-replay"
             )
+            report = asyncio.create_task(
+                ctx.telemetry.report(
+                    opts.redis_url,
+                    [(loop.station.id, loop.live, loop.channel) for loop in loops.values()],
+                    ctx.clock.now,
+                    ctx.clock.scale,
+                    recorder.pending,
+                ),
+                name="telemetry",
+            )
             if ready is not None:
                 ready.set()
-            await _serve_until(stop, ctx, loops, replay, opts.drain_s)
+            try:
+                await _serve_until(stop, ctx, loops, replay, opts.drain_s)
+            finally:
+                report.cancel()  # after the stations' last states: it sends them once more
+                await asyncio.gather(report, return_exceptions=True)
     finally:
         celery.close()
         await redis_client.aclose()

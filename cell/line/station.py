@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +27,7 @@ from cell.line.dispatch import Dispatcher
 from cell.line.drafts import JobDraft
 from cell.line.durability import Known, Recorder
 from cell.line.station_io import HOLDING_ALERTS, StationDb
+from cell.line.telemetry import LiveState, Started, Telemetry
 from cell.packml import PackML, path
 from cell.record.jobs import JobRecord
 from mes_bridge.channel import PlcLiveness
@@ -59,6 +61,7 @@ class CellContext:
     result_ack_timeout_s: float = 30.0
     poll_s: float = 0.25  # wall seconds between checks while Held
     counters: dict[str, int] = field(default_factory=dict)
+    telemetry: Telemetry = field(default_factory=Telemetry)  # live view and metrics
     robot_at: dict[str, str] = field(default_factory=dict)  # robot -> station of its last job
     draining: bool = False  # stopping: finish the running job, take no new one
 
@@ -92,6 +95,7 @@ class StationLoop:
         self.busy = False
         self.plc_stale = False
         self._state_lock = asyncio.Lock()
+        self.live = LiveState()
 
     async def run(self) -> None:
         """Serve jobs until cancelled, or until ``ctx.draining`` after the running job."""
@@ -101,6 +105,7 @@ class StationLoop:
         try:
             while not self.ctx.draining:
                 job = await self.channel.next_job()
+                self.live.seen = time.monotonic()
                 if self.ctx.draining:
                     break  # not acknowledged: the PLC's job waits for the next start
                 self.busy = True
@@ -108,6 +113,7 @@ class StationLoop:
                     await self._serve(job)
                 finally:
                     self.busy = False
+                    self.live.running = None
         finally:
             watcher.cancel()
         await self.set_state(PackML.STOPPED, "orchestrator stopping")
@@ -173,6 +179,7 @@ class StationLoop:
             if not route:
                 return
             self.state = state
+            self.ctx.telemetry.moved(self.live, state, reason)
             await asyncio.to_thread(self.db.state_events, route, reason, self.ctx.clock.now())
             await self.channel.set_cell_state(int(state))
 
@@ -189,7 +196,7 @@ class StationLoop:
         if decision.known is not None:
             # Already on record: answer from the record (a repeat or a resync).
             self.ctx.count("republished")
-            await self.channel.accept(job)
+            await self._accept(job)
             await self._publish(job, _result_of(decision.known))
             return
         draft = JobDraft(
@@ -208,7 +215,7 @@ class StationLoop:
         recipe = self.station.recipe(job.program_no)
         problem = refused or self._program_problem(job, recipe)
         if problem is not None:
-            await self.channel.accept(job)
+            await self._accept(job)
             await self.set_state(PackML.EXECUTE, f"job {job.job_seq}: rejecting bad input")
             await self._finish(job, draft.nok(*problem, self.ctx.clock.now()), "bad_input")
             return
@@ -219,12 +226,15 @@ class StationLoop:
         """Run an accepted job on the station's robot (once more if the recipe says so)."""
         robot_id = await self._await_robot()
         draft = draft.restarted(self.ctx.clock.now())
-        await self.channel.accept(job)
+        await self._accept(job)
         came_from = self.ctx.robot_at.get(robot_id)
         if came_from is not None and came_from != self.station.id:
             # The robot walks over as part of its job; the worker paces the walk.
             await self.set_state(PackML.STARTING, f"robot {robot_id} walking from {came_from}")
         self.ctx.robot_at[robot_id] = self.station.id
+        self.live.running = Started(
+            job.job_seq, draft.part_id, recipe.program_no, robot_id, recipe.takt_s, draft.started_at
+        )
         await self.set_state(PackML.EXECUTE, f"job {job.job_seq} on robot {robot_id}")
         outcome = await self._run_robot(draft.key, robot_id, draft.part_id or "", recipe)
         attempt = 1
@@ -321,7 +331,9 @@ class StationLoop:
 
     async def _finish(self, job: PlcJob, rec: JobRecord, alert: str | None) -> None:
         """Make the result durable, then publish it; hold the station if the alert says so."""
+        t0, self.live.running = time.monotonic(), None
         where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
+        self.ctx.telemetry.recorded(self.station.id, rec.ok, rec.attempt, time.monotonic() - t0)
         self.ctx.count("ok" if rec.ok else "nok")
         self.ctx.count(f"recorded_{where}")
         await self._publish(
@@ -331,6 +343,7 @@ class StationLoop:
                 error_code=rec.error_code,
                 cycle_time_ms=rec.cycle_time_ms,
             ),
+            since=t0,
         )
         if alert in HOLDING_ALERTS:
             await self._hold_for_technician(
@@ -338,8 +351,15 @@ class StationLoop:
             )
             await self.set_state(PackML.IDLE, "ready")
 
-    async def _publish(self, job: PlcJob, result: PlcResult) -> None:
+    async def _accept(self, job: PlcJob) -> None:
+        await self.channel.accept(job)
+        self.ctx.telemetry.acknowledged(self.station.id, time.monotonic() - self.live.seen)
+
+    async def _publish(self, job: PlcJob, result: PlcResult, since: float | None = None) -> None:
+        """Publish ``result``; ``since``: when it was in hand (monotonic), for the metric."""
+        t0 = time.monotonic() if since is None else since
         await self.channel.publish_result(job, result)
+        self.ctx.telemetry.published(self.station.id, time.monotonic() - t0)
         await self.set_state(PackML.COMPLETE, f"job {job.job_seq} result published")
         if not await self.channel.wait_result_ack(job, self.ctx.result_ack_timeout_s):
             log.warning(
