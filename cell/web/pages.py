@@ -15,6 +15,7 @@ from cell.api.guard import NONCE_KEY
 
 HERE = Path(__file__).parent
 PAGES = {
+    "live": "Line now",
     "dashboard": "Yield dashboard",
     "roster": "Robot roster",
     "alerts": "Alert queue",
@@ -36,7 +37,7 @@ def install(app: FastAPI) -> None:
 
         return render
 
-    router.add_api_route("/", page("dashboard"), methods=["GET"], response_class=HTMLResponse)
+    router.add_api_route("/", page("live"), methods=["GET"], response_class=HTMLResponse)
     for name in PAGES:
         router.add_api_route(f"/{name}", page(name), methods=["GET"], response_class=HTMLResponse)
     app.include_router(router)

@@ -147,3 +147,17 @@ def test_non_loopback_bind_needs_tokens() -> None:
     with pytest.raises(ValidationError, match="not loopback"):
         ApiSettings(database_url="postgresql+psycopg://x/y", host="0.0.0.0")
     ApiSettings(database_url="postgresql+psycopg://x/y", host="0.0.0.0", anonymous_read=False)
+
+
+def test_live_line_without_a_running_orchestrator(client: TestClient, world: ApiWorld) -> None:
+    res = client.get("/api/live")
+    assert res.status_code == 200, res.text
+    tiles = {t["station_id"]: t for t in res.json()["stations"]}
+    with world.session() as s:
+        stations = {r for (r,) in s.execute(text("SELECT id FROM stations"))}
+    assert set(tiles) == stations
+    hist = tiles["L1-ST10"]
+    assert not hist["reporting"] and hist["plc_connected"] is None  # nothing reports it
+    assert 0 < len(hist["results"]) <= 6
+    assert hist["results"][0]["ended_at"] >= hist["results"][-1]["ended_at"]  # newest first
+    assert tiles["ST20"]["robot_id"] in ("R2", None)

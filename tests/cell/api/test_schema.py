@@ -49,7 +49,8 @@ def api_schema(api_server: str) -> schemathesis.BaseSchema:
     return schemathesis.openapi.from_url(f"{api_server}/openapi.json")
 
 
-schema = schemathesis.pytest.from_fixture("api_schema")
+# The event stream answers for minutes by design; its 401/422 are those of /api/live.
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path="/api/live/events")
 
 
 @schema.parametrize()
