@@ -29,12 +29,20 @@ _UNIT = {
 MAX_SPAN = timedelta(days=3660)
 
 
+def span(text: str) -> timedelta | None:
+    """``text`` as a span back from now (``30m``, ``8h``, ``2d``, ``1.5w``); None if it is
+    not written as one."""
+    ago = _AGO.fullmatch(text.strip())
+    return None if ago is None else float(ago.group(1)) * _UNIT[ago.group(2)]
+
+
 class PartsParams(BaseModel):
     """What ``parts`` is asked, from the CLI or the API.
 
-    ``since``: an ISO 8601 time (UTC unless an offset is given) or a span back from now
-    such as ``30m``, ``8h``, ``2d``, ``1w``; ``nok``: only parts with a NOK job in the
-    window (at ``station``, when named); ``limit``: the most recent parts, this many.
+    ``since``: an ISO 8601 time (UTC unless an offset is given; the CLI reads it in the
+    line's time zone first) or a span back from now such as ``30m``, ``8h``, ``2d``,
+    ``1w``; ``nok``: only parts with a NOK job in the window (at ``station``, when
+    named); ``limit``: the most recent parts, this many.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -49,8 +57,8 @@ class PartsParams(BaseModel):
     def _time_or_span(cls, value: object) -> object:
         if not isinstance(value, str):
             return value
-        if ago := _AGO.fullmatch(value.strip()):
-            return float(ago.group(1)) * _UNIT[ago.group(2)]
+        if (ago := span(value)) is not None:
+            return ago
         try:
             return datetime.fromisoformat(value.strip())
         except ValueError:

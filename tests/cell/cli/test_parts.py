@@ -93,9 +93,16 @@ def test_part_shows_the_route_in_order_with_fasteners_and_rework(
     [
         (["part", "NOPE-1"], "no part 'NOPE-1' on record"),
         (["part", "X" * 300], "on record"),
-        (["parts", "--since", "yesterday"], "--since: Value error, 'yesterday' is neither a time"),
+        (
+            ["parts", "--since", "yesterday"],
+            "--since: 'yesterday' is not an ISO 8601 time, e.g. 2026-03-01T06:00 (the line's "
+            "time zone) or 2026-03-01T06:00+01:00; or a span back from now: 30m, 8h, 2d, 1w",
+        ),
+        (["parts", "--since", "99999w"], "--since: Value error, a span back from now is from 0"),
         (["parts", "--limit", "0"], "--limit: Input should be greater than or equal to 1"),
         (["parts", "--station", "ST 10"], "--station: String should match pattern"),
+        (["parts", "--station", "ST99"], "unknown station 'ST99'; known stations: L1-ST10"),
+        (["parts", "--since", "2026-13-01"], "--since: '2026-13-01' is not an ISO 8601 time"),
     ],
 )
 def test_bad_input_is_a_clear_error(
@@ -109,6 +116,5 @@ def test_bad_input_is_a_clear_error(
 
 def test_a_separator_is_shown_by_name_and_may_be_typed_so() -> None:
     code = "\x1d0109501101020917\x1d21[b]A[/]"
-    # A table cell is rich markup: a code's brackets are printed, never taken as styles.
-    assert shown(code) == "<GS>0109501101020917<GS>21\\[b]A\\[/]"
-    assert typed("<GS>0109501101020917<GS>21[b]A[/]") == code
+    assert shown(code) == "<GS>0109501101020917<GS>21[b]A[/]"
+    assert typed(shown(code)) == code
