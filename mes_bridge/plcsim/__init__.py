@@ -2,7 +2,10 @@
 
 Per station it writes PartId and ProgramNo, increments JobSeq at the takt, waits for
 ResultSeq == JobSeq, latches Result/ErrorCode/CycleTimeMs, writes ResultAckSeq, counts OK
-and NOK parts and increments HeartbeatPLC every second. Variables live at the node ids of
+and NOK parts and increments HeartbeatPLC every second. A station may take its parts from
+another (``SimStation.upstream``): a casting then goes from station to station under one
+part id, and part ids carry the run (``PlcSimulator``'s ``run_id``) so that no two runs
+share one. Variables live at the node ids of
 each station's tag map (by default ``s=<prefix>.<Tag>`` in ``urn:intern-cells:plcsim``).
 
 The PLC's memory is kept apart from the OPC UA server, so the server can be stopped and

@@ -76,7 +76,9 @@ class PlcProgram:
             return f"{st.cfg.part_prefix}-{self._run_id}-{next(self._serial):06d}"
         up = self._stations[st.cfg.upstream]
         await up.left.until(lambda: bool(up.leaving), None, lambda: None)
-        return up.leaving.popleft()
+        part = up.leaving.popleft()
+        up.left.fire()  # room on the conveyor: a blocked upstream station goes on
+        return part
 
     def _next_part(self, st: StationState, arriving: str) -> tuple[str, int, Injection]:
         program = st.cfg.program_nos[st.requested % len(st.cfg.program_nos)]
@@ -108,6 +110,9 @@ class PlcProgram:
             if st.cfg.takt_s and last_start is not None:
                 # The line's takt: the next part arrives this long after the previous one.
                 await asyncio.sleep(max(0.0, last_start + st.cfg.takt_s - time.monotonic()))
+            if st.sid in self._feeding:
+                # A full conveyor to the next station blocks this one.
+                await st.left.until(lambda: len(st.leaving) < st.cfg.buffer, None, lambda: None)
             arriving = await self._arriving(st)
             if st.cfg.jitter_s:
                 # Parts do not arrive in step with anything the cell does.

@@ -31,7 +31,8 @@ class SimStation(BaseModel):
     parts that left that station, in the order they left it, each once it has left: a
     casting goes from station to station under one id. Every part leaves a station when
     its job ends, OK or NOK (this PLC has no reject lane), or when a cold restart made
-    the PLC forget the job.
+    the PLC forget the job. At most ``buffer`` parts wait for the next station; while that
+    many wait, a station takes no new part, as a full conveyor blocks a real line.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -44,6 +45,12 @@ class SimStation(BaseModel):
     part_prefix: str = Field(default="DC1", pattern=r"^[A-Z0-9]{1,8}$")
     upstream: str | None = Field(
         default=None, description="the station whose parts come here next; None: new parts"
+    )
+    buffer: int = Field(
+        default=10,
+        ge=1,
+        description="parts that may wait between this station and the next; with that many "
+        "waiting, this station takes no new part (the line is blocked)",
     )
     omit: frozenset[Tag] = frozenset()  # tags given no node (to test connect-time checks)
     type_overrides: dict[Tag, str] = Field(default_factory=dict)  # tag -> other VariantType
@@ -121,7 +128,7 @@ class StationState:
     epoch: int = 0  # bumped by a cold restart: the open job is abandoned
     changed: Signal = field(default_factory=Signal)
     leaving: deque[str] = field(default_factory=deque)  # parts out, not yet at the next station
-    left: Signal = field(default_factory=Signal)  # fired when a part joins ``leaving``
+    left: Signal = field(default_factory=Signal)  # fired when ``leaving`` changes
 
     def __post_init__(self) -> None:
         self.completed = deque(maxlen=self.keep)

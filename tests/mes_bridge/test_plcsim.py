@@ -84,6 +84,20 @@ async def test_a_casting_flows_through_the_stations_under_one_id(make_sim) -> No
             assert left.t_result is not None and entered.t_job > left.t_result
 
 
+async def test_a_full_conveyor_blocks_the_station_before_it(make_sim) -> None:
+    st = flow("ST10", "ST20")
+    st["ST10"] = st["ST10"].model_copy(update={"buffer": 2})
+    sim = await make_sim(st)
+    async with PlcSession(sim.url, {k: v.tags for k, v in st.items()}) as plc:
+        # ST20 takes the first part and waits for its cell; two more fill the conveyor.
+        await asyncio.wait_for(serve(plc.station("ST10"), 3), RUN_TIMEOUT_S)
+        with pytest.raises(TimeoutError):
+            await sim.wait_for("ST10", Tag.JOB_SEQ, lambda v: v == 4, 2.0)
+        assert sim.counts("ST10").requested == 3
+        await asyncio.wait_for(serve(plc.station("ST20"), 1), RUN_TIMEOUT_S)
+        await sim.wait_for("ST10", Tag.JOB_SEQ, lambda v: v == 4, RUN_TIMEOUT_S)
+
+
 async def test_run_plcsim_with_flowing_parts_ends_once_the_last_station_did_its_parts() -> None:
     st = flow("ST10", "ST20", parts=2)
     ready: asyncio.Queue[str] = asyncio.Queue()
