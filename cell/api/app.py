@@ -23,6 +23,7 @@ from cell.api.deps import Reader
 from cell.api.guard import Guard
 from cell.api.routes_acts import router as acts
 from cell.api.routes_analytics import router as analytics
+from cell.api.routes_jobs import router as jobs
 from cell.api.routes_live import router as live
 from cell.api.settings import ApiSettings
 from cell.insight.metrics import record_registry
@@ -66,6 +67,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     errors.install(app)
     app.include_router(analytics)
     app.include_router(acts)
+    app.include_router(jobs)
     app.include_router(live)
 
     @app.get("/api/health", tags=["meta"], responses=errors.responses(*errors.COMMON))

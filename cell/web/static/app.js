@@ -26,7 +26,7 @@ async function api(path, opts = {}) {
   }
   let data = null;
   try { data = await res.json(); } catch (err) { data = null; }
-  if (!res.ok) {
+  if (!res.ok && !opts.quiet) {  // quiet: the caller shows the refusal where it belongs
     const why = data && data.error ? data.error : res.statusText;
     say(`refused (${res.status}): ${why}`);
   }

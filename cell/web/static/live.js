@@ -81,13 +81,16 @@ function alertsBlock(t) {
 }
 
 function tile(t) {
-  const card = el("article", "tile " + (STATE_CLASS[t.state] || "idle"));
+  const card = el("article", "tile " + (t.reporting ? STATE_CLASS[t.state] || "idle" : "off"));
   card.dataset.station = t.station_id;
   const head = el("header");
   head.append(el("h2", "", t.station_id + (t.name ? " · " + t.name : "")),
               el("span", "state", t.state));
+  if (!t.reporting) head.lastChild.title = "the last state on record";
   card.append(head, el("p", "reason", t.reason + (t.since ? ` (${duration(since(t.since))})` : "")));
-  if (!t.reporting) card.append(el("p", "warn", "no orchestrator reports this station"));
+  if (!t.reporting) {
+    card.append(el("p", "warn", "no orchestrator reports this station: last state on record"));
+  }
   const facts = el("dl", "facts");
   const robot = t.robot_id ? `${t.robot_id} · ${t.robot_online === null ? "broker unknown" :
     t.robot_online ? "worker online" : "worker offline"}` : "no robot assigned";
@@ -104,7 +107,7 @@ function tile(t) {
 function draw() {
   if (!line) return;
   document.getElementById("tiles").replaceChildren(...line.stations.map(tile));
-  const held = line.stations.filter((t) => STATE_CLASS[t.state] === "held").length;
+  const held = line.stations.filter((t) => t.reporting && STATE_CLASS[t.state] === "held").length;
   const waiting = line.stations.reduce((n, t) => n + t.alerts.filter(
     (a) => !a.acknowledged_by).length, 0);
   document.getElementById("summary").textContent =

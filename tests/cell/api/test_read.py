@@ -161,3 +161,18 @@ def test_live_line_without_a_running_orchestrator(client: TestClient, world: Api
     assert 0 < len(hist["results"]) <= 6
     assert hist["results"][0]["ended_at"] >= hist["results"][-1]["ended_at"]  # newest first
     assert tiles["ST20"]["robot_id"] in ("R2", None)
+
+
+def test_job_traces(client: TestClient, world: ApiWorld) -> None:
+    with world.session() as s:
+        job_id = s.execute(
+            text("SELECT job_id FROM fastener_results WHERE NOT ok AND length(trace) > 0 LIMIT 1")
+        ).scalar_one()
+    res = client.get(f"/api/jobs/{job_id}/traces")
+    assert res.status_code == 200
+    bad = [f for f in res.json()["fasteners"] if not f["ok"]]
+    assert bad and len(bad[0]["angle"]) == len(bad[0]["torque"]) > 2
+    assert bad[0]["torque_min_nm"] < bad[0]["torque_max_nm"]
+    assert client.get("/api/jobs/999999999/traces").json() == {
+        "error": "no job 999999999 on record"
+    }
