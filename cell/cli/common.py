@@ -12,6 +12,7 @@ import asyncio
 import signal
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
@@ -24,6 +25,7 @@ from rich.console import Console
 from cell.cli.output import Format
 from cell.errors import CellError, Refused
 from cell.services import Services
+from mes_bridge.errors import BridgeError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -90,13 +92,16 @@ def invalid(exc: ValidationError) -> typer.Exit:
 
 @contextmanager
 def cell_errors() -> Iterator[None]:
-    """Turn the cell's errors (and invalid options) raised inside into exits."""
+    """Turn the cell's errors, the bridge's (an unreachable PLC, an untrusted certificate)
+    and invalid options raised inside into exits."""
     try:
         yield
     except ValidationError as exc:
         raise invalid(exc) from None
     except CellError as exc:
         raise exit_for(exc) from None
+    except BridgeError as exc:
+        raise fail(str(exc)) from None
 
 
 def settings() -> Settings:
@@ -238,20 +243,35 @@ def check_schema(engine: Engine) -> None:
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _unwind(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
+@dataclass
+class Stopping:
+    """The handler of SIGTERM and SIGHUP while a command runs; ``signum`` says which
+    one ended it, if one did."""
+
+    signum: int | None = None
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        on_ctrl_c = signal.getsignal(signal.SIGINT)
+        if callable(on_ctrl_c) and on_ctrl_c is not signal.default_int_handler:
+            # Inside ``asyncio.run``, whose Ctrl-C handler cancels the main task so that
+            # the loop unwinds in order; a second signal interrupts at once.
+            on_ctrl_c(signum, frame)
+            return
+        raise SystemExit(128 + signum)
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP end the command the way Ctrl-C does: by an exception (exit
-    status 128 + the signal's number), so that every ``with`` block unwinds and the
-    embedded servers a command started are stopped, instead of the process dying on the
-    spot and leaving them running. Commands that serve until stopped (``run``, ``api
-    serve``) take the signal themselves, shut down gracefully and then unwind."""
-    previous = {sig: signal.signal(sig, _unwind) for sig in STOP_SIGNALS[1:]}
+def stop_on_signals() -> Iterator[Stopping]:
+    """SIGTERM and SIGHUP end the command the way Ctrl-C does: by an exception, so that
+    every ``with`` block unwinds and the embedded servers a command started are stopped,
+    instead of the process dying on the spot and leaving them running. Commands that
+    serve until stopped (``run``, ``api serve``) take the signal themselves, shut down
+    gracefully, unwind and exit 0; others exit 128 + the signal's number."""
+    stopping = Stopping()
+    previous = {sig: signal.signal(sig, stopping) for sig in STOP_SIGNALS[1:]}
     try:
-        yield
+        yield stopping
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from tests.cell.test_services import INTERN, _env, _servers_of
+from tests.cell.test_services import INTERN, _env, _servers_of, private_folder
 
 
 def _shell(env: dict[str, str], sql: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -27,6 +27,12 @@ def _shell(env: dict[str, str], sql: str, *args: str) -> subprocess.CompletedPro
         text=True,
         timeout=120,
     )
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    with private_folder() as path:
+        yield path
 
 
 @pytest.fixture
@@ -76,9 +82,9 @@ def test_an_unmigrated_database_is_refused_with_what_to_do(
 
 
 @pytest.mark.slow
-def test_the_embedded_server_runs_for_the_shell_and_stops_after(tmp_path: Path) -> None:
-    data = (tmp_path / "data").resolve()
-    env = _env(data, tmp_path / "home")
+def test_the_embedded_server_runs_for_the_shell_and_stops_after(folder: Path) -> None:
+    data = folder / "data"
+    env = _env(data, folder / "home")
     res = _shell(env, "SELECT count(*) AS stations FROM stations;\n")
     assert res.returncode == 0, res.stderr
     assert "stations" in res.stdout and "(1 row)" in res.stdout

@@ -10,9 +10,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.cell.test_services import private_folder
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -24,6 +27,12 @@ BUILD_APP = (
 )
 
 
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    with private_folder() as path:
+        yield path
+
+
 def _run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
     res = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout)
     assert res.returncode == 0, f"{' '.join(cmd)} exited {res.returncode}:\n{res.stderr[-3000:]}"
@@ -32,10 +41,10 @@ def _run(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_a_plain_install_runs_the_cells_commands(tmp_path: Path) -> None:
+def test_a_plain_install_runs_the_cells_commands(tmp_path: Path, folder: Path) -> None:
     venv = tmp_path / "venv"
-    home = tmp_path / "home"
-    work = tmp_path / "work"  # where a user runs intern: the embedded data goes here
+    home = folder / "home"
+    work = folder / "work"  # where a user runs intern: the embedded data goes here
     home.mkdir()
     work.mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("INTERN_", "VIRTUAL_ENV"))}
