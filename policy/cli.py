@@ -9,14 +9,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from pydantic import ValidationError
 
 from policy.recipe import TrainConfig
 from robot.jobs import Task
+
+if TYPE_CHECKING:
+    from policy.server import ServerConfig
+    from robot.chunk_policy import ChunkPolicy
 
 policy_app = typer.Typer(help="The VLA policy: train, evaluate, serve.", no_args_is_help=True)
 
@@ -168,50 +173,105 @@ def evaluate_cmd(
     typer.echo(json.dumps(report, indent=2) if as_json else format_report(report))
 
 
+class ServeProtocol(StrEnum):
+    TCP = "tcp"
+    OPENPI = "openpi"
+
+
+def _read_token(token_file: Path | None) -> str | None:
+    """The server's token: from ``token_file`` when given, else ``INTERN_POLICY_TOKEN``;
+    never from the command line, where every user of the machine could read it."""
+    if token_file is None:
+        return os.environ.get("INTERN_POLICY_TOKEN") or None
+    try:
+        text = token_file.read_text(encoding="utf-8").strip()
+        mode = token_file.stat().st_mode
+    except (OSError, UnicodeDecodeError) as exc:
+        _fail(f"--token-file {token_file}: {exc}")
+    if not text:
+        _fail(f"--token-file {token_file} is empty")
+    if mode & 0o077:
+        typer.echo(
+            f"warning: other users of this machine can open {token_file}; chmod 600 it", err=True
+        )
+    return text
+
+
 @policy_app.command()
 def serve(
     task: Annotated[Task | None, typer.Option(help="serve the shipped policy of this task")] = None,
     checkpoint: Annotated[Path | None, typer.Option(help="or this checkpoint folder")] = None,
     host: Annotated[str, typer.Option(help="address to bind (loopback by default)")] = "127.0.0.1",
     port: int = 8765,
-    token: Annotated[
-        str | None, typer.Option(help="required from clients; env INTERN_POLICY_TOKEN")
+    protocol: Annotated[
+        ServeProtocol,
+        typer.Option(help="tcp (policy.wire, tcp:// sources) or openpi (websocket, ws://)"),
+    ] = ServeProtocol.TCP,
+    token_file: Annotated[
+        Path | None,
+        typer.Option(help="file holding the token clients must send; else INTERN_POLICY_TOKEN"),
     ] = None,
+    max_connections: Annotated[
+        int, typer.Option(min=1, max=1024, help="connections served at once")
+    ] = 16,
     threads: Annotated[int, typer.Option(min=1, max=64, help="torch threads")] = 2,
 ) -> None:
-    """Answer observations with action chunks over msgpack (see policy.wire)."""
+    """Answer observations with action chunks (see policy.wire, policy.openpi_schema)."""
     from policy.server import ServerConfig
 
     try:
-        secret = token or os.environ.get("INTERN_POLICY_TOKEN")
-        cfg = ServerConfig(host=host, port=port, token=secret)
+        cfg = ServerConfig(
+            host=host, port=port, token=_read_token(token_file), max_connections=max_connections
+        )
     except ValidationError as exc:
         _fail(_explain(exc))
     if (task is None) == (checkpoint is None):
         _fail("give exactly one of --task or --checkpoint")
-    import asyncio
+    _serve(_load_served(task, checkpoint, threads), cfg, protocol)
 
+
+def _load_served(task: Task | None, checkpoint: Path | None, threads: int) -> ChunkPolicy:
+    """The policy to serve (imports torch)."""
     import torch
 
     from policy.base import CheckpointError
     from policy.local import LocalPolicy
     from policy.runtime import load_policy
-    from policy.server import PolicyServer
-    from robot.chunk_policy import ChunkPolicy
 
     torch.set_num_threads(threads)
-    pol: ChunkPolicy
     try:
         if checkpoint is not None:
-            pol = LocalPolicy.load(checkpoint)
-        else:
-            assert task is not None  # exactly one of --task and --checkpoint (checked above)
-            pol = load_policy(task)
+            return LocalPolicy.load(checkpoint)
+        assert task is not None  # exactly one of --task and --checkpoint (checked above)
+        return load_policy(task)
     except CheckpointError as exc:
         _fail(str(exc))
-    typer.echo(f"serving policy {pol.version} on {cfg.host}:{cfg.port}")
+
+
+def _serve(pol: ChunkPolicy, cfg: ServerConfig, protocol: ServeProtocol) -> None:
+    """Bind, say where (the real port when 0 was asked), serve until interrupted."""
+    import asyncio
+
+    from policy.openpi_server import OpenpiServer
+    from policy.server import PolicyServer
+
+    server = OpenpiServer(pol, cfg) if protocol is ServeProtocol.OPENPI else PolicyServer(pol, cfg)
+    scheme = "ws" if protocol is ServeProtocol.OPENPI else "tcp"
+
+    async def run() -> None:
+        try:
+            await server.start()
+        except OSError as exc:
+            _fail(f"cannot listen on {cfg.host}:{cfg.port}: {exc}")
+        auth = "token required" if cfg.token else "no token (loopback only)"
+        typer.echo(
+            f"serving policy {pol.version} on {scheme}://{cfg.host}:{server.port} "
+            f"({protocol.value}; {auth}; at most {cfg.max_connections} connections)"
+        )
+        await server.serve_forever()
+
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(PolicyServer(pol, cfg).serve_forever())
+        asyncio.run(run())
 
 
 if __name__ == "__main__":  # python -m policy.cli ... (the same commands as intern policy)

@@ -3,7 +3,8 @@
 The robot side imports this module only: numpy, msgpack and the standard library, no
 torch, so a GPU box serving a large model plugs in without changing the robot's code.
 Each attempt has a deadline (``timeout_s`` for the whole round trip); a broken connection
-is re-opened once per call before ``PolicyConnectionError`` is raised.
+is re-opened once per call before ``PolicyConnectionError`` is raised. Every connection
+opens with a ``hello`` carrying the token (the server reads nothing larger before it).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class RemotePolicy:
 
     def connect(self) -> RemotePolicy:
         """Open the connection and read the server's metadata (``version``, ``horizon``)."""
-        info = self._call({"op": "hello"})
+        info = self._call(self._hello())
         self.version = str(info["version"])
         self.horizon = int(info.get("horizon", 0))
         self.max_prefix = int(info.get("max_prefix", 0))
@@ -89,15 +90,17 @@ class RemotePolicy:
     def reset(self) -> None:
         self._call({"op": "reset"})
 
+    def _hello(self) -> dict[str, Any]:
+        return {"op": "hello", "token": self._token}
+
     def _call(self, msg: dict[str, Any]) -> dict[str, Any]:
-        msg["token"] = self._token
         try:
             data = frame(msg)
         except WireError as exc:
             raise PolicyInputError(str(exc)) from exc
         for attempt in (0, 1):
             try:
-                reply = self._roundtrip(data)
+                reply = self._roundtrip(data, opens=msg["op"] == "hello")
                 break
             except (OSError, WireError) as exc:
                 self.close()
@@ -105,20 +108,31 @@ class RemotePolicy:
                     raise PolicyConnectionError(
                         f"policy server {self._addr[0]}:{self._addr[1]} failed: {exc}"
                     ) from exc
-        if not reply.get("ok"):
-            err = reply.get("error") or {}
-            code, text = err.get("code", "error"), err.get("message", "")
-            if code in ("bad_request", "bad_dtype", "bad_array"):
-                raise PolicyInputError(f"server refused the request ({code}): {text}")
-            raise PolicyError(f"policy server error ({code}): {text}")
-        return reply
+        try:
+            return _checked(reply)
+        except PolicyError:
+            if msg["op"] == "hello":  # a refused hello: the server has closed the connection
+                self.close()
+            raise
 
-    def _roundtrip(self, data: bytes) -> dict[str, Any]:
+    def _roundtrip(self, data: bytes, *, opens: bool) -> dict[str, Any]:
+        """Send one frame and read its reply; a fresh connection is opened with a hello
+        first unless ``data`` is that hello (``opens``)."""
+        deadline = time.monotonic() + self._timeout
         if self._sock is None:
             self._sock = socket.create_connection(self._addr, timeout=self._timeout)
             self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        deadline = time.monotonic() + self._timeout
-        self._sock.settimeout(self._timeout)
+            if not opens:
+                try:
+                    _checked(self._exchange(frame(self._hello()), deadline))
+                except PolicyError:
+                    self.close()
+                    raise
+        return self._exchange(data, deadline)
+
+    def _exchange(self, data: bytes, deadline: float) -> dict[str, Any]:
+        assert self._sock is not None
+        self._sock.settimeout(max(deadline - time.monotonic(), 1e-3))
         self._sock.sendall(data)
         n = frame_length(self._recv(HEADER.size, deadline))
         return unpack(self._recv(n, deadline))
@@ -136,3 +150,14 @@ class RemotePolicy:
                 raise ConnectionError("connection closed by the server")
             buf += chunk
         return bytes(buf)
+
+
+def _checked(reply: dict[str, Any]) -> dict[str, Any]:
+    """``reply`` if it is a success, else the policy error it carries."""
+    if not reply.get("ok"):
+        err = reply.get("error") or {}
+        code, text = err.get("code", "error"), err.get("message", "")
+        if code in ("bad_request", "bad_dtype", "bad_array"):
+            raise PolicyInputError(f"server refused the request ({code}): {text}")
+        raise PolicyError(f"policy server error ({code}): {text}")
+    return reply

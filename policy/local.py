@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,10 @@ from policy.checkpoint import load_checkpoint
 from policy.flow import FlowPolicyModel
 from policy.tokenizer import Tokenizer
 from robot.schema import Observation
+
+# Distinct instructions kept tokenised (least recently used dropped first): a robot's
+# recipes use a handful, and a server's callers may send any text.
+TEXT_CACHE_SIZE = 64
 
 
 class LocalPolicy:
@@ -41,7 +46,7 @@ class LocalPolicy:
         self.horizon = model.cfg.horizon
         self.max_prefix = model.cfg.max_prefix
         self._tok = Tokenizer(model.cfg.vocab, model.cfg.text_len)
-        self._text_cache: dict[str, torch.Tensor] = {}
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._seed = seed
         self._gen = torch.Generator().manual_seed(seed)
 
@@ -54,10 +59,15 @@ class LocalPolicy:
         self._gen = torch.Generator().manual_seed(self._seed)
 
     def _text(self, instruction: str) -> torch.Tensor:
+        """The tokenised instruction, from an LRU cache of ``TEXT_CACHE_SIZE`` entries."""
         t = self._text_cache.get(instruction)
         if t is None:
             t = torch.from_numpy(self._tok.encode(instruction))[None]
             self._text_cache[instruction] = t
+            if len(self._text_cache) > TEXT_CACHE_SIZE:
+                self._text_cache.popitem(last=False)
+        else:
+            self._text_cache.move_to_end(instruction)
         return t
 
     def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:

@@ -9,7 +9,12 @@ A source is named by a string, so that it can be set per worker from the environ
   exists (``policy.runtime.has_policy``) and torch is installed (the ``policy`` extra),
   otherwise the expert, with a warning in the worker's log;
 * ``tcp://HOST:PORT``: a policy server (``intern policy serve``) for every job, through the
-  same interface as a local model.
+  same interface as a local model;
+* ``ws://HOST:PORT`` or ``wss://HOST:PORT[/PATH]``: any server speaking openpi's websocket
+  protocol (``intern policy serve --protocol openpi``, openpi's own server for pi0 or
+  pi0.5, ...), keys as ``policy.openpi_schema`` maps them; ``wss`` is TLS.
+
+A server's token comes from the worker's settings (``INTERN_POLICY_TOKEN``).
 
 ``policy_for_jobs(source)`` is what the composition root (``intern worker``) hands the
 robot worker (``robot.worker.run_worker(..., policies=...)``): a function from a job to
@@ -37,13 +42,15 @@ log = logging.getLogger(__name__)
 
 
 class PolicySource(BaseModel):
-    """A parsed source: ``kind`` is expert, auto or remote (with host and port)."""
+    """A parsed source: ``kind`` is expert, auto, remote (our wire, with host and port) or
+    openpi (the websocket ``url``, with host and port)."""
 
     model_config = ConfigDict(frozen=True)
 
-    kind: Literal["expert", "auto", "remote"]
+    kind: Literal["expert", "auto", "remote", "openpi"]
     host: str | None = None
     port: int | None = None
+    url: str | None = None
 
 
 def parse_source(text: str) -> PolicySource:
@@ -51,17 +58,21 @@ def parse_source(text: str) -> PolicySource:
     t = text.strip()
     if t in ("expert", "auto"):
         return PolicySource.model_validate({"kind": t})
-    if t.startswith("tcp://"):
-        parts = urlsplit(t)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.hostname and port and not parts.path.strip("/"):
+    parts = urlsplit(t)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.hostname and port and not (parts.query or parts.fragment or parts.username):
+        if parts.scheme == "tcp" and not parts.path.strip("/"):
             return PolicySource(kind="remote", host=parts.hostname, port=port)
+        if parts.scheme in ("ws", "wss"):
+            return PolicySource(kind="openpi", host=parts.hostname, port=port, url=t)
     raise ValueError(
         f"policy source {text!r} is not one of: auto, expert, tcp://HOST:PORT "
-        "(a policy server started with 'intern policy serve')"
+        "(a policy server started with 'intern policy serve'), ws://HOST:PORT or "
+        "wss://HOST:PORT (a server speaking openpi's websocket protocol, e.g. "
+        "'intern policy serve --protocol openpi')"
     )
 
 
@@ -106,6 +117,11 @@ def _make_policy(src: PolicySource, task: Task, token: str | None) -> ChunkPolic
 
         assert src.host is not None and src.port is not None
         return RemotePolicy(src.host, src.port, token=token).connect()
+    if src.kind == "openpi":
+        from policy.openpi_client import OpenpiPolicy
+
+        assert src.url is not None
+        return OpenpiPolicy(src.url, token=token).connect()
     from policy.runtime import checkpoint_dir, has_policy, load_policy
 
     if not has_policy(task):

@@ -10,6 +10,12 @@ and ``data`` the C-order bytes. Object, string, void and structured dtypes are r
 both sides, any other extension type is refused, and a pickle stream is recognised and
 answered with a clear error: nothing executable ever crosses this wire.
 
+Connection: when the server has a token, the first frame on a connection must be a
+``hello`` carrying it, at most ``MAX_HELLO_BYTES`` long; the server reads nothing larger
+before that, and closes a connection whose first frame is anything else. Later frames
+need no token (a token in them is ignored). A server without a token (loopback only)
+takes any request first.
+
 Messages (maps with string keys):
 
 * request ``{"op": "hello" | "infer" | "reset", "token": str | None, ...}``;
@@ -37,6 +43,7 @@ from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, STATE_DIM, Observation
 
 NDARRAY_EXT = 42
 MAX_FRAME_BYTES = 16 * 1024 * 1024
+MAX_HELLO_BYTES = 4096  # a hello with its token, before the connection is authenticated
 HEADER = struct.Struct(">I")
 ALLOWED_DTYPES = frozenset(
     {"|b1", "|i1", "|u1", "<i2", "<u2", "<i4", "<u4", "<i8", "<u8", "<f2", "<f4", "<f8"}
@@ -70,6 +77,31 @@ def _default(obj: Any) -> Any:
     raise WireError("bad_type", f"a {type(obj).__name__} cannot cross the policy wire")
 
 
+def numeric_dtype(name: object) -> np.dtype:
+    """The numpy dtype named ``name`` if it is numeric (``ALLOWED_DTYPES``, either byte
+    order), else ``WireError('bad_dtype')``: the one rule for arrays from any sender."""
+    if not isinstance(name, str) or name.replace(">", "<") not in ALLOWED_DTYPES:
+        raise WireError(
+            "bad_dtype", f"array dtype {name!r} refused; numeric dtypes only (no objects)"
+        )
+    return np.dtype(name)
+
+
+def array_from_bytes(dtype: object, shape: object, raw: object) -> np.ndarray:
+    """A C-order array of numeric ``dtype`` and ``shape`` from ``raw`` bytes, as a fresh
+    little-endian copy; ``WireError`` when any part does not fit the others."""
+    dt = numeric_dtype(dtype)
+    if not isinstance(shape, list | tuple) or not all(isinstance(s, int) and s >= 0 for s in shape):
+        raise WireError("bad_array", "array shape must be a list of non-negative ints")
+    if not isinstance(raw, bytes) or int(np.prod(shape, dtype=np.int64)) * dt.itemsize != len(raw):
+        raise WireError("bad_array", "array data length does not match its dtype and shape")
+    try:
+        arr = np.frombuffer(raw, dtype=dt).reshape(shape)
+    except ValueError as exc:  # a product that overflowed into a matching length
+        raise WireError("bad_array", f"array shape {shape} does not fit its data") from exc
+    return arr.astype(dt.newbyteorder("<"), copy=True)
+
+
 def _ext_hook(code: int, data: bytes) -> np.ndarray:
     if code != NDARRAY_EXT:
         raise WireError("bad_ext", f"msgpack extension type {code} is not accepted")
@@ -77,16 +109,18 @@ def _ext_hook(code: int, data: bytes) -> np.ndarray:
         dtype, shape, raw = msgpack.unpackb(data, raw=False)
     except Exception as exc:  # malformed extension payload from a foreign sender
         raise WireError("bad_array", f"array payload is malformed: {exc}") from exc
-    if dtype not in ALLOWED_DTYPES:
+    return array_from_bytes(dtype, shape, raw)
+
+
+def refuse_pickle(data: bytes) -> None:
+    """``WireError('pickle_refused')`` when ``data`` starts like a pickle stream (the PROTO
+    opcode, protocols 2-5): named for what it is rather than as bad msgpack."""
+    if data[:1] == _PICKLE_PROTO and len(data) > 1 and 2 <= data[1] <= 5:
         raise WireError(
-            "bad_dtype", f"array dtype {dtype!r} refused; numeric dtypes only (no objects)"
+            "pickle_refused",
+            "this looks like a Python pickle; the policy wire never unpickles. "
+            "Send msgpack with numeric arrays (see policy.wire).",
         )
-    if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape):
-        raise WireError("bad_array", "array shape must be a list of non-negative ints")
-    dt = np.dtype(dtype)
-    if not isinstance(raw, bytes) or int(np.prod(shape, dtype=np.int64)) * dt.itemsize != len(raw):
-        raise WireError("bad_array", "array data length does not match its dtype and shape")
-    return np.frombuffer(raw, dtype=dt).reshape(shape).copy()
 
 
 def pack(message: dict[str, Any]) -> bytes:
@@ -96,12 +130,7 @@ def pack(message: dict[str, Any]) -> bytes:
 
 def unpack(data: bytes) -> dict[str, Any]:
     """Parse msgpack bytes into a message; raises ``WireError`` on anything else."""
-    if data[:1] == _PICKLE_PROTO and len(data) > 1 and 2 <= data[1] <= 5:
-        raise WireError(
-            "pickle_refused",
-            "this looks like a Python pickle; the policy wire never unpickles. "
-            "Send msgpack with numeric arrays (see policy.wire).",
-        )
+    refuse_pickle(data)
     try:
         msg = msgpack.unpackb(
             data, ext_hook=_ext_hook, raw=False, strict_map_key=True, max_bin_len=MAX_FRAME_BYTES

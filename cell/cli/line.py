@@ -28,8 +28,9 @@ from cell.settings import Settings
 PolicyOpt = Annotated[
     str | None,
     typer.Option(
-        help="expert, auto (shipped policy where one exists, else the scripted expert), or "
-        "tcp://HOST:PORT of a policy server; default INTERN_POLICY or auto."
+        help="expert, auto (shipped policy where one exists, else the scripted expert), "
+        "tcp://HOST:PORT of a policy server, or ws://HOST:PORT (wss://) of a server speaking "
+        "openpi's websocket protocol; default INTERN_POLICY or auto."
     ),
 ]
 

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import numpy as np
 
+from policy.openpi_server import OpenpiServer
 from policy.server import PolicyServer, ServerConfig
 from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, MAX_STEP_M, STATE_DIM, Observation
 
@@ -92,11 +99,16 @@ class CountingEnv:
 
 
 class ServerThread:
-    """A real PolicyServer on a loopback port, run by its own event loop in a thread."""
+    """A real policy server (``PolicyServer``, or ``OpenpiServer`` with ``openpi``) on a
+    loopback port, run by its own event loop in a thread."""
 
-    def __init__(self, config: ServerConfig, policy: WavePolicy | None = None) -> None:
+    def __init__(
+        self, config: ServerConfig, policy: WavePolicy | None = None, *, openpi: bool = False
+    ) -> None:
         self.policy = policy or WavePolicy()
-        self.server = PolicyServer(self.policy, config)
+        self.server: PolicyServer | OpenpiServer = (
+            OpenpiServer(self.policy, config) if openpi else PolicyServer(self.policy, config)
+        )
         self.loop = asyncio.new_event_loop()
         started = threading.Event()
 
@@ -115,3 +127,49 @@ class ServerThread:
         asyncio.run_coroutine_threadsafe(self.server.close(), self.loop).result(30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(30)
+
+
+CHECKPOINT = Path(__file__).resolve().parents[2] / "policy" / "checkpoints" / "nut_install"
+
+
+class ServeProcess:
+    """``intern policy serve`` with the shipped nut installation checkpoint, in a
+    subprocess on a free loopback port; ``args`` are added to the command line. What it
+    prints goes to ``log`` (a file: a pipe nobody reads could stall the server)."""
+
+    def __init__(self, log: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        cmd = [sys.executable, "-m", "cell", "policy", "serve", "--checkpoint", str(CHECKPOINT)]
+        self.log = log
+        with log.open("w") as out:
+            self.proc = subprocess.Popen(
+                [*cmd, "--port", "0", "--threads", "1", *args],
+                env={**os.environ, **(env or {})},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + 120
+        while (found := re.search(r"on (\w+)://127\.0\.0\.1:(\d+)", log.read_text())) is None:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(f"server did not start: {log.read_text()}")
+            time.sleep(0.2)
+        self.banner = log.read_text()
+        self.port = int(found.group(2))
+        self.url = f"{found.group(1)}://127.0.0.1:{self.port}"
+
+    def rss_kib(self) -> int:
+        """The server's resident memory, from /proc."""
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        found = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
+        assert found is not None
+        return int(found.group(1))
+
+    def stop(self) -> str:
+        """Stop the server; everything it printed."""
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+        return self.log.read_text()

@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -11,6 +12,7 @@ def test_cli_client_and_runtime_modules_do_not_import_torch():
     code = (
         "import sys\n"
         "import policy.cli, policy.client, policy.runtime, policy.server, policy.recording\n"
+        "import policy.openpi_client, policy.openpi_server, policy.sources\n"
         "import policy.checkpoint, policy.executor, policy.simtime\n"
         "bad = sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.'))\n"
         "print(','.join(bad))\n"
@@ -21,10 +23,39 @@ def test_cli_client_and_runtime_modules_do_not_import_torch():
     assert out.stdout.strip() == ""
 
 
-def test_serve_refuses_a_public_address_without_a_token():
-    r = CliRunner().invoke(policy_app, ["serve", "--host", "0.0.0.0", "--task", "nut_install"])
+@pytest.mark.parametrize("protocol", ["tcp", "openpi"])
+def test_serve_refuses_a_public_address_without_a_token(monkeypatch, protocol):
+    monkeypatch.delenv("INTERN_POLICY_TOKEN", raising=False)
+    args = ["serve", "--host", "0.0.0.0", "--task", "nut_install", "--protocol", protocol]
+    r = CliRunner().invoke(policy_app, args)
     assert r.exit_code == 2
-    assert "token" in r.output and "127.0.0.1" in r.output
+    assert "token" in r.output and "127.0.0.1" in r.output and "--token-file" in r.output
+
+
+def test_serve_takes_no_token_on_its_command_line():
+    args = ["serve", "--task", "nut_install", "--token", "a-long-enough-secret-token"]
+    r = CliRunner().invoke(policy_app, args)
+    assert r.exit_code == 2 and "--token" in r.output
+
+
+def test_serve_reads_its_token_from_a_file_or_the_environment(tmp_path, monkeypatch):
+    public = ["serve", "--host", "0.0.0.0", "--task", "nut_install"]
+    missing = tmp_path / "nowhere"
+    r = CliRunner().invoke(policy_app, [*public, "--token-file", str(missing)])
+    assert r.exit_code == 2 and str(missing) in r.output
+    empty = tmp_path / "empty"
+    empty.write_text("\n")
+    r = CliRunner().invoke(policy_app, [*public, "--token-file", str(empty)])
+    assert r.exit_code == 2 and "empty" in r.output
+    short = tmp_path / "short"
+    short.write_text("tiny\n")
+    short.chmod(0o644)
+    r = CliRunner().invoke(policy_app, [*public, "--token-file", str(short)])
+    assert r.exit_code == 2 and "at least 16" in r.output
+    assert "chmod 600" in r.output  # others could read it: said, not refused
+    monkeypatch.setenv("INTERN_POLICY_TOKEN", "tiny")
+    r = CliRunner().invoke(policy_app, public)
+    assert r.exit_code == 2 and "at least 16" in r.output
 
 
 def test_bad_options_get_actionable_errors(tmp_path):

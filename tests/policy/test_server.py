@@ -1,6 +1,7 @@
 import pickle
 import socket
 import struct
+import time
 
 import msgpack
 import numpy as np
@@ -10,7 +11,7 @@ from pydantic import ValidationError
 from policy.base import PolicyError, PolicyInputError
 from policy.client import RemotePolicy
 from policy.server import ServerConfig
-from policy.wire import NDARRAY_EXT, frame, frame_length, unpack
+from policy.wire import NDARRAY_EXT, frame, frame_length, observation_message, unpack
 from robot.schema import ACTION_DIM
 from tests.policy.helpers import ServerThread, WavePolicy, make_obs
 
@@ -100,3 +101,73 @@ def test_client_without_server_raises_connection_error():
     with pytest.raises(PolicyConnectionError, match=str(port)):
         RemotePolicy("127.0.0.1", port, timeout_s=5).connect()
     assert frame({"op": "hello"})  # the codec still works after the failure
+
+
+def _raw_frames(port: int, *messages: dict) -> list[dict]:
+    """Send ``messages`` on one connection, one reply each (until the server closes)."""
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        for msg in messages:
+            s.sendall(frame(msg))
+            header = s.recv(4, socket.MSG_WAITALL)
+            if len(header) < 4:
+                break
+            replies.append(unpack(s.recv(frame_length(header), socket.MSG_WAITALL)))
+    return replies
+
+
+def test_with_a_token_the_first_frame_must_be_a_small_hello_carrying_it():
+    st = ServerThread(ServerConfig(port=0, token=TOKEN))
+    try:
+        # A large first frame is refused from its header: its body is never read.
+        with socket.create_connection(("127.0.0.1", st.port), timeout=30) as s:
+            s.sendall(struct.pack(">I", 8 * 1024 * 1024) + b"\x00" * 1024)
+            reply = unpack(s.recv(frame_length(s.recv(4, socket.MSG_WAITALL)), socket.MSG_WAITALL))
+        assert (
+            reply["error"]["code"] == "unauthorized" and "at most 4096" in reply["error"]["message"]
+        )
+        # An infer first, even with the right token in it, is refused; the connection closes.
+        infer = {"op": "infer", "token": TOKEN, "obs": observation_message(make_obs())}
+        replies = _raw_frames(st.port, {"op": "reset", "token": TOKEN}, infer)
+        assert [r["error"]["code"] for r in replies] == ["unauthorized"]
+        assert "hello" in replies[0]["error"]["message"]
+        # A hello with the token opens the connection for everything after it.
+        hello, chunk = _raw_frames(
+            st.port, {"op": "hello", "token": TOKEN}, infer | {"token": None}
+        )
+        assert hello["ok"] and chunk["actions"].shape == (30, ACTION_DIM)
+    finally:
+        st.stop()
+    assert st.server.stats.unauthorized == 2
+    assert st.policy.calls == [(0, 0)]
+
+
+def test_the_client_says_hello_again_on_a_fresh_connection():
+    st = ServerThread(ServerConfig(port=0, token=TOKEN))
+    try:
+        with RemotePolicy("127.0.0.1", st.port, token=TOKEN, timeout_s=30) as remote:
+            assert remote._sock is not None
+            remote._sock.close()  # the line drops between two calls
+            assert remote.infer(make_obs()).shape == (30, ACTION_DIM)
+    finally:
+        st.stop()
+    assert st.server.stats.unauthorized == 0
+
+
+def test_a_connection_over_the_cap_is_told_so_and_the_others_keep_working():
+    st = ServerThread(ServerConfig(port=0, max_connections=2))
+    try:
+        with RemotePolicy("127.0.0.1", st.port, timeout_s=30) as first:
+            idle = socket.create_connection(("127.0.0.1", st.port))
+            with pytest.raises(PolicyError, match=r"too_many_connections.*at most 2"):
+                RemotePolicy("127.0.0.1", st.port, timeout_s=30).connect()
+            assert first.infer(make_obs()).shape == (30, ACTION_DIM)
+            idle.close()
+            deadline = time.monotonic() + 10
+            while st.server.gate.open > 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with RemotePolicy("127.0.0.1", st.port, timeout_s=30) as second:
+                assert second.infer(make_obs()).shape == (30, ACTION_DIM)
+    finally:
+        st.stop()
+    assert st.server.stats.refused_connections == 1

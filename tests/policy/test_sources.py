@@ -15,6 +15,8 @@ from robot.jobs import JobSpec, Task
 from robot.sim.config import default_fasteners
 from tests.policy.helpers import ServerThread
 
+TOKEN = "a-long-enough-secret-token"
+
 
 def _spec(task: Task, seed: int = 7) -> JobSpec:
     return JobSpec(
@@ -30,16 +32,41 @@ def _spec(task: Task, seed: int = 7) -> JobSpec:
     )
 
 
-@pytest.mark.parametrize("text", ["auto", "expert", "tcp://127.0.0.1:8765", "tcp://gpu-box:9"])
-def test_sources_that_parse(text: str) -> None:
-    assert parse_source(text).kind in ("auto", "expert", "remote")
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("auto", "auto"),
+        ("expert", "expert"),
+        ("tcp://127.0.0.1:8765", "remote"),
+        ("tcp://gpu-box:9", "remote"),
+        ("ws://127.0.0.1:8000", "openpi"),
+        ("wss://gpu-box.plant:443/pi05", "openpi"),
+    ],
+)
+def test_sources_that_parse(text: str, kind: str) -> None:
+    src = parse_source(text)
+    assert src.kind == kind
+    if kind == "openpi":
+        assert src.url == text and src.port in (8000, 443)
 
 
 @pytest.mark.parametrize(
-    "text", ["", "local", "tcp://host", "tcp://:80", "http://h:1", "tcp://h:x"]
+    "text",
+    [
+        "",
+        "local",
+        "tcp://host",
+        "tcp://:80",
+        "http://h:1",
+        "tcp://h:x",
+        "tcp://h:1/path",
+        "ws://host",
+        "ws://h:1?token=secret",
+        "wss://user:pw@h:1",
+    ],
 )
 def test_bad_sources_are_refused_with_what_is_accepted(text: str) -> None:
-    with pytest.raises(ValueError, match="auto, expert, tcp://HOST:PORT"):
+    with pytest.raises(ValueError, match=r"auto, expert, tcp://HOST:PORT .*ws://HOST:PORT"):
         parse_source(text)
 
 
@@ -92,3 +119,18 @@ def test_remote_source_drives_the_job_through_a_policy_server() -> None:
         served.stop()
     assert out.policy_version == "wave-1"
     assert served.policy.calls, "the server computed the chunks"
+
+
+def test_openpi_source_drives_the_job_through_a_websocket_server() -> None:
+    served = ServerThread(ServerConfig(port=0, token=TOKEN), openpi=True)
+    try:
+        run = job_runner(f"ws://127.0.0.1:{served.port}", token=TOKEN)
+        out = run(_spec(Task.MATERIAL_HANDLING))
+        calls = list(served.policy.calls)
+        assert run(_spec(Task.MATERIAL_HANDLING)) == out
+        assert served.policy.calls == calls  # each job's reset reached the served policy
+    finally:
+        served.stop()
+    assert out.policy_version == "wave-1"
+    assert calls and any(k > 0 for _, k in calls), "chunks were asked with committed prefixes"
+    assert served.server.stats.unauthorized == 0
