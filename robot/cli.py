@@ -11,17 +11,20 @@ from __future__ import annotations
 import math
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
-from robot.env import CellEnv, rollout
-from robot.episode_files import write_demos
 from robot.jobs import Task
-from robot.skills import describe
+
+if TYPE_CHECKING:
+    from robot.env import CellEnv
+
+# The simulator imports numpy and the physics; each command imports it when it runs, so
+# that ``intern --help`` stays fast.
 
 sim_app = typer.Typer(
     help="The humanoid cell simulator: episodes, demonstrations, expert success rates.",
@@ -46,6 +49,8 @@ def wilson(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
 
 
 def _env(task: Task, seed: int, difficulty: float, render: bool) -> CellEnv:
+    from robot.env import CellEnv
+
     try:
         return CellEnv(task, seed=seed, difficulty=difficulty, render=render)
     except ValidationError as exc:
@@ -60,6 +65,9 @@ def episode(
     difficulty: DifficultyOpt = 1.0,
 ) -> None:
     """Run one episode with the scripted expert and print its outcome."""
+    from robot.env import rollout
+    from robot.skills import describe
+
     console = Console()
     out = rollout(_env(task, seed, difficulty, render=False))
     style = "green" if out.success else "red"
@@ -96,6 +104,8 @@ def demos(
     difficulty: DifficultyOpt = 1.0,
 ) -> None:
     """Record expert demonstrations as npz + JSON manifest, one pair per episode."""
+    from robot.episode_files import write_demos
+
     _env(task, seed_start, difficulty, render=False)  # validate before writing anything
     paths = write_demos(task, episodes, out, seed_start=seed_start, difficulty=difficulty)
     Console().print(f"wrote {len(paths)} episodes of {task.value} to {out}")
@@ -109,6 +119,8 @@ def expert_rate(
     difficulty: DifficultyOpt = 1.0,
 ) -> None:
     """The expert's success rate with a 95 % Wilson interval and its failure modes."""
+    from robot.env import rollout
+
     console = Console()
     failures: Counter[str] = Counter()
     ok = 0
