@@ -2,9 +2,10 @@
 
 A technician answers alerts after a response time, repairs the part and records the
 rework (most are reworked OK, some scrapped), then clears the alert. A supervisor sends a
-robot to maintenance mid-shift, covers its station with another robot and brings it back
-to the station left without one. Both act through the same functions as the CLI and the
-HTTP API, with times on the shift's clock.
+robot to maintenance mid-shift, covers its station with another robot, brings it back to
+the station left without one, and sends both home before the shift ends. Both act
+through the same functions as the CLI and the HTTP API, with times on the run's clock
+(``cell.line.clock``: in the past, never ahead of the wall clock).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from cell.line.clock import Clock
 from cell.record import models as m
 from cell.record.acts import Actor, Acts
 from cell.record.alerts import Rework
-from cell.record.models import Shift
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +46,23 @@ class Move:
     """A supervisor's act at ``at_s`` simulated seconds into the shift."""
 
     at_s: float
-    act: str  # "maintenance" or "assign"
+    act: str  # "maintenance", "assign" (to station_id) or "swap" (with with_robot)
     robot_id: str
     station_id: str | None = None
     reason: str = ""
+    with_robot: str | None = None
 
 
 def standard_moves(hours: float) -> tuple[Move, ...]:
     """On the sample line: R1 to maintenance a third into the shift, R2 covers ST10, R1
-    comes back after 30 min to ST20, which R2 left without a robot."""
+    comes back after 30 min to ST20, which R2 left without a robot; 5 min before the end
+    R1 and R2 swap back, so the shift leaves the roster as it found it."""
     t = hours * 3600 / 3
     return (
         Move(t, "maintenance", "R1", reason="gripper inspection"),
         Move(t + 120, "assign", "R2", "ST10", "cover nut installation during R1 maintenance"),
         Move(t + 1800, "assign", "R1", "ST20", "back from maintenance, takes the screwing"),
+        Move(hours * 3600 - 300, "swap", "R1", None, "end of shift: home", with_robot="R2"),
     )
 
 
@@ -81,7 +84,7 @@ class People:
         jobs: list[asyncio.Task[None]] = [asyncio.create_task(self._supervise())]
         try:
             while True:
-                for alert_id in await asyncio.to_thread(self._new_alerts):
+                for alert_id in await asyncio.to_thread(self.alerts_to_answer):
                     self.handled.add(alert_id)
                     jobs.append(asyncio.create_task(self._handle(alert_id, rng)))
                 await asyncio.sleep(0.2)
@@ -90,10 +93,14 @@ class People:
                 j.cancel()
             await asyncio.gather(*jobs, return_exceptions=True)
 
-    def _new_alerts(self) -> list[int]:
+    def alerts_to_answer(self) -> list[int]:
+        """Open alerts raised on this run's time. One another run left open stays for a
+        person: this run's clock may read earlier than it was raised."""
+        q = select(m.Alert.id).where(m.Alert.cleared_at.is_(None), m.Alert.raised_at >= self.start)
+        if self.clock.limit is not None:
+            q = q.where(m.Alert.raised_at <= self.clock.limit)
         with self.sessions() as s:
-            ids = s.scalars(select(m.Alert.id).where(m.Alert.cleared_at.is_(None)))
-            return [i for i in ids if i not in self.handled]
+            return [i for i in s.scalars(q) if i not in self.handled]
 
     async def _handle(self, alert_id: int, rng: np.random.Generator) -> None:
         t = self.technician
@@ -130,23 +137,18 @@ class People:
             try:
                 if move.act == "maintenance":
                     acts.maintenance(move.robot_id, reason=move.reason, at=self.clock.now())
+                elif move.act == "swap":
+                    assert move.with_robot is not None
+                    acts.swap(
+                        move.robot_id, move.with_robot, reason=move.reason, at=self.clock.now()
+                    )
                 else:
                     assert move.station_id is not None
                     acts.reassign(
                         move.robot_id, move.station_id, reason=move.reason, at=self.clock.now()
                     )
-                self.done_moves.append(f"{move.act} {move.robot_id} {move.station_id or ''}")
+                self.done_moves.append(
+                    f"{move.act} {move.robot_id} {move.station_id or move.with_robot or ''}"
+                )
             except Refused as exc:
                 log.warning("supervisor: %s", exc)
-
-
-def next_shift_start(session: Session, now: datetime) -> datetime:
-    """The start of a simulated shift: this hour, or the end of the last recorded shift."""
-    start = now.replace(minute=0, second=0, microsecond=0)
-    last = session.scalar(select(Shift.ends_at).order_by(Shift.ends_at.desc()).limit(1))
-    return max(start, last) if last is not None else start
-
-
-def record_shift(session: Session, name: str, start: datetime, hours: float) -> None:
-    session.add(Shift(name=name, starts_at=start, ends_at=start + timedelta(hours=hours)))
-    session.commit()

@@ -2,7 +2,12 @@
 
 PostgreSQL and Redis (embedded unless configured), the schema migrated, the PLC simulator
 on a free loopback port, one Celery worker process per robot, the orchestrator in this
-process; N parts per station, then a summary read back from the record.
+process; N parts per station, then a summary read back from the record, or a whole shift
+and its report.
+
+A run is written into the past (``cell.demo.placement``): its clock starts where the run
+was placed, once every station is up, and is never ahead of the wall clock, so right after
+the run every query's default window holds it and nothing on record is later than now.
 """
 
 from __future__ import annotations
@@ -18,13 +23,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from cell.config import LineConfig
-from cell.demo.people import Move, People, next_shift_start, record_shift, standard_moves
+from cell.demo.people import Move, People, standard_moves
+from cell.demo.placement import Placement, place_run, place_shift, record_shift, roster_from
 from cell.demo.plcsim import line_simulator, with_endpoint
 from cell.insight.report import ShiftReport, shift_report
 from cell.insight.report_view import print_shift_report
@@ -33,10 +41,14 @@ from cell.line.clock import Clock
 from cell.line.orchestrator import RunOptions, run_line
 from cell.record.engine import make_engine, make_sessionmaker
 from cell.record.migrate import upgrade
+from cell.record.roster import sync_line
 from cell.services import ServiceError, Services, free_port
 from cell.settings import Settings
 from mes_bridge.plcsim import PlcSimulator
 from robot.celery_app import make_celery
+
+P = TypeVar("P")
+T = TypeVar("T")
 
 
 @dataclass
@@ -111,9 +123,16 @@ class WorkerProcs:
 
 @contextlib.contextmanager
 def simulated_line(
-    settings: Settings, line: LineConfig, config_path: Path, speed: float, console: Console
-) -> Iterator[tuple[Services, LineConfig]]:
-    """Servers up and migrated, the line on a free loopback port, robot workers ready."""
+    settings: Settings,
+    line: LineConfig,
+    config_path: Path,
+    speed: float,
+    console: Console,
+    place: Callable[[Session], P],
+) -> Iterator[tuple[Services, LineConfig, P]]:
+    """Servers up and migrated, the run placed in time (``place`` on the record, before
+    any worker starts: a refusal costs nothing), the line on a free loopback port, robot
+    workers ready."""
     data_dir = settings.data_dir.resolve()
     # The PLC simulator and the bridge talk plain OPC UA on loopback; asyncua warns
     # about that on every connect, which is noise in a demo.
@@ -126,6 +145,7 @@ def simulated_line(
             f"{len(line.robots)} robots; embedded servers: {where}"
         )
         upgrade(svc.database_url)
+        placed = _on_record(svc.database_url, place)
         line = with_endpoint(line, f"opc.tcp://127.0.0.1:{free_port()}/intern-cells/plc")
         env = svc.env() | {"INTERN_TIME_SCALE": str(speed), "INTERN_POLICY": settings.policy}
         workers = WorkerProcs.start(
@@ -133,7 +153,7 @@ def simulated_line(
         )
         try:
             workers.wait_ready(svc.redis_url)
-            yield svc, line
+            yield svc, line, placed
         finally:
             workers.stop()
 
@@ -150,12 +170,25 @@ def run_demo(
     """Run ``parts`` parts through every station of ``line``; print and return the summary.
 
     A simulated technician answers the alerts, so a station held after a NOK resumes.
+    Raises ``Refused`` when it fits neither after nor before the line's record.
     """
     data_dir = settings.data_dir.resolve()
-    started = datetime.now(UTC)
-    with simulated_line(settings, line, config_path, speed, console) as (svc, line):
+
+    def place(s: Session) -> Placement:
+        return place_run(s, line, parts=parts, now=datetime.now(UTC))
+
+    with simulated_line(settings, line, config_path, speed, console, place) as (
+        svc,
+        line,
+        placed,
+    ):
         assert svc.database_url and svc.redis_url
-        clock = Clock(speed)
+        _on_record(svc.database_url, lambda s: sync_line(s, line, at=roster_from(placed)))
+        clock = Clock(speed, placed.origin, running=False, limit=placed.limit)
+        console.print(
+            f"line time from {placed.origin:%Y-%m-%d %H:%M} UTC (simulated, {speed:g}x), "
+            f"to end before {placed.limit or datetime.now(UTC):%H:%M}"
+        )
         opts = RunOptions(
             svc.database_url,
             svc.redis_url,
@@ -175,9 +208,22 @@ def run_demo(
                 total,
             )
         )
-        summary = _summary(svc.database_url, started)
+        _note_overrun(console, clock, placed)
+        summary = _on_record(
+            svc.database_url, lambda s: station_summary(s, placed.origin, placed.limit)
+        )
     _print_summary(console, summary, svc, data_dir)
     return summary
+
+
+def _note_overrun(console: Console, clock: Clock, placed: Placement) -> None:
+    """Say so when a run's clock reached the end it was placed for before the run did."""
+    wall = datetime.now(UTC)
+    if clock.now() >= min(placed.limit or wall, wall) - timedelta(seconds=1):
+        console.print(
+            "[yellow]note:[/] the run outlasted the line time it was placed for: its "
+            "last records are squeezed at its end, so their durations read short"
+        )
 
 
 def run_shift(
@@ -190,43 +236,50 @@ def run_shift(
     console: Console,
 ) -> ShiftReport:
     """A simulated shift of ``hours`` at the line's takt, with a technician answering
-    alerts and a supervisor moving robots; prints and returns the shift report."""
+    alerts and a supervisor moving robots; prints and returns the shift report.
+
+    The shift lies on whole UTC hours in the past, after or before the line's record
+    (``cell.demo.placement.place_shift``); raises ``Refused`` when it fits neither."""
     data_dir = settings.data_dir.resolve()
-    with simulated_line(settings, line, config_path, speed, console) as (svc, line):
+
+    def place(s: Session) -> tuple[datetime, datetime, Placement]:
+        return place_shift(s, line, hours=hours, speed=speed, now=datetime.now(UTC))
+
+    def prepare(s: Session) -> None:
+        record_shift(s, "sim", start, end)  # read back as "sim <start>"
+        sync_line(s, line, at=roster_from(placed))
+
+    with simulated_line(settings, line, config_path, speed, console, place) as (
+        svc,
+        line,
+        (start, end, placed),
+    ):
         assert svc.database_url and svc.redis_url
-        engine = make_engine(svc.database_url)
-        try:
-            with make_sessionmaker(engine)() as s:
-                start = next_shift_start(s, datetime.now(UTC))
-                record_shift(s, f"sim {start:%Y-%m-%d %H:%M}", start, hours)
-            end = start + timedelta(hours=hours)
-            clock = Clock(speed, origin=start)
-            console.print(
-                f"shift {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC (simulated, "
-                f"{speed:g}x): about {hours * 3600 / speed / 60:.1f} min"
+        _on_record(svc.database_url, prepare)
+        clock = Clock(speed, start, running=False, limit=placed.limit)
+        console.print(
+            f"shift {start:%Y-%m-%d %H:%M} to {end:%H:%M} UTC (simulated, {speed:g}x): "
+            f"about {hours * 3600 / speed / 60:.1f} min"
+        )
+        opts = RunOptions(
+            svc.database_url,
+            svc.redis_url,
+            data_dir=data_dir,
+            job_timeout_s=settings.job_timeout_s,
+            clock=clock,
+        )
+        asyncio.run(
+            _drive(
+                line,
+                opts,
+                None,
+                standard_moves(hours),
+                console,
+                lambda sim: clock.now() >= end,
+                int(hours * 3600),
             )
-            opts = RunOptions(
-                svc.database_url,
-                svc.redis_url,
-                data_dir=data_dir,
-                job_timeout_s=settings.job_timeout_s,
-                clock=clock,
-            )
-            asyncio.run(
-                _drive(
-                    line,
-                    opts,
-                    None,
-                    standard_moves(hours),
-                    console,
-                    lambda sim: clock.now() >= end,
-                    int(hours * 3600),
-                )
-            )
-            with make_sessionmaker(engine)() as s:
-                report = shift_report(s, start, end)
-        finally:
-            engine.dispose()
+        )
+        report = _on_record(svc.database_url, lambda s: shift_report(s, start, end))
     print_shift_report(console, report)
     return report
 
@@ -241,17 +294,26 @@ async def _drive(
     total: int,
 ) -> None:
     """Run the PLC simulator, the orchestrator and the simulated people until
-    ``finished(sim)``; progress in parts, or in simulated seconds for a shift."""
-    assert opts.clock is not None
-    stop = asyncio.Event()
+    ``finished(sim)``; progress in parts, or in simulated seconds for a shift.
+
+    The run's clock starts once every station is up, so the line's first events are at
+    the clock's origin."""
+    clock = opts.clock
+    assert clock is not None
+    stop, ready = asyncio.Event(), asyncio.Event()
     engine = make_engine(opts.database_url)
-    people = People(make_sessionmaker(engine), opts.clock, opts.clock.now(), moves=moves or ())
-    speed = opts.clock.scale
+    people = People(make_sessionmaker(engine), clock, clock.origin, moves=moves or ())
     try:
-        async with line_simulator(line, speed=speed, parts=parts) as sim:
-            runner = asyncio.create_task(run_line(line, opts, stop))
+        async with line_simulator(line, speed=clock.scale, parts=parts) as sim:
+            runner = asyncio.create_task(run_line(line, opts, stop, ready=ready))
+            up = asyncio.create_task(ready.wait())
+            await asyncio.wait([runner, up], return_when=asyncio.FIRST_COMPLETED)
+            up.cancel()
+            if runner.done():
+                await runner  # raises why the line did not start
+                return
+            clock.start()
             helpers = asyncio.create_task(people.run())
-            t0 = opts.clock.now()
             with Progress(
                 TextColumn("{task.description}"),
                 BarColumn(),
@@ -265,7 +327,7 @@ async def _drive(
                     done = (
                         sum(len(sim.completed(st.id)) for st in line.stations)
                         if parts
-                        else int((opts.clock.now() - t0).total_seconds())
+                        else int((clock.now() - clock.origin).total_seconds())
                     )
                     bar.update(task, completed=min(done, total))
                     await asyncio.sleep(0.2)
@@ -278,11 +340,12 @@ async def _drive(
         engine.dispose()
 
 
-def _summary(database_url: str, since: datetime) -> list[StationSummary]:
+def _on_record(database_url: str, work: Callable[[Session], T]) -> T:
+    """``work`` on a session of its own."""
     engine = make_engine(database_url)
     try:
         with make_sessionmaker(engine)() as s:
-            return station_summary(s, since=since)
+            return work(s)
     finally:
         engine.dispose()
 

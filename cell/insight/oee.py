@@ -1,11 +1,15 @@
 """Availability from PackML state events, and OEE per station and shift (ISO 22400).
 
-A station is down in the states ``analytics_state_down`` names (held, stopped, aborted,
-suspended and their transitions); idle, execute, completing and complete are running.
-A state lasts until the station's next event; the latest one lasts until now. Time
-before a station's first event is unknown and is not counted.
+A station is down in the states ``analytics_state_down`` names (the held, suspended,
+stopped and aborted families); the production cycle (idle, starting, execute,
+completing, complete, resetting) is running. A state lasts until the station's next
+event; the latest one lasts until now. Time before a station's first event is unknown
+and is not counted.
 
-- planned busy time (PBT): the known time of the shift;
+- planned busy time (PBT): the known time of the shift. With no shift on record in the
+  window, nobody planned the station's time, so PBT is the known time the station was in
+  service: all but the states ``analytics_state_off`` names (a cell shut down between
+  runs is not a station down);
 - availability = running time / PBT;
 - performance (effectiveness) = parts (jobs) x takt / running time;
 - quality ratio = parts OK at the first attempt / parts;
@@ -90,14 +94,19 @@ def state_seconds(
     return out
 
 
-def down_states(session: Session, states: list[str]) -> set[str]:
+def _states_where(session: Session, states: list[str], predicate: str) -> set[str]:
+    """The states among ``states`` for which the SQL function ``predicate`` holds."""
     if not states:
         return set()
     rows = session.execute(
-        text("SELECT s FROM unnest(CAST(:s AS text[])) s WHERE analytics_state_down(s)"),
-        {"s": states},
+        text(f"SELECT s FROM unnest(CAST(:s AS text[])) s WHERE {predicate}(s)"), {"s": states}
     )
     return {r[0] for r in rows}
+
+
+def down_states(session: Session, states: list[str]) -> set[str]:
+    """The states among ``states`` in which a station is down."""
+    return _states_where(session, states, "analytics_state_down")
 
 
 def availability(
@@ -140,12 +149,18 @@ _SHIFTS_BEGUN = """SELECT id, name || ' ' || to_char(starts_at AT TIME ZONE 'UTC
 _SPAN_HOURS = SHIFT_HOURS.replace(":start", ":span_a").replace(":end", ":span_b")
 
 
+# The label of the rows ``oee_by_shift`` gives for a window with no shift on record.
+NO_SHIFT = "(no shift)"
+
+
 def oee_by_shift(session: Session, window: Window, *, station: str | None = None) -> list[OeeRow]:
-    """OEE per station for every shift that starts in ``window`` and has begun."""
+    """OEE per station for every shift that starts in ``window`` and has begun; with no
+    such shift, one row per station over the whole window, labelled ``NO_SHIFT``, whose
+    planned busy time is the time the station was in service."""
     params = {"start": window.start, "end": window.end, "station": station}
     shifts = session.execute(text(_SHIFTS_BEGUN), params).all()
     if not shifts:
-        return []
+        return window_oee(session, window, station=station, label=NO_SHIFT, planned=False)
     span = Window(shifts[0][2], max(s[3] for s in shifts))
     p = split(span, "hour").params() | params | {"span_a": span.start, "span_b": span.end}
     jobs = _jobs_per_shift(session, p, station)
@@ -167,6 +182,54 @@ def oee_by_shift(session: Session, window: Window, *, station: str | None = None
                 )
             )
     return out
+
+
+def window_oee(
+    session: Session,
+    window: Window,
+    *,
+    station: str | None = None,
+    label: str = "",
+    planned: bool = True,
+) -> list[OeeRow]:
+    """OEE per station over ``window``, every row labelled ``label``.
+
+    ``planned``: the window is planned busy time (a shift, or a window a supervisor asks a
+    report for), so all its known time counts; otherwise the time a station was shut down
+    is left out of its planned busy time.
+    """
+    secs = state_seconds(session, window, station=station)
+    seen = sorted({s for v in secs.values() for s in v})
+    down = down_states(session, seen)
+    off = set() if planned else _states_where(session, seen, "analytics_state_off")
+    seconds = {
+        st: (
+            sum(x for s, x in v.items() if s not in off),
+            sum(x for s, x in v.items() if s not in down),
+        )
+        for st, v in secs.items()
+    }
+    where_j = "AND station_id = :station" if station is not None else ""
+    jobs = {
+        r[0]: r[1:]
+        for r in session.execute(
+            text(f"""
+        SELECT p.station_id, sum(p.jobs), sum(p.jobs), sum(p.first_pass_ok), sum(p.takt_ms_sum)
+        FROM ({JOBS_PARTS.format(where=where_j)}) p GROUP BY 1"""),
+            split(window, "hour").params() | {"station": station},
+        )
+    }
+    return [
+        _oee_row(
+            label,
+            window.start,
+            window.end,
+            st,
+            jobs.get(st, (0, 0, 0, 0)),
+            seconds.get(st, (0.0, 0.0)),
+        )
+        for st in sorted(set(seconds) | set(jobs))
+    ]
 
 
 def _jobs_per_shift(
@@ -200,7 +263,7 @@ def _seconds_per_shift(
         for r in session.execute(
             text(f"""
         SELECT sm.shift_id, x.station_id, sum(x.seconds),
-               sum(x.seconds) FILTER (WHERE NOT analytics_state_down(x.state))
+               coalesce(sum(x.seconds) FILTER (WHERE NOT analytics_state_down(x.state)), 0)
         FROM (
           SELECT bucket, station_id, state, seconds FROM rollup_state_hourly
           WHERE bucket >= :span_a AND bucket < :span_b {where_j}

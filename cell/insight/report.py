@@ -1,4 +1,8 @@
-"""The shift report: per station what a supervisor reads at the end of a shift."""
+"""The shift report: per station what a supervisor reads at the end of a shift.
+
+Its window is planned busy time: availability and OEE count all of a station's known time
+in it, exactly as ``oee_by_shift`` does for a shift on record.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from cell.insight.cycle import cycle_distribution
-from cell.insight.oee import availability
+from cell.insight.oee import window_oee
 from cell.insight.pareto import error_name
 from cell.insight.window import Window
 from cell.insight.yields import yield_by
@@ -26,7 +30,10 @@ class StationShift:
     cycle_p50_s: float | None
     cycle_p95_s: float | None
     takt_s: float | None
-    availability: float | None
+    availability: float | None  # running time / known time
+    performance: float | None  # parts x takt / running time
+    quality: float | None  # parts OK at the first attempt / parts
+    oee: float | None
     alerts: int  # interventions: alerts raised in the window
     acknowledged: int
     cleared: int
@@ -43,14 +50,14 @@ class ShiftReport:
 
 def shift_report(session: Session, start: datetime, end: datetime) -> ShiftReport:
     """Per station over ``[start, end)``: parts, first-pass and final yield, NOK Pareto,
-    cycle time p50/p95 against takt, availability, interventions, MTTA and MTTR."""
+    cycle time p50/p95 against takt, availability and OEE, interventions, MTTA and MTTR."""
     w = Window(start, end)
     # Grouped by station, every row has one (jobs.station_id is NOT NULL).
     yields = {
         r.station_id: r for r in yield_by(session, w, ("station",)) if r.station_id is not None
     }
     cycles = {c.station_id: c for c in cycle_distribution(session, w)}
-    avail = availability(session, w)
+    oee = {r.station_id: r for r in window_oee(session, w)}
     pareto: dict[str, list[tuple[int, str, int]]] = {}
     for st, code, n in session.execute(
         text(
@@ -71,11 +78,10 @@ def shift_report(session: Session, start: datetime, end: datetime) -> ShiftRepor
             {"a": w.start, "b": w.end},
         )
     }
-    stations = sorted(set(yields) | set(avail) | set(alerts))
+    stations = sorted(set(yields) | set(oee) | set(alerts))
     out = []
     for st in stations:
-        y, c = yields.get(st), cycles.get(st)
-        known, running = avail.get(st, (0.0, 0.0))
+        y, c, o = yields.get(st), cycles.get(st), oee.get(st)
         n_al, n_ack, n_clr, mtta, mttr = alerts.get(st, (0, 0, 0, None, None))
         out.append(
             StationShift(
@@ -88,7 +94,10 @@ def shift_report(session: Session, start: datetime, end: datetime) -> ShiftRepor
                 cycle_p50_s=c.p50_s if c else None,
                 cycle_p95_s=c.p95_s if c else None,
                 takt_s=c.takt_s if c else None,
-                availability=running / known if known > 0 else None,
+                availability=o.availability if o else None,
+                performance=o.performance if o else None,
+                quality=o.quality if o else None,
+                oee=o.oee if o else None,
                 alerts=int(n_al),
                 acknowledged=int(n_ack),
                 cleared=int(n_clr),

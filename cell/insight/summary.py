@@ -23,9 +23,11 @@ class StationSummary:
     drivers: tuple[str, ...] = ()
 
 
-def station_summary(session: Session, since: datetime | None = None) -> list[StationSummary]:
+def station_summary(
+    session: Session, since: datetime | None = None, until: datetime | None = None
+) -> list[StationSummary]:
     """Per station: jobs, OK, NOK, first-pass yield, median cycle time and what ran the
-    jobs (``Job.policy_version``), since ``since``."""
+    jobs (``Job.policy_version``), of the jobs that ended in ``[since, until]``."""
     first_pass = func.sum(case((m.Job.ok & (m.Job.attempt == 1), 1), else_=0))
     q = (
         select(
@@ -41,6 +43,8 @@ def station_summary(session: Session, since: datetime | None = None) -> list[Sta
     )
     if since is not None:
         q = q.where(m.Job.ended_at >= since)
+    if until is not None:
+        q = q.where(m.Job.ended_at <= until)
     out = []
     for station_id, jobs, ok, fp, median, drivers in session.execute(q):
         out.append(

@@ -21,10 +21,13 @@ from cell.record.jobs import recipe_hash
 SYSTEM_AUTHOR = "system"
 
 
-def sync_line(session: Session, line: LineConfig) -> dict[tuple[str, int], int]:
+def sync_line(
+    session: Session, line: LineConfig, *, at: datetime | None = None
+) -> dict[tuple[str, int], int]:
     """Upsert the line's stations, robots and recipes; open initial assignments.
 
-    A robot with no open assignment is assigned to its ``home_station``. Recipes are
+    A robot with no open assignment is assigned to its ``home_station``, from ``at``
+    (default: now; a simulated run gives its clock's start). Recipes are
     stored by content hash, so a changed recipe gets a new row and old jobs keep theirs.
     Returns the recipe row id for each (station, ProgramNo) of the current config.
     """
@@ -54,14 +57,15 @@ def sync_line(session: Session, line: LineConfig) -> dict[tuple[str, int], int]:
     for rb in line.robots:
         if rb.home_station is None or current_station(session, rb.id, any_state=True):
             continue
-        session.add(
-            m.Assignment(
-                robot_id=rb.id,
-                station_id=rb.home_station,
-                author=SYSTEM_AUTHOR,
-                reason="home station from line config",
-            )
+        row = m.Assignment(
+            robot_id=rb.id,
+            station_id=rb.home_station,
+            author=SYSTEM_AUTHOR,
+            reason="home station from line config",
         )
+        if at is not None:  # else the database's now()
+            row.valid_from = at
+        session.add(row)
     session.commit()
     return recipe_ids
 
