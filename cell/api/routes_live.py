@@ -5,8 +5,8 @@ The stream sends the line as one ``data:`` JSON event whenever it differs from t
 one sent, checking every ``POLL_S``: a change in the record or the broker reaches an open
 page within a second. All open streams of one API process share one snapshot per
 ``POLL_S`` (``LiveCache``), so ten open pages cost the record what one does. A stream ends
-after ``STREAM_S`` (the page reconnects at once), so a server that is stopping is never
-held up for long by an open page.
+after ``STREAM_S`` (the page reconnects at once and gets the line again), so a server that
+is stopping is held up by an open page for that long at most.
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ from cell.insight.live import LineNow, line_now
 router = APIRouter(prefix="/api", tags=["live"], responses=responses(*READ))
 
 POLL_S = 0.5
-STREAM_S = 120.0
+# Short: a stopping server waits for open streams (uvicorn lets responses finish), and
+# the page reconnects at once, on the same keep-alive connection.
+STREAM_S = 10.0
 KEEPALIVE_S = 15.0
 
 

@@ -151,6 +151,7 @@ async function follow() {
   if (token) headers["Authorization"] = "Bearer " + token;
   for (;;) {
     try {
+      const opened = Date.now();
       const res = await fetch("/api/live/events", {headers});
       if (res.status === 401) { say("sign in to see the line (this server needs a token)"); return; }
       if (!res.ok || !res.body) throw new Error(`answer ${res.status}`);
@@ -170,6 +171,9 @@ async function follow() {
           if (data) received(JSON.parse(data));
         }
       }
+      // The server ends each stream after a while: follow on at once (after a pause
+      // only if it ended at once, so a broken proxy cannot make this spin).
+      if (Date.now() - opened > 2000) continue;
     } catch (err) {
       streamState("lost");
     }
