@@ -2,10 +2,13 @@
 own client (``OpenpiPolicy``), on a real server in this process."""
 
 import asyncio
+import datetime
 import socket
+import ssl
 import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.error import HTTPError
 
 import numpy as np
@@ -157,7 +160,7 @@ class _ForeignServer:
     """A minimal server of openpi's kind that knows none of our extensions: empty
     metadata, a fixed chunk of 50 rows (as pi0's), whatever it is sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         self.received: list[dict] = []
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -170,7 +173,7 @@ class _ForeignServer:
 
         async def main() -> None:
             self.done = asyncio.Event()
-            async with serve(handler, "127.0.0.1", 0) as server:
+            async with serve(handler, "127.0.0.1", 0, ssl=tls) as server:
                 self.port = server.sockets[0].getsockname()[1]
                 ready.set()
                 await self.done.wait()
@@ -200,3 +203,54 @@ def test_with_a_server_that_knows_no_extensions_the_prefix_is_kept_by_the_client
     assert (chunk[3:] == 1).all()
     assert len(foreign.received) == 1
     assert set(foreign.received[0]) == {*IMAGE_KEYS, "observation/state", "prompt"}
+
+
+def _tls_for_localhost(folder: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a self-signed certificate for localhost, and its PEM."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = folder / "cert.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_pem = folder / "key.pem"
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pem, key_pem)
+    return ctx, pem
+
+
+def test_wss_checks_the_servers_certificate(tmp_path: Path, monkeypatch) -> None:
+    tls, pem = _tls_for_localhost(tmp_path)
+    foreign = _ForeignServer(tls)
+    try:
+        url = f"wss://localhost:{foreign.port}"
+        with pytest.raises(PolicyConnectionError, match="CERTIFICATE_VERIFY_FAILED"):
+            OpenpiPolicy(url, timeout_s=10).connect()
+        monkeypatch.setenv("SSL_CERT_FILE", str(pem))  # now the certificate is trusted
+        with OpenpiPolicy(url, timeout_s=10) as remote:
+            assert remote.infer(make_obs()).shape == (50, ACTION_DIM)
+    finally:
+        foreign.stop()

@@ -17,6 +17,7 @@ import struct
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -160,15 +161,21 @@ def test_a_robot_worker_runs_a_job_on_the_openpi_endpoint(
     openpi_served: ServeProcess, redis_url: str, tmp_path: Path
 ) -> None:
     """``intern worker --policy ws://...`` over a real broker, its token from the
-    environment: the job records the served checkpoint's version."""
+    environment: the job records the served checkpoint's version. The robot has an id of
+    its own, so no other worker on the same Redis serves its queue."""
     from cell.config import sample_config_path
     from robot.celery_app import RUN_JOB, make_celery, robot_queue
     from robot.sim.config import default_fasteners
 
+    robot = f"R-openpi-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "line.yaml"
+    sample = sample_config_path().read_text()
+    assert "  - id: R1\n" in sample
+    config.write_text(sample.replace("  - id: R1\n", f"  - id: {robot}\n", 1))
     spec = JobSpec(
         job_key="ST10:0:openpi",
         station_id="ST10",
-        robot_id="R1",
+        robot_id=robot,
         part_id="P-7",
         program_no=1,
         task=Task.NUT_INSTALL,
@@ -176,8 +183,8 @@ def test_a_robot_worker_runs_a_job_on_the_openpi_endpoint(
         takt_s=76,
         seed=11,
     )
-    cmd = [sys.executable, "-m", "cell", "worker", "--robot", "R1"]
-    cmd += ["--config", str(sample_config_path()), "--loglevel", "WARNING"]
+    cmd = [sys.executable, "-m", "cell", "worker", "--robot", robot]
+    cmd += ["--config", str(config), "--loglevel", "WARNING"]
     cmd += ["--policy", openpi_served.url]
     env = dict(os.environ, INTERN_REDIS_URL=redis_url, INTERN_POLICY_TOKEN=TOKEN)
     with (tmp_path / "worker.log").open("wb") as log:
@@ -185,7 +192,7 @@ def test_a_robot_worker_runs_a_job_on_the_openpi_endpoint(
     app = make_celery(redis_url)
     try:
         result = app.send_task(
-            RUN_JOB, args=[spec.model_dump(mode="json")], queue=robot_queue("R1")
+            RUN_JOB, args=[spec.model_dump(mode="json")], queue=robot_queue(robot)
         )
         out = JobOutcome.model_validate(result.get(timeout=240))
     finally:
