@@ -20,6 +20,7 @@ from enum import StrEnum
 from typing import Any, Literal
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Table
@@ -127,42 +128,78 @@ class _Grid:
         ]
         return cls(keys, specs, cells)
 
-    def table(self, title: str, shown: Sequence[int], compact: bool = False) -> Table:
-        """The ``shown`` columns. Numbers and ids are never wrapped by the table; made
-        ``compact``, their headings wrap at spaces to the width of the widest value."""
+    def span(self, i: int) -> tuple[int, int]:
+        """The fewest and the most characters column ``i`` needs. A number or an id
+        takes its widest value (its heading may wrap at spaces to that); text wraps at
+        spaces, so it needs its longest word."""
+        label, values = self.specs[i].label, [row[i] for row in self.cells]
+        word = max(cell_len(w) for text in [label, *values] for w in text.split() or [""])
+        most = max(cell_len(text) for text in [label, *values])
+        if self.specs[i].kind in WHOLE:
+            fixed = max(max(cell_len(v) for v in values), word)
+            return fixed, max(fixed, most)
+        return word, most
+
+    def widths(self, shown: Sequence[int], room: int) -> list[int] | None:
+        """Widths for the ``shown`` columns in ``room`` characters of text (the table's
+        padding and rules apart), or None when even their fewest do not fit. The room
+        left after the fewest goes to the columns that can use it, in proportion."""
+        spans = [self.span(i) for i in shown]
+        if sum(most for _, most in spans) <= room:
+            return [most for _, most in spans]
+        spare = room - sum(fewest for fewest, _ in spans)
+        if spare < 0:
+            return None
+        lack = [most - fewest for fewest, most in spans]
+        return [f + spare * k // sum(lack) for (f, _), k in zip(spans, lack, strict=True)]
+
+    def table(self, title: str, shown: Sequence[int], widths: Sequence[int] = ()) -> Table:
+        """The ``shown`` columns, each as wide as its widest value, or as ``widths``
+        says. Numbers and ids are never wrapped; text wraps at spaces."""
         t = Table(title=title or None, box=box.SIMPLE_HEAD, title_justify="left")
-        for i in shown:
-            spec = self.specs[i]
+        for j, i in enumerate(shown):
+            spec, width = self.specs[i], widths[j] if widths else None
             if spec.kind not in WHOLE:
-                t.add_column(spec.label, overflow="fold")
+                t.add_column(spec.label, overflow="fold", width=width)
                 continue
-            heading = spec.label
-            if compact:
-                values = max(len(row[i]) for row in self.cells)
-                words = max(len(w) for w in spec.label.split())
-                heading = textwrap.fill(spec.label, max(values, words))
-            t.add_column(heading, justify=_justify(spec.kind), no_wrap=True)
+            heading = textwrap.fill(spec.label, width) if width else spec.label
+            t.add_column(heading, justify=_justify(spec.kind), no_wrap=True, width=width)
         for row in self.cells:
             # Text, not markup: a value is shown as recorded, brackets and all.
             t.add_row(*(Text(row[i]) for i in shown))
         return t
 
-    def vertical(self, title: str, row: int) -> Table:
-        """Row ``row`` as a two-column table of headings and values."""
+    def vertical(self, title: str, row: int, room: int) -> Table:
+        """Row ``row`` as a two-column table of headings and values, in ``room``
+        characters of text: the values get what they need (at least their widest number
+        or id), the headings what is left."""
+        labels = [spec.label for spec in self.specs]
+        values = self.cells[row]
+        whole = [v for spec, v in zip(self.specs, values, strict=True) if spec.kind in WHOLE]
+        label_w = max(cell_len(label) for label in labels)
+        value_w = max(cell_len(v) for v in values)
+        if label_w + value_w > room:
+            value_w = max(room - label_w, *(cell_len(v) for v in whole), 1)
+            label_w = max(room - value_w, 1)
         t = Table(title=title or None, box=box.SIMPLE_HEAD, title_justify="left", show_header=False)
-        t.add_column(overflow="fold", style="bold")
-        t.add_column(overflow="fold")
-        for spec, value in zip(self.specs, self.cells[row], strict=True):
-            t.add_row(spec.label, Text(value))
+        t.add_column(overflow="fold", style="bold", width=label_w)
+        t.add_column(overflow="fold", width=value_w)
+        for label, value in zip(labels, values, strict=True):
+            t.add_row(label, Text(value))
         return t
 
 
-def _min_width(console: Console, table: Table) -> int:
-    return Measurement.get(console, console.options.update_width(100_000), table).minimum
-
-
-def _max_width(console: Console, table: Table) -> int:
+def _natural_width(console: Console, table: Table) -> int:
     return Measurement.get(console, console.options.update_width(100_000), table).maximum
+
+
+def _room(console: Console, columns: int) -> int:
+    """The characters left for the text of ``columns`` columns in a table as wide as the
+    terminal (the rest goes to padding, rules and edges)."""
+    probe = Table(box=box.SIMPLE_HEAD)
+    for _ in range(columns):
+        probe.add_column(width=1)
+    return console.width - (_natural_width(console, probe) - columns)
 
 
 def print_table(
@@ -183,38 +220,44 @@ def print_table(
     if not console.is_terminal:
         _print_whole(console, roomy)
         return
-    width = console.width
-    if _max_width(console, roomy) <= width:
+    if _natural_width(console, roomy) <= console.width:
         console.print(roomy, highlight=False)
         return
-    shown = _fit(console, grid, title, width)
-    table = grid.table(title, shown, compact=True)
-    if len(rows) == 1 or _min_width(console, table) > width:
+    shown = _fit(console, grid)
+    widths = grid.widths(shown, _room(console, len(shown)))
+    if len(rows) == 1 or widths is None:
         # One row, or not even the columns that matter most fit side by side: a block
         # of headings and values per row, every column in it.
         for i in range(len(rows)):
-            console.print(grid.vertical(title if i == 0 else "", i), highlight=False)
+            block = grid.vertical(title if i == 0 else "", i, _room(console, 2))
+            console.print(block, highlight=False)
         return
-    console.print(table, highlight=False)
+    console.print(grid.table(title, shown, widths), highlight=False)
     hidden = [grid.specs[i].label for i in everything if i not in shown]
     if hidden:
         console.print(
-            f"[dim]left out to fit {width} columns: {', '.join(hidden)} "
+            f"[dim]left out to fit {console.width} columns: {', '.join(hidden)} "
             "(a wider terminal shows them; --format csv has everything)[/]",
             highlight=False,
         )
 
 
-def _fit(console: Console, grid: _Grid, title: str, width: int) -> list[int]:
-    """The columns to show in ``width``: first the least useful (worth 2 and 3) go until
-    the rest fits unwrapped; then, if even wrapped text does not fit, those worth 1. The
-    rightmost goes first among equals."""
+def _fit(console: Console, grid: _Grid) -> list[int]:
+    """The columns to show on ``console``: first the least useful (worth 2 and 3) go
+    until the rest fits unwrapped; then, if even wrapped text does not fit, those worth
+    1. The rightmost goes first among equals."""
     shown = list(range(len(grid.keys)))
-    phases = ((2, lambda t: _max_width(console, t)), (1, lambda t: _min_width(console, t)))
-    for floor, needed in phases:
+
+    def unwrapped(cols: list[int]) -> bool:
+        return sum(grid.span(i)[1] for i in cols) <= _room(console, len(cols))
+
+    def wrapped(cols: list[int]) -> bool:
+        return grid.widths(cols, _room(console, len(cols))) is not None
+
+    for floor, fits in ((2, unwrapped), (1, wrapped)):
         candidates = [i for i in shown if grid.specs[i].worth >= floor]
         for i in sorted(candidates, key=lambda i: (-grid.specs[i].worth, -i)):
-            if needed(grid.table(title, shown, compact=True)) <= width:
+            if fits(shown):
                 break
             shown.remove(i)
     return shown
@@ -222,7 +265,7 @@ def _fit(console: Console, grid: _Grid, title: str, width: int) -> list[int]:
 
 def _print_whole(console: Console, table: Table) -> None:
     """Print ``table`` as wide as its widest values, without padding at line ends."""
-    width = _max_width(console, table)
+    width = _natural_width(console, table)
     buf = io.StringIO()
     Console(file=buf, width=max(width, 20), color_system=None, highlight=False).print(table)
     console.file.write("\n".join(line.rstrip() for line in buf.getvalue().splitlines()) + "\n")

@@ -10,6 +10,7 @@ import re
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
+import pytest
 from rich.console import Console
 
 from cell.cli.output import Format, emit
@@ -137,3 +138,36 @@ def test_an_empty_answer_says_what_is_missing() -> None:
     console = _pipe()
     emit([], Format.TABLE, console, title="Yield", empty="no parts from A to B")
     assert _text(console).strip() == "no parts from A to B"
+
+
+def _parts_seen() -> list[dict[str, object]]:
+    seen = datetime(2026, 11, 27, 9, 59, 52, tzinfo=UTC)
+    return [
+        {
+            "part_id": f"DC1-261127-101807-{i:06d}",
+            "first_seen": seen,
+            "last_seen": seen,
+            "stations": "ST10 > ST20 > ST30",
+            "jobs": 3,
+            "nok_jobs": 1,
+            "state": "reworked",
+            "message": "cross thread at the left side's second nut; reworked by hand",
+        }
+        for i in range(3)
+    ]
+
+
+@pytest.mark.parametrize("width", range(40, 161, 8))
+@pytest.mark.parametrize("rows", [_rows(), _parts_seen()], ids=["yield", "parts"])
+def test_at_any_width_no_value_is_cut_and_no_line_is_too_long(
+    rows: list[dict[str, object]], width: int
+) -> None:
+    console = _terminal(width)
+    emit(rows, Format.TABLE, console, title="Rows")
+    text = _text(console)
+    assert "…" not in text
+    assert max(len(line) for line in text.splitlines()) <= width
+    for key in ("parts", "part_id", "first_pass_yield"):
+        if key in rows[0]:
+            value = {"parts": "12,345", "first_pass_yield": "93.5 %"}.get(key, rows[0][key])
+            assert str(value) in text, (key, width)
