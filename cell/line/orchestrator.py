@@ -89,16 +89,7 @@ async def run_line(
             replay = asyncio.create_task(
                 _replay_loop(recorder, opts.replay_every_s), name="outbox-replay"
             )
-            report = asyncio.create_task(
-                ctx.telemetry.report(
-                    opts.redis_url,
-                    [(loop.station.id, loop.live, loop.channel) for loop in loops.values()],
-                    ctx.clock.now,
-                    ctx.clock.scale,
-                    recorder.pending,
-                ),
-                name="telemetry",
-            )
+            report = asyncio.create_task(_report(ctx, opts, loops), name="telemetry")
             if ready is not None:
                 ready.set()
             try:
@@ -111,6 +102,16 @@ async def run_line(
         await redis_client.aclose()
         outbox.close()
         engine.dispose()
+
+
+async def _report(
+    ctx: CellContext, opts: RunOptions, loops: dict[asyncio.Task[None], StationLoop]
+) -> None:
+    """Send the stations' live view and the outbox backlog to the metrics until cancelled."""
+    stations = [(loop.station.id, loop.live, loop.channel) for loop in loops.values()]
+    await ctx.telemetry.report(
+        opts.redis_url, stations, ctx.clock.now, ctx.clock.scale, ctx.recorder.pending
+    )
 
 
 async def _start_stations(
