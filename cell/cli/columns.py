@@ -98,7 +98,7 @@ COLUMNS: Mapping[str, Column] = {
     # OEE
     "planned_s": _c("Planned", K.SECONDS, 2),
     "running_s": _c("Running", K.SECONDS, 2),
-    "takt_s_sum": _c("Takt time", K.SECONDS, 3),
+    "takt_s_sum": _c("Parts x takt", K.SECONDS, 3),
     "availability": _c("Availability", K.PERCENT, 0),
     "performance": _c("Performance", K.PERCENT, 0),
     "quality": _c("Quality", K.PERCENT, 0),

@@ -355,19 +355,22 @@ def _print_summary(
 ) -> None:
     table = Table(title="Summary")
     table.add_column("station")
-    for col in ("parts", "OK", "NOK", "first-pass yield", "cycle time median"):
+    # OK counts a job that passed at its second attempt; first-pass yield does not.
+    for col in ("parts", "OK", "NOK", "retried", "first-pass yield", "cycle time median"):
         table.add_column(col, justify="right")
     # Version ids are 16 characters; a narrow terminal must not cut them.
     table.add_column("driven by", no_wrap=True, min_width=16)
     for r in rows:
         fpy = f"{100 * r.first_pass_yield:.1f} %" if r.first_pass_yield is not None else "-"
         ct = f"{r.cycle_time_median_ms / 1000:.1f} s" if r.cycle_time_median_ms else "-"
+        drivers = ", ".join(r.drivers) or "-"
         table.add_row(
-            r.station_id, str(r.jobs), str(r.ok), str(r.nok), fpy, ct, ", ".join(r.drivers) or "-"
+            r.station_id, str(r.jobs), str(r.ok), str(r.nok), str(r.retried), fpy, ct, drivers
         )
     jobs = sum(r.jobs for r in rows)
     ok = sum(r.ok for r in rows)
-    table.add_row("all", str(jobs), str(ok), str(jobs - ok), "", "", "", style="bold")
+    retried = sum(r.retried for r in rows)
+    table.add_row("all", str(jobs), str(ok), str(jobs - ok), str(retried), "", "", "", style="bold")
     console.print(table)
     if "postgres" in svc.embedded:
         console.print(

@@ -17,6 +17,7 @@ class StationSummary:
     jobs: int
     ok: int
     nok: int
+    retried: int  # jobs that needed a second attempt (OK or not)
     first_pass_yield: float | None  # OK at the first attempt / jobs
     cycle_time_median_ms: float | None
     # What ran the jobs: ``expert`` or policy checkpoint versions, sorted.
@@ -26,7 +27,7 @@ class StationSummary:
 def station_summary(
     session: Session, since: datetime | None = None, until: datetime | None = None
 ) -> list[StationSummary]:
-    """Per station: jobs, OK, NOK, first-pass yield, median cycle time and what ran the
+    """Per station: jobs, OK, NOK, retried, first-pass yield, median cycle time and what ran the
     jobs (``Job.policy_version``), of the jobs that ended in ``[since, until]``."""
     first_pass = func.sum(case((m.Job.ok & (m.Job.attempt == 1), 1), else_=0))
     q = (
@@ -35,6 +36,7 @@ def station_summary(
             func.count(),
             func.sum(m.Job.ok.cast(Integer)),
             first_pass,
+            func.sum(case((m.Job.attempt > 1, 1), else_=0)),
             func.percentile_cont(0.5).within_group(m.Job.cycle_time_ms),
             func.array_agg(m.Job.policy_version.distinct()),
         )
@@ -46,13 +48,14 @@ def station_summary(
     if until is not None:
         q = q.where(m.Job.ended_at <= until)
     out = []
-    for station_id, jobs, ok, fp, median, drivers in session.execute(q):
+    for station_id, jobs, ok, fp, retried, median, drivers in session.execute(q):
         out.append(
             StationSummary(
                 station_id=station_id,
                 jobs=jobs,
                 ok=int(ok or 0),
                 nok=jobs - int(ok or 0),
+                retried=int(retried or 0),
                 first_pass_yield=(int(fp or 0) / jobs) if jobs else None,
                 cycle_time_median_ms=float(median) if median is not None else None,
                 drivers=tuple(sorted(d for d in drivers or () if d)),
