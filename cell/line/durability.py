@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from cell.line.outbox import Outbox
 from cell.record import models as m
 from cell.record.epochs import EpochView, place_job
-from cell.record.jobs import JobRecord, record_job, resolve_epoch
+from cell.record.jobs import JobRecord, quarantine, record_job, resolve_epoch
 from robot.jobs import ErrorCode
 
 log = logging.getLogger(__name__)
@@ -163,10 +163,16 @@ class Recorder:
         return len(self.outbox)
 
     def _write(self, rec: JobRecord, alert: str | None) -> None:
+        """Record ``rec`` with its alert; a different result already under its key is kept
+        in quarantine with an alert for a person, never dropped."""
         with self.sessions() as s:
             # The job and its alert commit together: a crash cannot leave one without the other.
             recorded = record_job(s, rec, commit=False)
-            if alert is not None and recorded.created:
+            if recorded.differs:
+                raised = quarantine(s, rec, recorded.job_id, recorded.differs, rec.ended_at)
+                if raised is not None:
+                    log.warning("replay conflict: %s", raised.message)
+            elif alert is not None and recorded.created:
                 s.add(
                     m.Alert(
                         station_id=rec.station_id,

@@ -53,15 +53,29 @@ class JobRecord(BaseModel):
 
 @dataclass(frozen=True)
 class Recorded:
+    """The job's row; ``created`` False for a key already on record, and then ``differs``
+    names what the record holds otherwise (empty: a harmless repeat)."""
+
     job_id: int
     created: bool
+    differs: tuple[str, ...] = ()
+
+
+# What makes two results of one job key different jobs rather than a repeat.
+_MATTERS = ("part_id", "program_no", "ok", "error_code")
+
+
+def differences(row: m.Job, rec: JobRecord) -> tuple[str, ...]:
+    """The fields that matter (part, program, outcome) in which ``rec`` differs from ``row``."""
+    return tuple(f for f in _MATTERS if getattr(row, f) != getattr(rec, f))
 
 
 def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Recorded:
     """Insert ``rec`` with its fasteners unless its key is already recorded.
 
     A repeat (same key) changes nothing and returns the existing row's id with
-    ``created=False``: the first recording of a job is the one of record. With
+    ``created=False``: the first recording of a job is the one of record; ``differs``
+    says whether the repeat carries another part or outcome (see ``quarantine``). With
     ``commit=False`` the caller commits (to add rows that belong to the same job).
     """
     if rec.part_id is not None:
@@ -77,7 +91,7 @@ def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Reco
         session.rollback()
         existing = find_job(session, rec.station_id, rec.epoch, rec.job_seq)
         assert existing is not None  # the conflict says it exists
-        return Recorded(existing.id, created=False)
+        return Recorded(existing.id, created=False, differs=differences(existing, rec))
     if rec.fasteners:
         session.execute(
             insert(m.FastenerResult),
@@ -102,6 +116,65 @@ def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Reco
     if commit:
         session.commit()
     return Recorded(job_id, created=True)
+
+
+def quarantine(
+    session: Session, rec: JobRecord, job_id: int, differs: tuple[str, ...], at: datetime
+) -> m.Alert | None:
+    """Keep ``rec``, which met a different job ``job_id`` under its key, with both versions
+    as JSON, and raise a ``replay_conflict`` alert naming them; the caller commits.
+
+    The same entry quarantined again (a replay interrupted and repeated) is stored once:
+    None then, else the new alert.
+    """
+    row = session.get(m.Job, job_id)
+    assert row is not None
+    replayed = rec.model_dump(mode="json")
+    entry_hash = hashlib.sha256(json.dumps(replayed, sort_keys=True).encode()).hexdigest()
+    conflict_id = session.execute(
+        insert(m.ReplayConflict)
+        .values(
+            station_id=rec.station_id,
+            epoch=rec.epoch,
+            job_seq=rec.job_seq,
+            job_id=job_id,
+            differs=list(differs),
+            recorded=_row_json(row),
+            replayed=replayed,
+            entry_hash=entry_hash,
+        )
+        .on_conflict_do_nothing()
+        .returning(m.ReplayConflict.id)
+    ).scalar_one_or_none()
+    if conflict_id is None:
+        return None
+    alert = m.Alert(
+        station_id=rec.station_id,
+        part_id=rec.part_id,
+        kind="replay_conflict",
+        error_code=rec.error_code,
+        message=(
+            f"{rec.station_id} JobSeq {rec.job_seq} (epoch {rec.epoch}): a result for part "
+            f"{rec.part_id or '(none)'} ({'OK' if rec.ok else 'NOK'} {rec.error_code}) met the "
+            f"record's part {row.part_id or '(none)'} ({'OK' if row.ok else 'NOK'} "
+            f"{row.error_code}); differs in {', '.join(differs)}. Kept as replay conflict "
+            f"{conflict_id}, not recorded: check which part was worked on."
+        ),
+        raised_at=at,
+    )
+    session.add(alert)
+    session.flush()
+    session.get_one(m.ReplayConflict, conflict_id).alert_id = alert.id
+    return alert
+
+
+def _row_json(row: m.Job) -> dict[str, object]:
+    """A job row's columns as JSON values (times in ISO 8601)."""
+    out: dict[str, object] = {}
+    for col in m.Job.__table__.columns:
+        value = getattr(row, col.key)
+        out[col.key] = value.isoformat() if isinstance(value, datetime) else value
+    return out
 
 
 def find_job(session: Session, station_id: str, epoch: int, job_seq: int) -> m.Job | None:

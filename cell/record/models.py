@@ -217,6 +217,29 @@ class Alert(Base):
     )
 
 
+class ReplayConflict(Base):
+    """A result that met a different one under its job key (revision 0005), kept with both
+    versions as JSON: ``recorded`` the row of record, ``replayed`` the entry that could not
+    be recorded. ``entry_hash`` (SHA-256 of ``replayed``) makes a repeated replay of the
+    same entry store it once."""
+
+    __tablename__ = "replay_conflicts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    epoch: Mapped[int] = mapped_column(Integer)
+    job_seq: Mapped[int] = mapped_column(BigInteger)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"))
+    differs: Mapped[list[str]] = mapped_column(ARRAY(String(40)))
+    recorded: Mapped[dict[str, object]] = mapped_column(JSONB)
+    replayed: Mapped[dict[str, object]] = mapped_column(JSONB)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    found_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+
+    __table_args__ = (UniqueConstraint("station_id", "epoch", "job_seq", "entry_hash"),)
+
+
 # Access, audit and shifts (revision 0002). Its rollup tables are read with SQL in
 # cell.insight and kept by database triggers, so they have no ORM classes.
 
