@@ -84,21 +84,23 @@ def demo(
 
 
 def run(config: ConfigOpt = None) -> None:
-    """Run the bridge and the orchestrator against the line config's PLC(s) until stopped."""
+    """Run the bridge and the orchestrator against the line config's PLC(s) until stopped.
+
+    PostgreSQL need not answer: the line is served from the outbox until it does. Then the
+    embedded database is brought to head; a configured one must be there already."""
     from cell.line.orchestrator import RunOptions, run_line
-    from cell.record.migrate import upgrade
 
     cfg = settings()
     line = line_config(cfg, config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     with cell_errors(), services(cfg) as svc:
         assert svc.database_url and svc.redis_url
-        upgrade(svc.database_url)
         opts = RunOptions(
             svc.database_url,
             svc.redis_url,
             data_dir=cfg.data_dir.resolve(),
             job_timeout_s=cfg.job_timeout_s,
+            migrate="postgres" in svc.embedded,  # a configured database is only checked
         )
         asyncio.run(until_signal(lambda stop: run_line(line, opts, stop)))
 

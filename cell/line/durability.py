@@ -2,8 +2,13 @@
 
 Order is kept: while the outbox holds anything, new results queue behind it, and
 ``replay`` drains it oldest first once the database answers again. Epoch decisions fall
-back on what this process last saw per station, plus the outbox, while the database is
-down, so a repeat is still recognised and a counter reset still opens a new epoch.
+back on what this process last saw per station (kept in the outbox file, so it survives
+a restart), plus the outbox, while the database is down, so a repeat is still recognised
+and a counter reset still opens a new epoch.
+
+A recorder built ``online=False`` treats the database as down until ``go_online`` (the
+orchestrator calls it once the schema is at head and the line is synced), so nothing is
+written to a database that PostgreSQL's return has not yet made ready.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ class _Last:
     known: Known
 
 
-def _unreachable(exc: Exception) -> bool:
+def unreachable(exc: Exception) -> bool:
     """Whether a database error means "cannot reach the server" rather than a bug."""
     if isinstance(exc, OperationalError):
         return True
@@ -57,18 +62,50 @@ def _unreachable(exc: Exception) -> bool:
 class Recorder:
     """Thread-safe; called from station loops through ``asyncio.to_thread``."""
 
-    def __init__(self, sessions: sessionmaker[Session], outbox: Outbox) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        outbox: Outbox,
+        *,
+        recipe_ids: dict[tuple[str, int], int] | None = None,
+        online: bool = True,
+    ) -> None:
+        """``recipe_ids`` ((station, ProgramNo) -> recipe row, filled by the caller once the
+        line is synced) completes results recorded offline without their recipe."""
         self.sessions = sessions
         self.outbox = outbox
+        self.recipe_ids = recipe_ids if recipe_ids is not None else {}
         self._lock = threading.Lock()
-        self._last: dict[str, _Last] = {}
+        self._online = threading.Event()
+        if online:
+            self._online.set()
+        self._last: dict[str, _Last] = {
+            sid: _last_of(rec) for sid, rec in outbox.remembered().items()
+        }
+
+    @property
+    def online(self) -> bool:
+        return self._online.is_set()
+
+    def go_online(self) -> None:
+        """The database is ready for writes (schema at head, line synced)."""
+        self._online.set()
+
+    def known_job_seqs(self) -> dict[str, int]:
+        """Each station's last JobSeq known without the database (memory and outbox)."""
+        with self._lock:
+            seqs = {sid: last.job_seq for sid, last in self._last.items()}
+            # While the outbox holds anything, its newest entry is the station's last job.
+            for entry in self.outbox.entries():
+                seqs[entry.record.station_id] = entry.record.job_seq
+        return seqs
 
     def decide(
         self, station_id: str, job_seq: int, part_id: str | None, counter_reset: bool = False
     ) -> Decision:
         """The epoch of a PLC job and, if it is already recorded, its result."""
         with self._lock:
-            if len(self.outbox) == 0:
+            if self.online and len(self.outbox) == 0:
                 try:
                     with self.sessions() as s:
                         d = resolve_epoch(
@@ -81,7 +118,7 @@ class Recorder:
                         )
                     return Decision(d.epoch, known)
                 except (OperationalError, DBAPIError) as exc:
-                    if not _unreachable(exc):
+                    if not unreachable(exc):
                         raise
                     log.warning(
                         "database unreachable; deciding %s job %s from memory", station_id, job_seq
@@ -94,18 +131,13 @@ class Recorder:
         last = self._last.get(station_id)
         queued = self.outbox.latest(station_id)
         if queued is not None:
-            last = _Last(
-                queued.epoch,
-                queued.job_seq,
-                queued.part_id,
-                Known(queued.ok, queued.error_code, queued.cycle_time_ms),
-            )
+            last = _last_of(queued)
         if last is None:
-            # Nothing seen since start and no database: the job cannot be placed in an
-            # epoch safely, so it waits (unacknowledged) until the database answers.
+            # Nothing known of the station and no database: the job cannot be placed in
+            # an epoch safely, so it waits (unacknowledged) until the database answers.
             raise RecordUnavailable(
-                f"{station_id}: database unreachable and no history "
-                "in this process to place the job"
+                f"{station_id}: database unreachable and no earlier job of the station "
+                f"known here to place JobSeq {job_seq} in a counter epoch"
             )
         in_outbox = self.outbox.find(station_id, last.epoch, job_seq)
         same: Known | None = None
@@ -122,35 +154,37 @@ class Recorder:
     def record(self, rec: JobRecord, alert: str | None) -> str:
         """Make ``rec`` durable: "db" if committed to PostgreSQL, "outbox" otherwise."""
         with self._lock:
-            self._last[rec.station_id] = _Last(
-                rec.epoch,
-                rec.job_seq,
-                rec.part_id,
-                Known(rec.ok, rec.error_code, rec.cycle_time_ms),
-            )
-            if len(self.outbox) == 0:
+            self._last[rec.station_id] = _last_of(rec)
+            where = "outbox"
+            if self.online and len(self.outbox) == 0:
                 try:
                     self._write(rec, alert)
-                    return "db"
+                    where = "db"
                 except (OperationalError, DBAPIError) as exc:
-                    if not _unreachable(exc):
+                    if not unreachable(exc):
                         raise
                     log.warning("database unreachable; %s goes to the outbox", rec.key)
-            self.outbox.put(rec, alert)
-            return "outbox"
+            if where == "outbox":
+                self.outbox.put(rec, alert)
+            self.outbox.remember(rec)  # durable now: a restart may place jobs after it
+            return where
 
     def replay(self) -> int:
         """Write queued results to the database oldest first; returns how many went.
 
-        Stops at the first entry the database does not take (it is down again).
+        Stops at the first entry the database does not take (it is down again); does
+        nothing before ``go_online``. A result recorded without its recipe row (the
+        database was down when the line was synced) gets it from ``recipe_ids``.
         """
         done = 0
+        if not self.online:
+            return 0
         with self._lock:
             for entry in self.outbox.entries():
                 try:
-                    self._write(entry.record, entry.alert)
+                    self._write(self._with_recipe(entry.record), entry.alert)
                 except (OperationalError, DBAPIError) as exc:
-                    if not _unreachable(exc):
+                    if not unreachable(exc):
                         raise
                     break
                 self.outbox.remove(entry.seq)
@@ -161,6 +195,13 @@ class Recorder:
 
     def pending(self) -> int:
         return len(self.outbox)
+
+    def _with_recipe(self, rec: JobRecord) -> JobRecord:
+        """``rec`` with its recipe row if it ran a recipe (it has a task) and lacks it."""
+        if rec.recipe_id is not None or rec.task is None:
+            return rec
+        recipe_id = self.recipe_ids.get((rec.station_id, rec.program_no))
+        return rec if recipe_id is None else rec.model_copy(update={"recipe_id": recipe_id})
 
     def _write(self, rec: JobRecord, alert: str | None) -> None:
         """Record ``rec`` with its alert; a different result already under its key is kept
@@ -187,8 +228,14 @@ class Recorder:
             s.commit()
 
 
+def _last_of(rec: JobRecord) -> _Last:
+    return _Last(
+        rec.epoch, rec.job_seq, rec.part_id, Known(rec.ok, rec.error_code, rec.cycle_time_ms)
+    )
+
+
 class RecordUnavailable(RuntimeError):
-    """Neither the database nor this process's memory can place a job safely."""
+    """Neither the database nor what the outbox file remembers can place a job safely."""
 
 
 def alert_message(rec: JobRecord) -> str:

@@ -2,6 +2,12 @@
 
 Stations that share a PLC endpoint share one OPC UA session; each station gets its own
 loop task. ``run_line`` returns when ``stop`` is set (or raises what a station raised).
+
+The line starts and is served with PostgreSQL unreachable: results go to the outbox,
+recipes come from the line config (their record ids are filled in when the database
+returns), epochs from what the outbox file remembers. Once the database answers, the
+schema is brought to head, the line's stations, robots and recipes are synced and the
+outbox is replayed; only then is anything written to the database.
 """
 
 from __future__ import annotations
@@ -14,17 +20,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import redis.asyncio as aioredis
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cell.config import LineConfig, Station
+from cell.errors import Unavailable
 from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
-from cell.line.durability import Recorder
+from cell.line.durability import Recorder, unreachable
 from cell.line.outbox import Outbox
 from cell.line.station import CellContext, StationLoop
 from cell.packml import PackML
 from cell.record.engine import make_engine, make_sessionmaker
 from cell.record.jobs import last_job_seqs
+from cell.record.migrate import schema_problem, upgrade
 from cell.record.roster import sync_line
 from mes_bridge.session import PlcSession
 from robot.celery_app import make_celery
@@ -41,6 +50,9 @@ class RunOptions:
     replay_every_s: float = 2.0
     drain_s: float = 60.0  # on stop, how long running jobs may take to finish
     clock: Clock | None = None  # None: the wall clock
+    # Bring the schema to head when the database answers; False: only check that it is
+    # there (a plant migrates on purpose, with ``intern db upgrade``).
+    migrate: bool = True
 
 
 def group_by_endpoint(line: LineConfig) -> dict[str, list[Station]]:
@@ -68,26 +80,33 @@ async def run_line(
     celery = make_celery(opts.redis_url)
     redis_client = aioredis.Redis.from_url(opts.redis_url, socket_timeout=5.0)
     outbox = Outbox(opts.data_dir / "outbox.sqlite3")
-    recorder = Recorder(sessions, outbox)
+    recipe_ids: dict[tuple[str, int], int] = {}
+    recorder = Recorder(sessions, outbox, recipe_ids=recipe_ids, online=False)
     try:
-        recipe_ids, known_seqs = await asyncio.to_thread(_sync, sessions, line)
-        await asyncio.to_thread(recorder.replay)  # results left from a previous run first
-        dispatcher = Dispatcher(celery, redis_client)
+        record = _Record(opts.database_url, sessions, line, recorder, opts.migrate)
+        known_seqs = await asyncio.to_thread(record.bring_up)  # results left over replayed
+        if known_seqs is None:
+            log.warning(
+                "database unreachable: serving from the outbox (%d results waiting)",
+                recorder.pending(),
+            )
+            known_seqs = recorder.known_job_seqs()
         ctx = CellContext(
             sessions=sessions,
             recorder=recorder,
-            dispatcher=dispatcher,
+            dispatcher=Dispatcher(celery, redis_client),
             recipe_ids=recipe_ids,
             job_timeout_s=opts.job_timeout_s,
             clock=opts.clock or Clock(),
             part_ids=line.part_id,
+            home_robots=home_robots(line),
         )
         if context_out is not None:
             context_out.append(ctx)
         async with contextlib.AsyncExitStack() as stack:
             loops = await _start_stations(stack, line, ctx, known_seqs)
             replay = asyncio.create_task(
-                _replay_loop(recorder, opts.replay_every_s), name="outbox-replay"
+                _replay_loop(record, opts.replay_every_s), name="outbox-replay"
             )
             report = asyncio.create_task(_report(ctx, opts, loops), name="telemetry")
             if ready is not None:
@@ -176,16 +195,61 @@ async def _drain(
                 await loop.set_state(PackML.STOPPED, "orchestrator stopped")
 
 
-async def _replay_loop(recorder: Recorder, every_s: float) -> None:
-    """Drain the outbox whenever it holds results and the database answers."""
+async def _replay_loop(record: _Record, every_s: float) -> None:
+    """Bring the record up while the database has not answered since start; then drain
+    the outbox whenever it holds results and the database answers."""
     while True:
         await asyncio.sleep(every_s)
-        if recorder.pending():
-            await asyncio.to_thread(recorder.replay)
+        if not record.recorder.online:
+            await asyncio.to_thread(record.bring_up)
+        elif record.recorder.pending():
+            await asyncio.to_thread(record.recorder.replay)
 
 
-def _sync(
-    sessions: sessionmaker[Session], line: LineConfig
-) -> tuple[dict[tuple[str, int], int], dict[str, int]]:
-    with sessions() as s:
-        return sync_line(s, line), last_job_seqs(s)
+def home_robots(line: LineConfig) -> dict[str, str]:
+    """Station -> the robot whose home it is (the first one, if several)."""
+    homes: dict[str, str] = {}
+    for rb in line.robots:
+        if rb.home_station is not None:
+            homes.setdefault(rb.home_station, rb.id)
+    return homes
+
+
+@dataclass
+class _Record:
+    """The production record as the orchestrator readies it, at start or on its return."""
+
+    url: str
+    sessions: sessionmaker[Session]
+    line: LineConfig
+    recorder: Recorder
+    migrate: bool
+    tried: bool = False
+
+    def bring_up(self) -> dict[str, int] | None:
+        """Schema to head, the line synced (recipe ids into the recorder's map), the
+        recorder online and the outbox replayed; each station's last recorded JobSeq.
+        None while the database is unreachable; any other error is raised, and
+        ``Unavailable`` for a schema not at head that is not ours to migrate."""
+        back, self.tried = self.tried, True
+        try:
+            problem = None if self.migrate else schema_problem(self.url)
+            if problem is not None:
+                raise Unavailable(f"{problem}: run `intern db upgrade`")
+            if self.migrate:
+                upgrade(self.url)
+            with self.sessions() as s:
+                self.recorder.recipe_ids.update(sync_line(s, self.line))
+                known = last_job_seqs(s)
+        except DBAPIError as exc:
+            if not unreachable(exc):
+                raise
+            return None
+        self.recorder.go_online()
+        replayed = self.recorder.replay()
+        log.info(
+            "database %s: schema at head, %d results replayed",
+            "back" if back else "ready",
+            replayed,
+        )
+        return known

@@ -4,6 +4,10 @@ A SQLite file on the orchestrator's disk (WAL, ``synchronous=FULL``): ``put`` re
 once the entry is on disk, so the PLC may then see ``ResultSeq`` move. Entries are
 replayed in insertion order; recording is idempotent on the job key, so a replay that is
 interrupted and repeated never counts a job twice.
+
+The same file keeps each station's last recorded job (``remember``), wherever it went: an
+orchestrator that starts while PostgreSQL is down places the PLC's next job in a counter
+epoch from it, as it would from its memory had it been running.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ class Outbox:
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
             " job_key TEXT NOT NULL UNIQUE, record TEXT NOT NULL, alert TEXT)"
+        )
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS last_job"
+            " (station_id TEXT PRIMARY KEY, record TEXT NOT NULL)"
         )
 
     def put(self, record: JobRecord, alert: str | None) -> None:
@@ -70,6 +78,22 @@ class Outbox:
             if rec.station_id == station_id:
                 return rec
         return None
+
+    def remember(self, record: JobRecord) -> None:
+        """Keep ``record`` (without its fasteners) as its station's last recorded job; call
+        it only once the record is durable, so that it never answers for a lost one."""
+        slim = record.model_copy(update={"fasteners": []})
+        with self._lock:
+            self._db.execute(
+                "INSERT OR REPLACE INTO last_job (station_id, record) VALUES (?, ?)",
+                (record.station_id, slim.model_dump_json()),
+            )
+
+    def remembered(self) -> dict[str, JobRecord]:
+        """Each station's last recorded job, as ``remember`` kept it."""
+        with self._lock:
+            rows = self._db.execute("SELECT station_id, record FROM last_job").fetchall()
+        return {sid: JobRecord.model_validate_json(raw) for sid, raw in rows}
 
     def remove(self, seq: int) -> None:
         with self._lock:

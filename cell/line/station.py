@@ -25,7 +25,7 @@ from cell.config import PartIdPolicy, Recipe, Station
 from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
 from cell.line.drafts import JobDraft
-from cell.line.durability import Known, Recorder
+from cell.line.durability import Known, Recorder, RecordUnavailable
 from cell.line.station_io import HOLDING_ALERTS, StationDb
 from cell.line.telemetry import LiveState, Started, Telemetry
 from cell.packml import PackML, path
@@ -63,6 +63,7 @@ class CellContext:
     counters: dict[str, int] = field(default_factory=dict)
     telemetry: Telemetry = field(default_factory=Telemetry)  # live view and metrics
     robot_at: dict[str, str] = field(default_factory=dict)  # robot -> station of its last job
+    home_robots: dict[str, str] = field(default_factory=dict)  # station -> robot, line config
     draining: bool = False  # stopping: finish the running job, take no new one
 
     def count(self, name: str) -> None:
@@ -90,7 +91,7 @@ class StationLoop:
         self.station = station
         self.channel = channel
         self.ctx = ctx
-        self.db = StationDb(ctx.sessions, station.id)
+        self.db = StationDb(ctx.sessions, station.id, ctx.home_robots.get(station.id))
         self.state = PackML.UNDEFINED
         self.busy = False
         self.plc_stale = False
@@ -155,6 +156,14 @@ class StationLoop:
                 return
             except asyncio.CancelledError:
                 raise
+            except RecordUnavailable as exc:
+                # Nothing known to place the job by until the database answers: it waits
+                # unacknowledged, and the station says why.
+                if delay == 1.0:
+                    log.warning("station %s: %s; the job waits", self.station.id, exc)
+                await self.set_state(PackML.HELD, "database unreachable: the job waits for it")
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, 5.0)
             except JobNotCurrent as exc:
                 # The PLC gave the job up (its counters reset, or a newer JobSeq): there is
                 # nobody left to answer. What was recorded for it stays on record; trying

@@ -2,7 +2,8 @@
 
 State events are buffered in memory while PostgreSQL is unreachable and written, in
 order, with the next one that goes through; the robot assignment and open alerts fall
-back on the last answer the database gave.
+back on the last answer the database gave (at a start with the database down, the robot
+whose home station it is in the line config).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ HOLDING_ALERTS = frozenset({"nok_hold", "interrupted"})
 class StationDb:
     """Thread-safe; one per station loop, called through ``asyncio.to_thread``."""
 
-    def __init__(self, sessions: sessionmaker[Session], station_id: str) -> None:
+    def __init__(
+        self, sessions: sessionmaker[Session], station_id: str, home_robot: str | None = None
+    ) -> None:
         self.sessions = sessions
         self.station_id = station_id
         self._lock = threading.Lock()
         self._pending: list[m.CellStateEvent] = []
-        self._robot: str | None = None
+        self._robot: str | None = home_robot  # until the database first answers
         self._held = False
 
     def state_events(self, states: list[PackML], reason: str, at: datetime) -> None:
