@@ -9,20 +9,24 @@
    ticks in ~33 s; ``--realtime`` runs the true 30 Hz loop (10,000 ticks = 5.6 min per
    latency, ~22 min in all). The policy in this loop replays chunks recorded from the
    model, so the figure is the executor's, not the model's compute.
-3. Chunk-boundary discontinuity in the simulator (200 ms delay): mean action jump at a
-   chunk boundary divided by the median within-chunk step, prefix-conditioned against
-   naive switching and blending.
-4. Task completion in simulated time, asynchronous against synchronous execution at
-   80 and 200 ms: policy-driven ticks and cycle time, with the expert as the floor.
+3. Every execution method (sync, prefix, naive, blend, rtc) on N seeds of nut
+   installation in simulated time at 80 and 200 ms injected latency, each as deployed
+   (default ``ExecConfig`` but the mode): policy-driven ticks and cycle time against
+   synchronous execution, success with its 95% Wilson interval, and the mean action
+   jump at a chunk boundary over the median within-chunk step (the policy's own actions,
+   before the acceleration limit). The expert is the floor. The last line is JSON with
+   the default method's headline figures (success at 80 ms).
 
-Run: ``python bench/policy.py [--realtime] [--episodes N]``.
+Run: ``python bench/policy.py [--realtime] [--episodes N] [--sim-only]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Run as ``python bench/policy.py`` this file's folder comes first on sys.path and its own
@@ -34,7 +38,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from policy.chunking import ExecConfig, ExecMode  # noqa: E402
-from policy.evaluate import EVAL_SEED0, run_expert  # noqa: E402
+from policy.evaluate import EVAL_SEED0, run_expert, wilson  # noqa: E402
 from policy.executor import MonotonicClock, RealTimeExecutor  # noqa: E402
 from policy.latency import LatencyInjector  # noqa: E402
 from policy.local import LocalPolicy  # noqa: E402
@@ -163,75 +167,97 @@ def bench_loop(policy: LocalPolicy, observations: list[Observation], realtime: b
         )
 
 
-def bench_boundaries(policy: LocalPolicy, episodes: int) -> None:
-    print("\n== chunk-boundary discontinuity (simulator, 200 ms delay, nut installation) ==")
-    base = None
-    for mode in (ExecMode.PREFIX, ExecMode.NAIVE, ExecMode.BLEND):
-        jumps: list[float] = []
-        steps: list[float] = []
-        for i in range(episodes):
-            env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
-            cfg = ExecConfig(mode=mode, accel_limit=10.0)  # measure what the policy asked
-            stats, _ = SimTimeRunner(policy, cfg, latency=LatencyInjector("fixed:200", seed=i)).run(
-                env, env.max_steps + 1
-            )
-            jumps += stats.boundary_jumps
-            steps += stats.within_steps
-        typical = float(np.median([s for s in steps if s > 0]))
-        ratio = float(np.mean(jumps)) / typical
-        base = base or ratio
-        vs = "" if mode is ExecMode.PREFIX else f"  = {ratio / base:.1f} x prefix"
-        print(
-            f"{mode.value:7s}: boundary jump / typical within-chunk step = {ratio:.2f} "
-            f"({len(jumps)} boundaries){vs}"
-        )
+METHODS = (ExecMode.SYNC, ExecMode.PREFIX, ExecMode.NAIVE, ExecMode.BLEND, ExecMode.RTC)
+LATENCIES_MS = (80, 200)
 
 
-def bench_completion(policy: LocalPolicy, episodes: int) -> None:
-    print("\n== task completion in simulated time (nut installation) ==")
-    expert_ticks, expert_cycle = [], []
+@dataclass
+class Figures:
+    """One method at one latency over the seeds: means and boundary smoothness."""
+
+    ticks: float
+    cycle_s: float
+    successes: int
+    episodes: int
+    boundary_jump: float  # mean jump at a chunk boundary / median within-chunk step
+
+
+def run_method(policy: LocalPolicy, mode: ExecMode, lat_ms: int, episodes: int) -> Figures:
+    ticks, cycle, ok = [], [], 0
+    jumps: list[float] = []
+    steps: list[float] = []
     for i in range(episodes):
-        env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=False)
-        out = run_expert(env)
-        expert_ticks.append(out.steps)
-        expert_cycle.append(out.cycle_time_s)
-    et, ec = float(np.mean(expert_ticks)), float(np.mean(expert_cycle))
-    print(f"floor (expert, no inference delay): {et:.1f} policy ticks, cycle {ec:.2f} s")
-    for lat in ("fixed:80", "fixed:200"):
-        res = {}
-        for mode in (ExecMode.PREFIX, ExecMode.SYNC):
-            ticks, cycle, ok = [], [], 0
-            for i in range(episodes):
-                env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
-                SimTimeRunner(
-                    policy, ExecConfig(mode=mode), latency=LatencyInjector(lat, seed=i)
-                ).run(env, env.max_steps + 1)
-                out = env.outcome()
-                ticks.append(out.steps)
-                cycle.append(out.cycle_time_s)
-                ok += out.success
-            res[mode] = (float(np.mean(ticks)), float(np.mean(cycle)), ok)
-        (at, ac, aok), (st, sc, sok) = res[ExecMode.PREFIX], res[ExecMode.SYNC]
-        print(
-            f"{lat}: async {at:.1f} ticks / sync {st:.1f} ticks = {at / st:.2f} "
-            f"(async {at / et:.2f} x floor, sync {st / et:.2f} x floor); cycle time async/sync "
-            f"= {ac / sc:.3f}; successes async {aok}/{episodes}, sync {sok}/{episodes}"
+        env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
+        latency = LatencyInjector(f"fixed:{lat_ms}", seed=i)
+        stats, _ = SimTimeRunner(policy, ExecConfig(mode=mode), latency=latency).run(
+            env, env.max_steps + 1
         )
+        out = env.outcome()
+        ticks.append(out.steps)
+        cycle.append(out.cycle_time_s)
+        ok += out.success
+        jumps += stats.boundary_jumps
+        steps += stats.within_steps
+    moving = [s for s in steps if s > 0]
+    typical = float(np.median(moving)) if moving else float("nan")
+    jump = float(np.mean(jumps)) / typical if jumps else float("nan")
+    return Figures(float(np.mean(ticks)), float(np.mean(cycle)), ok, episodes, jump)
+
+
+def bench_methods(policy: LocalPolicy, episodes: int) -> dict[str, object]:
+    """Every execution method at 80 and 200 ms against synchronous execution; returns the
+    default method's headline figures."""
+    print(f"\n== execution methods in simulated time (nut installation, {episodes} seeds) ==")
+    expert = [run_expert(CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i)) for i in range(episodes)]
+    print(
+        f"floor (expert, no inference delay): {np.mean([o.steps for o in expert]):.1f} "
+        f"policy ticks, cycle {np.mean([o.cycle_time_s for o in expert]):.2f} s"
+    )
+    fig: dict[tuple[ExecMode, int], Figures] = {}
+    for lat in LATENCIES_MS:
+        for mode in METHODS:
+            f = fig[mode, lat] = run_method(policy, mode, lat, episodes)
+            sync = fig[ExecMode.SYNC, lat]
+            lo, hi = wilson(f.successes, f.episodes)
+            jump = (
+                "n/a (holds between chunks)"
+                if np.isnan(f.boundary_jump)
+                else f"{f.boundary_jump:.2f}"
+            )
+            print(
+                f"{lat:3d} ms {mode.value:6s}: ticks {f.ticks:6.1f} = {f.ticks / sync.ticks:.2f} x "
+                f"sync; cycle {f.cycle_s:5.2f} s = {f.cycle_s / sync.cycle_s:.3f} x sync; "
+                f"success {f.successes}/{f.episodes} [95% {100 * lo:.0f}-{100 * hi:.0f}%]; "
+                f"boundary jump / median step {jump}"
+            )
+    default = ExecConfig().mode
+    a80, s80 = fig[default, 80], fig[ExecMode.SYNC, 80]
+    return {
+        "method": default.value,
+        "async_over_sync_ticks_80ms": round(a80.ticks / s80.ticks, 3),
+        "async_over_sync_cycle_80ms": round(a80.cycle_s / s80.cycle_s, 3),
+        "boundary_jump_200ms": round(fig[default, 200].boundary_jump, 2),
+        "blend_boundary_jump_200ms": round(fig[ExecMode.BLEND, 200].boundary_jump, 2),
+        "success_async": round(a80.successes / a80.episodes, 3),
+        "success_sync": round(s80.successes / s80.episodes, 3),
+        "episodes": episodes,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--realtime", action="store_true", help="true 30 Hz control loop")
-    ap.add_argument("--episodes", type=int, default=20, help="simulator episodes per figure")
+    ap.add_argument("--episodes", type=int, default=50, help="simulator seeds per figure")
+    ap.add_argument("--sim-only", action="store_true", help="only the simulator figures (3)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     policy = load_policy(Task.NUT_INSTALL)
     assert isinstance(policy, LocalPolicy)
     print(f"policy {policy.version}")
-    observations = bench_inference(policy)
-    bench_loop(policy, observations, args.realtime)
-    bench_boundaries(policy, args.episodes)
-    bench_completion(policy, args.episodes)
+    if not args.sim_only:
+        observations = bench_inference(policy)
+        bench_loop(policy, observations, args.realtime)
+    print(json.dumps(bench_methods(policy, args.episodes)))
 
 
 if __name__ == "__main__":

@@ -13,6 +13,14 @@ Baselines: ``naive`` (no prefix, switch at the arrival row), ``blend`` (no prefi
 cross-fade old and new over ``blend_ticks``) and ``sync`` (hold the pose while
 inferring, then run the chunk from row 0).
 
+Real-time chunking (mode ``rtc``, Black et al., arXiv 2506.07339): no prefix tokens;
+the request carries a ``Guidance``: the current plan from tick ``k`` on, of which the
+first ``d`` rows (those that run while inferring) are frozen and the rest guide the new
+chunk under a soft, decaying mask. It is sampled by ``policy_chunk``.
+
+The delay estimate ``d`` is a high quantile (``latency_quantile``) of the last
+``latency_window`` latencies, so one spike or a slow first call cannot inflate it.
+
 Every executed action passes a velocity limit (``robot.schema.clip_action``) and an
 acceleration limit (change per tick), so a boundary can never jump harder than the arm
 may. The watchdog: an action computed from an observation older than
@@ -30,7 +38,16 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from robot.schema import ACTION_DIM, ARM_ACTION, CONTROL_HZ, MAX_STEP_M, MAX_YAW_STEP, clip_action
+from robot.chunk_policy import ChunkPolicy
+from robot.schema import (
+    ACTION_DIM,
+    ARM_ACTION,
+    CONTROL_HZ,
+    MAX_STEP_M,
+    MAX_YAW_STEP,
+    Observation,
+    clip_action,
+)
 
 _N = len(ARM_ACTION)
 TOOL_DIMS = np.array([_N - 1, 2 * _N - 1])
@@ -46,6 +63,7 @@ class ExecMode(StrEnum):
     NAIVE = "naive"
     BLEND = "blend"
     SYNC = "sync"
+    RTC = "rtc"
 
 
 class ExecConfig(BaseModel):
@@ -62,7 +80,18 @@ class ExecConfig(BaseModel):
         default=0.5, gt=0, description="max change per tick, as a fraction of the speed limit"
     )
     blend_ticks: int = Field(default=5, ge=1)
-    latency_window: int = Field(default=8, ge=1)
+    guidance_scale: float = Field(
+        default=1.0, ge=0, description="rtc: clip of the guidance scale (0: plain sampling)"
+    )
+    guide_rows: int = Field(
+        default=30,
+        ge=0,
+        description="rtc: rows of the current plan, past the frozen ones, that guide",
+    )
+    latency_window: int = Field(default=16, ge=1)
+    latency_quantile: float = Field(
+        default=0.75, ge=0, le=1, description="delay estimate: this quantile of the window"
+    )
     initial_latency_s: float = Field(default=0.1, ge=0)
     hold_tool: Literal["keep", "zero"] = "keep"
 
@@ -111,6 +140,38 @@ class ExecStats:
         }
 
 
+@dataclass(frozen=True)
+class Guidance:
+    """What a real-time-chunking request inpaints: ``target`` is the current plan for the
+    ticks from the request on; its first ``frozen`` rows will run while inferring."""
+
+    target: np.ndarray
+    frozen: int
+    scale: float = 1.0
+
+
+def policy_chunk(
+    policy: ChunkPolicy, obs: Observation, prefix: np.ndarray | None, guidance: Guidance | None
+) -> np.ndarray:
+    """The chunk for a request: guided (real-time chunking) when there is guidance and the
+    policy can inpaint, otherwise ``policy.infer(obs, prefix)``."""
+    guided = getattr(policy, "infer_guided", None)
+    if guidance is not None and guided is not None:
+        return np.asarray(
+            guided(obs, guidance.target, guidance.frozen, max_guidance=guidance.scale)
+        )
+    return policy.infer(obs, prefix)
+
+
+def delay_estimate(latencies: list[float] | deque[float], quantile: float, default: float) -> float:
+    """Latency to plan for: the ``quantile`` of ``latencies`` (an observed value, never an
+    interpolation), ``default`` when there are none. Any value above the quantile (a
+    spike, a slow first call) is ignored once the window holds enough others."""
+    if not latencies:
+        return default
+    return float(np.quantile(np.asarray(latencies), quantile, method="inverted_cdf"))
+
+
 def motion_norm(a: np.ndarray) -> float:
     """Size of an action change, motion dims only, each relative to its per-tick limit."""
     return float(np.linalg.norm((a / ACTION_SCALE)[MOTION_DIMS]))
@@ -133,7 +194,8 @@ class ChunkScheduler:
         self._obs_step = 0  # observation step the current chunk was computed from
         self._switch_tick = 0
         self._old: tuple[np.ndarray, int] | None = None  # (chunk, base) for blending
-        self._in_flight: tuple[int, np.ndarray] | None = None  # (obs step, prefix sent)
+        self._in_flight: tuple[int, np.ndarray] | None = None  # (obs step, committed rows)
+        self.guidance: Guidance | None = None  # of the in-flight request (mode rtc)
         self._latencies: deque[float] = deque(maxlen=config.latency_window)
         self._last = np.zeros(ACTION_DIM, dtype=np.float32)
         self._last_raw: np.ndarray | None = None
@@ -150,9 +212,10 @@ class ChunkScheduler:
         return self._last.copy()
 
     def delay_ticks(self) -> int:
-        """Estimated delay in ticks: the worst recent latency, at least one tick."""
-        lat = max(self._latencies) if self._latencies else self.config.initial_latency_s
-        return max(1, math.ceil(lat / self.config.dt - 1e-9))
+        """Estimated delay in ticks (``delay_estimate`` of recent latencies), at least one."""
+        c = self.config
+        lat = delay_estimate(self._latencies, c.latency_quantile, c.initial_latency_s)
+        return max(1, math.ceil(lat / c.dt - 1e-9))
 
     def want_request(self, tick: int) -> bool:
         """True when a new chunk is due and none is in flight (a due tick while one is in
@@ -165,22 +228,36 @@ class ChunkScheduler:
         return due
 
     def begin_request(self, tick: int) -> np.ndarray | None:
-        """Mark a request for the observation of ``tick``; returns the prefix to send."""
+        """Mark a request for the observation of ``tick``; returns the prefix to send (and
+        sets ``guidance`` in mode ``rtc``)."""
         prefix = np.zeros((0, ACTION_DIM), dtype=np.float32)
-        if self.config.mode is ExecMode.PREFIX and self._chunk is not None:
-            d = min(self.delay_ticks(), self.config.max_prefix)
-            rows = [self._planned(t) for t in range(tick, tick + d)]
-            # Only a contiguous run of planned actions is a usable prefix.
-            run = []
-            for r in rows:
-                if r is None:
-                    break
-                run.append(r)
-            if run:
-                prefix = np.stack(run).astype(np.float32)
+        self.guidance = None
+        mode = self.config.mode
+        if mode in (ExecMode.PREFIX, ExecMode.RTC) and self._chunk is not None:
+            d = self.delay_ticks()
+            if mode is ExecMode.PREFIX:
+                prefix = self._plan_from(tick, min(d, self.config.max_prefix))
+            else:
+                plan = self._plan_from(tick, min(self.horizon, d + self.config.guide_rows))
+                prefix = plan[:d]
+                if len(plan):
+                    self.guidance = Guidance(plan, len(prefix), self.config.guidance_scale)
         self._in_flight = (tick, prefix)
         self.stats.requests += 1
-        return prefix if self.config.mode is ExecMode.PREFIX else None
+        return prefix if mode is ExecMode.PREFIX else None
+
+    def _plan_from(self, tick: int, n: int) -> np.ndarray:
+        """The contiguous run of planned actions for ticks ``tick .. tick+n-1`` (only a
+        contiguous run is usable as a prefix or a target)."""
+        run = []
+        for t in range(tick, tick + n):
+            r = self._planned(t)
+            if r is None:
+                break
+            run.append(r)
+        if not run:
+            return np.zeros((0, ACTION_DIM), dtype=np.float32)
+        return np.stack(run).astype(np.float32)
 
     def deliver(self, chunk: np.ndarray, tick: int, latency_s: float) -> bool:
         """Hand over the chunk of the in-flight request, arriving at ``tick``.
@@ -191,6 +268,7 @@ class ChunkScheduler:
             raise RuntimeError("deliver() without a request in flight")
         obs_step, prefix = self._in_flight
         self._in_flight = None
+        self.guidance = None
         self._latencies.append(latency_s)
         self.stats.latencies_s.append(latency_s)
         chunk = np.array(chunk, dtype=np.float32).reshape(-1, ACTION_DIM)
@@ -219,6 +297,7 @@ class ChunkScheduler:
         self._chunk = None
         self._old = None
         self._in_flight = None
+        self.guidance = None
         self._last = np.zeros(ACTION_DIM, dtype=np.float32)
         self._last_raw = self._last_source = None
         self._started = False
@@ -226,6 +305,7 @@ class ChunkScheduler:
     def abandon_request(self) -> None:
         """Forget the in-flight request (its result will never be delivered)."""
         self._in_flight = None
+        self.guidance = None
 
     def next_action(self, tick: int) -> np.ndarray:
         """The action for ``tick``, after watchdog, blending and limits."""

@@ -128,7 +128,7 @@ def evaluate_cmd(
         Path | None, typer.Option(help="checkpoint folder (default: the shipped one)")
     ] = None,
     latency: Annotated[str, typer.Option(help="simulated inference delay")] = "fixed:80",
-    mode: Annotated[str, typer.Option(help="prefix, naive, blend or sync")] = "prefix",
+    mode: Annotated[str, typer.Option(help="prefix, naive, blend, rtc or sync")] = "prefix",
     difficulty: float = 1.0,
     expert: Annotated[bool, typer.Option(help="run the expert on the same seeds")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,

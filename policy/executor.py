@@ -25,7 +25,7 @@ from typing import Protocol
 import numpy as np
 
 from policy.base import PolicyError
-from policy.chunking import ChunkScheduler, ExecConfig, ExecStats
+from policy.chunking import ChunkScheduler, ExecConfig, ExecStats, Guidance, policy_chunk
 from policy.latency import LatencyInjector
 from policy.simtime import Segment, round_segment
 from robot.chunk_policy import ChunkPolicy
@@ -85,6 +85,7 @@ class RobotIO(Protocol):
 class _Job:
     obs: Observation
     prefix: np.ndarray | None
+    guidance: Guidance | None
     t_request: float
     inject_s: float
     done: threading.Event = field(default_factory=threading.Event)
@@ -126,7 +127,7 @@ class _Worker:
                 job, self._job = self._job, None
             assert job is not None
             try:
-                job.chunk = self._policy.infer(job.obs, job.prefix)
+                job.chunk = policy_chunk(self._policy, job.obs, job.prefix, job.guidance)
             except BaseException as exc:  # reported to the control thread, never swallowed
                 job.error = exc
             if not self._clock.virtual and job.inject_s > 0:
@@ -214,7 +215,7 @@ class RealTimeExecutor:
                 if sched.want_request(tick):
                     prefix = sched.begin_request(tick)
                     inject = self._latency.sample_s() if self._latency else 0.0
-                    job = _Job(obs, prefix, start, inject)
+                    job = _Job(obs, prefix, sched.guidance, start, inject)
                     worker.submit(job)
                     if self.config.mode == "sync":
                         job = self._await_sync(job, tick)

@@ -10,7 +10,7 @@ import torch
 
 from policy.base import PolicyInputError, check_prefix
 from policy.checkpoint import load_checkpoint
-from policy.flow import FlowPolicyModel
+from policy.flow import FlowPolicyModel, soft_mask
 from policy.tokenizer import Tokenizer
 from robot.schema import Observation
 
@@ -70,9 +70,9 @@ class LocalPolicy:
             self._text_cache.move_to_end(instruction)
         return t
 
-    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
+    def _inputs(self, obs: Observation) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Images, tokenised instruction and state of ``obs`` as model inputs (batch 1)."""
         cfg = self.model.cfg
-        p = check_prefix(prefix, self.max_prefix)
         want = (cfg.image_size, cfg.image_size, 3)
         for c in cfg.cameras:
             img = obs.images.get(c)
@@ -86,11 +86,16 @@ class LocalPolicy:
         state = np.asarray(obs.state, dtype=np.float32).reshape(1, -1)
         if state.shape[1] != cfg.state_dim:
             raise PolicyInputError(f"state must have {cfg.state_dim} values")
+        return torch.from_numpy(images), self._text(obs.instruction), torch.from_numpy(state)
+
+    def infer(self, obs: Observation, prefix: np.ndarray | None = None) -> np.ndarray:
+        p = check_prefix(prefix, self.max_prefix)
+        images, text, state = self._inputs(obs)
         with torch.inference_mode():
             out = self.model.sample(
-                torch.from_numpy(images),
-                self._text(obs.instruction),
-                torch.from_numpy(state),
+                images,
+                text,
+                state,
                 torch.from_numpy(p)[None],
                 torch.tensor([len(p)]),
                 steps=self.flow_steps,
@@ -99,4 +104,34 @@ class LocalPolicy:
             )
         chunk = out[0].numpy().astype(np.float32)
         chunk[: len(p)] = p
+        return chunk
+
+    def infer_guided(
+        self, obs: Observation, target: np.ndarray, frozen: int, *, max_guidance: float = 5.0
+    ) -> np.ndarray:
+        """A chunk inpainted towards ``target`` (the previous plan from this observation's
+        tick on, at most a horizon of rows) by real-time chunking; its first ``frozen``
+        rows equal ``target``'s (they run while this is computed). ``max_guidance`` clips
+        the guidance scale (0: plain sampling)."""
+        h = self.horizon
+        t = np.asarray(target, dtype=np.float32).reshape(-1, self.model.cfg.action_dim)[:h]
+        if not 0 <= frozen <= len(t):
+            raise PolicyInputError(f"frozen rows ({frozen}) must lie within the target")
+        padded = np.zeros((h, t.shape[1]), dtype=np.float32)
+        padded[: len(t)] = t
+        images, text, state = self._inputs(obs)
+        with torch.no_grad():
+            out = self.model.sample_guided(
+                images,
+                text,
+                state,
+                torch.from_numpy(padded)[None],
+                soft_mask(h, frozen, len(t))[None],
+                steps=self.flow_steps,
+                noise_scale=self.noise_scale,
+                generator=self._gen,
+                max_guidance=max_guidance,
+            )
+        chunk = out[0].numpy().astype(np.float32)
+        chunk[:frozen] = t[:frozen]
         return chunk

@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, ExecStats
+from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, ExecStats, policy_chunk
 from policy.latency import LatencyInjector
 from robot.chunk_policy import ChunkPolicy
 from robot.schema import Observation
@@ -68,7 +68,7 @@ class SimPipeline:
 
     def request(self, tick: int, obs: Observation) -> None:
         prefix = self.sched.begin_request(tick)
-        chunk = self.policy.infer(obs, prefix)
+        chunk = policy_chunk(self.policy, obs, prefix, self.sched.guidance)
         lat = self.latency.sample_s() if self.latency is not None else 0.0
         d = math.ceil(lat / self.config.dt - 1e-9)
         if self.config.mode is not ExecMode.SYNC:
