@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, delay_estimate
+from policy.executor import RealTimeExecutor, VirtualClock
 from policy.flow import FlowPolicyModel, soft_mask
 from policy.latency import LatencyInjector
 from policy.local import LocalPolicy
@@ -98,3 +99,18 @@ def test_guided_sampling_pulls_the_chunk_towards_the_target():
     np.testing.assert_allclose(free[4:], plain[4:], atol=1e-5)  # scale 0: plain sampling
     err = np.abs(guided[4:12] - target[4:12]).mean()
     assert err < 0.5 * np.abs(free[4:12] - target[4:12]).mean()
+
+
+def test_threaded_executor_sends_the_same_guidance_as_simulated_time():
+    cfg = ExecConfig(mode=ExecMode.RTC)
+    env, ref_env = CountingEnv(300), CountingEnv(300)
+    env.reset()
+    threaded, simulated = GuidedWave(), GuidedWave()
+    ex = RealTimeExecutor(
+        threaded, env, cfg, clock=VirtualClock(), latency=LatencyInjector("fixed:80", seed=5)
+    )
+    assert ex.run(max_ticks=400).done
+    SimTimeRunner(simulated, cfg, latency=LatencyInjector("fixed:80", seed=5)).run(ref_env, 400)
+    assert len(threaded.guided) > 10
+    assert [(s, f) for s, _, f, _ in threaded.guided] == [(s, f) for s, _, f, _ in simulated.guided]
+    np.testing.assert_array_equal(np.stack(env.actions), np.stack(ref_env.actions))
