@@ -240,7 +240,6 @@ class _Record:
                 upgrade(self.url)
             with self.sessions() as s:
                 self.recorder.recipe_ids.update(sync_line(s, self.line))
-                known = last_job_seqs(s)
         except DBAPIError as exc:
             if not unreachable(exc):
                 raise
@@ -252,4 +251,10 @@ class _Record:
             "back" if back else "ready",
             replayed,
         )
-        return known
+        try:  # after the replay, so that the replayed jobs count
+            with self.sessions() as s:
+                return last_job_seqs(s)
+        except DBAPIError as exc:
+            if not unreachable(exc):
+                raise
+            return self.recorder.known_job_seqs()

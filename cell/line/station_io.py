@@ -37,6 +37,7 @@ class StationDb:
         self._lock = threading.Lock()
         self._pending: list[m.CellStateEvent] = []
         self._robot: str | None = home_robot  # until the database first answers
+        self._robot_said = False  # the fallback robot was logged in this outage
         self._held = False
 
     def state_events(self, states: list[PackML], reason: str, at: datetime) -> None:
@@ -56,16 +57,22 @@ class StationDb:
                 with self.sessions() as s:
                     s.add_all(self._pending)
                     s.commit()
+                if len(self._pending) > len(states):
+                    log.info(
+                        "station %s: %d buffered state events written",
+                        self.station_id,
+                        len(self._pending),
+                    )
                 self._pending = []
             except DBAPIError as exc:
                 # Kept in order for the next write; states are not results, so the
-                # station need not stop for them.
-                log.warning(
-                    "station %s: state event buffered (%d): %s",
-                    self.station_id,
-                    len(self._pending),
-                    type(exc).__name__,
-                )
+                # station need not stop for them. Said once per outage, not per event.
+                if len(self._pending) == len(states):
+                    log.warning(
+                        "station %s: state events buffered until the database answers: %s",
+                        self.station_id,
+                        type(exc).__name__,
+                    )
                 self._pending = [_detached(e) for e in self._pending]
 
     def robot(self) -> str | None:
@@ -73,10 +80,13 @@ class StationDb:
         try:
             with self.sessions() as s:
                 self._robot = robot_for_station(s, self.station_id)
+            self._robot_said = False
         except DBAPIError:
-            log.warning(
-                "station %s: database unreachable; using robot %s", self.station_id, self._robot
-            )
+            if not self._robot_said:  # once per outage
+                log.warning(
+                    "station %s: database unreachable; using robot %s", self.station_id, self._robot
+                )
+                self._robot_said = True
         return self._robot
 
     def open_alerts(self, kinds: frozenset[str]) -> bool:
