@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import redis
 from celery import Celery
+from celery.signals import setup_logging
 
 from robot.celery_app import (
     HEARTBEAT_EVERY_S,
@@ -277,20 +278,29 @@ def run_worker(
     loglevel: str = "INFO",
     time_scale: float | None = None,
     policies: PolicyForJob | None = None,
+    log_setup: Callable[[], None] | None = None,
+    quiet: bool = False,
 ) -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool).
 
     ``policies`` chooses what drives the robot for each job (``policy.sources`` builds
     one from ``expert``, ``auto`` or a server's address); without it, or where it gives
-    None, the robot's own scripted program runs the job.
+    None, the robot's own scripted program runs the job. ``log_setup``, if given,
+    configures logging instead of Celery; ``quiet`` leaves out Celery's start-up banner
+    (text on stdout that a log collector reading JSON lines cannot parse).
     """
     samples = Samples()
     runner = make_runner(None if policies is None else measured(policies, samples, robot_id))
     app = build_worker_app(redis_url, robot_id, runner, time_scale=time_scale, samples=samples)
+    if log_setup is not None:
+        log_setup()  # before Celery's first words
+        # With a receiver of this signal connected, Celery leaves the logging to it.
+        setup_logging.connect(lambda **_: log_setup(), weak=False)
     beat = Heartbeat(redis_url, robot_id)
     beat.start()
     app.worker_main(
         [
+            *(["--quiet"] if quiet else []),
             "worker",
             "--queues",
             robot_queue(robot_id),

@@ -8,7 +8,7 @@ This is where a robot worker is handed its policy source: ``robot`` never import
 from __future__ import annotations
 
 import asyncio
-import logging
+from functools import partial
 from typing import Annotated
 
 import typer
@@ -23,6 +23,7 @@ from cell.cli.common import (
     settings,
     until_signal,
 )
+from cell.cli.logs import LogFormat, LogFormatOpt, level_number, setup_logging
 from cell.settings import Settings
 
 PolicyOpt = Annotated[
@@ -83,7 +84,7 @@ def demo(
             run_demo(cfg, line, path, parts=parts, speed=speed, console=Console())
 
 
-def run(config: ConfigOpt = None) -> None:
+def run(config: ConfigOpt = None, log_format: LogFormatOpt = LogFormat.TEXT) -> None:
     """Run the bridge and the orchestrator against the line config's PLC(s) until stopped.
 
     PostgreSQL need not answer: the line is served from the outbox until it does. Then the
@@ -92,7 +93,7 @@ def run(config: ConfigOpt = None) -> None:
 
     cfg = settings()
     line = line_config(cfg, config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging(log_format)
     with cell_errors(), services(cfg) as svc:
         assert svc.database_url and svc.redis_url
         opts = RunOptions(
@@ -108,8 +109,12 @@ def run(config: ConfigOpt = None) -> None:
 def worker(
     robot: Annotated[str, typer.Option("--robot", "-r", help="Robot id from the line config.")],
     config: ConfigOpt = None,
-    loglevel: Annotated[str, typer.Option(help="Celery log level.")] = "INFO",
+    loglevel: Annotated[
+        str,
+        typer.Option(help="Log level (Celery's and asyncua's own stay at WARNING unless DEBUG)."),
+    ] = "INFO",
     policy: PolicyOpt = None,
+    log_format: LogFormatOpt = LogFormat.TEXT,
 ) -> None:
     """Run one robot's Celery worker (queue robot.<ID>, concurrency 1)."""
     cfg = settings()
@@ -122,10 +127,14 @@ def worker(
     cfg = _with_policy(cfg, policy)
     if cfg.redis_url is None:
         raise fail("INTERN_REDIS_URL is not set: a worker must reach the cell's Redis")
-    _start_worker(cfg, robot, loglevel)
+    try:
+        level_number(loglevel)
+    except ValueError as exc:
+        raise fail(f"--loglevel: {exc}") from None
+    _start_worker(cfg, robot, loglevel, log_format)
 
 
-def _start_worker(cfg: Settings, robot: str, loglevel: str) -> None:
+def _start_worker(cfg: Settings, robot: str, loglevel: str, log_format: LogFormat) -> None:
     """Compose the worker: the policy source named by the settings drives the robot."""
     from policy.sources import policy_for_jobs
     from robot.worker import run_worker
@@ -137,6 +146,8 @@ def _start_worker(cfg: Settings, robot: str, loglevel: str) -> None:
         loglevel=loglevel,
         time_scale=cfg.time_scale,
         policies=policy_for_jobs(cfg.policy, token=cfg.policy_token),
+        log_setup=partial(setup_logging, log_format, loglevel),
+        quiet=log_format is LogFormat.JSON,
     )
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -354,6 +355,7 @@ class StationLoop:
             ),
             since=t0,
         )
+        _log_job(rec, where)
         if alert in HOLDING_ALERTS:
             await self._hold_for_technician(
                 f"job {rec.job_seq} NOK ({alert}): waiting for a technician"
@@ -378,6 +380,23 @@ class StationLoop:
                 self.ctx.result_ack_timeout_s,
             )
         await self.set_state(PackML.IDLE, "ready")
+
+
+def _log_job(rec: JobRecord, where: str) -> None:
+    """One line per published job for a person to grep (``station=ST20``); its values are
+    the record's fields for a log collector. The part is quoted: codes carry spaces."""
+    fields = {
+        "station": rec.station_id,
+        "job_seq": rec.job_seq,
+        "part": json.dumps(rec.part_id, ensure_ascii=False),
+        "outcome": "OK" if rec.ok else "NOK",
+        "error_code": rec.error_code,
+        "cycle_time_ms": rec.cycle_time_ms,
+        "attempt": rec.attempt,
+        "recorded": where,
+    }
+    text = " ".join(f"{k}={v}" for k, v in fields.items())
+    log.info("job published %s", text, extra=fields | {"part": rec.part_id})
 
 
 def _result_of(known: Known) -> PlcResult:
