@@ -217,26 +217,18 @@ def check_schema(engine: Engine) -> None:
     """Exit 2 with what to do when a configured database cannot be reached, has no schema
     yet, or is at another revision than this release's (a plant migrates on purpose, with
     ``intern db upgrade``; only the embedded database is migrated on the fly)."""
-    from alembic.runtime.migration import MigrationContext
-    from alembic.script import ScriptDirectory
     from sqlalchemy.exc import OperationalError
 
-    from cell.record.migrate import alembic_config
+    from cell.record.migrate import schema_problem
 
     where = engine.url.render_as_string(hide_password=True)
     try:
-        with engine.connect() as conn:
-            current = set(MigrationContext.configure(conn).get_current_heads())
+        problem = schema_problem(engine.url.render_as_string(hide_password=False))
     except OperationalError as exc:
         reason = str(exc.orig or exc).strip().splitlines()[0]
         raise fail(f"cannot reach the database {where}: {reason}") from None
-    heads = set(ScriptDirectory.from_config(alembic_config(where)).get_heads())
-    if current != heads:
-        now = ", ".join(sorted(current)) or "none (no schema yet)"
-        raise fail(
-            f"the database {where} is at revision {now}; this release needs "
-            f"{', '.join(sorted(heads))}: run `intern db upgrade`"
-        )
+    if problem is not None:
+        raise fail(f"{problem}: run `intern db upgrade`")
 
 
 # The signals that end a command: Ctrl-C, ``kill`` and a closed terminal.

@@ -27,13 +27,14 @@ from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
 from cell.line.drafts import JobDraft
 from cell.line.durability import Known, Recorder, RecordUnavailable
+from cell.line.input_checks import part_id_problem, program_problem
 from cell.line.station_io import HOLDING_ALERTS, StationDb
 from cell.line.telemetry import LiveState, Started, Telemetry
 from cell.packml import PackML, path
 from cell.record.jobs import JobRecord
 from mes_bridge.channel import PlcLiveness
 from mes_bridge.errors import JobNotCurrent
-from mes_bridge.jobs import InputProblem, PlcJob, PlcResult
+from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.session import StationChannel
 from robot.jobs import ErrorCode, JobOutcome, JobSpec
 
@@ -198,7 +199,7 @@ class StationLoop:
         while self.plc_stale:  # a PLC whose program is not running gets no answer
             await self.set_state(PackML.HELD, "PLC heartbeat stale")
             await asyncio.sleep(self.ctx.poll_s)
-        refused = self._part_id_problem(job)
+        refused = part_id_problem(job, self.ctx.part_ids)
         part_id = None if refused else job.part_id  # a refused PartId is never on record
         decision = await asyncio.to_thread(
             self.ctx.recorder.decide, self.station.id, job.job_seq, part_id, job.counter_reset
@@ -223,7 +224,7 @@ class StationLoop:
             await self._finish(job, rec, "interrupted")
             return
         recipe = self.station.recipe(job.program_no)
-        problem = refused or self._program_problem(job, recipe)
+        problem = refused or program_problem(job, recipe, self.station)
         if problem is not None:
             await self._accept(job)
             await self.set_state(PackML.EXECUTE, f"job {job.job_seq}: rejecting bad input")
@@ -306,38 +307,6 @@ class StationLoop:
         ):
             await asyncio.sleep(self.ctx.poll_s)
         await self.set_state(PackML.UNHOLDING, "alert cleared by a technician")
-
-    def _part_id_problem(self, job: PlcJob) -> tuple[ErrorCode, str] | None:
-        """Why the station refuses the job's PartId: what the bridge saw (not text, empty),
-        else the line's part id policy; None when the part id is taken."""
-        if InputProblem.PART_ID_EMPTY in job.problems:
-            return ErrorCode.EMPTY_PART_ID, "PLC sent an empty PartId"
-        if InputProblem.PART_ID_NOT_TEXT in job.problems:
-            return (
-                ErrorCode.INVALID_PART_ID,
-                f"PLC sent a PartId that is not text: {job.raw_part_id}",
-            )
-        why = self.ctx.part_ids.refusal(job.part_id)
-        if why is not None:
-            return (
-                ErrorCode.INVALID_PART_ID,
-                f"PLC sent an unusable PartId ({why}): {job.raw_part_id!r}",
-            )
-        return None
-
-    def _program_problem(self, job: PlcJob, recipe: Recipe | None) -> tuple[ErrorCode, str] | None:
-        if any(p.value.startswith("program_no") for p in job.problems):
-            return (
-                ErrorCode.UNKNOWN_PROGRAM,
-                f"PLC sent an unusable ProgramNo: {job.raw_program_no!r}",
-            )
-        if recipe is None:
-            known = ", ".join(str(r.program_no) for r in self.station.recipes)
-            return (
-                ErrorCode.UNKNOWN_PROGRAM,
-                f"ProgramNo {job.program_no} has no recipe at {self.station.id} (known: {known})",
-            )
-        return None
 
     async def _finish(self, job: PlcJob, rec: JobRecord, alert: str | None) -> None:
         """Make the result durable, then publish it; hold the station if the alert says so."""
