@@ -24,8 +24,8 @@ from cell.cli.common import (
     check_names,
     database,
     fail,
-    moment,
     the_line,
+    window,
 )
 from cell.cli.output import Format, emit
 from cell.record.outcomes import Rework
@@ -128,15 +128,11 @@ def alerts_list(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Open alerts, oldest first; with --closed, the alerts cleared in the window."""
-    from datetime import UTC, datetime, timedelta
-
     from cell.record.alerts import closed_alerts, open_alerts
 
     line = the_line(config)
-    until = moment("--end", end, line) or datetime.now(UTC)
-    since = moment("--start", start, line) or until - timedelta(days=days)
-    if days <= 0 or until <= since:
-        raise fail("the window must end after it starts (--start/--end/--days)")
+    span = window(line, start, end, days, station).window()
+    since, until = span.start, span.end
     with database() as (s, _):
         check_names(s, line, station=station)
         found = closed_alerts(s, since, until, station) if closed else open_alerts(s, station)

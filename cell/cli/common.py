@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from cell.config import LineConfig
+    from cell.insight.params import WindowParams
     from cell.settings import Settings
 
 ConfigOpt = Annotated[
@@ -160,6 +161,24 @@ def known_names(session: Session, line: LineConfig, kind: NameKind) -> set[str]:
     if kind == "robot":
         return {r.id for r in line.robots} | set(session.scalars(select(m.Robot.id)))
     return {t.value for t in Task} | set(session.scalars(select(m.Recipe.task).distinct()))
+
+
+def window(
+    line: LineConfig, start: str | None, end: str | None, days: float, station: str | None
+) -> WindowParams:
+    """The query window of ``--start``/``--end``/``--days`` (times in the line's zone
+    without an offset); a bad one exits 2 naming the option."""
+    from cell.insight.params import WindowParams
+
+    try:
+        return WindowParams(
+            start=moment("--start", start, line),
+            end=moment("--end", end, line),
+            days=days,
+            station=station,
+        )
+    except ValidationError as exc:
+        raise invalid(exc) from None
 
 
 def check_names(

@@ -31,6 +31,7 @@ from cell.cli.common import (
     invalid,
     moment,
     the_line,
+    window,
 )
 from cell.cli.output import Format, emit
 
@@ -41,22 +42,6 @@ if TYPE_CHECKING:
 
 # The queries import SQLAlchemy and the analytics; each command imports them when it
 # runs, so that ``intern --help`` stays fast.
-
-
-def _window(
-    line: LineConfig, start: str | None, end: str | None, days: float, station: str | None
-) -> WindowParams:
-    from cell.insight.params import WindowParams
-
-    try:
-        return WindowParams(
-            start=moment("--start", start, line),
-            end=moment("--end", end, line),
-            days=days,
-            station=station,
-        )
-    except ValidationError as exc:
-        raise invalid(exc) from None
 
 
 def _nothing(what: str, w: WindowParams, line: LineConfig) -> str:
@@ -94,7 +79,7 @@ def yield_cmd(
     from cell.insight.params import YieldParams
 
     line = the_line(config)
-    w = _window(line, start, end, days, station)
+    w = window(line, start, end, days, station)
     try:
         p = YieldParams.model_validate(
             w.model_dump()
@@ -167,7 +152,7 @@ def pareto(
     if by not in ("code", "position"):
         raise fail(f"--by: choose code or position, not {by!r}")
     line = the_line(config)
-    w = _window(line, start, end, days, station)
+    w = window(line, start, end, days, station)
     with database() as (s, _):
         check_names(s, line, station=w.station)
         fn = an.nok_pareto if by == "code" else an.fastener_pareto
@@ -201,7 +186,7 @@ def spc(
     if what is None or kind is None:
         raise fail("--measure is torque or angle; --chart is imr or xbar_r")
     line = the_line(config)
-    w = _window(line, start, end, days, station)
+    w = window(line, start, end, days, station)
     if side is None and position is None:
         _capability(line, w, what, fmt)
         return
@@ -275,7 +260,7 @@ def oee(
     from cell import insight as an
 
     line = the_line(config)
-    w = _window(line, start, end, days, station)
+    w = window(line, start, end, days, station)
     with database() as (s, _):
         check_names(s, line, station=w.station)
         rows = [
@@ -305,7 +290,7 @@ def compare(
     from cell import insight as an
 
     line = the_line(config)
-    w = _window(line, start, end, days, station)
+    w = window(line, start, end, days, station)
     with database() as (s, _):
         check_names(s, line, station=station)
         res = an.compare_policies(s, w.window(), station, a, b)
