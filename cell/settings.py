@@ -13,6 +13,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cell.errors import InvalidInput
 
+# A station lease: long enough that a holder renews it several times and stops serving
+# a margin of at least a second before it can expire (see cell.line.leases).
+LEASE_S_MIN, LEASE_S_MAX = 2.0, 300.0
+
 
 class SettingsError(InvalidInput):
     """Settings that cannot be used; the message names the variable and the reason."""
@@ -51,6 +55,15 @@ class Settings(BaseSettings):
         "task where one exists, else the expert), or tcp://HOST:PORT of a policy server",
     )
     policy_token: str | None = Field(default=None, description="token for a policy server")
+    # Several ``intern run`` processes sharing one line through station leases in the
+    # (shared) PostgreSQL; see ``cell.line.leases``.
+    leases: bool = Field(
+        default=False,
+        description="serve only the stations whose lease this process holds (1/0, true/false)",
+    )
+    lease_s: float = Field(
+        default=5.0, description="seconds a station lease lasts unless renewed (2 to 300)"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -62,6 +75,19 @@ class Settings(BaseSettings):
         if not v.startswith("postgresql+psycopg://"):
             raise ValueError("must be a PostgreSQL URL (postgresql:// or postgresql+psycopg://)")
         return v
+
+    @field_validator("lease_s", mode="before")
+    @classmethod
+    def _lease_seconds(cls, v: object) -> float:
+        try:
+            seconds = float(v)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            seconds = float("nan")
+        if not LEASE_S_MIN <= seconds <= LEASE_S_MAX:  # also refuses nan
+            raise ValueError(
+                f"must be a number of seconds from {LEASE_S_MIN:g} to {LEASE_S_MAX:g}, got {v!r}"
+            )
+        return seconds
 
     @field_validator("redis_url")
     @classmethod

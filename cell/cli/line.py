@@ -1,5 +1,6 @@
 """``intern`` commands that run the line: ``run`` (bridge and orchestrator), ``worker``
-(one robot's Celery worker, with the policy that drives it), ``plcsim`` and ``demo``.
+(one robot's Celery worker, with the policy that drives it), ``plcsim``, ``demo``, and
+``line status`` (which orchestrator process serves each station).
 
 This is where a robot worker is handed its policy source: ``robot`` never imports
 ``policy``, so the composition happens here, lazily, only in the command that needs it.
@@ -8,23 +9,32 @@ This is where a robot worker is handed its policy source: ``robot`` never import
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from functools import partial
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
 from cell.cli.common import (
     ConfigOpt,
+    FormatOpt,
     cell_errors,
+    database,
     fail,
     line_config,
     services,
     settings,
+    the_line,
     until_signal,
 )
 from cell.cli.logs import LogFormat, LogFormatOpt, level_number, setup_logging
-from cell.settings import Settings
+from cell.cli.output import Format, emit
+from cell.settings import LEASE_S_MAX, LEASE_S_MIN, Settings
+
+if TYPE_CHECKING:
+    from cell.config import LineConfig
+    from cell.record.leases import Lease
 
 PolicyOpt = Annotated[
     str | None,
@@ -84,15 +94,52 @@ def demo(
             run_demo(cfg, line, path, parts=parts, speed=speed, console=Console())
 
 
-def run(config: ConfigOpt = None, log_format: LogFormatOpt = LogFormat.TEXT) -> None:
+LeasesOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--leases/--no-leases",
+        help="Serve only the stations whose lease this process holds, so that several "
+        "processes (on several hosts) share the line; needs INTERN_DATABASE_URL. "
+        "Default INTERN_LEASES or off.",
+        show_default=False,
+    ),
+]
+LeaseSecondsOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--lease-s",
+        min=LEASE_S_MIN,
+        max=LEASE_S_MAX,
+        help="Seconds a station lease lasts unless renewed (renewed every fifth of it); "
+        "default INTERN_LEASE_S or 5.",
+        show_default=False,
+    ),
+]
+
+
+def run(
+    config: ConfigOpt = None,
+    log_format: LogFormatOpt = LogFormat.TEXT,
+    leases: LeasesOpt = None,
+    lease_s: LeaseSecondsOpt = None,
+) -> None:
     """Run the bridge and the orchestrator against the line config's PLC(s) until stopped.
 
     PostgreSQL need not answer: the line is served from the outbox until it does. Then the
-    embedded database is brought to head; a configured one must be there already."""
+    embedded database is brought to head; a configured one must be there already. With
+    --leases the process serves only the stations it holds a lease for, and needs
+    PostgreSQL to serve at all (see ``intern line status``)."""
     from cell.line.orchestrator import RunOptions, run_line
 
     cfg = settings()
     line = line_config(cfg, config)
+    use_leases = cfg.leases if leases is None else leases
+    if use_leases and cfg.database_url is None:
+        where = "--leases" if leases else "INTERN_LEASES"
+        raise fail(
+            f"{where}: station leases need the PostgreSQL that every orchestrator of the "
+            "line shares: set INTERN_DATABASE_URL"
+        )
     setup_logging(log_format)
     with cell_errors(), services(cfg) as svc:
         assert svc.database_url and svc.redis_url
@@ -102,6 +149,8 @@ def run(config: ConfigOpt = None, log_format: LogFormatOpt = LogFormat.TEXT) -> 
             data_dir=cfg.data_dir.resolve(),
             job_timeout_s=cfg.job_timeout_s,
             migrate="postgres" in svc.embedded,  # a configured database is only checked
+            leases=use_leases,
+            lease_s=cfg.lease_s if lease_s is None else lease_s,
         )
         asyncio.run(until_signal(lambda stop: run_line(line, opts, stop)))
 
@@ -183,9 +232,100 @@ def plcsim(
         raise fail(str(exc)) from None
 
 
+def status(config: ConfigOpt = None, fmt: FormatOpt = Format.TABLE) -> None:
+    """Which orchestrator process serves each station of the line (station leases).
+
+    For each station: the process holding its lease (host:pid:id), the fencing number
+    (it grows at every change of owner), when the lease was last renewed and when it
+    expires, by PostgreSQL's clock."""
+    from cell.record.leases import station_leases
+
+    line = the_line(config)
+    with database() as (s, _):
+        leases = station_leases(s)
+    console = Console()
+    if fmt is Format.TABLE:
+        emit(status_rows(line, leases), fmt, console, title=f"Line {line.line}: stations served")
+        if not leases:
+            console.print(
+                "no station lease on record: the line is served without leases "
+                "(intern run without --leases), or not at all",
+                highlight=False,
+            )
+        return
+    rows = lease_rows(line, leases)
+    emit(rows, fmt, console, document=rows)
+
+
+def _stations(line: LineConfig, leases: Sequence[Lease]) -> list[tuple[str, Lease | None]]:
+    """The line's stations in config order, then any other station with a lease."""
+    by_id = {lease.station_id: lease for lease in leases}
+    ids = [st.id for st in line.stations]
+    ids += sorted(set(by_id) - set(ids))
+    return [(sid, by_id.get(sid)) for sid in ids]
+
+
+def status_rows(line: LineConfig, leases: Sequence[Lease]) -> list[dict[str, Any]]:
+    """One row per station for a person: who serves it and how fresh the lease is."""
+    rows: list[dict[str, Any]] = []
+    for sid, lease in _stations(line, leases):
+        if lease is None:
+            rows.append({"station_id": sid, "served_by": "nobody (no lease)", "fencing": None})
+            continue
+        rows.append(
+            {
+                "station_id": sid,
+                "served_by": f"nobody (last: {lease.owner})" if lease.expired else lease.owner,
+                "fencing": lease.fencing,
+                "renewed": f"{_span(lease.renewed_ago_s)} ago",
+                "expires": f"expired {_span(-lease.expires_in_s)} ago"
+                if lease.expired
+                else f"in {_span(lease.expires_in_s)}",
+            }
+        )
+    return rows
+
+
+def lease_rows(line: LineConfig, leases: Sequence[Lease]) -> list[dict[str, Any]]:
+    """One row per station for a script: the lease as recorded, ``served`` whether it
+    is live, and seconds since renewal and until expiry (negative once expired)."""
+    return [
+        {
+            "station_id": sid,
+            "served": lease is not None and not lease.expired,
+            "owner": lease.owner if lease else None,
+            "fencing": lease.fencing if lease else None,
+            "acquired_at": lease.acquired_at if lease else None,
+            "renewed_at": lease.renewed_at if lease else None,
+            "expires_at": lease.expires_at if lease else None,
+            "renewed_ago_s": round(lease.renewed_ago_s, 3) if lease else None,
+            "expires_in_s": round(lease.expires_in_s, 3) if lease else None,
+        }
+        for sid, lease in _stations(line, leases)
+    ]
+
+
+def _span(seconds: float) -> str:
+    seconds = max(seconds, 0.0)
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
+line_app = typer.Typer(
+    no_args_is_help=True, help="The line's orchestrator processes: who serves which station."
+)
+line_app.command("status")(status)
+
+
 def register(app: typer.Typer) -> None:
-    """Add the commands that run the line to ``app``."""
+    """Add the commands that run the line to ``app``, and the ``line`` group."""
     app.command()(demo)
     app.command()(run)
     app.command()(worker)
     app.command()(plcsim)
+    app.add_typer(line_app, name="line")

@@ -8,6 +8,13 @@ recipes come from the line config (their record ids are filled in when the datab
 returns), epochs from what the outbox file remembers. Once the database answers, the
 schema is brought to head, the line's stations, robots and recipes are synced and the
 outbox is replayed; only then is anything written to the database.
+
+With ``RunOptions.leases`` several processes, on one host or several, serve one line: each
+serves only the stations whose lease it holds in PostgreSQL (``cell.line.leases``),
+starts their PLC session and loops when it gains them and stops them, before the lease
+can expire, when it loses them. Such a process needs the database to start serving, and
+stops serving a station it cannot renew; without leases the line is served through a
+database outage.
 """
 
 from __future__ import annotations
@@ -15,24 +22,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import redis.asyncio as aioredis
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cell.config import LineConfig, Station
+from cell.config import LineConfig
 from cell.errors import Unavailable
 from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
 from cell.line.durability import Recorder, unreachable
+from cell.line.endpoints import HeldStations, LiveStations, Loops, drain, group_by_endpoint
+from cell.line.leases import LeaseKeeper, owner_id
 from cell.line.outbox import Outbox
 from cell.line.station import CellContext, StationLoop
-from cell.packml import PackML
+from cell.line.telemetry import Telemetry
 from cell.record.engine import make_engine, make_sessionmaker
 from cell.record.jobs import last_job_seqs
+from cell.record.leases import lease_engine
 from cell.record.migrate import schema_problem, upgrade
 from cell.record.roster import sync_line
 from mes_bridge.session import PlcSession
@@ -53,13 +64,13 @@ class RunOptions:
     # Bring the schema to head when the database answers; False: only check that it is
     # there (a plant migrates on purpose, with ``intern db upgrade``).
     migrate: bool = True
+    # Serve only the stations whose lease this process holds (several processes share
+    # a line); ``lease_s``: how long a lease lasts unless renewed.
+    leases: bool = False
+    lease_s: float = 5.0
 
 
-def group_by_endpoint(line: LineConfig) -> dict[str, list[Station]]:
-    groups: dict[str, list[Station]] = defaultdict(list)
-    for st in line.stations:
-        groups[st.plc_endpoint].append(st)
-    return dict(groups)
+__all__ = ["RunOptions", "group_by_endpoint", "home_robots", "run_line"]
 
 
 async def run_line(
@@ -70,10 +81,12 @@ async def run_line(
     ready: asyncio.Event | None = None,
     context_out: list[CellContext] | None = None,
 ) -> None:
-    """Serve every station of ``line`` until ``stop`` is set.
+    """Serve every station of ``line`` (with ``opts.leases``: those whose lease this
+    process holds) until ``stop`` is set.
 
-    ``ready`` is set once all PLC sessions are connected and every station loop runs;
-    ``context_out`` (if given) receives the shared context, for counters in a demo.
+    ``ready`` is set once all PLC sessions are connected and every station loop runs
+    (with leases: once the process takes part in serving the line, holding a lease or
+    not); ``context_out`` (if given) receives the shared context, for counters in a demo.
     """
     engine = make_engine(opts.database_url, pool_size=max(5, len(line.stations) + 2))
     sessions = make_sessionmaker(engine)
@@ -82,12 +95,16 @@ async def run_line(
     outbox = Outbox(opts.data_dir / "outbox.sqlite3")
     recipe_ids: dict[tuple[str, int], int] = {}
     recorder = Recorder(sessions, outbox, recipe_ids=recipe_ids, online=False)
+    owner = owner_id()
     try:
         record = _Record(opts.database_url, sessions, line, recorder, opts.migrate)
         known_seqs = await asyncio.to_thread(record.bring_up)  # results left over replayed
         if known_seqs is None:
             log.warning(
-                "database unreachable: serving from the outbox (%d results waiting)",
+                "database unreachable: %s (%d results waiting in the outbox)",
+                "waiting for it to take station leases"
+                if opts.leases
+                else "serving from the outbox",
                 recorder.pending(),
             )
             known_seqs = recorder.known_job_seqs()
@@ -100,22 +117,14 @@ async def run_line(
             clock=opts.clock or Clock(),
             part_ids=line.part_id,
             home_robots=home_robots(line),
+            telemetry=Telemetry(owner if opts.leases else None),
         )
         if context_out is not None:
             context_out.append(ctx)
-        async with contextlib.AsyncExitStack() as stack:
-            loops = await _start_stations(stack, line, ctx, known_seqs)
-            replay = asyncio.create_task(
-                _replay_loop(record, opts.replay_every_s), name="outbox-replay"
-            )
-            report = asyncio.create_task(_report(ctx, opts, loops), name="telemetry")
-            if ready is not None:
-                ready.set()
-            try:
-                await _serve_until(stop, ctx, loops, replay, opts.drain_s)
-            finally:
-                report.cancel()  # after the stations' last states: it sends them once more
-                await asyncio.gather(report, return_exceptions=True)
+        if opts.leases:
+            await _serve_leased(line, opts, ctx, record, owner, stop, ready)
+        else:
+            await _serve_all(line, opts, ctx, record, known_seqs, stop, ready)
     finally:
         celery.close()
         await redis_client.aclose()
@@ -123,11 +132,109 @@ async def run_line(
         engine.dispose()
 
 
-async def _report(
-    ctx: CellContext, opts: RunOptions, loops: dict[asyncio.Task[None], StationLoop]
+async def _serve_all(
+    line: LineConfig,
+    opts: RunOptions,
+    ctx: CellContext,
+    record: _Record,
+    known_seqs: dict[str, int],
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
 ) -> None:
-    """Send the stations' live view and the outbox backlog to the metrics until cancelled."""
-    stations = [(loop.station.id, loop.live, loop.channel) for loop in loops.values()]
+    """Every station of the line, until ``stop`` (then drained)."""
+    async with contextlib.AsyncExitStack() as stack:
+        loops = await _start_stations(stack, line, ctx, known_seqs)
+        replay = asyncio.create_task(
+            _replay_loop(record, opts.replay_every_s), name="outbox-replay"
+        )
+        live = [(loop.station.id, loop.live, loop.channel) for loop in loops.values()]
+        report = asyncio.create_task(_report(ctx, opts, live), name="telemetry")
+        if ready is not None:
+            ready.set()
+        try:
+            await _serve_until(stop, ctx, loops, replay, opts.drain_s)
+        finally:
+            report.cancel()  # after the stations' last states: it sends them once more
+            await asyncio.gather(report, return_exceptions=True)
+
+
+async def _serve_leased(
+    line: LineConfig,
+    opts: RunOptions,
+    ctx: CellContext,
+    record: _Record,
+    owner: str,
+    stop: asyncio.Event,
+    ready: asyncio.Event | None,
+) -> None:
+    """The stations whose lease ``owner`` holds, as leases come and go, until ``stop``;
+    then drained, their PLC sessions closed and only then the leases released. Cancelled
+    (as good as a crash to the other processes), it releases nothing: its leases run out."""
+    lease_db = lease_engine(opts.database_url, opts.lease_s)
+    keeper = LeaseKeeper(
+        make_sessionmaker(lease_db), owner, [st.id for st in line.stations], opts.lease_s
+    )
+    held = HeldStations(line, ctx, record.known_job_seqs)
+    log.info("serving the stations whose lease %s holds (%.1f s leases)", owner, opts.lease_s)
+    tasks = [
+        asyncio.create_task(_keep_leases(record, keeper, opts), name="station-leases"),
+        asyncio.create_task(held.follow(keeper), name="lease-follow"),
+        asyncio.create_task(_replay_loop(record, opts.replay_every_s), name="outbox-replay"),
+    ]
+    report = asyncio.create_task(_report(ctx, opts, held.live), name="telemetry")
+    if ready is not None:
+        ready.set()
+    try:
+        failure = await _first_failure(stop, tasks)
+        if failure is None:
+            keeper.stop_taking()
+            held.draining = True  # a lease lost while draining stops its stations at once
+            await drain(ctx, held.loops(), opts.drain_s, served=held.serves)
+        await held.stop()  # no PLC write for these stations from here on
+        await _cancel(tasks)
+        await keeper.release()
+        if failure is not None:
+            raise failure
+    finally:
+        await _cancel(tasks)
+        await held.stop()
+        await _cancel([report])  # after the stations' last states: it sends them once more
+        lease_db.dispose()
+
+
+async def _keep_leases(record: _Record, keeper: LeaseKeeper, opts: RunOptions) -> None:
+    """Take and keep leases once the record is up (its schema checked, or brought to
+    head): before that, nothing is known to be there to take them from."""
+    while not record.recorder.online:
+        await asyncio.sleep(opts.replay_every_s)  # the replay loop brings the record up
+    await keeper.run()
+
+
+async def _first_failure(
+    stop: asyncio.Event, tasks: list[asyncio.Task[None]]
+) -> BaseException | None:
+    """Wait for ``stop`` (None) or for one of ``tasks`` to end (what it raised)."""
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await _cancel([stopper])
+    for task in done:
+        if task is not stopper:
+            ended = None if task.cancelled() else task.exception()
+            return ended or RuntimeError(f"{task.get_name()} ended")
+    return None
+
+
+async def _cancel(tasks: Sequence[asyncio.Task[Any]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _report(ctx: CellContext, opts: RunOptions, stations: LiveStations) -> None:
+    """Send the stations' live view and the outbox backlog to the metrics until cancelled
+    (``stations``: those served, read at each report)."""
     await ctx.telemetry.report(
         opts.redis_url, stations, ctx.clock.now, ctx.clock.scale, ctx.recorder.pending
     )
@@ -138,9 +245,9 @@ async def _start_stations(
     line: LineConfig,
     ctx: CellContext,
     known_seqs: dict[str, int],
-) -> dict[asyncio.Task[None], StationLoop]:
+) -> Loops:
     """One PLC session per endpoint (closed by ``stack``) and one loop task per station."""
-    loops: dict[asyncio.Task[None], StationLoop] = {}
+    loops: Loops = {}
     for endpoint, stations in group_by_endpoint(line).items():
         # The last recorded JobSeq lets the bridge see a counter reset that happened
         # while the cell was down.
@@ -161,7 +268,7 @@ async def _start_stations(
 async def _serve_until(
     stop: asyncio.Event,
     ctx: CellContext,
-    loops: dict[asyncio.Task[None], StationLoop],
+    loops: Loops,
     replay: asyncio.Task[None],
     drain_s: float,
 ) -> None:
@@ -171,28 +278,12 @@ async def _serve_until(
     done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
     failed = [t.exception() for t in done if t is not stopper and t.exception() is not None]
     if not failed:
-        await _drain(ctx, loops, drain_s)
+        await drain(ctx, loops, drain_s)
     for t in [stopper, *tasks]:
         t.cancel()
     await asyncio.gather(stopper, *tasks, return_exceptions=True)
     if failed and failed[0] is not None:
         raise failed[0]
-
-
-async def _drain(
-    ctx: CellContext, loops: dict[asyncio.Task[None], StationLoop], grace_s: float
-) -> None:
-    """Let running jobs finish (up to ``grace_s``) and stop every station cleanly."""
-    ctx.draining = True
-    for task, loop in loops.items():
-        if not loop.busy or loop.state is PackML.HELD:
-            task.cancel()  # waiting for a job, a robot or a technician: nothing to finish
-    await asyncio.wait(loops, timeout=grace_s)
-    for task, loop in loops.items():
-        if task.cancelled() or not task.done():
-            task.cancel()
-            with contextlib.suppress(Exception):
-                await loop.set_state(PackML.STOPPED, "orchestrator stopped")
 
 
 async def _replay_loop(record: _Record, every_s: float) -> None:
@@ -258,3 +349,16 @@ class _Record:
             if not unreachable(exc):
                 raise
             return self.recorder.known_job_seqs()
+
+    def known_job_seqs(self) -> dict[str, int]:
+        """Each station's last JobSeq: the record's while it answers and nothing waits
+        in the outbox (another process may have served the station since this one
+        last did), else what this process remembers."""
+        if self.recorder.online and not self.recorder.pending():
+            try:
+                with self.sessions() as s:
+                    return last_job_seqs(s)
+            except DBAPIError as exc:
+                if not unreachable(exc):
+                    raise
+        return self.recorder.known_job_seqs()

@@ -240,6 +240,25 @@ class ReplayConflict(Base):
     __table_args__ = (UniqueConstraint("station_id", "epoch", "job_seq", "entry_hash"),)
 
 
+class StationLease(Base):
+    """Which orchestrator process serves a station (revision 0006); written only by
+    ``cell.record.leases``. ``owner`` names the process (host:pid:random), ``fencing``
+    grows by one at every change of owner, and every time is PostgreSQL's own clock, so
+    hosts whose clocks disagree still agree on who holds a station. No foreign key to
+    ``stations``: a process may take a lease before it has synced the line's stations."""
+
+    __tablename__ = "station_leases"
+
+    station_id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    owner: Mapped[str] = mapped_column(Text)
+    fencing: Mapped[int] = mapped_column(BigInteger)
+    acquired_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    renewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (CheckConstraint("fencing > 0", name="fencing_positive"),)
+
+
 # Access, audit and shifts (revision 0002). Its rollup tables are read with SQL in
 # cell.insight and kept by database triggers, so they have no ORM classes.
 
