@@ -1,5 +1,6 @@
-"""Station loops grouped by PLC endpoint: the grouping, the drain on stop, and
-``HeldStations``, which serves exactly the stations whose leases a process holds.
+"""Station loops grouped by PLC endpoint: the grouping, every station started at once
+(without leases), the drain on stop, and ``HeldStations``, which serves exactly the
+stations whose leases a process holds.
 
 With leases, the stations served change while the process runs. Each endpoint's held
 stations get one ``EndpointGroup``: a task that opens the endpoint's PLC session and runs
@@ -56,6 +57,31 @@ async def drain(
             task.cancel()
             with contextlib.suppress(Exception):
                 await loop.set_state(PackML.STOPPED, "orchestrator stopped")
+
+
+async def start_stations(
+    stack: contextlib.AsyncExitStack,
+    line: LineConfig,
+    ctx: CellContext,
+    known_seqs: dict[str, int],
+) -> Loops:
+    """One PLC session per endpoint (closed by ``stack``) and one loop task per station."""
+    loops: Loops = {}
+    for endpoint, stations in group_by_endpoint(line).items():
+        # The last recorded JobSeq lets the bridge see a counter reset that happened
+        # while the cell was down.
+        plc = await stack.enter_async_context(
+            PlcSession(
+                endpoint,
+                {st.id: st.tags for st in stations},
+                known_job_seqs={st.id: known_seqs[st.id] for st in stations if st.id in known_seqs},
+                security=stations[0].security,
+            )
+        )
+        for st in stations:
+            loop = StationLoop(st, plc.station(st.id), ctx)
+            loops[asyncio.create_task(loop.run(), name=f"station-{st.id}")] = loop
+    return loops
 
 
 class EndpointGroup:

@@ -36,17 +36,23 @@ from cell.errors import Unavailable
 from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
 from cell.line.durability import Recorder, unreachable
-from cell.line.endpoints import HeldStations, LiveStations, Loops, drain, group_by_endpoint
+from cell.line.endpoints import (
+    HeldStations,
+    LiveStations,
+    Loops,
+    drain,
+    group_by_endpoint,
+    start_stations,
+)
 from cell.line.leases import LeaseKeeper, owner_id
 from cell.line.outbox import Outbox
-from cell.line.station import CellContext, StationLoop
+from cell.line.station import CellContext
 from cell.line.telemetry import Telemetry
 from cell.record.engine import make_engine, make_sessionmaker
 from cell.record.jobs import last_job_seqs
 from cell.record.leases import lease_engine
 from cell.record.migrate import schema_problem, upgrade
 from cell.record.roster import sync_line
-from mes_bridge.session import PlcSession
 from robot.celery_app import make_celery
 
 log = logging.getLogger(__name__)
@@ -143,7 +149,7 @@ async def _serve_all(
 ) -> None:
     """Every station of the line, until ``stop`` (then drained)."""
     async with contextlib.AsyncExitStack() as stack:
-        loops = await _start_stations(stack, line, ctx, known_seqs)
+        loops = await start_stations(stack, line, ctx, known_seqs)
         replay = asyncio.create_task(
             _replay_loop(record, opts.replay_every_s), name="outbox-replay"
         )
@@ -238,31 +244,6 @@ async def _report(ctx: CellContext, opts: RunOptions, stations: LiveStations) ->
     await ctx.telemetry.report(
         opts.redis_url, stations, ctx.clock.now, ctx.clock.scale, ctx.recorder.pending
     )
-
-
-async def _start_stations(
-    stack: contextlib.AsyncExitStack,
-    line: LineConfig,
-    ctx: CellContext,
-    known_seqs: dict[str, int],
-) -> Loops:
-    """One PLC session per endpoint (closed by ``stack``) and one loop task per station."""
-    loops: Loops = {}
-    for endpoint, stations in group_by_endpoint(line).items():
-        # The last recorded JobSeq lets the bridge see a counter reset that happened
-        # while the cell was down.
-        plc = await stack.enter_async_context(
-            PlcSession(
-                endpoint,
-                {st.id: st.tags for st in stations},
-                known_job_seqs={st.id: known_seqs[st.id] for st in stations if st.id in known_seqs},
-                security=stations[0].security,
-            )
-        )
-        for st in stations:
-            loop = StationLoop(st, plc.station(st.id), ctx)
-            loops[asyncio.create_task(loop.run(), name=f"station-{st.id}")] = loop
-    return loops
 
 
 async def _serve_until(
