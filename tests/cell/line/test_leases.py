@@ -23,8 +23,9 @@ from cell.line.station import CellContext
 from cell.record import alerts
 from cell.record import models as m
 from cell.record.leases import Lease, station_leases
+from cell.record.migrate import upgrade
 from cell.record.outcomes import Rework
-from cell.services import free_port
+from cell.services import EmbeddedPostgres, free_port
 from tests.cell.harness import Workers, sample_line
 
 SCALE = 40.0
@@ -304,3 +305,59 @@ async def test_a_standby_orchestrator_takes_over_every_station_when_the_active_c
                     )
     finally:
         engine.dispose()
+
+
+@pytest.mark.slow
+async def test_with_leases_a_database_outage_stops_serving_and_its_return_resumes(
+    tmp_path: Path, redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    pg = EmbeddedPostgres(tmp_path / "pg")  # a server of our own, to stop and start
+    url = pg.start()
+    upgrade(url)
+    line, cfg = sample_line(tmp_path, stations=("ST20",))
+    workers = Workers(cfg, redis_url, SCALE, tmp_path / "logs")
+    workers.start("R2")
+    opts = RunOptions(
+        url,
+        redis_url,
+        data_dir=tmp_path / "cell",
+        job_timeout_s=120,
+        replay_every_s=0.5,
+        clock=Clock(SCALE),
+        drain_s=30.0,
+        leases=True,
+        lease_s=2.0,
+    )
+
+    def logged(text: str) -> Callable[[], bool]:
+        return lambda: any(r.getMessage().endswith(text) for r in caplog.records)
+
+    async def until(cond: Callable[[], bool], what: str, technician: bool = False) -> None:
+        for _ in range(600):
+            if cond():
+                return
+            if technician:  # a job cut short by the outage may hold the station
+                await asyncio.to_thread(_clear_holds, url)
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    stop = asyncio.Event()
+    try:
+        with caplog.at_level(logging.INFO, logger="cell.line"):
+            async with line_simulator(line, speed=None, parts=None) as sim:
+                runner = asyncio.create_task(run_line(line, opts, stop))
+                await until(lambda: len(sim.completed("ST20")) >= 2, "2 parts")
+                pg.stop()
+                # Renewals fail: the station is let go and its PLC session closed.
+                await until(logged("not renewed in time; no longer served here"), "the loss")
+                await until(logged("stations served here: none"), "the session closed")
+                caplog.clear()
+                assert pg.start() == url
+                await until(logged("stations served here: ST20"), "the station served again")
+                served = len(sim.completed("ST20"))
+                await until(lambda: len(sim.completed("ST20")) >= served + 2, "2 more parts", True)
+                stop.set()
+                await asyncio.wait_for(runner, 60)
+    finally:
+        workers.stop_all()
+        pg.stop()
