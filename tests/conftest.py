@@ -111,8 +111,9 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(redis_server_url: str) -> Iterator[str]:
-    """A Redis database emptied before the test (a numbered database kept for tests)."""
-    url = make_url_db(redis_server_url, 9)
+    """A Redis database emptied before the test: number 9, or INTERN_TEST_REDIS_DB (so
+    that two test runs on one server keep out of each other's way)."""
+    url = make_url_db(redis_server_url, int(os.environ.get("INTERN_TEST_REDIS_DB", "9")))
     client = redis.Redis.from_url(url)
     client.flushdb()
     yield url
