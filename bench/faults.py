@@ -24,8 +24,8 @@ Prints one line per scenario, then ONE line of JSON (a list, one object per scen
 keys scenario, kills, jobs, lost, duplicates, executed_twice, robot_after_plc_done,
 false_nok, takeover_p50_s, takeover_p99_s); exits 1 when a scenario fails or cannot
 finish. Needs INTERN_DATABASE_URL (a server where it may create and drop a database per
-scenario) and INTERN_REDIS_URL, whose server's database ``--redis-db`` it empties before
-and after each scenario: give it one nobody else uses.
+scenario) and INTERN_REDIS_URL, on whose server it takes an empty database (``--redis-db``,
+else the first empty one of 10-15) and empties it after each scenario.
 """
 
 from __future__ import annotations
@@ -42,12 +42,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.cell.line.kills
 
-import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from cell.record.migrate import upgrade
 from tests.cell.line.kill_analysis import JSON_KEYS
+from tests.cell.line.kill_rig import claim_redis_db, release_redis_db
 from tests.cell.line.kills import SCENARIOS, KillPlan, KillReport, run_scenario
 
 RESTART_AFTER_S = (1.0, 5.0)
@@ -71,11 +71,6 @@ def drop_db(server_url: str, url: str) -> None:
     admin.dispose()
 
 
-def redis_db(url: str, db: int) -> str:
-    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
-    return f"{base}/{db}"
-
-
 def human(report: KillReport) -> str:
     def secs(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
@@ -92,17 +87,21 @@ def human(report: KillReport) -> str:
 
 
 def run_one(
-    scenario: str, args: argparse.Namespace, server_url: str, redis_url: str, work: Path
+    scenario: str, args: argparse.Namespace, server_url: str, redis_server: str, work: Path
 ) -> KillReport:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()  # the bench's own database (--redis-db)
+    if args.redis_db is not None:
+        redis_url = claim_redis_db(redis_server, "bench/faults.py", [args.redis_db])
+    else:
+        redis_url = claim_redis_db(redis_server, "bench/faults.py")
+    if redis_url is None:
+        which = f"database {args.redis_db} is" if args.redis_db is not None else "10-15 are"
+        raise SystemExit(f"Redis at {redis_server}: {which} in use; stop the other run first")
     db = fresh_db(server_url) if scenario != "kill-pg-down" else ""
     plan = KillPlan(scenario, kills=args.kills, seed=args.seed, restart_after_s=RESTART_AFTER_S)
     try:
         return asyncio.run(run_scenario(plan, work / scenario, redis_url, db))
     finally:
-        client.flushdb()
-        client.close()
+        release_redis_db(redis_url)
         if db:
             drop_db(server_url, db)
 
@@ -112,7 +111,12 @@ def main() -> int:
     ap.add_argument("--kills", type=int, default=10, help="kills per scenario (default 10)")
     ap.add_argument("--scenario", choices=("all", *SCENARIOS), default="all")
     ap.add_argument("--seed", type=int, default=0, help="seed of the kill and restart times")
-    ap.add_argument("--redis-db", type=int, default=12, help="Redis database to use and empty")
+    ap.add_argument(
+        "--redis-db",
+        type=int,
+        default=None,
+        help="an empty Redis database to use and empty after (default: the first empty of 10-15)",
+    )
     ap.add_argument("--keep", action="store_true", help="keep the logs and print where")
     args = ap.parse_args()
     # The simulator's server warns at start that plain mode has no security: known here.
@@ -122,16 +126,14 @@ def main() -> int:
     server_url = os.environ.get(
         "INTERN_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     ).replace("postgresql://", "postgresql+psycopg://", 1)
-    redis_url = redis_db(
-        os.environ.get("INTERN_REDIS_URL", "redis://127.0.0.1:6379/0"), args.redis_db
-    )
+    redis_server = os.environ.get("INTERN_REDIS_URL", "redis://127.0.0.1:6379/0")
     scenarios = SCENARIOS if args.scenario == "all" else (args.scenario,)
     work = Path(tempfile.mkdtemp(prefix="bench-faults-"))
     results: list[dict[str, object]] = []
     failed = False
     for scenario in scenarios:
         try:
-            report = run_one(scenario, args, server_url, redis_url, work)
+            report = run_one(scenario, args, server_url, redis_server, work)
         except AssertionError as exc:  # the line stopped serving: a wait ran out
             print(f"{scenario}: could not finish: {exc}", flush=True)
             results.append(dict.fromkeys(JSON_KEYS) | {"scenario": scenario})

@@ -11,10 +11,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -26,9 +27,9 @@ from mes_bridge.plcsim import PlcSimulator
 from mes_bridge.tags import Tag
 from tests.cell.line.kill_analysis import Latch, RowView, WorkerEvent, read_worker_log
 
-# The sample line's jobs take 60-70 s of robot time: at 25x a job lasts 2.5-3 s of wall
-# time, long enough for a kill to land inside it.
-SCALE = 25.0
+# The sample line's robots work 23-57 s per job (handling, screwing, nuts): at 20x a job
+# lasts 1-3 s of wall time, long enough for a kill to land inside it.
+SCALE = 20.0
 
 
 @dataclass(frozen=True)
@@ -251,3 +252,39 @@ def recorded(db_url: str, latches: list[Latch]) -> bool:
 
 def worker_events(rig: Rig) -> list[WorkerEvent]:
     return [e for w in rig.workers for log in w.logs for e in read_worker_log(log)]
+
+
+# Redis databases kept for runs that need one of their own (the shared test database is 9).
+OWN_REDIS_DBS = range(10, 16)
+OWNER_KEY = "intern:test:owner"
+
+
+def claim_redis_db(server_url: str, owner: str, dbs: Iterable[int] = OWN_REDIS_DBS) -> str | None:
+    """The URL of the first empty database of ``dbs`` on ``server_url``, claimed with an
+    owner key (so a concurrent run passes it by); None when all are in use. The fences
+    and run-once guards are keyed by station and JobSeq, which every run of the sample
+    line reuses: two runs must never share a database."""
+    for db in dbs:
+        url = redis_db_url(server_url, db)
+        client = redis.Redis.from_url(url)
+        try:
+            if client.dbsize() == 0 and client.set(OWNER_KEY, owner, nx=True, ex=3600):
+                return url
+        finally:
+            client.close()
+    return None
+
+
+def release_redis_db(url: str) -> None:
+    """Empty a database taken with ``claim_redis_db``."""
+    client = redis.Redis.from_url(url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def redis_db_url(url: str, db: int) -> str:
+    """``url`` with its database number replaced by ``db``."""
+    base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url
+    return f"{base}/{db}"

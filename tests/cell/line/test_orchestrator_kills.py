@@ -15,10 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
+from tests.cell.line.kill_rig import claim_redis_db, release_redis_db
 from tests.cell.line.kills import KillPlan, KillReport, run_scenario
-from tests.conftest import make_url_db
 
 pytestmark = pytest.mark.slow
 
@@ -27,14 +26,12 @@ KILLS = 3
 
 @pytest.fixture
 def kill_redis_url(redis_server_url: str) -> Iterator[str]:
-    """A Redis database of these tests' own, emptied before and after: the fences and
-    run-once guards are keyed by station and JobSeq, which other line tests reuse."""
-    url = make_url_db(redis_server_url, 11)
-    client = redis.Redis.from_url(url)
-    client.flushdb()
+    """A Redis database of these tests' own (the first empty one of 10-15), emptied after."""
+    url = claim_redis_db(redis_server_url, "test_orchestrator_kills")
+    if url is None:
+        pytest.fail("no empty Redis database among 10-15 for the kill tests")
     yield url
-    client.flushdb()
-    client.close()
+    release_redis_db(url)
 
 
 def _assert_clean(report: KillReport) -> None:
