@@ -111,9 +111,24 @@ class StationChannel:
         await self._session.apply(self.station_id, job, lambda: self._machine.publish(job, result))
 
     async def wait_result_ack(self, job: PlcJob, timeout: float) -> bool:
-        """True once the PLC echoed ResultAckSeq for ``job``; False after ``timeout`` s."""
-        return await self._changed.until(
-            lambda: self._machine.result_acked(job), timeout, self._session.failure
+        """True once the PLC echoed ResultAckSeq for ``job``; False after ``timeout`` s,
+        or as soon as the PLC moved on to another job without echoing it."""
+        await self._changed.until(
+            lambda: self._machine.result_acked(job) or not self._machine.is_current(job),
+            timeout,
+            self._session.failure,
+        )
+        return self._machine.result_acked(job)
+
+    def current(self, job: PlcJob) -> bool:
+        """Whether ``job`` is still the PLC's current job (not given up for a new JobSeq
+        or a counter reset)."""
+        return self._machine.is_current(job)
+
+    async def wait_not_current(self, job: PlcJob) -> None:
+        """Return once the PLC has given ``job`` up (see ``current``)."""
+        await self._changed.until(
+            lambda: not self._machine.is_current(job), None, self._session.failure
         )
 
     async def set_cell_state(self, code: int) -> None:

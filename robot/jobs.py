@@ -47,6 +47,8 @@ class ErrorCode(IntEnum):
     ROBOT_TIMEOUT = 106
     INVALID_RESULT = 107
     INVALID_PART_ID = 108
+    STOPPED = 109  # the robot stopped at a safe point when the cell asked; fasteners: done
+    ABANDONED = 110  # the PLC moved on before the result; what the robot did is on record
     CROSS_THREAD = 201
     MISSING_NUT = 202
     STRIPPED = 203

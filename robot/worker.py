@@ -1,9 +1,11 @@
 """A robot's Celery worker: consumes ``robot.<id>``, runs each job once on its robot.
 
-Run-once guard: before running, the worker claims the job key in Redis with SET NX. A
-second delivery of the same key (broker redelivery, a retry, a restarted worker) never
-runs the job again: it waits for the first run's stored outcome and returns it, or, if
-the first run died, answers NOK ``interrupted`` without touching the part.
+Each job arrives with its fence (``robot.fence``). The worker claims the fence before
+anything touches the part and refuses a fence that was revoked, superseded or claimed
+before, so a job key is worked at most once whatever the broker delivers. While the job
+runs the claim is renewed; a stop the cell asks for is honoured at the next safe point
+(between fasteners, before the work starts) and the outcome says what was done. The
+outcome is stored under the fence, where the cell reads it, also after its own restart.
 
 What drives the robot is handed in by the composition root (``intern worker``): a
 ``PolicyForJob`` (``robot.chunk_policy``) choosing each job's policy, or nothing, and the
@@ -35,6 +37,7 @@ from robot.celery_app import (
     robot_queue,
 )
 from robot.chunk_policy import ChunkPolicy, PolicyForJob
+from robot.fence import RENEW_EVERY_S, FenceState, WorkerFences
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome
 from robot.schema import Observation
 from robot.sim.config import STATION_WALK_S
@@ -43,75 +46,104 @@ from robot.telemetry import Samples
 
 log = logging.getLogger(__name__)
 
-GUARD_TTL_S = 7 * 24 * 3600
-RUNNING = "running"
+StopCheck = Callable[[], bool]
+JobRunner = Callable[[JobSpec, StopCheck], JobOutcome]
 
 
-def guard_key(job_key: str) -> str:
-    return f"intern:run:{job_key}"
+def _never() -> bool:
+    return False
 
 
-class RunOnce:
-    """The Redis-backed run-once guard for job keys."""
+class ClaimRenewal(threading.Thread):
+    """Renews a claimed job's claim every ``RENEW_EVERY_S`` while the robot works on it,
+    and learns from each renewal whether the cell asked the job to stop. A claim that is
+    no longer ours (the cell declared it lost after Redis lost it) stops the job too."""
 
-    def __init__(self, client: redis.Redis, worker_id: str) -> None:
-        self.client = client
-        self.worker_id = worker_id
+    def __init__(self, fences: WorkerFences, job_key: str, fence: str) -> None:
+        super().__init__(name=f"claim-{job_key}", daemon=True)
+        self.fences, self.job_key, self.fence = fences, job_key, fence
+        self.stop_requested = threading.Event()
+        self.finished = threading.Event()
 
-    def claim(self, job_key: str) -> bool:
-        """True if this worker now owns the job; False if any run claimed it before."""
-        value = json.dumps({"state": RUNNING, "worker": self.worker_id, "at": time.time()})
-        return bool(self.client.set(guard_key(job_key), value, nx=True, ex=GUARD_TTL_S))
-
-    def finish(self, outcome: JobOutcome, deadline_s: float = 60.0) -> None:
-        """Store the outcome under the job key, retrying while Redis is unreachable."""
-        value = json.dumps({"state": "done", "outcome": outcome.model_dump(mode="json")})
-        end = time.monotonic() + deadline_s
-        while True:
+    def run(self) -> None:
+        while not self.finished.wait(RENEW_EVERY_S):
             try:
-                self.client.set(guard_key(outcome.job_key), value, ex=GUARD_TTL_S)
-                return
-            except redis.ConnectionError:
-                if time.monotonic() > end:
-                    raise
-                time.sleep(0.5)
-
-    def previous(self, job_key: str) -> dict[str, Any] | None:
-        raw = self.client.get(guard_key(job_key))
-        return json.loads(raw) if raw else None
+                ours, stop = self.fences.renew(self.job_key, self.fence)
+            except redis.RedisError as exc:  # Redis restarting: the cell waits for it too
+                log.warning("claim of job %s not renewed: %s", self.job_key, exc)
+                continue
+            if stop or not ours:
+                if not self.stop_requested.is_set():
+                    log.info("job %s: %s", self.job_key, "stop requested" if ours else "claim lost")
+                self.stop_requested.set()
 
 
 def _interrupted(spec: JobSpec, detail: str) -> JobOutcome:
-    return JobOutcome(
-        job_key=spec.job_key,
-        robot_id=spec.robot_id,
-        outcome=Outcome.NOK,
-        error_code=int(ErrorCode.INTERRUPTED),
-        cycle_time_ms=0,
-        detail=detail,
-    )
+    return JobOutcome.failed(spec, ErrorCode.INTERRUPTED, detail)
 
 
-def execute_once(
-    guard: RunOnce, spec: JobSpec, runner: Callable[[JobSpec], JobOutcome]
-) -> JobOutcome:
-    """Run ``spec`` through ``runner`` unless its key was claimed before (see module doc).
+def _job_fields(spec: JobSpec, fence: str) -> dict[str, Any]:
+    return {
+        "job_key": spec.job_key,
+        "fence": fence,
+        "station": spec.station_id,
+        "robot": spec.robot_id,
+        "at": time.time(),
+    }
 
-    A robot has one worker with concurrency 1, so a claim that is still "running" when
-    the job arrives again belongs to a run that died: the part may be half done.
+
+def execute_fenced(
+    fences: WorkerFences, spec: JobSpec, fence: str, runner: JobRunner
+) -> JobOutcome | None:
+    """Run ``spec`` under ``fence`` if this worker can claim it; None when refused.
+
+    The claim comes first, before anything touches the part: a fence that was revoked,
+    superseded or claimed before (a broker redelivery, a message left from before a
+    restart) is refused, so a job key is worked at most once. While the runner works the
+    claim is renewed; the runner is told through its stop check when the cell asked it
+    to stop. "job started" and "job ended" are logged from the robot's side (with the
+    job key, fence and time), the end before the outcome is made visible to the cell.
     """
-    if guard.claim(spec.job_key):
-        try:
-            outcome = runner(spec)
-        except Exception as exc:  # a crashed skill is a NOK job, recorded, not a lost one
-            log.exception("job %s failed in the robot runtime", spec.job_key)
-            outcome = _interrupted(spec, f"robot runtime error: {type(exc).__name__}: {exc}")
-        guard.finish(outcome)
-        return outcome
-    prev = guard.previous(spec.job_key)
-    if prev is not None and prev.get("state") == "done":
-        return JobOutcome.model_validate(prev["outcome"])
-    return _interrupted(spec, "job was started before and did not finish; not run again")
+    state = fences.claim(spec.job_key, fence)
+    if state != FenceState.CLAIMED:
+        log.info("job %s refused: its fence is %s", spec.job_key, state, extra={"fence": fence})
+        return None
+    log.info("job started %s", spec.job_key, extra=_job_fields(spec, fence))
+    renewal = ClaimRenewal(fences, spec.job_key, fence)
+    renewal.start()
+    try:
+        outcome = runner(spec, renewal.stop_requested.is_set)
+    except Exception as exc:  # a crashed skill is a NOK job, recorded, not a lost one
+        log.exception("job %s failed in the robot runtime", spec.job_key)
+        outcome = _interrupted(spec, f"robot runtime error: {type(exc).__name__}: {exc}")
+    finally:
+        renewal.finished.set()
+    fields = _job_fields(spec, fence) | {
+        "outcome": outcome.outcome.value,
+        "error_code": outcome.error_code,
+    }
+    log.info("job ended %s %s", spec.job_key, outcome.outcome.value, extra=fields)
+    state = fences.finish(outcome, fence)
+    if state != FenceState.DONE:
+        log.warning(
+            "job %s: outcome kept aside, the cell had given the job up (%s)", spec.job_key, state
+        )
+    return outcome
+
+
+def stopped(outcome: JobOutcome, done: int, of: int) -> JobOutcome:
+    """What a job stopped at a safe point did: its first ``done`` of ``of`` steps."""
+    kept = outcome.fasteners[:done]
+    return outcome.model_copy(
+        update={
+            "outcome": Outcome.NOK,
+            "error_code": int(ErrorCode.STOPPED),
+            "fasteners": kept,
+            "cycle_time_ms": round(outcome.cycle_time_ms * done / of),
+            "detail": f"stopped at a safe point at the cell's request after {done} of {of} "
+            + ("fasteners" if outcome.fasteners else "steps"),
+        }
+    )
 
 
 class Paced:
@@ -135,7 +167,9 @@ class Paced:
         self.walk_s = walk_s
         self.station: str | None = None
 
-    def __call__(self, spec: JobSpec) -> JobOutcome:
+    def __call__(self, spec: JobSpec, stop: StopCheck = _never) -> JobOutcome:
+        """Walk, then work ``spec``, checking ``stop`` at each safe point: before the
+        work starts and between fasteners (a handling job has one step)."""
         came_from, self.station = self.station, spec.station_id
         walk_s = self.walk_s if came_from is not None and came_from != spec.station_id else 0.0
         if walk_s:
@@ -150,9 +184,15 @@ class Paced:
             time.sleep(walk_s / self.time_scale)
         t0 = time.monotonic()
         outcome = self.runner(spec)
-        rest = outcome.cycle_time_ms / 1000 / self.time_scale - (time.monotonic() - t0)
-        if rest > 0:
-            time.sleep(rest)
+        steps = max(1, len(outcome.fasteners))
+        wall_s = outcome.cycle_time_ms / 1000 / self.time_scale
+        for done in range(steps):
+            if stop():
+                outcome = stopped(outcome, done, steps)
+                break
+            rest = t0 + wall_s * (done + 1) / steps - time.monotonic()
+            if rest > 0:
+                time.sleep(rest)
         if walk_s:
             outcome = outcome.model_copy(update={"walk_ms": round(walk_s * 1000)})
         return outcome
@@ -221,32 +261,40 @@ def build_worker_app(
     """
     if runner is None:
         runner = run_job
-    if time_scale is not None:
-        runner = Paced(runner, time_scale)
+    paced: JobRunner = Paced(runner, time_scale) if time_scale is not None else _unpaced(runner)
     app = make_celery(redis_url)
     app.conf.task_default_queue = robot_queue(robot_id)
     client = redis.Redis.from_url(redis_url)
-    guard = RunOnce(client, worker_id or f"{robot_id}-{time.time_ns()}")
+    fences = WorkerFences(client, worker_id or f"{robot_id}-{os.getpid()}-{time.time_ns()}")
 
-    @app.task(name=RUN_JOB)
-    def run_job_task(spec_data: dict[str, Any]) -> dict[str, Any]:
+    @app.task(name=RUN_JOB, ignore_result=True)
+    def run_job_task(spec_data: dict[str, Any], fence: str) -> None:
         spec = JobSpec.model_validate(spec_data)
         if spec.robot_id != robot_id:
-            outcome = JobOutcome(
-                job_key=spec.job_key,
-                robot_id=robot_id,
-                outcome=Outcome.NOK,
-                error_code=int(ErrorCode.DISPATCH_FAILED),
-                cycle_time_ms=0,
-                detail=f"job for robot {spec.robot_id} reached the queue of robot {robot_id}",
+            # Never claimed: the cell sees the fence unclaimed and revokes it.
+            log.error(
+                "job %s for robot %s reached the queue of robot %s; not run",
+                spec.job_key,
+                spec.robot_id,
+                robot_id,
             )
-        else:
-            outcome = execute_once(guard, spec, runner)
+            return
+        execute_fenced(fences, spec, fence, paced)
         if samples is not None:
             samples.send(client)  # kept for the next job if Redis does not take them
-        return outcome.model_dump(mode="json")
 
     return app
+
+
+def _unpaced(runner: Callable[[JobSpec], JobOutcome]) -> JobRunner:
+    """A runner without pacing: its one safe point is before the job starts."""
+
+    def run(spec: JobSpec, stop: StopCheck) -> JobOutcome:
+        if stop():
+            return JobOutcome.failed(spec, ErrorCode.STOPPED, "stopped before it started")
+        return runner(spec)
+
+    return run
 
 
 class Heartbeat(threading.Thread):

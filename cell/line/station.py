@@ -1,20 +1,23 @@
 """One station's loop: PLC job -> recipe -> assigned robot -> result on record -> PLC.
 
 The invariants of the handshake live here: a result is durable (PostgreSQL or the local
-outbox) before ``ResultSeq`` moves; a job already on record is answered from the record,
-never run again; a job the cell had accepted before a restart but has no record of ends
-NOK ``interrupted`` with an alert, because the robot may already have worked on the part.
+outbox) before ``ResultSeq`` moves, and ``ResultSeq`` moves (``Busy`` drops) only when the
+robot is provably not working on the job: its result is in, it was revoked before a robot
+took it, it stopped and reported, or its claim expired (see ``cell.line.dispatch``). A
+job already on record is answered from the record, never run again; a job the cell had
+accepted before a restart is re-attached through its fence, never run blindly.
 
 While no robot serves the station, or its robot's worker is offline, the station is Held
 and the PLC's job waits unacknowledged. A NOK job whose recipe says ``hold``, and any
 interrupted job, holds the station after its result is published until a technician has
-cleared the alert.
+cleared the alert. A job the PLC gives up (a new JobSeq before the result) is revoked or
+stopped at once, recorded with its own outcome, and the new job is served meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import json
 import logging
 import time
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from cell.config import PartIdPolicy, Recipe, Station
+from cell.line.attempts import Attempts
 from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
 from cell.line.drafts import JobDraft
@@ -36,17 +40,11 @@ from mes_bridge.channel import PlcLiveness
 from mes_bridge.errors import JobNotCurrent
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.session import StationChannel
-from robot.jobs import ErrorCode, JobOutcome, JobSpec
+from robot.jobs import ErrorCode, JobOutcome
 
 log = logging.getLogger(__name__)
 
 RESULT_OK, RESULT_NOK = 1, 2
-NOT_RETRIED = {
-    int(ErrorCode.INTERRUPTED),
-    int(ErrorCode.ROBOT_TIMEOUT),
-    int(ErrorCode.DISPATCH_FAILED),
-    int(ErrorCode.MISSING_NUT),
-}
 
 
 @dataclass
@@ -81,11 +79,6 @@ def _alert_kind(rec: JobRecord, recipe: Recipe) -> str | None:
     return "nok_hold" if recipe.on_nok == "hold" else "nok"
 
 
-def _seed(key: str) -> int:
-    """A stable per-job seed for the simulated robot, from the job key."""
-    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
-
-
 class StationLoop:
     """Serves one station's PLC channel until cancelled."""
 
@@ -99,6 +92,8 @@ class StationLoop:
         self.plc_stale = False
         self._state_lock = asyncio.Lock()
         self.live = LiveState()
+        self.attempts = Attempts(ctx.dispatcher, station.id, ctx.job_timeout_s, self._await_robot)
+        self._abandoned: set[asyncio.Task[None]] = set()  # jobs the PLC gave up, finishing
 
     async def run(self) -> None:
         """Serve jobs until cancelled, or until ``ctx.draining`` after the running job."""
@@ -119,6 +114,8 @@ class StationLoop:
                     self.live.running = None
         finally:
             watcher.cancel()
+            for task in self._abandoned:
+                task.cancel()
         await self.set_state(PackML.STOPPED, "orchestrator stopping")
 
     async def _watch_plc(self) -> None:
@@ -218,11 +215,6 @@ class StationLoop:
             job.program_no,
             self.ctx.clock.now(),
         )
-        if job.resumed:
-            detail = "job was accepted before a restart and has no result; not executed again"
-            rec = draft.nok(ErrorCode.INTERRUPTED, detail, self.ctx.clock.now())
-            await self._finish(job, rec, "interrupted")
-            return
         recipe = self.station.recipe(job.program_no)
         problem = refused or program_problem(job, recipe, self.station)
         if problem is not None:
@@ -234,8 +226,10 @@ class StationLoop:
         await self._execute(job, draft, recipe)
 
     async def _execute(self, job: PlcJob, draft: JobDraft, recipe: Recipe) -> None:
-        """Run an accepted job on the station's robot (once more if the recipe says so)."""
-        robot_id = await self._await_robot()
+        """Run an accepted job on the robot (once more if the recipe says so), or, for a
+        job the cell accepted before a restart, re-attach to it on the robot that took it.
+        If the PLC gives the job up meanwhile, it is finished and recorded aside."""
+        robot_id = await self.attempts.holder(draft.key) or await self._await_robot()
         draft = draft.restarted(self.ctx.clock.now())
         await self._accept(job)
         came_from = self.ctx.robot_at.get(robot_id)
@@ -247,39 +241,59 @@ class StationLoop:
             job.job_seq, draft.part_id, recipe.program_no, robot_id, recipe.takt_s, draft.started_at
         )
         await self.set_state(PackML.EXECUTE, f"job {job.job_seq} on robot {robot_id}")
-        outcome = await self._run_robot(draft.key, robot_id, draft.part_id or "", recipe)
-        attempt = 1
-        if (
-            outcome.error_code
-            and recipe.on_nok == "retry_once"
-            and outcome.error_code not in NOT_RETRIED
-        ):
-            attempt = 2
-            self.ctx.count("retried")
-            outcome = await self._run_robot(f"{draft.key}:2", robot_id, draft.part_id or "", recipe)
-        rec = draft.result(
+        work = asyncio.create_task(
+            self.attempts.run(
+                draft.key,
+                draft.part_id or "",
+                recipe,
+                robot_id,
+                lambda: not self.channel.current(job),
+            )
+        )
+        gone = asyncio.create_task(self.channel.wait_not_current(job))
+        try:
+            await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            raise
+        finally:
+            gone.cancel()
+            with contextlib.suppress(BaseException):
+                await gone
+        if not work.done():
+            # The PLC moved on; the attempt sees it too and revokes or stops the robot.
+            log.warning("station %s: the PLC gave job %s up mid-run", self.station.id, job.job_seq)
+            self.ctx.count("abandoned")
+            task = asyncio.create_task(self._record_abandoned(work, draft, recipe))
+            self._abandoned.add(task)
+            task.add_done_callback(self._abandoned.discard)
+            return
+        outcome, attempt = work.result()
+        rec = self._record_of(draft, recipe, outcome, attempt)
+        await self._finish(job, rec, _alert_kind(rec, recipe))
+
+    def _record_of(
+        self, draft: JobDraft, recipe: Recipe, outcome: JobOutcome, attempt: int
+    ) -> JobRecord:
+        return draft.result(
             outcome,
             task=recipe.task.value,
             recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),
             attempt=attempt,
             ended_at=self.ctx.clock.now(),
         )
-        await self._finish(job, rec, _alert_kind(rec, recipe))
 
-    async def _run_robot(self, key: str, robot_id: str, part_id: str, recipe: Recipe) -> JobOutcome:
-        spec = JobSpec(
-            job_key=key,
-            station_id=self.station.id,
-            robot_id=robot_id,
-            part_id=part_id,
-            program_no=recipe.program_no,
-            task=recipe.task,
-            fasteners=recipe.fasteners,
-            takt_s=recipe.takt_s,
-            seed=_seed(key),
-            difficulty=recipe.difficulty,
-        )
-        return await self.ctx.dispatcher.run(spec, self.ctx.job_timeout_s)
+    async def _record_abandoned(
+        self, work: asyncio.Task[tuple[JobOutcome, int]], draft: JobDraft, recipe: Recipe
+    ) -> None:
+        """Wait until the robot is done with a job the PLC gave up and record what it did
+        (no result goes to the PLC); a part that left with work on it raises an alert."""
+        outcome, attempt = await work
+        rec = self._record_of(draft, recipe, outcome, attempt)
+        touched = bool(outcome.fasteners) or outcome.cycle_time_ms > 0
+        alert = "abandoned" if touched and not rec.ok else None
+        where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
+        _log_job(rec, where, "abandoned")
 
     async def _await_robot(self) -> str:
         """The robot serving the station, holding the station while there is none."""
@@ -324,7 +338,7 @@ class StationLoop:
             ),
             since=t0,
         )
-        _log_job(rec, where)
+        _log_job(rec, where, "published")
         if alert in HOLDING_ALERTS:
             await self._hold_for_technician(
                 f"job {rec.job_seq} NOK ({alert}): waiting for a technician"
@@ -351,7 +365,7 @@ class StationLoop:
         await self.set_state(PackML.IDLE, "ready")
 
 
-def _log_job(rec: JobRecord, where: str) -> None:
+def _log_job(rec: JobRecord, where: str, what: str) -> None:
     """One line per published job for a person to grep (``station=ST20``); its values are
     the record's fields for a log collector. The part is quoted: codes carry spaces."""
     fields = {
@@ -365,7 +379,7 @@ def _log_job(rec: JobRecord, where: str) -> None:
         "recorded": where,
     }
     text = " ".join(f"{k}={v}" for k, v in fields.items())
-    log.info("job published %s", text, extra=fields | {"part": rec.part_id})
+    log.info("job %s %s", what, text, extra=fields | {"part": rec.part_id})
 
 
 def _result_of(known: Known) -> PlcResult:

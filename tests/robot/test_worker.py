@@ -1,9 +1,16 @@
-"""The run-once guard on a real Redis: a job key never runs twice."""
+"""The robot worker on a real Redis: a fence is claimed once, a revoked one never runs,
+a stop request ends a job at a safe point, and a worker process runs a fenced job."""
+
+import asyncio
+import json
+import time
 
 import redis
+import redis.asyncio as aioredis
 
+from robot.fence import CellFences, WorkerFences, claim_key, record_key
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome, Task
-from robot.worker import RunOnce, execute_once
+from robot.worker import execute_fenced
 
 
 def _spec(key: str = "ST30:0:1") -> JobSpec:
@@ -29,33 +36,145 @@ def _runner(calls: list[str]):
     return run
 
 
-def test_second_delivery_returns_the_first_outcome_without_running(redis_url: str) -> None:
-    calls: list[str] = []
-    guard = RunOnce(redis.Redis.from_url(redis_url), "w1")
-    first = execute_once(guard, _spec(), _runner(calls))
-    again = execute_once(guard, _spec(), _runner(calls))
-    assert calls == ["ST30:0:1"]
-    assert again == first
+def _cell(client: redis.Redis, method: str, key: str, *args: str) -> str:
+    """What the cell's side of the fences answers to ``method(key, *args)``."""
+
+    async def ask() -> str:
+        kw = client.connection_pool.connection_kwargs
+        cell = aioredis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0))
+        try:
+            return await getattr(CellFences(cell), method)(key, *args)
+        finally:
+            await cell.aclose()
+
+    return asyncio.run(ask())
 
 
-def test_delivery_after_a_worker_died_mid_job_is_not_run(redis_url: str) -> None:
+def _issued(client: redis.Redis, key: str, fence: str = "f1") -> WorkerFences:
+    """A fence issued for ``key`` as the cell issues it, and a worker's side of it."""
+    client.delete(record_key(key), claim_key(key))
+    assert _cell(client, "issue", key, fence, "R3") == "issued"
+    return WorkerFences(client, "w1")
+
+
+def _record(client: redis.Redis, key: str) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in client.hgetall(record_key(key)).items()}
+
+
+def test_a_second_delivery_of_the_same_fence_is_refused_without_running(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    dead = RunOnce(client, "worker-that-died")
-    assert dead.claim("ST30:0:2")  # claimed, never finished: the process was killed
+    fences = _issued(client, "ST30:0:1")
     calls: list[str] = []
-    out = execute_once(RunOnce(client, "restarted"), _spec("ST30:0:2"), _runner(calls))
+    first = execute_fenced(fences, _spec(), "f1", _paced(calls))
+    again = execute_fenced(fences, _spec(), "f1", _paced(calls))
+    assert calls == ["ST30:0:1"] and again is None
+    assert first is not None and first.outcome is Outcome.OK
+    rec = _record(client, "ST30:0:1")
+    assert rec["state"] == "done" and json.loads(rec["outcome"]) == first.model_dump(mode="json")
+
+
+def test_a_revoked_or_unknown_fence_never_touches_the_part(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    fences = _issued(client, "ST30:0:2")
+    assert _cell(client, "revoke", "ST30:0:2") == "revoked"
+    calls: list[str] = []
+    assert execute_fenced(fences, _spec("ST30:0:2"), "f1", _paced(calls)) is None
+    assert execute_fenced(fences, _spec("ST30:0:2"), "other", _paced(calls)) is None
+    assert execute_fenced(fences, _spec("ST30:0:9"), "f1", _paced(calls)) is None  # never issued
     assert calls == []
-    assert out.outcome is Outcome.NOK and out.error_code == ErrorCode.INTERRUPTED
 
 
 def test_a_crashing_skill_is_a_nok_outcome_not_a_lost_job(redis_url: str) -> None:
-    def boom(spec: JobSpec) -> JobOutcome:
+    def boom(spec: JobSpec, stop: object) -> JobOutcome:
         raise RuntimeError("gripper driver fault")
 
-    guard = RunOnce(redis.Redis.from_url(redis_url), "w1")
-    out = execute_once(guard, _spec("ST30:0:3"), boom)
-    assert out.outcome is Outcome.NOK and "gripper driver fault" in out.detail
-    assert guard.previous("ST30:0:3")["state"] == "done"
+    client = redis.Redis.from_url(redis_url)
+    fences = _issued(client, "ST30:0:3")
+    out = execute_fenced(fences, _spec("ST30:0:3"), "f1", boom)
+    assert out is not None and out.outcome is Outcome.NOK and "gripper driver fault" in out.detail
+    assert _record(client, "ST30:0:3")["state"] == "done"
+
+
+def _paced(calls: list[str]):
+    runner = _runner(calls)
+
+    def run(spec: JobSpec, stop: object) -> JobOutcome:
+        return runner(spec)
+
+    return run
+
+
+def _nut_runner(calls: list[str]):
+    from robot.jobs import FastenerResult, Side
+
+    def run(spec: JobSpec) -> JobOutcome:
+        calls.append(spec.job_key)
+        fasteners = [
+            FastenerResult(
+                position=i,
+                side=Side.LEFT,
+                torque_nm=5.0,
+                angle_deg=300.0,
+                torque_min_nm=4.0,
+                torque_max_nm=6.0,
+                angle_min_deg=200.0,
+                angle_max_deg=400.0,
+                ok=True,
+            )
+            for i in range(1, 5)
+        ]
+        return JobOutcome(
+            job_key=spec.job_key,
+            robot_id=spec.robot_id,
+            outcome=Outcome.OK,
+            cycle_time_ms=60000,
+            fasteners=fasteners,
+        )
+
+    return run
+
+
+def test_a_stop_request_ends_the_job_at_the_next_safe_point(redis_url: str) -> None:
+    """The cell asks a claimed job to stop: the worker learns it at its next renewal and
+    the paced robot stops between fasteners, reporting the ones it drove."""
+    import threading
+
+    from robot.worker import Paced
+
+    client = redis.Redis.from_url(redis_url)
+    key = "ST10:0:7"
+    fences = _issued(client, key)
+    calls: list[str] = []
+    paced = Paced(_nut_runner(calls), time_scale=20.0)  # 3 s of wall time, 4 fasteners
+    spec = _spec(key).model_copy(update={"station_id": "ST10"})
+    result: list[JobOutcome | None] = []
+    worker = threading.Thread(
+        target=lambda: result.append(execute_fenced(fences, spec, "f1", paced))
+    )
+    worker.start()
+    while _record(client, key).get("state") != "claimed":
+        time.sleep(0.05)
+    time.sleep(0.5)
+    assert _cell(client, "request_stop", key) == "claimed"
+    worker.join(10)
+    out = result[0]
+    assert out is not None and out.error_code == ErrorCode.STOPPED
+    assert 0 < len(out.fasteners) < 4 and "stopped at a safe point" in out.detail
+    assert _record(client, key)["state"] == "done"
+
+
+def test_a_claim_is_declared_lost_only_once_it_expired(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    key = "ST30:0:8"
+    fences = _issued(client, key)
+    assert fences.claim(key, "f1") == "claimed"
+    assert fences.claim(key, "f1") == "claimed"  # the state found: not claimed again
+    assert _cell(client, "declare_lost", key) == "claimed"  # the claim key is alive
+    client.delete(claim_key(key))  # what a dead worker's claim comes to
+    assert _cell(client, "declare_lost", key) == "lost"
+    out = JobOutcome(job_key=key, robot_id="R3", outcome=Outcome.OK, cycle_time_ms=1)
+    assert fences.finish(out, "f1") == "lost"  # too late: kept aside, not the result
+    assert _record(client, key)["state"] == "lost" and "late_outcome" in _record(client, key)
 
 
 def test_a_worker_process_runs_jobs_with_the_shipped_policy(redis_url: str, tmp_path) -> None:
@@ -102,11 +221,15 @@ def test_a_worker_process_runs_jobs_with_the_shipped_policy(redis_url: str, tmp_
         stderr=subprocess.STDOUT,
     )
     app = make_celery(redis_url)
+    client = redis.Redis.from_url(redis_url)
     try:
-        result = app.send_task(
-            RUN_JOB, args=[spec.model_dump(mode="json")], queue=robot_queue("R1")
-        )
-        out = JobOutcome.model_validate(result.get(timeout=180))
+        _issued(client, spec.job_key, "f9")
+        app.send_task(RUN_JOB, args=[spec.model_dump(mode="json"), "f9"], queue=robot_queue("R1"))
+        end = time.monotonic() + 180
+        while _record(client, spec.job_key)["state"] != "done":
+            assert time.monotonic() < end, "the worker did not finish the job in 180 s"
+            time.sleep(0.2)
+        out = JobOutcome.model_validate_json(_record(client, spec.job_key)["outcome"])
     finally:
         proc.terminate()
         proc.wait(30)

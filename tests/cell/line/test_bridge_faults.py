@@ -19,6 +19,7 @@ from asyncua import ua
 from cell.record import models as m
 from mes_bridge.plcsim import LatchedResult, PlcSimulator
 from mes_bridge.tags import Tag
+from robot.fence import record_key
 from robot.jobs import ErrorCode
 from tests.cell.harness import Running, running_line, sample_line
 from tests.conftest import make_url_db
@@ -56,16 +57,21 @@ def redis_url(redis_server_url: str) -> Iterator[str]:
 
 
 def executed_jobs(redis_url: str) -> list[tuple[str, int, int]]:
-    """(station, epoch, JobSeq) of every run the workers' run-once guard let through.
+    """(station, epoch, JobSeq) of every run a worker claimed (``robot.fence``).
 
-    A retry of a job (``...:2``) counts as the same job; a second claim of one job key
-    is impossible by the guard, so a job run twice shows as two keys for one part.
+    A retry of a job (``...:2``) counts as the same job; a job key is claimed at most
+    once, so a job run twice shows as two keys for one part.
     """
     client = redis.Redis.from_url(redis_url)
     try:
         out = []
-        for key in client.scan_iter("intern:run:*"):
-            station, epoch, seq, *_retry = key.decode().removeprefix("intern:run:").split(":")
+        for key in client.scan_iter(record_key("*")):
+            if client.type(key) != b"hash":
+                continue  # a claim key
+            if client.hget(key, "state") not in (b"claimed", b"done", b"lost"):
+                continue  # issued or revoked: never touched by a robot
+            job_key = key.decode().removeprefix(record_key(""))
+            station, epoch, seq, *_retry = job_key.split(":")
             out.append((station, int(epoch), int(seq)))
         return out
     finally:

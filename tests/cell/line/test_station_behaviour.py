@@ -18,6 +18,7 @@ from cell.record import alerts
 from cell.record import models as m
 from cell.record.assignments import reassign, to_maintenance
 from mes_bridge.tags import Tag
+from robot.fence import record_key
 from robot.jobs import ErrorCode
 from tests.cell.harness import running_line, sample_line
 
@@ -93,7 +94,9 @@ async def test_worker_killed_mid_job_ends_it_interrupted_held_and_never_rerun(
     guard = redis.Redis.from_url(redis_url)
     async with running_line(line, db, redis_url, tmp_path, scale=SLOW, parts=None) as run:
         await run.until(
-            lambda: guard.get("intern:run:ST10:0:2") is not None, 120, "job 2 running on R1"
+            lambda: guard.hget(record_key("ST10:0:2"), "state") == b"claimed",
+            120,
+            "job 2 running on R1",
         )
         w.kill("R1")
         await run.until(
@@ -102,7 +105,7 @@ async def test_worker_killed_mid_job_ends_it_interrupted_held_and_never_rerun(
         latched = {r.job_seq: r for r in run.sim.completed("ST10")}
         assert latched[2].result == 2 and latched[2].error_code == ErrorCode.INTERRUPTED
         await run.until(lambda: run.plc("ST10", Tag.CELL_STATE) == PackML.HELD, 30, "held")
-        w.start("R1")  # the robot is back; its old claim on job 2 must not run it again
+        w.start("R1")  # the robot is back; its lost claim on job 2 must not run it again
         with run.session() as s:
             (alert,) = alerts.open_alerts(s, "ST10")
             assert alert.kind == "interrupted"
@@ -116,8 +119,8 @@ async def test_worker_killed_mid_job_ends_it_interrupted_held_and_never_rerun(
     assert [r.job_seq for r in rows] == sorted({r.job_seq for r in rows})  # one row each
     job2 = next(r for r in rows if r.job_seq == 2)
     assert not job2.ok and job2.error_code == ErrorCode.INTERRUPTED
-    # Job 2 was never finished by any worker: its claim is still the dead run's.
-    assert b'"running"' in guard.get("intern:run:ST10:0:2")
+    # Job 2 was never finished by any worker: its claim expired and the cell declared it lost.
+    assert guard.hget(record_key("ST10:0:2"), "state") == b"lost"
 
 
 async def test_reassignment_mid_job_takes_effect_at_the_cycle_boundary(
@@ -139,7 +142,9 @@ async def test_reassignment_mid_job_takes_effect_at_the_cycle_boundary(
             lambda: run.plc("ST20", Tag.CELL_STATE) == PackML.HELD, 60, "ST20 held without a robot"
         )
         await run.until(
-            lambda: guard.get("intern:run:ST10:0:2") is not None, 120, "ST10 job 2 running on R1"
+            lambda: guard.hget(record_key("ST10:0:2"), "state") == b"claimed",
+            120,
+            "ST10 job 2 running on R1",
         )
         with run.session() as s:
             reassign(s, "R1", "ST20", author="sup-lee", reason="ST20 short of a robot")
