@@ -130,14 +130,17 @@ class PlcProgram:
         await self._put_part(st, Tag.PROGRAM_NO, program, inj)
         await self._hold_raw(st, Tag.JOB_SEQ, inj)
         st.timings[seq] = JobTiming(seq, time.perf_counter())
-        epoch = st.epoch
+        epoch, abandons = st.epoch, st.abandons
         await self._memory.plc_write(st.sid, Tag.JOB_SEQ, seq)
         st.requested += 1
         await st.changed.until(
-            functools.partial(_answered_or_forgotten, st, seq, epoch), None, lambda: None
+            functools.partial(_answered_or_forgotten, st, seq, epoch, abandons), None, lambda: None
         )
         if st.epoch != epoch:
             return  # cold restart: the PLC forgot this job
+        if st.abandons != abandons:
+            st.abandoned.append(seq)  # the part moves on unanswered
+            return
         st.latch(
             LatchedResult(
                 seq,
@@ -162,9 +165,10 @@ class PlcProgram:
                     await self._memory.plc_write(st.sid, Tag.HEARTBEAT_PLC, beat)
 
 
-def _answered_or_forgotten(st: StationState, seq: int, epoch: int) -> bool:
-    """The cell answered job ``seq`` (ResultSeq), or a cold restart made the PLC forget it."""
-    return st.epoch != epoch or st.mem.get(Tag.RESULT_SEQ) == seq
+def _answered_or_forgotten(st: StationState, seq: int, epoch: int, abandons: int) -> bool:
+    """The cell answered job ``seq`` (ResultSeq), or a cold restart made the PLC forget it,
+    or the program gave it up."""
+    return st.epoch != epoch or st.abandons != abandons or st.mem.get(Tag.RESULT_SEQ) == seq
 
 
 def _as_int(value: object) -> int:

@@ -192,6 +192,17 @@ class PlcSimulator:
             if self._server.running:
                 await self._server.store(st.nodes[tag], variant)
 
+    def abandon(self, station_id: str) -> None:
+        """Give the station's open job up unanswered and request the next part's job (a
+        PLC program that moves a part on, e.g. an operator's manual release)."""
+        st = self._stations[station_id]
+        st.abandons += 1
+        st.changed.fire()
+
+    def abandoned(self, station_id: str) -> list[int]:
+        """JobSeqs the station's PLC program gave up with ``abandon``."""
+        return list(self._stations[station_id].abandoned)
+
     def set_heartbeat(self, station_id: str, running: bool) -> None:
         """Start or stop the station's HeartbeatPLC (a PLC program stopped and restarted)."""
         st = self._stations[station_id]

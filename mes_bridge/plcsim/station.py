@@ -126,6 +126,8 @@ class StationState:
     ok: int = 0
     nok: int = 0
     epoch: int = 0  # bumped by a cold restart: the open job is abandoned
+    abandons: int = 0  # bumped when the PLC program gives its open job up for the next part
+    abandoned: list[int] = field(default_factory=list)  # JobSeqs given up that way
     changed: Signal = field(default_factory=Signal)
     leaving: deque[str] = field(default_factory=deque)  # parts out, not yet at the next station
     left: Signal = field(default_factory=Signal)  # fired when ``leaving`` changes
