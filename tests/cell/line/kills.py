@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import random
 import time
@@ -67,20 +68,34 @@ async def run_scenario(plan: KillPlan, work: Path, redis_url: str, db_url: str) 
     return await _run(plan, work, redis_url, db_url, None)
 
 
+def _unattended(endpoint: str, data: dict) -> None:
+    """The sample line on ``endpoint``, with no recipe holding for a technician (this line
+    has none)."""
+    for st in data["stations"]:
+        st["plc_endpoint"] = endpoint
+        for recipe in st["recipes"]:
+            if recipe.get("on_nok") == "hold":
+                recipe["on_nok"] = "continue"
+
+
+def _orchestrators(
+    plan: KillPlan, base: dict[str, str], db_url: str, work: Path, cfg: Path
+) -> list[Proc]:
+    """One ``intern run`` process, or two on station leases for failover."""
+    out = []
+    for i in range(2 if plan.scenario == "failover" else 1):
+        env = dict(base, INTERN_DATABASE_URL=db_url, INTERN_DATA_DIR=str(work / f"orch-{i}"))
+        if plan.scenario == "failover":
+            env |= {"INTERN_LEASES": "1", "INTERN_LEASE_S": str(plan.lease_s)}
+        out.append(Proc(f"orch-{i}", ["run", "--config", str(cfg)], env, work / "logs"))
+    return out
+
+
 async def _run(
     plan: KillPlan, work: Path, redis_url: str, db_url: str, pg: EmbeddedPostgres | None
 ) -> KillReport:
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}/plc"
-
-    def edit(data: dict) -> None:
-        for st in data["stations"]:
-            st["plc_endpoint"] = endpoint
-            for recipe in st["recipes"]:
-                # A held station waits for a technician, and this line has none.
-                if recipe.get("on_nok") == "hold":
-                    recipe["on_nok"] = "continue"
-
-    line, cfg = sample_line(work, edit)
+    line, cfg = sample_line(work, functools.partial(_unattended, endpoint))
     line = with_endpoint(line, endpoint)
     logs = work / "logs"
     logs.mkdir(exist_ok=True)
@@ -90,13 +105,7 @@ async def _run(
         Proc(f"worker-{r.id}", ["worker", "--robot", r.id, "--config", str(cfg)], wenv, logs)
         for r in line.robots
     ]
-    n_orch = 2 if plan.scenario == "failover" else 1
-    orchestrators = []
-    for i in range(n_orch):
-        env = dict(base, INTERN_DATABASE_URL=db_url, INTERN_DATA_DIR=str(work / f"orch-{i}"))
-        if plan.scenario == "failover":
-            env |= {"INTERN_LEASES": "1", "INTERN_LEASE_S": str(plan.lease_s)}
-        orchestrators.append(Proc(f"orch-{i}", ["run", "--config", str(cfg)], env, logs))
+    orchestrators = _orchestrators(plan, base, db_url, work, cfg)
     writes: list[tuple[float, str]] = []
     async with line_simulator(line, speed=None, parts=None) as sim:
         sim.on_client_write(lambda sid, _tag, _value: writes.append((time.perf_counter(), sid)))
