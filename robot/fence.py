@@ -69,7 +69,7 @@ local state = redis.call('HGET', KEYS[1], 'state')
 if state and state ~= 'revoked' then return 'exists' end
 redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], 'state', 'issued', 'fence', ARGV[1], 'robot', ARGV[2],
-  'issued_at', ARGV[3], 'stop', '0')
+  'issued_at', ARGV[3], 'stop', '0', 'part', ARGV[5])
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', KEYS[3], 'issued')
 return 'issued'
@@ -140,6 +140,7 @@ class FenceView:
     state: FenceState
     fence: str | None = None
     robot_id: str | None = None
+    part_id: str | None = None
     claim_alive: bool = False
     stop_requested: bool = False
     outcome: dict[str, Any] | None = None
@@ -219,14 +220,16 @@ class CellFences:
             state=FenceState(fields["state"]),
             fence=fields.get("fence"),
             robot_id=fields.get("robot"),
+            part_id=fields.get("part"),
             claim_alive=bool(alive),
             stop_requested=fields.get("stop") == "1",
             outcome=None if outcome is None else json.loads(outcome),
         )
 
-    async def issue(self, job_key: str, fence: str, robot_id: str) -> str:
+    async def issue(self, job_key: str, fence: str, robot_id: str, part_id: str = "") -> str:
         """'issued'; 'exists' when the key holds a fence that is not revoked."""
-        return await self._run(_ISSUE, job_key, fence, robot_id, time.time(), RECORD_TTL_S)
+        args = (fence, robot_id, time.time(), RECORD_TTL_S, part_id)
+        return await self._run(_ISSUE, job_key, *args)
 
     async def revoke(self, job_key: str) -> str:
         """'revoked' if the fence was issued and not claimed; else the state found."""

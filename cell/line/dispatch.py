@@ -28,8 +28,16 @@ from celery import Celery
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
+from cell.errors import Unavailable
 from robot.celery_app import RUN_JOB, heartbeat_key, robot_queue
-from robot.fence import CLAIM_TTL_S, RENEW_EVERY_S, CellFences, FenceState, FenceView
+from robot.fence import (
+    CLAIM_TTL_S,
+    RENEW_EVERY_S,
+    CellFences,
+    FenceState,
+    FenceView,
+    record_key,
+)
 from robot.fence import events_channel as fence_events
 from robot.jobs import ErrorCode, JobOutcome, JobSpec
 
@@ -105,6 +113,7 @@ class Dispatcher:
         deadline = time.monotonic() + timeout_s
         while True:
             view = await self.view(spec.job_key)
+            _check_part(spec, view)
             if view.state is FenceState.DONE:
                 return _result(spec, view)
             if view.state is FenceState.LOST:
@@ -119,9 +128,8 @@ class Dispatcher:
                 return JobOutcome.failed(spec, ErrorCode.ABANDONED, "the PLC moved on; not started")
             else:
                 fence = uuid.uuid4().hex
-                if await self._try(self.fences.issue(spec.job_key, fence, spec.robot_id)) != (
-                    FenceState.ISSUED
-                ):
+                issued = self.fences.issue(spec.job_key, fence, spec.robot_id, spec.part_id)
+                if await self._try(issued) != FenceState.ISSUED:
                     continue
                 await self._send(spec, fence)
                 attempt = _Attempt(spec, fence, deadline, abandoned)
@@ -273,6 +281,18 @@ class _Wait:
 
 
 _AGAIN, _WAIT = _Again(), _Wait()
+
+
+def _check_part(spec: JobSpec, view: FenceView) -> None:
+    """A job key names one PLC job and so one part; another part under it means the
+    record's counters started again (a new database) while Redis kept the old jobs."""
+    if view.part_id and spec.part_id and view.part_id != spec.part_id:
+        raise Unavailable(
+            f"job key {spec.job_key} in Redis belongs to part {view.part_id}, not "
+            f"{spec.part_id}: the record was started afresh while Redis kept the old "
+            f"jobs; remove the old jobs' keys (redis-cli --scan --pattern "
+            f"'{record_key('*')}') or use a fresh Redis database"
+        )
 
 
 def _for_robot(spec: JobSpec, robot_id: str | None) -> JobSpec:

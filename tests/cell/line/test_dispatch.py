@@ -15,6 +15,7 @@ import pytest
 import redis
 import redis.asyncio as aioredis
 
+from cell.errors import Unavailable
 from cell.line.dispatch import Dispatcher
 from robot.celery_app import heartbeat_key, make_celery, robot_queue
 from robot.fence import CellFences, WorkerFences, claim_key, record_key
@@ -176,3 +177,16 @@ async def test_a_running_job_whose_record_redis_lost_is_put_back_by_its_worker(
     assert (await asyncio.wait_for(task, 10)) == _outcome()
     assert _sent(client) == []
     assert await CellFences(dispatcher.client).revoke(KEY) == "done"
+
+
+async def test_a_job_key_holding_another_part_is_refused_not_answered(
+    client: redis.Redis, dispatcher: Dispatcher
+) -> None:
+    """A record started afresh while Redis kept the old jobs: the old result under the
+    same key is never taken for the new part's."""
+    assert await dispatcher.fences.issue(KEY, "f1", "R1", "P-OLD") == "issued"
+    worker = WorkerFences(client, "w")
+    assert worker.claim(KEY, "f1") == "claimed"
+    worker.finish(_outcome(), "f1")
+    with pytest.raises(Unavailable, match="belongs to part P-OLD, not P-7"):
+        await dispatcher.run(_spec(), 60)
