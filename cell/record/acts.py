@@ -1,10 +1,11 @@
 """The supervisors' and technicians' acts, one service for every edge, with one audit.
 
 The CLI, the HTTP API and the simulated people of a demo all act through ``Acts``: a
-roster change (reassign, swap, maintenance) or an alert step (acknowledge, rework,
-clear). Each act is recorded with its author, and written to the audit log once, as
-``done`` or, when its rule refuses it, ``refused`` with the reason (the refusal is then
-raised again for the edge to answer). ``audit`` is the only writer of the audit log.
+roster change (reassign, swap, maintenance), an alert step (acknowledge, rework, clear)
+or a policy rollout (start, stop). Each act is recorded with its author, and written to
+the audit log once, as ``done`` or, when its rule refuses it, ``refused`` with the
+reason (the refusal is then raised again for the edge to answer). ``audit`` is the only
+writer of the audit log.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from cell.errors import Refused
 from cell.record import alerts as al
 from cell.record import assignments as asg
 from cell.record import models as m
+from cell.record import rollouts as ro
 
 T = TypeVar("T")
 
@@ -145,4 +147,31 @@ class Acts:
             str(alert_id),
             {},
             lambda: al.clear(self.session, alert_id, author=self.actor.name, at=at),
+        )
+
+    def start_rollout(
+        self, station_id: str, candidate: str, *, share: float = 0.2, incumbent: str | None = None
+    ) -> m.Rollout:
+        """Run ``candidate`` beside the station's incumbent policy version (a canary)."""
+        return self._audited(
+            "rollout.start",
+            station_id,
+            {"candidate": candidate, "share": share, "incumbent": incumbent},
+            lambda: ro.start(
+                self.session,
+                station_id,
+                candidate,
+                author=self.actor.name,
+                share=share,
+                incumbent=incumbent,
+            ),
+        )
+
+    def stop_rollout(self, station_id: str, *, reason: str) -> m.Rollout:
+        """Stop the rollout running on the station; the incumbent stays."""
+        return self._audited(
+            "rollout.stop",
+            station_id,
+            {"reason": reason},
+            lambda: ro.stop(self.session, station_id, author=self.actor.name, reason=reason),
         )

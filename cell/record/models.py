@@ -328,3 +328,52 @@ class Shift(Base):
     ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (Index("ix_shifts_starts_at", "starts_at"),)
+
+
+class Rollout(Base):
+    """A canary rollout of ``candidate_version`` beside ``incumbent_version`` on a station
+    (revision 0007); written only by ``cell.record.rollouts``. ``state``: running,
+    promoted, rolled_back or stopped; ``decided_by`` is ``system`` for the rule's decision
+    or the supervisor who stopped it; ``evidence`` the rule's counts, yields and interval."""
+
+    __tablename__ = "rollouts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    station_id: Mapped[str] = mapped_column(ForeignKey("stations.id"))
+    incumbent_version: Mapped[str] = mapped_column(String(80))
+    candidate_version: Mapped[str] = mapped_column(String(80))
+    share: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    started_by: Mapped[str] = mapped_column(String(80))
+    state: Mapped[str] = mapped_column(String(20))
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(String(80))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    evidence: Mapped[dict[str, object]] = mapped_column(JSONB, server_default="{}", default=dict)
+
+    __table_args__ = (
+        CheckConstraint("share > 0 AND share < 1", name="share"),
+        CheckConstraint("state IN ('running', 'promoted', 'rolled_back', 'stopped')", name="state"),
+        CheckConstraint("candidate_version <> incumbent_version", name="versions_differ"),
+        Index(
+            "ix_rollouts_running_station",
+            "station_id",
+            unique=True,
+            postgresql_where=text("state = 'running'"),
+        ),
+        Index("ix_rollouts_station_started", "station_id", "started_at"),
+    )
+
+
+class RolloutJob(Base):
+    """The arm a job of a rollout ran on (revision 0007): ``incumbent`` or ``candidate``."""
+
+    __tablename__ = "rollout_jobs"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    rollout_id: Mapped[int] = mapped_column(
+        ForeignKey("rollouts.id", ondelete="CASCADE"), index=True
+    )
+    arm: Mapped[str] = mapped_column(String(10))
+
+    __table_args__ = (CheckConstraint("arm IN ('incumbent', 'candidate')", name="arm"),)
