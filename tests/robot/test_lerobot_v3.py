@@ -169,3 +169,27 @@ def test_bad_input_is_refused_with_a_reason(recorded: Path, tmp_path: Path) -> N
     (tmp_path / "empty" / "a.json").write_text(info)
     with pytest.raises(ExportError, match="not an intern-cells-episode manifest"):
         export_episodes(tmp_path / "empty", tmp_path / "out")
+
+
+def test_cli_export_and_its_errors(recorded: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from robot.episodes_cli import episodes_app
+
+    runner = CliRunner()
+    pytest.importorskip("pyarrow", reason="the writer needs pyarrow: pip install pyarrow")
+    res = runner.invoke(
+        episodes_app, ["export", "--from", str(recorded), "--out", str(tmp_path / "d")]
+    )
+    assert res.exit_code == 0, res.output
+    assert "wrote 2 episodes" in res.output and "1 NOK left out" in res.output
+    assert json.loads((tmp_path / "d/meta/info.json").read_text())["total_episodes"] == 2
+    res = runner.invoke(
+        episodes_app, ["export", "--from", str(recorded), "--out", str(tmp_path / "e"), "--nok"]
+    )
+    assert res.exit_code == 0 and "wrote 3 episodes" in res.output, res.output
+    res = runner.invoke(
+        episodes_app, ["export", "--from", str(recorded), "--out", str(tmp_path / "d")]
+    )
+    assert res.exit_code == 2 and "not an empty folder" in res.output
+    assert "Traceback" not in res.output
