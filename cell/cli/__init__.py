@@ -2,8 +2,9 @@
 
 One module per audience: ``line`` (run the line, workers, the PLC simulator, the demo),
 ``insight`` (engineers' queries), ``parts`` (part genealogy, the parts seen), ``acts``
-(supervisors' and technicians' acts), ``api`` (the HTTP server and its users), ``history``
-and ``db``; ``common`` holds what they share, including the one mapping of the cell's
+(supervisors' and technicians' acts), ``rollouts`` (canary rollouts of a policy version,
+mounted under ``intern policy``), ``api`` (the HTTP server and its users), ``history`` and
+``db``; ``common`` holds what they share, including the one mapping of the cell's
 errors to messages and exit codes. It is the only place in ``cell`` that may import
 ``policy``, and only inside the commands that use it, so ``intern --help`` starts without
 torch, the web app or the database models.
@@ -21,6 +22,7 @@ from cell.cli.api import api_app
 from cell.cli.common import stop_on_signals
 from cell.cli.db import db_app
 from cell.cli.history import history_app
+from cell.cli.rollouts import rollout_app
 
 
 def _version(value: bool) -> None:
@@ -68,6 +70,9 @@ def build_app() -> typer.Typer:
     app.add_typer(db_app, name="db")
     register(app)
     app.add_typer(sim_app, name="sim")
+    if all(group.name != "rollout" for group in policy_app.registered_groups):
+        # The rollouts live in the record, which policy may not import: mounted here.
+        policy_app.add_typer(rollout_app, name="rollout")
     app.add_typer(policy_app, name="policy")
     app.add_typer(certs_app(), name="certs")
     return app

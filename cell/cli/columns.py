@@ -117,6 +117,17 @@ COLUMNS: Mapping[str, Column] = {
     "ci_high": _c("95 % interval to", K.POINTS, 1),
     "p_value": _c("p-value", K.NUMBER, 1),
     "verdict": _c("Verdict", K.TEXT, 0),
+    # canary rollouts
+    "rollout_id": _c("Rollout", K.ID, 0),
+    "incumbent_version": _c("Incumbent", K.ID, 0),
+    "candidate_version": _c("Candidate", K.ID, 0),
+    "candidate_jobs": _c("Candidate jobs", K.COUNT, 1),
+    "incumbent_jobs": _c("Incumbent jobs", K.COUNT, 1),
+    "candidate_fpy": _c("Candidate FPY", K.PERCENT, 0),
+    "incumbent_fpy": _c("Incumbent FPY", K.PERCENT, 0),
+    "started_by": _c("Started by", K.TEXT, 2),
+    "decided_at": _c("Decided", K.TIME, 1),
+    "decided_by": _c("Decided by", K.TEXT, 1),
     # alerts
     "id": _c("Alert", K.ID, 0),
     "kind": _c("Kind", K.TEXT, 2),

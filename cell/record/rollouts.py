@@ -152,41 +152,46 @@ def record_arm(session: Session, rollout_id: int, job_id: int, arm: Arm) -> None
     session.commit()
 
 
-def outcomes(session: Session, rollout_id: int) -> list[JobOutcome]:
-    """The rollout's jobs in the order they ended: arm, first pass, cycle time, takt."""
+def outcomes(session: Session, rollout_id: int) -> list[tuple[JobOutcome, datetime]]:
+    """The rollout's jobs in the order they ended (arm, first pass, cycle time, takt),
+    each with the time it ended."""
     rows = session.execute(
-        select(m.RolloutJob.arm, m.Job.ok, m.Job.attempt, m.Job.cycle_time_ms, m.Recipe.takt_s)
+        select(
+            m.RolloutJob.arm,
+            m.Job.ok,
+            m.Job.attempt,
+            m.Job.cycle_time_ms,
+            m.Recipe.takt_s,
+            m.Job.ended_at,
+        )
         .join(m.Job, m.Job.id == m.RolloutJob.job_id)
         .outerjoin(m.Recipe, m.Recipe.id == m.Job.recipe_id)
         .where(m.RolloutJob.rollout_id == rollout_id)
         .order_by(m.Job.ended_at, m.Job.id)
     ).all()
     return [
-        JobOutcome(Arm(arm), bool(ok) and attempt == 1, cycle_ms / 1000.0, takt)
-        for arm, ok, attempt, cycle_ms, takt in rows
+        (JobOutcome(Arm(arm), bool(ok) and attempt == 1, cycle_ms / 1000.0, takt), ended)
+        for arm, ok, attempt, cycle_ms, takt, ended in rows
     ]
 
 
-def decide(
-    session: Session,
-    rollout_id: int,
-    *,
-    rule: RolloutRule | None = None,
-    at: datetime | None = None,
-) -> Verdict | None:
-    """Evaluate the rule on the rollout's recorded jobs and record the evidence; a decision
-    ends the rollout with author ``system``. None for a rollout that is no longer running
-    (its ending stands)."""
+def decide(session: Session, rollout_id: int, *, rule: RolloutRule | None = None) -> Verdict | None:
+    """Evaluate the rule on the rollout's recorded jobs, job by job, and record the
+    evidence; a decision ends the rollout with author ``system``, dated when the job it
+    was decided on ended, so asking again later records the same decision. None for a
+    rollout that is no longer running (its ending stands)."""
     row = session.get(m.Rollout, rollout_id, with_for_update=True)
     if row is None:
         raise InvalidInput(f"no rollout {rollout_id}")
     if row.state != RUNNING:
         session.rollback()
         return None
-    verdict = evaluate(outcomes(session, rollout_id), rule or RolloutRule(share=row.share))
+    jobs = outcomes(session, rollout_id)
+    verdict = evaluate((job for job, _ in jobs), rule or RolloutRule(share=row.share))
     row.evidence = verdict.evidence.as_json()
     if verdict.decision is not Decision.CONTINUE:
-        _end(row, STATES[verdict.decision], SYSTEM, verdict.reason, at)
+        read = sum(verdict.evidence.jobs.values())
+        _end(row, STATES[verdict.decision], SYSTEM, verdict.reason, jobs[read - 1][1])
     session.commit()
     return verdict
 
@@ -195,7 +200,7 @@ def decide(
 class RolloutStatus:
     """One rollout as the status command shows it."""
 
-    id: int
+    rollout_id: int
     station_id: str
     incumbent_version: str
     candidate_version: str
@@ -234,7 +239,7 @@ def _status(r: m.Rollout) -> RolloutStatus:
     yields = ev.get("yields") if isinstance(ev.get("yields"), dict) else {}
     assert isinstance(jobs, dict) and isinstance(yields, dict)
     return RolloutStatus(
-        id=r.id,
+        rollout_id=r.id,
         station_id=r.station_id,
         incumbent_version=r.incumbent_version,
         candidate_version=r.candidate_version,

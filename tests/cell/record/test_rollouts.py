@@ -139,6 +139,7 @@ def test_failing_candidate_jobs_roll_back_with_author_system(line_db: Session) -
     jobs.add("v2", ok=False, rollout=rollout)
     ro.decide(line_db, rollout)
     assert (row.state, row.decided_by) == ("rolled_back", "system")
+    assert row.decided_at == T0 + timedelta(seconds=jobs.seq)  # when the deciding job ended
     assert "worse" in row.reason
     assert row.evidence["yields"] == {"incumbent": 1.0, "candidate": 0.0}
 
@@ -187,7 +188,7 @@ def test_status_shows_each_stations_latest_or_one_stations_history(line_db: Sess
     ro.stop(line_db, "ST10", author="a", reason="wrong build")
     second = ro.start(line_db, "ST10", "v3", author="a", incumbent="v1")
     other = ro.start(line_db, "ST20", "w2", author="b", incumbent="w1", share=0.1)
-    latest = {s.station_id: s.id for s in ro.status(line_db)}
+    latest = {s.station_id: s.rollout_id for s in ro.status(line_db)}
     assert latest == {"ST10": second.id, "ST20": other.id}
-    assert [s.id for s in ro.status(line_db, "ST10")] == [second.id, first.id]
+    assert [s.rollout_id for s in ro.status(line_db, "ST10")] == [second.id, first.id]
     assert ro.status(line_db, "ST30") == []
