@@ -59,6 +59,7 @@ def build_app() -> typer.Typer:
     from mes_bridge.cli import certs_app
     from policy.cli import policy_app
     from robot.cli import sim_app
+    from robot.episodes_cli import episodes_app
 
     app = typer.Typer(
         no_args_is_help=True,
@@ -70,6 +71,7 @@ def build_app() -> typer.Typer:
     app.add_typer(db_app, name="db")
     register(app)
     app.add_typer(sim_app, name="sim")
+    app.add_typer(episodes_app, name="episodes")
     if all(group.name != "rollout" for group in policy_app.registered_groups):
         # The rollouts live in the record, which policy may not import: mounted here.
         policy_app.add_typer(rollout_app, name="rollout")
