@@ -55,6 +55,11 @@ class Settings(BaseSettings):
         "task where one exists, else the expert), or tcp://HOST:PORT of a policy server",
     )
     policy_token: str | None = Field(default=None, description="token for a policy server")
+    # Where workers find the policy versions jobs name, beside the shipped checkpoints.
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        description="checkpoint store of policy versions (unset: <data_dir>/checkpoints)",
+    )
     # Several ``intern run`` processes sharing one line through station leases in the
     # (shared) PostgreSQL; see ``cell.line.leases``.
     leases: bool = Field(
@@ -64,6 +69,10 @@ class Settings(BaseSettings):
     lease_s: float = Field(
         default=5.0, description="seconds a station lease lasts unless renewed (2 to 300)"
     )
+
+    def checkpoint_store(self) -> Path:
+        """The plant's checkpoint store folder (it may not exist yet)."""
+        return (self.checkpoint_dir or self.data_dir / "checkpoints").resolve()
 
     @field_validator("database_url")
     @classmethod

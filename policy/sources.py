@@ -23,20 +23,31 @@ time as they would under asynchronous execution, with an inference delay of ``la
 (``policy.runtime.simulated_async``). The job's recorded ``policy_version`` says which
 source and checkpoint ran it. This module imports no torch: a shipped checkpoint loads
 it when a job first needs it.
+
+A job that names a ``policy_version`` (``JobSpec.policy_version``: a rollout's arm, a
+station's promoted version) runs that checkpoint, whatever the source, found by version
+in the checkpoint store (``policy.store``: the shipped checkpoints and the plant's own
+folders) and loaded once per worker; ``expert`` names the robot's own program. A version
+the store lacks, or one that cannot load here, raises ``PolicyUnavailable``: the job
+ends NOK without touching the part (``robot.skills.make_runner``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from policy.base import CheckpointError
+from policy.store import CheckpointStore
 from robot.chunk_policy import ChunkPolicy, PolicyForJob
+from robot.errors import PolicyUnavailable
 from robot.jobs import JobOutcome, JobSpec, Task
-from robot.skills import make_runner
+from robot.skills import EXPERT_VERSION, make_runner
 
 log = logging.getLogger(__name__)
 
@@ -77,21 +88,32 @@ def parse_source(text: str) -> PolicySource:
 
 
 def policy_for_jobs(
-    source: str, *, token: str | None = None, latency: str = "fixed:80"
+    source: str,
+    *,
+    token: str | None = None,
+    latency: str = "fixed:80",
+    checkpoints: Sequence[Path] = (),
 ) -> PolicyForJob:
-    """The policy that drives each job, per ``source`` (None: the robot's own program).
+    """The policy that drives each job, per ``source`` (None: the robot's own program),
+    or per the job's ``policy_version``, looked up in the shipped checkpoints and then
+    in the ``checkpoints`` folders.
 
     ``ValueError`` for a source ``parse_source`` refuses. Policies are loaded on first
     use and kept for the worker's life: one per task for ``auto``, one connection for a
-    server. Each job gets its own simulated-latency wrapper, seeded by the job's seed.
+    server, one per named version. Each job gets its own simulated-latency wrapper,
+    seeded by the job's seed.
     """
     src = parse_source(source)
     loaded: dict[Task, ChunkPolicy | None] = {}
+    versions = VersionedPolicies(_store(checkpoints))
 
     def policy_for(spec: JobSpec) -> ChunkPolicy | None:
-        if spec.task not in loaded:
-            loaded[spec.task] = _make_policy(src, spec.task, token)
-        base = loaded[spec.task]
+        if spec.policy_version is not None:
+            base = versions.get(spec.policy_version)
+        else:
+            if spec.task not in loaded:
+                loaded[spec.task] = _make_policy(src, spec.task, token)
+            base = loaded[spec.task]
         if base is None:
             return None
         from policy.runtime import simulated_async
@@ -102,11 +124,64 @@ def policy_for_jobs(
 
 
 def job_runner(
-    source: str, *, token: str | None = None, latency: str = "fixed:80"
+    source: str,
+    *,
+    token: str | None = None,
+    latency: str = "fixed:80",
+    checkpoints: Sequence[Path] = (),
 ) -> Callable[[JobSpec], JobOutcome]:
     """A function that runs a job on the simulated robot, driven by ``source``
     (``policy_for_jobs``)."""
-    return make_runner(policy_for_jobs(source, token=token, latency=latency))
+    return make_runner(
+        policy_for_jobs(source, token=token, latency=latency, checkpoints=checkpoints)
+    )
+
+
+class VersionedPolicies:
+    """Checkpoints by version from a store, each loaded once and kept for the worker's
+    life. ``get`` raises ``PolicyUnavailable`` with a message naming the version and
+    where it was looked for; ``expert`` is the robot's own program (None)."""
+
+    def __init__(self, store: CheckpointStore) -> None:
+        self.store = store
+        self.loaded: dict[str, ChunkPolicy] = {}
+
+    def get(self, version: str) -> ChunkPolicy | None:
+        if version == EXPERT_VERSION:
+            return None
+        if version not in self.loaded:
+            self.loaded[version] = self._load(version)
+        return self.loaded[version]
+
+    def _load(self, version: str) -> ChunkPolicy:
+        folder = self.store.find(version)
+        if folder is None:
+            raise PolicyUnavailable(
+                f"policy version {version} is not in this worker's checkpoint store "
+                f"({self.store.describe()}): copy its checkpoint folder there"
+            )
+        try:
+            import torch
+        except ImportError:
+            raise PolicyUnavailable(
+                f"policy version {version} needs torch, which is not installed on this "
+                "worker: pip install -e '.[policy]'"
+            ) from None
+        from policy.local import LocalPolicy
+
+        torch.set_num_threads(1)  # as for the shipped policies (_make_policy)
+        try:
+            policy = LocalPolicy.load(folder)
+        except CheckpointError as exc:
+            raise PolicyUnavailable(f"policy version {version} cannot load: {exc}") from exc
+        log.info("policy version %s loaded from %s", version, folder)
+        return policy
+
+
+def _store(extra: Sequence[Path]) -> CheckpointStore:
+    from policy.runtime import checkpoint_root
+
+    return CheckpointStore([checkpoint_root(), *extra])
 
 
 def _make_policy(src: PolicySource, task: Task, token: str | None) -> ChunkPolicy | None:

@@ -43,3 +43,9 @@ class UnknownRobotError(RobotError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return str(self.args[0]) if self.args else ""
+
+
+class PolicyUnavailable(RobotError):
+    """The policy a job names cannot be had on this worker (an unknown version, or one
+    that cannot load here). Raised before anything touches the part: the job ends NOK
+    with the message as its detail."""

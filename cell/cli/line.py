@@ -194,7 +194,9 @@ def _start_worker(cfg: Settings, robot: str, loglevel: str, log_format: LogForma
         robot,
         loglevel=loglevel,
         time_scale=cfg.time_scale,
-        policies=policy_for_jobs(cfg.policy, token=cfg.policy_token),
+        policies=policy_for_jobs(
+            cfg.policy, token=cfg.policy_token, checkpoints=[cfg.checkpoint_store()]
+        ),
         log_setup=partial(setup_logging, log_format, loglevel),
         quiet=log_format is LogFormat.JSON,
     )
