@@ -31,6 +31,9 @@ from robot.errors import NoProgramError, UnknownRobotError
 from robot.jobs import FastenerResult, JobSpec
 from robot.schema import ARM_ACTION, CAMERAS, IMAGE_SIZE, STATE_DIM, Observation
 
+TickHook = Callable[[Observation, np.ndarray], None]
+"""Sees one control tick: the observation before it and the action then applied."""
+
 
 def schema_observation_features() -> dict[str, tuple[int, ...]]:
     """Observation features of ``robot.schema``: camera images and the state vector."""
@@ -121,10 +124,12 @@ class Robot(ABC):
     def job_report(self) -> JobReport:
         """How the current job went so far; final once ``job_done``."""
 
-    def run_program(self) -> None:
+    def run_program(self, on_tick: TickHook | None = None) -> None:
         """Run the current job to its end with the robot's own scripted program, no policy.
 
-        The simulator's is its scripted expert. A robot without one raises
+        ``on_tick(obs, applied)``, when given, sees each tick the program ran: the
+        observation before the tick and the action then applied (to record the job).
+        The simulator's program is its scripted expert. A robot without one raises
         ``NoProgramError``.
         """
         raise NoProgramError(

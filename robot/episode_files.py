@@ -13,7 +13,10 @@ episode named ``N`` in a folder:
 * ``expert_action``: float32 (T, ACTION_DIM), the scripted expert's action for the same
   state (present when recorded with expert labels, e.g. for relabelling a policy's run);
 * ``step``: int32 (T,), the tick index; ``round``: int16 (T,), the episode round;
-* ``sim_time_s``: float64 (T,), simulated time at the observation.
+* ``sim_time_s``: float64 (T,), simulated time at the observation;
+* ``image_step``: int32 (K,), where camera frames were kept only at some ticks (a job's
+  episode, ``robot.job_episodes``): ``image_<camera>`` then holds K frames, those of
+  these ticks, and a loaded episode gives each tick the last frame kept.
 
 ``N.json``: ``format``, ``schema_version``, ``task``, ``seed``, ``difficulty``,
 ``instruction``, ``policy_version``, ``control_hz``, ``length`` (T), ``cameras`` (name ->
@@ -217,7 +220,7 @@ def load_episode(path: Path) -> Episode:
             raise EpisodeFormatError(f"{npz_path}: array {key!r} does not match the manifest")
     return Episode(
         manifest=manifest,
-        images={k.removeprefix("image_"): v for k, v in arrays.items() if k.startswith("image_")},
+        images=_held_images(arrays, len(arrays["state"])),
         state=arrays["state"],
         action=arrays["action"],
         step=arrays["step"],
@@ -225,6 +228,21 @@ def load_episode(path: Path) -> Episode:
         sim_time_s=arrays["sim_time_s"],
         expert_action=arrays.get("expert_action"),
     )
+
+
+def _held_images(arrays: dict[str, np.ndarray], length: int) -> dict[str, np.ndarray]:
+    """Camera frames per tick. An episode that kept frames only at some ticks
+    (``image_step``, see ``robot.job_episodes``) gets each tick the last frame kept."""
+    images = {
+        k.removeprefix("image_"): v
+        for k, v in arrays.items()
+        if k.startswith("image_") and k != "image_step"
+    }
+    kept = arrays.get("image_step")
+    if kept is None or not images:
+        return images
+    which = np.searchsorted(kept, np.arange(length), side="right") - 1
+    return {cam: frames[np.maximum(which, 0)] for cam, frames in images.items()}
 
 
 def iter_episodes(folder: Path) -> Iterator[Episode]:

@@ -81,9 +81,6 @@ class JobSpec(BaseModel):
 
     ``job_key`` identifies the PLC job (station, counter epoch, JobSeq) and is what the
     worker's run-once guard keys on: a second delivery of the same key never runs again.
-    ``policy_version`` names the checkpoint to run (a canary rollout's arm, a station's
-    promoted version); a worker that cannot load it ends the job NOK without touching
-    the part.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,8 +95,6 @@ class JobSpec(BaseModel):
     takt_s: float = Field(gt=0)
     seed: int = Field(ge=0)
     difficulty: float = Field(default=1.0, ge=0.0, le=5.0)
-    # The policy version (checkpoint content hash) to run; None: the worker's default.
-    policy_version: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class FastenerResult(BaseModel):
@@ -121,9 +116,21 @@ class FastenerResult(BaseModel):
     trace_torque_nm: list[float] = Field(default_factory=list)
 
 
+class EpisodeRef(BaseModel):
+    """Where a job's recorded episode is kept: ``path`` relative to the episode store
+    (``robot.job_episodes``), its control ticks and its size on disk."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str = Field(min_length=1, max_length=400)
+    frames: int = Field(ge=0)
+    bytes: int = Field(ge=0)
+
+
 class JobOutcome(BaseModel):
     """What the robot did with a job. ``cycle_time_ms`` is the robot's working time;
-    ``walk_ms`` the time it walked from another station before it (not in the cycle)."""
+    ``walk_ms`` the time it walked from another station before it (not in the cycle);
+    ``episode`` the job's recorded episode, where the worker kept one."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -136,6 +143,7 @@ class JobOutcome(BaseModel):
     policy_version: str = "expert"
     fasteners: list[FastenerResult] = Field(default_factory=list)
     detail: str = ""
+    episode: EpisodeRef | None = None
 
     @classmethod
     def failed(

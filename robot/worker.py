@@ -21,6 +21,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,8 +38,8 @@ from robot.celery_app import (
     robot_queue,
 )
 from robot.chunk_policy import ChunkPolicy, PolicyForJob
-from robot.errors import PolicyUnavailable
 from robot.fence import RENEW_EVERY_S, FenceState, WorkerFences
+from robot.job_episodes import EpisodeKeeper, EpisodeStore
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome
 from robot.schema import Observation
 from robot.sim.config import STATION_WALK_S
@@ -94,7 +95,11 @@ def _job_fields(spec: JobSpec, fence: str) -> dict[str, Any]:
 
 
 def execute_fenced(
-    fences: WorkerFences, spec: JobSpec, fence: str, runner: JobRunner
+    fences: WorkerFences,
+    spec: JobSpec,
+    fence: str,
+    runner: JobRunner,
+    episodes: EpisodeKeeper | None = None,
 ) -> JobOutcome | None:
     """Run ``spec`` under ``fence`` if this worker can claim it; None when refused.
 
@@ -102,10 +107,11 @@ def execute_fenced(
     superseded or claimed before (a broker redelivery, a message left from before a
     restart) is refused, so a job key is worked at most once. While the runner works the
     claim is renewed; the runner is told through its stop check when the cell asked it
-    to stop. A job whose policy cannot be had here (``PolicyUnavailable``, e.g. an
-    unknown version) ends NOK with ``DISPATCH_FAILED``. "job started" and "job ended"
-    are logged from the robot's side (with the job key, fence and time), the end before
-    the outcome is made visible to the cell.
+    to stop. "job started" and "job ended" are logged from the robot's side (with the
+    job key, fence and time), the end before the outcome is made visible to the cell.
+    ``episodes``, when given, keeps the job's
+    episode (taped by the runner) with its final outcome and puts it on the outcome; a
+    write that fails leaves the outcome as it was.
     """
     state = fences.claim(spec.job_key, fence)
     if state != FenceState.CLAIMED:
@@ -116,14 +122,13 @@ def execute_fenced(
     renewal.start()
     try:
         outcome = runner(spec, renewal.stop_requested.is_set)
-    except PolicyUnavailable as exc:  # raised before the robot starts: the part is untouched
-        log.warning("job %s: %s", spec.job_key, exc)
-        outcome = JobOutcome.failed(spec, ErrorCode.DISPATCH_FAILED, str(exc))
     except Exception as exc:  # a crashed skill is a NOK job, recorded, not a lost one
         log.exception("job %s failed in the robot runtime", spec.job_key)
         outcome = _interrupted(spec, f"robot runtime error: {type(exc).__name__}: {exc}")
     finally:
         renewal.finished.set()
+    if episodes is not None:
+        outcome = episodes.keep(spec, outcome)
     fields = _job_fields(spec, fence) | {
         "outcome": outcome.outcome.value,
         "error_code": outcome.error_code,
@@ -257,6 +262,7 @@ def build_worker_app(
     worker_id: str | None = None,
     time_scale: float | None = None,
     samples: Samples | None = None,
+    episodes: EpisodeKeeper | None = None,
 ) -> Celery:
     """The Celery app of one robot's worker, with the run-job task registered.
 
@@ -264,6 +270,7 @@ def build_worker_app(
     ``robot.skills.run_job``). ``time_scale`` paces simulated jobs (``Paced``): a walk
     to a new station, then each job's cycle time, divided by the scale in wall time.
     ``samples`` (the policy's figures) are sent to Redis after each job, best effort.
+    ``episodes`` keeps each job's episode (``execute_fenced``); the runner tapes it.
     """
     if runner is None:
         runner = run_job
@@ -285,7 +292,7 @@ def build_worker_app(
                 robot_id,
             )
             return
-        execute_fenced(fences, spec, fence, paced)
+        execute_fenced(fences, spec, fence, paced, episodes)
         if samples is not None:
             samples.send(client)  # kept for the next job if Redis does not take them
 
@@ -334,6 +341,7 @@ def run_worker(
     policies: PolicyForJob | None = None,
     log_setup: Callable[[], None] | None = None,
     quiet: bool = False,
+    episode_dir: Path | None = None,
 ) -> None:
     """Run the worker in this process until it is stopped (concurrency 1, solo pool).
 
@@ -342,10 +350,18 @@ def run_worker(
     None, the robot's own scripted program runs the job. ``log_setup``, if given,
     configures logging instead of Celery; ``quiet`` leaves out Celery's start-up banner
     (text on stdout that a log collector reading JSON lines cannot parse).
+    ``episode_dir``, when given, is the episode store each job's episode is kept in
+    (``robot.job_episodes``).
     """
     samples = Samples()
-    runner = make_runner(None if policies is None else measured(policies, samples, robot_id))
-    app = build_worker_app(redis_url, robot_id, runner, time_scale=time_scale, samples=samples)
+    episodes = None if episode_dir is None else EpisodeKeeper(EpisodeStore(episode_dir))
+    runner = make_runner(
+        None if policies is None else measured(policies, samples, robot_id),
+        None if episodes is None else episodes.tape,
+    )
+    app = build_worker_app(
+        redis_url, robot_id, runner, time_scale=time_scale, samples=samples, episodes=episodes
+    )
     if log_setup is not None:
         log_setup()  # before Celery's first words
         # With a receiver of this signal connected, Celery leaves the logging to it.

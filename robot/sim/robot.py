@@ -14,7 +14,13 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from robot.base import JobReport, Robot, schema_action_features, schema_observation_features
+from robot.base import (
+    JobReport,
+    Robot,
+    TickHook,
+    schema_action_features,
+    schema_observation_features,
+)
 from robot.env import CellEnv, EpisodeOutcome
 from robot.errors import (
     ActionError,
@@ -146,10 +152,13 @@ class SimRobot(Robot):
     def job_report(self) -> JobReport:
         return self.outcome().report()
 
-    def run_program(self) -> None:
+    def run_program(self, on_tick: TickHook | None = None) -> None:
         """The scripted expert drives the episode to its end."""
         while not self.episode_done:
-            self.send_action(self.expert_action())
+            before = self.get_observation()
+            applied = self.send_action(self.expert_action())
+            if on_tick is not None:
+                on_tick(before, applied)
 
     def expert_action(self) -> np.ndarray:
         """The scripted expert's action for the current state (simulator only)."""
