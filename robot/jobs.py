@@ -81,6 +81,9 @@ class JobSpec(BaseModel):
 
     ``job_key`` identifies the PLC job (station, counter epoch, JobSeq) and is what the
     worker's run-once guard keys on: a second delivery of the same key never runs again.
+    ``policy_version`` names the checkpoint to run (a canary rollout's arm, a station's
+    promoted version); a worker that cannot load it ends the job NOK without touching
+    the part.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -95,6 +98,8 @@ class JobSpec(BaseModel):
     takt_s: float = Field(gt=0)
     seed: int = Field(ge=0)
     difficulty: float = Field(default=1.0, ge=0.0, le=5.0)
+    # The policy version (checkpoint content hash) to run; None: the worker's default.
+    policy_version: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class FastenerResult(BaseModel):

@@ -38,6 +38,7 @@ from robot.celery_app import (
     robot_queue,
 )
 from robot.chunk_policy import ChunkPolicy, PolicyForJob
+from robot.errors import PolicyUnavailable
 from robot.fence import RENEW_EVERY_S, FenceState, WorkerFences
 from robot.job_episodes import EpisodeKeeper, EpisodeStore
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome
@@ -107,9 +108,10 @@ def execute_fenced(
     superseded or claimed before (a broker redelivery, a message left from before a
     restart) is refused, so a job key is worked at most once. While the runner works the
     claim is renewed; the runner is told through its stop check when the cell asked it
-    to stop. "job started" and "job ended" are logged from the robot's side (with the
-    job key, fence and time), the end before the outcome is made visible to the cell.
-    ``episodes``, when given, keeps the job's
+    to stop. A job whose policy cannot be had here (``PolicyUnavailable``, e.g. an
+    unknown version) ends NOK with ``DISPATCH_FAILED``. "job started" and "job ended"
+    are logged from the robot's side (with the job key, fence and time), the end before
+    the outcome is made visible to the cell. ``episodes``, when given, keeps the job's
     episode (taped by the runner) with its final outcome and puts it on the outcome; a
     write that fails leaves the outcome as it was.
     """
@@ -122,6 +124,9 @@ def execute_fenced(
     renewal.start()
     try:
         outcome = runner(spec, renewal.stop_requested.is_set)
+    except PolicyUnavailable as exc:  # raised before the robot starts: the part is untouched
+        log.warning("job %s: %s", spec.job_key, exc)
+        outcome = JobOutcome.failed(spec, ErrorCode.DISPATCH_FAILED, str(exc))
     except Exception as exc:  # a crashed skill is a NOK job, recorded, not a lost one
         log.exception("job %s failed in the robot runtime", spec.job_key)
         outcome = _interrupted(spec, f"robot runtime error: {type(exc).__name__}: {exc}")
