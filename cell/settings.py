@@ -60,6 +60,11 @@ class Settings(BaseSettings):
         default=None,
         description="checkpoint store of policy versions (unset: <data_dir>/checkpoints)",
     )
+    # Where robot workers keep each job's episode (``robot.job_episodes``): a volume the
+    # workers and the ``intern episodes`` commands share.
+    episode_dir: Path | None = Field(
+        default=None, description="episode store of every job (unset: <data_dir>/episodes)"
+    )
     # Several ``intern run`` processes sharing one line through station leases in the
     # (shared) PostgreSQL; see ``cell.line.leases``.
     leases: bool = Field(
@@ -73,6 +78,10 @@ class Settings(BaseSettings):
     def checkpoint_store(self) -> Path:
         """The plant's checkpoint store folder (it may not exist yet)."""
         return (self.checkpoint_dir or self.data_dir / "checkpoints").resolve()
+
+    def episode_store(self) -> Path:
+        """The episode store folder (it may not exist yet)."""
+        return (self.episode_dir or self.data_dir / "episodes").resolve()
 
     @field_validator("database_url")
     @classmethod

@@ -184,7 +184,8 @@ def worker(
 
 
 def _start_worker(cfg: Settings, robot: str, loglevel: str, log_format: LogFormat) -> None:
-    """Compose the worker: the policy source named by the settings drives the robot."""
+    """Compose the worker: the policy source named by the settings drives the robot, and
+    each job's episode is kept in the settings' episode store."""
     from policy.sources import policy_for_jobs
     from robot.worker import run_worker
 
@@ -199,6 +200,7 @@ def _start_worker(cfg: Settings, robot: str, loglevel: str, log_format: LogForma
         ),
         log_setup=partial(setup_logging, log_format, loglevel),
         quiet=log_format is LogFormat.JSON,
+        episode_dir=cfg.episode_store(),
     )
 
 

@@ -78,5 +78,6 @@ class JobDraft:
                 "detail": outcome.detail,
                 "fasteners": outcome.fasteners,
                 "attempt": attempt,
+                "episode": outcome.episode,
             }
         )

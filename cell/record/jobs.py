@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from cell.record import models as m
 from cell.record.epochs import EpochView, place_job
 from cell.record.trace import pack_trace
-from robot.jobs import FastenerResult
+from robot.jobs import EpisodeRef, FastenerResult
 
 
 class JobRecord(BaseModel):
@@ -45,6 +45,8 @@ class JobRecord(BaseModel):
     attempt: int = Field(default=1, ge=1)
     detail: str = ""
     fasteners: list[FastenerResult] = Field(default_factory=list)
+    # The job's episode in the robot's episode store, where the robot kept one.
+    episode: EpisodeRef | None = None
 
     @property
     def key(self) -> str:
@@ -71,7 +73,8 @@ def differences(row: m.Job, rec: JobRecord) -> tuple[str, ...]:
 
 
 def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Recorded:
-    """Insert ``rec`` with its fasteners unless its key is already recorded.
+    """Insert ``rec`` with its fasteners and its episode's row unless its key is already
+    recorded (the episode row commits with the job: also when replayed from the outbox).
 
     A repeat (same key) changes nothing and returns the existing row's id with
     ``created=False``: the first recording of a job is the one of record; ``differs``
@@ -80,7 +83,7 @@ def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Reco
     """
     if rec.part_id is not None:
         session.execute(insert(m.Part).values(part_id=rec.part_id).on_conflict_do_nothing())
-    values = rec.model_dump(exclude={"fasteners"})
+    values = rec.model_dump(exclude={"fasteners", "episode"})
     job_id = session.execute(
         insert(m.Job)
         .values(**values)
@@ -112,6 +115,17 @@ def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Reco
                 }
                 for f in rec.fasteners
             ],
+        )
+    if rec.episode is not None:
+        session.execute(
+            insert(m.Episode).values(
+                job_id=job_id,
+                path=rec.episode.path,
+                frames=rec.episode.frames,
+                bytes=rec.episode.bytes,
+                ok=rec.ok,
+                policy_version=rec.policy_version,
+            )
         )
     if commit:
         session.commit()

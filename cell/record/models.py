@@ -377,3 +377,25 @@ class RolloutJob(Base):
     arm: Mapped[str] = mapped_column(String(10))
 
     __table_args__ = (CheckConstraint("arm IN ('incumbent', 'candidate')", name="arm"),)
+
+
+class Episode(Base):
+    """A job's episode in the episode store (revision 0008): ``path`` relative to the
+    store, its control ticks and bytes, the job's outcome and policy version as recorded.
+    ``pruned_at`` is set when retention deleted the files; the row stays."""
+
+    __tablename__ = "episodes"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), unique=True, index=True
+    )
+    path: Mapped[str] = mapped_column(String(400))
+    frames: Mapped[int] = mapped_column(Integer)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    policy_version: Mapped[str | None] = mapped_column(String(80))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
+    pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (Index("ix_episodes_created", "created_at"),)
