@@ -41,7 +41,10 @@ def start_cmd(
     ] = 0.2,
     incumbent: Annotated[
         str | None,
-        typer.Option(help="The incumbent version (default: the station's latest job's)."),
+        typer.Option(
+            help="The incumbent version (default: the station's promoted version, "
+            "else its latest job's)."
+        ),
     ] = None,
     config: ConfigOpt = None,
 ) -> None:

@@ -4,16 +4,23 @@ a robot that went offline before it took the job.
 Every attempt has its own job key (``station:epoch:JobSeq``, then ``...:2``) and goes
 through ``Dispatcher.run``, which answers from the key's fence whatever happened before:
 so the same code serves a new job and one found unanswered after a restart.
+
+Each job names the policy version its route gives (``cell.line.rollout_arm``), chosen
+once per PLC job on the first attempt's key, so a retry runs the same version; once the
+job is recorded, ``recorded`` hands a rollout's job to the rollout's bookkeeping.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cell.config import Recipe
 from cell.line.dispatch import Abandoned, Dispatcher
+from cell.line.rollout_arm import Route, StationRouting
+from cell.record.jobs import JobRecord
 from robot.fence import FenceState
 from robot.jobs import ErrorCode, JobOutcome, JobSpec
 
@@ -45,6 +52,8 @@ class Attempts:
     station_id: str
     timeout_s: float
     await_robot: Callable[[], Awaitable[str]]  # the serving robot, holding while none
+    routing: StationRouting | None = None  # None: every job runs the worker's default
+    _routes: dict[str, Route] = field(default_factory=dict)  # first key -> route, until recorded
 
     async def holder(self, key: str) -> str | None:
         """The robot that took job ``key`` before (claimed or finished it), if any: after
@@ -58,7 +67,12 @@ class Attempts:
     ) -> tuple[JobOutcome, int]:
         """The job's outcome and which attempt it is (2 if the recipe's ``retry_once``
         ran it again after a retryable NOK)."""
-        outcome = await self._one(key, part_id, recipe, robot_id, abandoned)
+        route = Route(None)
+        if self.routing is not None:
+            route = await asyncio.to_thread(self.routing.route, key)
+        self._routes[key] = route
+        version = route.version
+        outcome = await self._one(key, part_id, recipe, robot_id, abandoned, version)
         if (
             outcome.error_code
             and recipe.on_nok == "retry_once"
@@ -66,11 +80,25 @@ class Attempts:
             and not abandoned()
         ):
             again = retry_key(key)
-            return await self._one(again, part_id, recipe, outcome.robot_id, abandoned), 2
+            retried = await self._one(again, part_id, recipe, outcome.robot_id, abandoned, version)
+            return retried, 2
         return outcome, 1
 
+    def recorded(self, rec: JobRecord, where: str) -> None:
+        """The job ``rec`` is durable (``where``: db or outbox): settle its rollout arm,
+        if it ran in one, without waiting for it."""
+        route = self._routes.pop(f"{rec.station_id}:{rec.epoch}:{rec.job_seq}", None)
+        if route is not None and self.routing is not None:
+            self.routing.settle_later(route, rec, where)
+
     async def _one(
-        self, key: str, part_id: str, recipe: Recipe, robot_id: str, abandoned: Abandoned
+        self,
+        key: str,
+        part_id: str,
+        recipe: Recipe,
+        robot_id: str,
+        abandoned: Abandoned,
+        version: str | None,
     ) -> JobOutcome:
         while True:
             spec = JobSpec(
@@ -84,6 +112,7 @@ class Attempts:
                 takt_s=recipe.takt_s,
                 seed=seed(key),
                 difficulty=recipe.difficulty,
+                policy_version=version,
             )
             outcome = await self.dispatcher.run(spec, self.timeout_s, abandoned)
             if outcome is not None:

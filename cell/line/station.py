@@ -32,6 +32,7 @@ from cell.line.dispatch import Dispatcher
 from cell.line.drafts import JobDraft
 from cell.line.durability import Known, Recorder, RecordUnavailable
 from cell.line.input_checks import part_id_problem, program_problem
+from cell.line.rollout_arm import StationRouting
 from cell.line.station_io import HOLDING_ALERTS, StationDb
 from cell.line.telemetry import LiveState, Started, Telemetry
 from cell.packml import PackML, path
@@ -92,7 +93,10 @@ class StationLoop:
         self.plc_stale = False
         self._state_lock = asyncio.Lock()
         self.live = LiveState()
-        self.attempts = Attempts(ctx.dispatcher, station.id, ctx.job_timeout_s, self._await_robot)
+        routing = StationRouting(ctx.sessions, station.id, lambda: ctx.recorder.online)
+        self.attempts = Attempts(
+            ctx.dispatcher, station.id, ctx.job_timeout_s, self._await_robot, routing
+        )
         self._abandoned: set[asyncio.Task[None]] = set()  # jobs the PLC gave up, finishing
 
     async def run(self) -> None:
@@ -293,6 +297,7 @@ class StationLoop:
         touched = bool(outcome.fasteners) or outcome.cycle_time_ms > 0
         alert = "abandoned" if touched and not rec.ok else None
         where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
+        self.attempts.recorded(rec, where)
         _log_job(rec, where, "abandoned")
 
     async def _await_robot(self) -> str:
@@ -326,6 +331,7 @@ class StationLoop:
         """Make the result durable, then publish it; hold the station if the alert says so."""
         t0, self.live.running = time.monotonic(), None
         where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)
+        self.attempts.recorded(rec, where)
         self.ctx.telemetry.recorded(self.station.id, rec.ok, rec.attempt, time.monotonic() - t0)
         self.ctx.count("ok" if rec.ok else "nok")
         self.ctx.count(f"recorded_{where}")

@@ -11,6 +11,9 @@ At most one rollout runs per station (the database enforces it too).
 People act through ``cell.record.acts.Acts`` (``start_rollout``, ``stop_rollout``), which
 audits each act; ``start`` and ``stop`` here are its rules and raise ``Refused`` with a
 reason a person can act on. Every function commits.
+
+A promoted candidate becomes the station's version (``station_version``): the cell names
+it in every job of the station from then on, until a later rollout promotes another.
 """
 
 from __future__ import annotations
@@ -56,6 +59,26 @@ def running(session: Session, station_id: str) -> m.Rollout | None:
     ).one_or_none()
 
 
+def station_version(session: Session, station_id: str) -> str | None:
+    """The version the station runs outside a rollout: the candidate of its latest
+    promoted rollout, or None (what its robot's worker runs by default)."""
+    return session.scalars(
+        select(m.Rollout.candidate_version)
+        .where(m.Rollout.station_id == station_id, m.Rollout.state == STATES[Decision.PROMOTE])
+        .order_by(m.Rollout.decided_at.desc(), m.Rollout.id.desc())
+        .limit(1)
+    ).first()
+
+
+def job_id(session: Session, station_id: str, epoch: int, job_seq: int) -> int | None:
+    """The id of the recorded job with that key, if it is on record."""
+    return session.scalars(
+        select(m.Job.id).where(
+            m.Job.station_id == station_id, m.Job.epoch == epoch, m.Job.job_seq == job_seq
+        )
+    ).first()
+
+
 def current_version(session: Session, station_id: str) -> str | None:
     """The policy version of the station's latest recorded job (the incumbent)."""
     return session.scalars(
@@ -77,8 +100,9 @@ def start(
     at: datetime | None = None,
 ) -> m.Rollout:
     """Start running ``candidate`` beside the incumbent on ``station_id``. The incumbent is
-    ``incumbent`` or else the version of the station's latest job. Refused when a rollout
-    already runs there, the candidate is the incumbent, or no incumbent is known."""
+    ``incumbent``, else the station's promoted version, else the version of its latest
+    job. Refused when a rollout already runs there, the candidate is the incumbent, or no
+    incumbent is known."""
     RolloutRule(share=share)  # the share's bounds, checked in one place
     if not author.strip():
         raise RolloutRefused("starting a rollout needs its author")
@@ -91,7 +115,9 @@ def start(
             f"{station_id} already runs rollout {busy.id} of {busy.candidate_version} "
             f"(started by {busy.started_by}); stop it first"
         )
-    incumbent = incumbent or current_version(session, station_id)
+    incumbent = (
+        incumbent or station_version(session, station_id) or current_version(session, station_id)
+    )
     if incumbent is None:
         raise RolloutRefused(
             f"no job with a policy version on record at {station_id}: give the incumbent version"
