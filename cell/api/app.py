@@ -25,6 +25,7 @@ from cell.api.routes_acts import router as acts
 from cell.api.routes_analytics import router as analytics
 from cell.api.routes_jobs import router as jobs
 from cell.api.routes_live import router as live
+from cell.api.routes_rollouts import router as rollouts
 from cell.api.settings import ApiSettings
 from cell.insight.metrics import record_registry
 from cell.record.engine import make_engine, make_sessionmaker
@@ -69,6 +70,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(acts)
     app.include_router(jobs)
     app.include_router(live)
+    app.include_router(rollouts)
 
     @app.get("/api/health", tags=["meta"], responses=errors.responses(*errors.COMMON))
     def health() -> dict[str, str]:

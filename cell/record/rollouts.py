@@ -241,6 +241,8 @@ class RolloutStatus:
     incumbent_jobs: int
     candidate_fpy: float | None
     incumbent_fpy: float | None
+    # Always-valid interval for the failure-rate ratio candidate/incumbent (None: unbounded).
+    ratio_interval: tuple[float | None, float | None] = (None, None)
 
 
 def status(session: Session, station_id: str | None = None) -> list[RolloutStatus]:
@@ -264,6 +266,8 @@ def _status(r: m.Rollout) -> RolloutStatus:
     jobs = ev.get("jobs") if isinstance(ev.get("jobs"), dict) else {}
     yields = ev.get("yields") if isinstance(ev.get("yields"), dict) else {}
     assert isinstance(jobs, dict) and isinstance(yields, dict)
+    interval = ev.get("ratio_interval")
+    low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
     return RolloutStatus(
         rollout_id=r.id,
         station_id=r.station_id,
@@ -280,4 +284,5 @@ def _status(r: m.Rollout) -> RolloutStatus:
         incumbent_jobs=int(jobs.get(Arm.INCUMBENT.value, 0)),
         candidate_fpy=yields.get(Arm.CANDIDATE.value),
         incumbent_fpy=yields.get(Arm.INCUMBENT.value),
+        ratio_interval=(low, high),
     )

@@ -20,6 +20,7 @@ PAGES = {
     "roster": "Robot roster",
     "alerts": "Alert queue",
     "part": "Part lookup",
+    "rollouts": "Rollouts",
     "login": "Sign in",
 }
 
