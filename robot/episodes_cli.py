@@ -9,9 +9,12 @@ The exporter and numpy are imported when the command runs, so ``intern --help`` 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from robot.lerobot_v3 import ExportSummary
 
 episodes_app = typer.Typer(
     help="Recorded episodes: export for other tools.",
@@ -41,12 +44,17 @@ def export(
     except (ExportError, EpisodeFormatError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    typer.echo(summary_line(summary))
+
+
+def summary_line(summary: ExportSummary) -> str:
+    """What an export wrote, in one line for people."""
     left = (
         f"; {summary.skipped_failed} NOK left out (--nok keeps them)"
         if summary.skipped_failed
         else ""
     )
-    typer.echo(
+    return (
         f"wrote {summary.episodes} episodes, {summary.frames} frames, {summary.tasks} tasks "
         f"to {summary.root}{left}"
     )

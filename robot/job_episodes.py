@@ -14,11 +14,13 @@ LeRobotDataset by ``robot.lerobot_v3``), with these additions:
 * manifest ``job``: the job key, station, robot, part, program, policy version, fence
   outcome and per-fastener results (``JobOutcome`` as JSON), and ``camera_every``.
 
-Why this layout rather than a LeRobot folder per job: it needs numpy only on the robot
-(pyarrow is not a dependency of the worker), it costs no PNG encoding or per-job stats
-in the worker's time between jobs, and the export that builds one LeRobotDataset from
-many jobs reads it directly. A folder is written under a temporary name and renamed, so
-a folder under its job's name is complete.
+Why this layout rather than a LeRobot folder per job: a LeRobot image feature needs a
+frame on every row, so a per-job dataset would store each kept frame three times (or
+every tick's); the planned chunks have no place in it; and it would cost PNG encoding,
+parquet and per-feature stats in the worker's time between jobs, work the export does
+once for the jobs someone wants. The store needs numpy only, and ``intern episodes
+export`` builds one LeRobotDataset from any set of jobs. A folder is written under a
+temporary name and renamed, so a folder under its job's name is complete.
 
 Camera rate (``CAMERA_EVERY``): a frame every 3rd tick (10 Hz at 30 Hz control), and
 always the frame of each tick a policy planned a chunk from (the view it acted on). The
@@ -212,9 +214,26 @@ class EpisodeStore:
             raise
         return EpisodeRef(path=rel, frames=tape.length, bytes=size)
 
+    def folder(self, rel: str) -> Path:
+        """The folder ``rel`` of this store; ``ValueError`` for one outside it."""
+        root = self.root.resolve()
+        path = (root / rel).resolve()
+        if path == root or not path.is_relative_to(root):
+            raise ValueError(f"episode path {rel!r} is not inside the store {root}")
+        return path
+
     def manifest_path(self, rel: str) -> Path:
         """The ``episode.json`` of a folder ``rel`` of this store."""
-        return self.root / rel / f"{EPISODE_NAME}.json"
+        return self.folder(rel) / f"{EPISODE_NAME}.json"
+
+    def delete(self, rel: str) -> int:
+        """Delete the folder ``rel`` (gone already: nothing to do); returns its bytes."""
+        folder = self.folder(rel)
+        if not folder.is_dir():
+            return 0
+        size = sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
+        shutil.rmtree(folder)
+        return size
 
 
 class EpisodeKeeper:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import importlib
 import json
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -216,10 +217,10 @@ def _tasks_table(pa: Any, tasks: list[str]) -> Any:
     )
 
 
-def _select(source: Path, include_failed: bool) -> tuple[list[dict[str, Any]], int]:
-    """Manifests to export (each with its ``path``), by name, and how many NOK were left."""
+def _select(paths: Sequence[Path], include_failed: bool) -> tuple[list[dict[str, Any]], int]:
+    """Manifests to export (each with its ``path``), in order, and how many NOK were left."""
     chosen, skipped = [], 0
-    for path in sorted(Path(source).glob("*.json")):
+    for path in paths:
         try:
             manifest = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
@@ -243,7 +244,7 @@ def _check_alike(manifests: list[dict[str, Any]]) -> None:
     for m in manifests[1:]:
         if _signature(m) != _signature(first):
             raise ExportError(
-                f"{m['path']} differs from {first['path'].name} in control rate, state or "
+                f"{m['path']} differs from {first['path']} in control rate, state or "
                 "action layout or cameras; export them apart"
             )
 
@@ -285,15 +286,25 @@ def export_episodes(source: Path, out: Path, *, include_failed: bool = False) ->
     """Write the episodes of ``source`` as one LeRobotDataset v3.0 under ``out`` (absent or
     empty); one episode in memory at a time. Raises ``ExportError`` or
     ``EpisodeFormatError`` on unusable input, before anything is written where it can."""
-    pa, pq = _arrow()
-    source, out = Path(source), Path(out)
+    source = Path(source)
     if not source.is_dir():
         raise ExportError(f"{source}: not a folder of episodes")
+    return export_manifests(sorted(source.glob("*.json")), out, include_failed=include_failed)
+
+
+def export_manifests(
+    paths: Sequence[Path], out: Path, *, include_failed: bool = False
+) -> ExportSummary:
+    """Write the episodes of the manifests ``paths`` (in that order, each an episode's
+    ``.json``, e.g. the jobs' episodes of ``robot.job_episodes``) as one LeRobotDataset
+    v3.0 under ``out`` (absent or empty); errors as ``export_episodes``."""
+    pa, pq = _arrow()
+    out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ExportError(f"{out}: exists and is not an empty folder; choose a new one")
-    manifests, skipped = _select(source, include_failed)
+    manifests, skipped = _select(paths, include_failed)
     if not manifests:
-        raise ExportError(f"{source}: no episodes to export ({skipped} NOK left out)")
+        raise ExportError(f"no episodes to export ({skipped} NOK left out)")
     _check_alike(manifests)
     first = load_episode(manifests[0]["path"])
     expert = all("expert_action" in m["arrays"] for m in manifests)

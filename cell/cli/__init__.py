@@ -21,6 +21,7 @@ from cell.cli import acts, insight, line, parts
 from cell.cli.api import api_app
 from cell.cli.common import stop_on_signals
 from cell.cli.db import db_app
+from cell.cli.episodes import episodes_app
 from cell.cli.history import history_app
 from cell.cli.rollouts import rollout_app
 
@@ -59,7 +60,6 @@ def build_app() -> typer.Typer:
     from mes_bridge.cli import certs_app
     from policy.cli import policy_app
     from robot.cli import sim_app
-    from robot.episodes_cli import episodes_app
 
     app = typer.Typer(
         no_args_is_help=True,

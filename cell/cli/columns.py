@@ -141,6 +141,10 @@ COLUMNS: Mapping[str, Column] = {
     "cleared_by": _c("Cleared by", K.TEXT, 1),
     # a part's jobs
     "job_id": _c("Job", K.ID, 2),
+    "job_key": _c("Job", K.ID, 0),
+    "frames": _c("Frames", K.COUNT, 2),
+    "size_mb": _c("Size MB", K.NUMBER, 1),
+    "pruned_at": _c("Pruned", K.TIME, 2),
     "epoch": _c("Epoch", K.COUNT, 3),
     "job_seq": _c("JobSeq", K.COUNT, 2),
     "cycle_time_ms": _c("Cycle time", K.MS, 1),

@@ -26,12 +26,13 @@ from cell.record import models as m
 
 @dataclass(frozen=True)
 class EpisodeFilter:
-    """Which episodes: a station, NOK only, a task, ended in ``[since, until)``; pruned
-    ones only with ``pruned``."""
+    """Which episodes: a station, NOK only, a task, a policy version, jobs ended in
+    ``[since, until)``; pruned ones too only with ``pruned``."""
 
     station: str | None = None
     nok_only: bool = False
     task: str | None = None
+    policy_version: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     pruned: bool = False
@@ -72,6 +73,8 @@ def find_episodes(session: Session, f: EpisodeFilter) -> list[EpisodeRow]:
         q = q.where(m.Episode.ok.is_(False))
     if f.task is not None:
         q = q.where(m.Job.task == f.task)
+    if f.policy_version is not None:
+        q = q.where(m.Episode.policy_version == f.policy_version)
     if f.since is not None:
         q = q.where(m.Job.ended_at >= f.since)
     if f.until is not None:

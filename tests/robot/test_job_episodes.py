@@ -14,7 +14,7 @@ from robot.episode_files import load_episode
 from robot.fence import CellFences, WorkerFences, claim_key, record_key
 from robot.job_episodes import CAMERA_EVERY, EpisodeKeeper, EpisodeStore
 from robot.jobs import JobOutcome, JobSpec, Outcome, Task
-from robot.schema import ACTION_DIM, Observation
+from robot.schema import ACTION_DIM, CAMERAS, Observation
 from robot.skills import make_runner
 from robot.worker import Paced, execute_fenced
 from tests.robot.test_skills import _spec as _recipe_spec
@@ -129,3 +129,43 @@ def test_a_job_written_again_replaces_its_folder_whole(tmp_path: Path, again: in
         out = keeper.keep(spec, run_job(spec, tape=keeper.tape(spec)))
     assert out.episode is not None
     assert [p.name for p in (tmp_path / "ST30").iterdir()] == ["ST30_0_45"]
+
+
+def test_policy_jobs_export_with_held_camera_frames_and_read_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Jobs a policy drove (cameras on) exported from the store; the real reader sees a
+    frame on every tick, the last one kept."""
+    from robot.lerobot_v3 import export_manifests
+    from robot.skills import run_job
+    from tests.robot.test_lerobot_v3 import real_lerobot_dataset
+
+    pytest.importorskip("pyarrow", reason="the writer needs pyarrow: pip install pyarrow")
+    store = EpisodeStore(tmp_path / "store")
+    keeper = EpisodeKeeper(store)
+    refs = []
+    for seq in (51, 52):
+        spec = _spec(f"ST30:0:{seq}", seed=seq)
+        out = keeper.keep(spec, run_job(spec, policy=_Expertish(), tape=keeper.tape(spec)))
+        assert out.episode is not None
+        refs.append(out.episode)
+    summary = export_manifests(
+        [store.manifest_path(r.path) for r in refs], tmp_path / "ds", include_failed=True
+    )
+    assert summary.episodes == 2 and summary.frames == sum(r.frames for r in refs)
+    dataset_cls = real_lerobot_dataset()
+    import datasets
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-cache")
+    ds = dataset_cls("intern/jobs", root=tmp_path / "ds")
+    assert ds.num_episodes == 2 and len(ds) == summary.frames
+    assert ds.meta.camera_keys == [f"observation.images.{c}" for c in sorted(CAMERAS)]
+    ep = load_episode(store.manifest_path(refs[0].path))
+    with np.load(store.folder(refs[0].path) / "episode.npz") as z:
+        kept, head = z["image_step"].tolist(), z["image_head"]
+    tick = next(t for t in range(1, ep.length) if t not in kept)  # a tick between frames
+    held = head[max(i for i, k in enumerate(kept) if k <= tick)]
+    img = ds[tick]["observation.images.head"].numpy()
+    assert np.allclose(img, held.transpose(2, 0, 1) / 255.0, atol=1e-6)
+    assert np.array_equal(ds[tick]["observation.state"].numpy(), ep.state[tick])
