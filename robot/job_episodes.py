@@ -11,8 +11,9 @@ LeRobotDataset by ``robot.lerobot_v3``), with these additions:
 * arrays ``image_step`` (int32, K): the tick of each kept camera frame (``image_<cam>``
   then holds K frames, not T); ``chunk_step`` (int32, C), ``chunk_length`` (int32, C) and
   ``chunk_actions`` (float32, sum of lengths x ACTION_DIM): the chunks as planned;
-* manifest ``job``: the job key, station, robot, part, program, policy version, fence
-  outcome and per-fastener results (``JobOutcome`` as JSON), and ``camera_every``.
+* manifest ``job``: the job key, station, part, program and the robot's outcome
+  (``JobOutcome`` as JSON: robot, policy version, error code, cycle time, detail; its
+  per-fastener results are the manifest's ``outcome.fasteners``), and ``camera_every``.
 
 Why this layout rather than a LeRobot folder per job: a LeRobot image feature needs a
 frame on every row, so a per-job dataset would store each kept frame three times (or
@@ -172,7 +173,8 @@ def manifest_of(tape: JobTape, outcome: JobOutcome, arrays: dict[str, np.ndarray
             "station_id": spec.station_id,
             "part_id": spec.part_id,
             "program_no": spec.program_no,
-            "outcome": outcome.model_dump(mode="json", exclude={"episode"}),
+            # The fasteners are in the manifest's ``outcome`` already: not twice.
+            "outcome": outcome.model_dump(mode="json", exclude={"episode", "fasteners"}),
         },
         "npz": f"{EPISODE_NAME}.npz",
     }
