@@ -73,13 +73,14 @@ def serve_robots(redis_url: str, robot_ids: list[str], speed: float) -> None:
     import redis as redis_lib
 
     from robot.celery_app import RUN_JOB, heartbeat_key, make_celery, robot_queue
+    from robot.fence import WorkerFences
     from robot.jobs import JobOutcome, JobSpec, Outcome
+    from robot.worker import StopCheck, execute_fenced
 
     app = make_celery(redis_url)
+    fences = WorkerFences(redis_lib.Redis.from_url(redis_url), f"bench-{os.getpid()}")
 
-    @app.task(name=RUN_JOB)
-    def run(spec_data: dict) -> dict:
-        spec = JobSpec.model_validate(spec_data)
+    def free_robot(spec: JobSpec, _stop: StopCheck) -> JobOutcome:
         cycle_ms = int(spec.takt_s * ROBOT_SHARE * 1000)
         time.sleep(cycle_ms / 1000 / speed)
         return JobOutcome(
@@ -88,7 +89,12 @@ def serve_robots(redis_url: str, robot_ids: list[str], speed: float) -> None:
             outcome=Outcome.OK,
             cycle_time_ms=cycle_ms,
             policy_version="bench",
-        ).model_dump(mode="json")
+        )
+
+    @app.task(name=RUN_JOB, ignore_result=True)
+    def run(spec_data: dict, fence: str) -> None:
+        # Claimed, renewed and finished under its fence, as a robot's worker does.
+        execute_fenced(fences, JobSpec.model_validate(spec_data), fence, free_robot)
 
     client = redis_lib.Redis.from_url(redis_url)
 
@@ -154,6 +160,20 @@ def cpu_s() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def forget_jobs(redis_url: str) -> None:
+    """Remove the earlier steps' jobs (their fences and queued messages) from Redis."""
+    import redis as redis_lib
+
+    from robot.fence import record_key
+
+    client = redis_lib.Redis.from_url(redis_url)
+    for key in client.scan_iter(record_key("*")):
+        client.delete(key)
+    for key in client.scan_iter("robot.*"):
+        client.delete(key)
+    client.close()
+
+
 def step(
     n: int, server_url: str, redis_url: str, speed: float, seconds: float, work: Path
 ) -> tuple[bool, float, int, float]:
@@ -164,6 +184,7 @@ def step(
     cfg.write_text(yaml.safe_dump(data))
     line = parse_line_config(data)
     db = fresh_db(server_url)
+    forget_jobs(redis_url)  # a fresh record numbers its jobs from the start again
     env = dict(os.environ, INTERN_REDIS_URL=redis_url, INTERN_DATABASE_URL=db)
     procs = start_robots_and_plc([r.id for r in line.robots], cfg, port, speed, env)
     try:

@@ -29,7 +29,7 @@ from policy.base import PolicyError
 from policy.client import RemotePolicy
 from policy.openpi_schema import request_message
 from policy.runtime import policy_version
-from robot.jobs import JobOutcome, JobSpec, Task
+from robot.jobs import JobSpec, Task
 from robot.schema import ACTION_DIM
 from tests.policy.helpers import ServeProcess, make_obs
 
@@ -164,8 +164,8 @@ def test_a_robot_worker_runs_a_job_on_the_openpi_endpoint(
     environment: the job records the served checkpoint's version. The robot has an id of
     its own, so no other worker on the same Redis serves its queue."""
     from cell.config import sample_config_path
-    from robot.celery_app import RUN_JOB, make_celery, robot_queue
     from robot.sim.config import default_fasteners
+    from tests.robot.fenced import run_fenced
 
     robot = f"R-openpi-{uuid.uuid4().hex[:8]}"
     config = tmp_path / "line.yaml"
@@ -189,15 +189,10 @@ def test_a_robot_worker_runs_a_job_on_the_openpi_endpoint(
     env = dict(os.environ, INTERN_REDIS_URL=redis_url, INTERN_POLICY_TOKEN=TOKEN)
     with (tmp_path / "worker.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
-    app = make_celery(redis_url)
     try:
-        result = app.send_task(
-            RUN_JOB, args=[spec.model_dump(mode="json")], queue=robot_queue(robot)
-        )
-        out = JobOutcome.model_validate(result.get(timeout=240))
+        out = run_fenced(redis_url, spec, 240)
     finally:
         proc.terminate()
         proc.wait(30)
-        app.close()
     assert out.job_key == spec.job_key and len(out.fasteners) == 6
     assert out.policy_version == policy_version(Task.NUT_INSTALL)

@@ -186,8 +186,8 @@ def test_a_worker_process_runs_jobs_with_the_shipped_policy(redis_url: str, tmp_
 
     from cell.config import sample_config_path
     from policy.runtime import policy_version
-    from robot.celery_app import RUN_JOB, make_celery, robot_queue
     from robot.sim.config import default_fasteners
+    from tests.robot.fenced import run_fenced
 
     spec = JobSpec(
         job_key="ST10:0:policy",
@@ -220,20 +220,11 @@ def test_a_worker_process_runs_jobs_with_the_shipped_policy(redis_url: str, tmp_
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    app = make_celery(redis_url)
-    client = redis.Redis.from_url(redis_url)
     try:
-        _issued(client, spec.job_key, "f9")
-        app.send_task(RUN_JOB, args=[spec.model_dump(mode="json"), "f9"], queue=robot_queue("R1"))
-        end = time.monotonic() + 180
-        while _record(client, spec.job_key)["state"] != "done":
-            assert time.monotonic() < end, "the worker did not finish the job in 180 s"
-            time.sleep(0.2)
-        out = JobOutcome.model_validate_json(_record(client, spec.job_key)["outcome"])
+        out = run_fenced(redis_url, spec, 180)
     finally:
         proc.terminate()
         proc.wait(30)
-        app.close()
     assert out.job_key == spec.job_key and len(out.fasteners) == 6
     assert out.policy_version == policy_version(Task.NUT_INSTALL)
 
