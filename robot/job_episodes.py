@@ -254,13 +254,14 @@ class EpisodeKeeper:
 
     def keep(self, spec: JobSpec, outcome: JobOutcome) -> JobOutcome:
         """``outcome`` with the job's episode on it, after writing it; unchanged when the
-        job ran no tick (refused before it started) or the write fails (logged)."""
+        job ran no tick (refused before it started) or the write fails for any reason
+        (logged with its traceback: a full volume or a bug alike leave the job as it was)."""
         tape, self._tape = self._tape, None
         if tape is None or tape.spec.job_key != spec.job_key or tape.length == 0:
             return outcome
         try:
             ref = self.store.write(tape, outcome)
-        except (OSError, ValueError) as exc:
-            log.warning("job %s: episode not kept: %s", spec.job_key, exc)
+        except Exception as exc:  # the contract: keeping an episode never fails the job
+            log.warning("job %s: episode not kept: %s", spec.job_key, exc, exc_info=True)
             return outcome
         return outcome.model_copy(update={"episode": ref})

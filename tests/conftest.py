@@ -13,6 +13,7 @@ import os
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -24,6 +25,20 @@ from sqlalchemy.pool import NullPool
 
 from cell.record.migrate import upgrade
 from cell.services import EmbeddedPostgres, EmbeddedRedis
+
+
+@pytest.fixture(scope="session", autouse=True)
+def episode_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where the robot workers the tests start keep job episodes: a temporary folder, not
+    the checkout's data dir (a test that cares sets ``INTERN_EPISODE_DIR`` itself)."""
+    given = os.environ.get("INTERN_EPISODE_DIR")
+    if given:
+        yield Path(given)
+        return
+    folder = tmp_path_factory.mktemp("episodes")
+    os.environ["INTERN_EPISODE_DIR"] = str(folder)
+    yield folder
+    os.environ.pop("INTERN_EPISODE_DIR", None)
 
 
 @pytest.fixture(scope="session")

@@ -45,6 +45,7 @@ class EpisodeRow:
     id: int
     job_id: int
     job_key: str
+    attempt: int
     station_id: str
     part_id: str | None
     task: str | None
@@ -89,6 +90,7 @@ def _row(ep: m.Episode, job: m.Job) -> EpisodeRow:
         id=ep.id,
         job_id=job.id,
         job_key=f"{job.station_id}:{job.epoch}:{job.job_seq}",
+        attempt=ep.attempt,
         station_id=job.station_id,
         part_id=job.part_id,
         task=job.task,

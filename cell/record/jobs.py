@@ -120,6 +120,7 @@ def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Reco
         session.execute(
             insert(m.Episode).values(
                 job_id=job_id,
+                attempt=rec.attempt,
                 path=rec.episode.path,
                 frames=rec.episode.frames,
                 bytes=rec.episode.bytes,

@@ -381,15 +381,15 @@ class RolloutJob(Base):
 
 class Episode(Base):
     """A job's episode in the episode store (revision 0008): ``path`` relative to the
-    store, its control ticks and bytes, the job's outcome and policy version as recorded.
-    ``pruned_at`` is set when retention deleted the files; the row stays."""
+    store, its control ticks and bytes, the job's outcome and policy version as recorded,
+    and the attempt it was (one row per attempt kept). ``pruned_at`` is set when retention
+    deleted the files; the row stays."""
 
     __tablename__ = "episodes"
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
-    job_id: Mapped[int] = mapped_column(
-        ForeignKey("jobs.id", ondelete="CASCADE"), unique=True, index=True
-    )
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(SmallInteger, default=1)
     path: Mapped[str] = mapped_column(String(400))
     frames: Mapped[int] = mapped_column(Integer)
     bytes: Mapped[int] = mapped_column(BigInteger)
@@ -398,4 +398,7 @@ class Episode(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=_now())
     pruned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
-    __table_args__ = (Index("ix_episodes_created", "created_at"),)
+    __table_args__ = (
+        UniqueConstraint("job_id", "attempt"),
+        Index("ix_episodes_created", "created_at"),
+    )

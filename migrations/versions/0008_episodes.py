@@ -4,8 +4,9 @@ Revision ID: 0008
 Revises: 0007
 Create Date: 2026-12-05 10:00:00
 
-One row per job whose robot kept its episode (``robot.job_episodes``): where it is in the
-store (relative path), its control ticks and bytes, the job's outcome and policy version.
+One row per attempt of a job whose robot kept its episode (``robot.job_episodes``): where
+it is in the store (relative path), its control ticks and bytes, the job's outcome and
+policy version.
 Retention (``intern episodes prune``) deletes files and sets ``pruned_at``; rows stay.
 """
 
@@ -25,6 +26,7 @@ def upgrade() -> None:
         "episodes",
         sa.Column("id", sa.BigInteger(), nullable=False),
         sa.Column("job_id", sa.BigInteger(), nullable=False),
+        sa.Column("attempt", sa.SmallInteger(), nullable=False),
         sa.Column("path", sa.String(400), nullable=False),
         sa.Column("frames", sa.Integer(), nullable=False),
         sa.Column("bytes", sa.BigInteger(), nullable=False),
@@ -41,8 +43,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name=op.f("fk_episodes_job_id_jobs"), ondelete="CASCADE"
         ),
+        sa.UniqueConstraint("job_id", "attempt", name=op.f("uq_episodes_job_id_attempt")),
     )
-    op.create_index("ix_episodes_job_id", "episodes", ["job_id"], unique=True)
+    op.create_index("ix_episodes_job_id", "episodes", ["job_id"])
     op.create_index("ix_episodes_created", "episodes", ["created_at"])
 
 

@@ -78,6 +78,7 @@ def test_a_recorded_job_has_its_episode_row_once(
             rec.episode.bytes,
         )
         assert row.ok is rec.ok and row.policy_version == "expert" and row.part_id == "P-1"
+        assert row.attempt == rec.attempt == 1
         assert (tmp_path / row.path / "episode.json").is_file()
 
 
@@ -142,6 +143,7 @@ def _row(i: int, ok: bool, size: int = 100) -> EpisodeRow:
         id=i,
         job_id=i,
         job_key=f"ST10:0:{i}",
+        attempt=1,
         station_id="ST10",
         part_id=None,
         task="nut_install",
