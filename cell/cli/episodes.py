@@ -173,8 +173,7 @@ def export_cmd(
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Write the record's episodes (or a folder's) as one LeRobotDataset v3.0: OK ones,
-    NOK ones too with --nok."""
+    """Write the record's episodes (OK; NOK too with --nok) as one LeRobotDataset v3.0."""
     from robot.episode_files import EpisodeFormatError
     from robot.episodes_cli import export as export_folder
     from robot.episodes_cli import summary_line
