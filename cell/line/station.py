@@ -190,6 +190,8 @@ class StationLoop:
             route = path(self.state, state)
             if not route:
                 return
+            if PackML.HELD in (state, self.state):  # holds are what a person looks for
+                log.info("station %s: %s (%s)", self.station.id, state.name.lower(), reason)
             self.state = state
             self.ctx.telemetry.moved(self.live, state, reason)
             await asyncio.to_thread(self.db.state_events, route, reason, self.ctx.clock.now())
