@@ -323,13 +323,7 @@ class _Record:
             "back" if back else "ready",
             replayed,
         )
-        try:  # after the replay, so that the replayed jobs count
-            with self.sessions() as s:
-                return last_job_seqs(s)
-        except DBAPIError as exc:
-            if not unreachable(exc):
-                raise
-            return self.recorder.known_job_seqs()
+        return self.known_job_seqs()  # after the replay, so that the replayed jobs count
 
     def known_job_seqs(self) -> dict[str, int]:
         """Each station's last JobSeq: the record's while it answers and nothing waits

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 
 from robot.celery_app import RUN_JOB, make_celery, robot_queue
 from robot.fence import CellFences, record_key
-from robot.jobs import JobOutcome, JobSpec
+from robot.jobs import FastenerResult, JobOutcome, JobSpec, Side
 
 
 def run_fenced(redis_url: str, spec: JobSpec, timeout_s: float) -> JobOutcome:
@@ -42,3 +42,21 @@ def run_fenced(redis_url: str, spec: JobSpec, timeout_s: float) -> JobOutcome:
     finally:
         app.close()
         client.close()
+
+
+def driven(n: int) -> list[FastenerResult]:
+    """``n`` good fasteners on the left side, as a robot reports them."""
+    return [
+        FastenerResult(
+            position=i,
+            side=Side.LEFT,
+            torque_nm=5.0,
+            angle_deg=300.0,
+            torque_min_nm=4.0,
+            torque_max_nm=6.0,
+            angle_min_deg=200.0,
+            angle_max_deg=400.0,
+            ok=True,
+        )
+        for i in range(1, n + 1)
+    ]

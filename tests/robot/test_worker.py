@@ -105,24 +105,11 @@ def _paced(calls: list[str]):
 
 
 def _nut_runner(calls: list[str]):
-    from robot.jobs import FastenerResult, Side
+    from tests.robot.fenced import driven
 
     def run(spec: JobSpec) -> JobOutcome:
         calls.append(spec.job_key)
-        fasteners = [
-            FastenerResult(
-                position=i,
-                side=Side.LEFT,
-                torque_nm=5.0,
-                angle_deg=300.0,
-                torque_min_nm=4.0,
-                torque_max_nm=6.0,
-                angle_min_deg=200.0,
-                angle_max_deg=400.0,
-                ok=True,
-            )
-            for i in range(1, 5)
-        ]
+        fasteners = driven(4)
         return JobOutcome(
             job_key=spec.job_key,
             robot_id=spec.robot_id,

@@ -19,7 +19,8 @@ from cell.errors import Unavailable
 from cell.line.dispatch import Dispatcher
 from robot.celery_app import heartbeat_key, make_celery, robot_queue
 from robot.fence import CellFences, WorkerFences, claim_key, record_key
-from robot.jobs import ErrorCode, FastenerResult, JobOutcome, JobSpec, Outcome, Side, Task
+from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome, Task
+from tests.robot.fenced import driven
 
 KEY = "ST10:4:7"
 
@@ -45,20 +46,7 @@ def _outcome(key: str = KEY, *, fasteners: int = 2, code: ErrorCode = ErrorCode.
         error_code=int(code),
         cycle_time_ms=40_000,
         policy_version="nut-v3",
-        fasteners=[
-            FastenerResult(
-                position=i,
-                side=Side.LEFT,
-                torque_nm=5.0,
-                angle_deg=300.0,
-                torque_min_nm=4.0,
-                torque_max_nm=6.0,
-                angle_min_deg=200.0,
-                angle_max_deg=400.0,
-                ok=True,
-            )
-            for i in range(1, fasteners + 1)
-        ],
+        fasteners=driven(fasteners),
     )
 
 
