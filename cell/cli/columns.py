@@ -161,6 +161,7 @@ COLUMNS: Mapping[str, Column] = {
     "attempt": _c("Attempt", K.COUNT, 2),
     "fasteners_nok": _c("NOK fasteners", K.COUNT, 1),
     "alerts": _c("Alerts", K.COUNT, 2),
+    "episode": _c("Episode", K.TEXT, 2),
 }
 
 

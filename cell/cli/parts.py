@@ -105,6 +105,9 @@ def _job_row(j: JobView) -> dict[str, object]:
         "fasteners": fasteners + (f" (NOK: {' '.join(bad)})" if bad else ""),
         "rework": j.rework or "",
         "alerts": len(j.alerts),
+        "episode": ""
+        if j.episode is None
+        else j.episode.path + (" (pruned)" if j.episode.pruned else ""),
     }
 
 

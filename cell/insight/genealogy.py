@@ -47,6 +47,18 @@ class AlertView:
 
 
 @dataclass(frozen=True)
+class EpisodeView:
+    """The job's episode in the episode store (its last attempt's): where, how long, how
+    big, and whether retention has deleted its files."""
+
+    path: str
+    attempt: int
+    frames: int
+    bytes: int
+    pruned: bool
+
+
+@dataclass(frozen=True)
 class JobView:
     job_id: int
     station_id: str
@@ -65,6 +77,7 @@ class JobView:
     rework: str | None
     fasteners: tuple[FastenerView, ...]
     alerts: tuple[AlertView, ...]
+    episode: EpisodeView | None = None  # labelled by ``rework`` once a technician gives it
 
 
 class PartState(StrEnum):
@@ -131,6 +144,7 @@ def part_history(session: Session, part_id: str) -> PartHistory | None:
     ids = [j.id for j in jobs]
     fasteners = _fasteners_by_job(session, ids)
     alerts = _alerts_by_job(session, ids)
+    episodes = _episodes_by_job(session, ids)
     return PartHistory(
         part.part_id,
         jobs[0].started_at if jobs else part.first_seen,
@@ -138,7 +152,10 @@ def part_history(session: Session, part_id: str) -> PartHistory | None:
         part_state(Visit(j.station_id, j.ok, j.rework) for j in jobs),
         tuple(j.station_id for j in jobs),
         tuple(
-            _job_view(j, tuple(fasteners.get(j.id, ())), tuple(alerts.get(j.id, ()))) for j in jobs
+            _job_view(
+                j, tuple(fasteners.get(j.id, ())), tuple(alerts.get(j.id, ())), episodes.get(j.id)
+            )
+            for j in jobs
         ),
     )
 
@@ -170,6 +187,16 @@ def _fasteners_by_job(session: Session, ids: list[int]) -> dict[int, list[Fasten
     return fasteners
 
 
+def _episodes_by_job(session: Session, ids: list[int]) -> dict[int, EpisodeView]:
+    """Each job's episode: its last attempt's."""
+    out: dict[int, EpisodeView] = {}
+    for e in session.scalars(
+        select(m.Episode).where(m.Episode.job_id.in_(ids)).order_by(m.Episode.attempt)
+    ):
+        out[e.job_id] = EpisodeView(e.path, e.attempt, e.frames, e.bytes, e.pruned_at is not None)
+    return out
+
+
 def _alerts_by_job(session: Session, ids: list[int]) -> dict[int, list[AlertView]]:
     """The jobs' alerts, per job id, in the order they were raised."""
     alerts: dict[int, list[AlertView]] = {}
@@ -194,7 +221,10 @@ def _alerts_by_job(session: Session, ids: list[int]) -> dict[int, list[AlertView
 
 
 def _job_view(
-    j: m.Job, fasteners: tuple[FastenerView, ...], alerts: tuple[AlertView, ...]
+    j: m.Job,
+    fasteners: tuple[FastenerView, ...],
+    alerts: tuple[AlertView, ...],
+    episode: EpisodeView | None,
 ) -> JobView:
     return JobView(
         j.id,
@@ -214,4 +244,5 @@ def _job_view(
         j.rework,
         fasteners,
         alerts,
+        episode,
     )

@@ -69,6 +69,11 @@ function jobCard(j) {
     `${fmtTime(j.started_at)} · ${(j.cycle_time_ms / 1000).toFixed(1)} s · ` +
     `robot ${j.robot_id || "—"} · ${j.policy_version || ""}` + (j.rework ? ` · ${j.rework}` : "");
   card.append(h);
+  if (j.episode) {
+    const e = j.episode;
+    card.append(row([`episode ${e.path}`, `${e.frames} ticks · ${(e.bytes / 1e6).toFixed(1)} MB` +
+                     (e.pruned ? " · pruned" : "") + (j.rework ? ` · labelled ${j.rework}` : "")]));
+  }
   for (const a of j.alerts || []) {
     card.append(row([`alert ${a.id}: ${a.message}`, a.cleared_by ? "cleared by " + a.cleared_by :
                      "open"]));

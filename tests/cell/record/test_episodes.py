@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from cell.config import load_line_config, sample_config_path
+from cell.insight.genealogy import part_history
 from cell.line.drafts import JobDraft
 from cell.line.durability import Recorder
 from cell.line.outbox import Outbox
@@ -136,6 +137,12 @@ def test_the_list_filters_and_carries_the_rework_label(db_session: Session) -> N
     ]
     (pruned,) = [r for r in find_episodes(db_session, EpisodeFilter(pruned=True)) if r.pruned_at]
     assert pruned.job_key == "ST10:0:1"
+    # The part's route shows each job's episode beside the technician's label.
+    (labelled,) = part_history(db_session, "P-2").jobs
+    assert labelled.episode is not None and labelled.episode.path == "ST10/ST10_0_2"
+    assert labelled.rework == "scrapped" and not labelled.episode.pruned
+    (gone,) = part_history(db_session, "P-1").jobs
+    assert gone.episode is not None and gone.episode.pruned
 
 
 def _row(i: int, ok: bool, size: int = 100) -> EpisodeRow:

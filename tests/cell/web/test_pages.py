@@ -120,6 +120,7 @@ def _few_recent_jobs(world: ApiWorld, n: int = 4) -> list[str]:
                         trace_torque_nm=[0.0, 3.0, 12.0, 24.0 if ok else 9.0],
                     )
                 ],
+                episode={"path": f"ST10/{part}", "frames": 900, "bytes": 2_400_000},
             )
             record_job(s, rec)
     return parts
@@ -170,6 +171,8 @@ def test_part_page_plots_each_fastener_against_its_window(page: Page, web_world:
     page.goto("/part?id=" + parts[-1])
     card = page.locator("#part .job.nok")
     expect(card).to_contain_text("ST10 · NOK cross_thread")
+    expect(card).to_contain_text(f"episode ST10/{parts[-1]}")  # where its episode is kept
+    expect(card).to_contain_text("900 ticks · 2.4 MB")
     fig = card.locator(".trace-fig.nok")
     expect(fig.locator("svg polyline.curve")).to_have_count(1)
     expect(fig.locator("svg rect.window")).to_have_count(1)
