@@ -2,8 +2,9 @@
 
 One module per audience: ``line`` (run the line, workers, the PLC simulator, the demo),
 ``insight`` (engineers' queries), ``parts`` (part genealogy, the parts seen), ``acts``
-(supervisors' and technicians' acts), ``rollouts`` (canary rollouts of a policy version,
-mounted under ``intern policy``), ``api`` (the HTTP server and its users), ``history`` and
+(supervisors' and technicians' acts), ``rollouts`` (canary rollouts of a policy version)
+and ``retrain`` (continue a station's policy on its recorded episodes), both mounted under
+``intern policy``, ``api`` (the HTTP server and its users), ``history`` and
 ``db``; ``common`` holds what they share, including the one mapping of the cell's
 errors to messages and exit codes. It is the only place in ``cell`` that may import
 ``policy``, and only inside the commands that use it, so ``intern --help`` starts without
@@ -17,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from cell.cli import acts, insight, line, parts
+from cell.cli import acts, insight, line, parts, retrain
 from cell.cli.api import api_app
 from cell.cli.common import stop_on_signals
 from cell.cli.db import db_app
@@ -75,6 +76,9 @@ def build_app() -> typer.Typer:
     if all(group.name != "rollout" for group in policy_app.registered_groups):
         # The rollouts live in the record, which policy may not import: mounted here.
         policy_app.add_typer(rollout_app, name="rollout")
+    if all(cmd.name != "train-from-record" for cmd in policy_app.registered_commands):
+        # It selects episodes from the record: mounted here for the same reason.
+        policy_app.command("train-from-record")(retrain.train_from_record)
     app.add_typer(policy_app, name="policy")
     app.add_typer(certs_app(), name="certs")
     return app

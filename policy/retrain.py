@@ -1,0 +1,173 @@
+"""Continue a checkpoint on the episodes a station's jobs left in the episode store.
+
+``retrain(failures, successes, base, store, cfg)`` takes plain paths (the episodes'
+``episode.json`` manifests, chosen by the caller from the record; see
+``cell.cli.retrain``), the base checkpoint folder and the plant's checkpoint store, and:
+
+1. labels every failure with the scripted expert's actions. An episode that already
+   carries ``expert_action`` and all cameras is used as stored (labels the expert's,
+   the prefix the actions applied). Otherwise the simulator stands in for a
+   technician's teleoperated correction: it resets the episode's task, seed and
+   difficulty, the base policy drives (asynchronously, simulated delay, as in
+   ``policy.train.relabel_episode``) and the expert labels every state it visits. On a
+   real line a recorded correction episode takes the simulator's place;
+2. keeps every success as a demonstration, so that the fix forgets nothing: as stored
+   when it has all cameras (a job run by a policy), else the expert's run of the same
+   seed (a job run by the robot's own program records no cameras);
+3. continues the base checkpoint's training for ``cfg.steps`` (its architecture and
+   normalisation kept), failures drawn ``cfg.relabel_weight`` times as often, and
+   writes the new checkpoint into ``store/<version>/`` beside the others.
+
+Imports torch (through ``policy.train``); the CLI imports this module inside its command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from policy.checkpoint import load_checkpoint, save_checkpoint
+from policy.data import ChunkDataset, Episode, check_episode, collect_expert_episode
+from policy.local import LocalPolicy
+from policy.recipe import TrainConfig
+from policy.train import _Budget, _Fitter, make_env, relabel_episode
+from robot.episode_files import load_episode
+from robot.schema import CAMERAS
+
+Log = Callable[[str], None]
+
+
+def _manifest(path: Path) -> dict[str, Any]:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the episode's manifest: {exc}") from None
+    if not isinstance(doc, dict) or "task" not in doc or "seed" not in doc:
+        raise ValueError(f"{path}: not an episode manifest (no task or seed)")
+    return doc
+
+
+def _stored(path: Path, *, labelled: bool) -> Episode | None:
+    """The episode at ``path`` as training data when it can be used as stored: all
+    cameras, and (``labelled``) the expert's labels; else None."""
+    rec = load_episode(path)
+    if set(rec.images) != set(CAMERAS) or (labelled and rec.expert_action is None):
+        return None
+    label = rec.expert_action if rec.expert_action is not None else rec.action
+    m = rec.manifest
+    ep = Episode(
+        images=np.stack([rec.images[c] for c in CAMERAS], axis=1),
+        state=rec.state.astype(np.float32),
+        action=label.astype(np.float32),
+        instruction=str(m["instruction"]),
+        success=bool(rec.outcome.success),
+        task=str(m["task"]),
+        seed=int(m["seed"]),
+        executed=rec.action.astype(np.float32) if labelled else None,
+    )
+    check_episode(ep, path)
+    return ep
+
+
+def _episode_cfg(cfg: TrainConfig, doc: dict[str, Any]) -> TrainConfig:
+    if doc["task"] != cfg.task.value:
+        raise ValueError(f"an episode of {doc['task']} among {cfg.task.value} episodes")
+    return cfg.model_copy(update={"difficulty": float(doc.get("difficulty", cfg.difficulty))})
+
+
+def corrected(
+    path: Path, policy: LocalPolicy, cfg: TrainConfig, rng: np.random.Generator
+) -> Episode:
+    """A failure labelled by the expert (module docstring, step 1)."""
+    ep = _stored(path, labelled=True)
+    if ep is not None:
+        return ep
+    doc = _manifest(path)
+    relabelled, _ = relabel_episode(policy, _episode_cfg(cfg, doc), int(doc["seed"]), rng, 0.0)
+    return relabelled
+
+
+def kept(path: Path, cfg: TrainConfig) -> Episode:
+    """A success as a demonstration (module docstring, step 2)."""
+    ep = _stored(path, labelled=False)
+    if ep is not None:
+        return ep
+    doc = _manifest(path)
+    seed = int(doc["seed"])
+    env = make_env(_episode_cfg(cfg, doc), seed)
+    return collect_expert_episode(env, task=cfg.task.value, seed=seed)
+
+
+def _save_into(store: Path, model: Any, info: dict[str, Any]) -> tuple[str, Path]:
+    """Save under a temporary name in ``store``, then rename to ``store/<version>``."""
+    store.mkdir(parents=True, exist_ok=True)
+    tmp = store / f".retrain.{os.getpid()}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    version = save_checkpoint(model, tmp, train_info=info)
+    final = store / version
+    if final.exists():  # the same weights again: the store has them already
+        shutil.rmtree(tmp)
+    else:
+        os.replace(tmp, final)
+    return version, final
+
+
+def retrain(
+    failures: Sequence[Path],
+    successes: Sequence[Path],
+    base: Path,
+    store: Path,
+    cfg: TrainConfig,
+    log: Log = print,
+) -> dict[str, Any]:
+    """Continue checkpoint ``base`` on the episodes (manifest paths) and write the result
+    into ``store``; returns a summary with ``version``, ``folder`` and ``continued_from``.
+    ``cfg`` gives the task, steps, batch, learning rate, seed, delay and weights; its
+    ``out`` is unused. Raises ``ValueError`` for unusable episodes, ``CheckpointError``
+    for a base that does not load."""
+    if not failures:
+        raise ValueError("no failed episodes to correct")
+    budget = _Budget.of(cfg)
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model, base_version, _ = load_checkpoint(base)
+    policy = LocalPolicy(model, base_version, seed=cfg.seed)
+    fixed = [corrected(p, policy, cfg, rng) for p in failures]
+    demos = [kept(p, cfg) for p in successes]
+    t_data = budget.elapsed()
+    log(
+        f"{len(fixed)} failures labelled by the expert ({sum(map(len, fixed))} states), "
+        f"{len(demos)} successes kept, in {t_data:.0f} s"
+    )
+    data = ChunkDataset(model.cfg.horizon)
+    data.add(demos)
+    data.add(fixed, weight=cfg.relabel_weight)
+    fitter = _Fitter(model, data, cfg, rng, budget, log)
+    started = time.monotonic()
+    fitter.fit(cfg.steps)
+    train_s = time.monotonic() - started
+    info = {
+        "task": cfg.task.value,
+        "continued_from": base_version,
+        "from_record": {"failures": len(fixed), "successes": len(demos)},
+        "steps": fitter.step,
+        "batch": cfg.batch,
+        "lr": cfg.lr,
+        "samples": len(data),
+        "final_loss": float(np.mean(fitter.losses[-200:])) if fitter.losses else None,
+        "train_time_s": round(train_s, 1),
+        "data_time_s": round(t_data, 1),
+        "torch": torch.__version__,
+    }
+    version, folder = _save_into(store, model, info)
+    log(f"wrote {folder} version {version} after {budget.elapsed():.0f} s ({fitter.step} steps)")
+    return {"version": version, "folder": str(folder), **info}
