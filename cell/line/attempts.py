@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from cell.config import Recipe
 from cell.line.dispatch import Abandoned, Dispatcher
@@ -37,6 +38,14 @@ NOT_RETRIED = {
 def seed(key: str) -> int:
     """A stable per-job seed for the simulated robot, from the job key."""
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little")
+
+
+class Ran(NamedTuple):
+    """A PLC job's last attempt's outcome, its number, and the earlier attempts'."""
+
+    outcome: JobOutcome
+    attempt: int
+    earlier: tuple[JobOutcome, ...] = ()
 
 
 def retry_key(key: str) -> str:
@@ -64,9 +73,9 @@ class Attempts:
 
     async def run(
         self, key: str, part_id: str, recipe: Recipe, robot_id: str, abandoned: Abandoned
-    ) -> tuple[JobOutcome, int]:
+    ) -> Ran:
         """The job's outcome and which attempt it is (2 if the recipe's ``retry_once``
-        ran it again after a retryable NOK)."""
+        ran it again after a retryable NOK, with the first attempt's outcome)."""
         route = Route(None)
         if self.routing is not None:
             route = await asyncio.to_thread(self.routing.route, key)
@@ -81,8 +90,8 @@ class Attempts:
         ):
             again = retry_key(key)
             retried = await self._one(again, part_id, recipe, outcome.robot_id, abandoned, version)
-            return retried, 2
-        return outcome, 1
+            return Ran(retried, 2, (outcome,))
+        return Ran(outcome, 1)
 
     def recorded(self, rec: JobRecord, where: str) -> None:
         """The job ``rec`` is durable (``where``: db or outbox): settle its rollout arm,

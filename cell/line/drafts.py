@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from cell.record.jobs import JobRecord
+from cell.record.jobs import AttemptEpisode, JobRecord
 from robot.jobs import ErrorCode, JobOutcome, Outcome
 
 
@@ -62,8 +62,10 @@ class JobDraft:
         recipe_id: int | None,
         attempt: int,
         ended_at: datetime,
+        earlier: tuple[JobOutcome, ...] = (),
     ) -> JobRecord:
-        """What the robot reported, with the recipe and attempt it ran under."""
+        """What the robot reported, with the recipe and attempt it ran under; the
+        ``earlier`` attempts' episodes are kept beside the last one's."""
         return JobRecord.model_validate(
             self._fields()
             | {
@@ -79,5 +81,15 @@ class JobDraft:
                 "fasteners": outcome.fasteners,
                 "attempt": attempt,
                 "episode": outcome.episode,
+                "earlier_episodes": [
+                    AttemptEpisode(
+                        attempt=n,
+                        ok=o.outcome is Outcome.OK and o.error_code == 0,
+                        policy_version=o.policy_version,
+                        episode=o.episode,
+                    )
+                    for n, o in enumerate(earlier, start=1)
+                    if o.episode is not None
+                ],
             }
         )

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from cell.config import PartIdPolicy, Recipe, Station
-from cell.line.attempts import Attempts
+from cell.line.attempts import Attempts, Ran
 from cell.line.clock import Clock
 from cell.line.dispatch import Dispatcher
 from cell.line.drafts import JobDraft
@@ -41,7 +41,7 @@ from mes_bridge.channel import PlcLiveness
 from mes_bridge.errors import JobNotCurrent
 from mes_bridge.jobs import PlcJob, PlcResult
 from mes_bridge.session import StationChannel
-from robot.jobs import ErrorCode, JobOutcome
+from robot.jobs import ErrorCode
 
 log = logging.getLogger(__name__)
 
@@ -274,28 +274,26 @@ class StationLoop:
             self._abandoned.add(task)
             task.add_done_callback(self._abandoned.discard)
             return
-        outcome, attempt = work.result()
-        rec = self._record_of(draft, recipe, outcome, attempt)
+        rec = self._record_of(draft, recipe, work.result())
         await self._finish(job, rec, _alert_kind(rec, recipe))
 
-    def _record_of(
-        self, draft: JobDraft, recipe: Recipe, outcome: JobOutcome, attempt: int
-    ) -> JobRecord:
+    def _record_of(self, draft: JobDraft, recipe: Recipe, ran: Ran) -> JobRecord:
         return draft.result(
-            outcome,
+            ran.outcome,
             task=recipe.task.value,
             recipe_id=self.ctx.recipe_ids.get((self.station.id, recipe.program_no)),
-            attempt=attempt,
+            attempt=ran.attempt,
             ended_at=self.ctx.clock.now(),
+            earlier=ran.earlier,
         )
 
     async def _record_abandoned(
-        self, work: asyncio.Task[tuple[JobOutcome, int]], draft: JobDraft, recipe: Recipe
+        self, work: asyncio.Task[Ran], draft: JobDraft, recipe: Recipe
     ) -> None:
         """Wait until the robot is done with a job the PLC gave up and record what it did
         (no result goes to the PLC); a part that left with work on it raises an alert."""
-        outcome, attempt = await work
-        rec = self._record_of(draft, recipe, outcome, attempt)
+        ran = await work
+        outcome, rec = ran.outcome, self._record_of(draft, recipe, ran)
         touched = bool(outcome.fasteners) or outcome.cycle_time_ms > 0
         alert = "abandoned" if touched and not rec.ok else None
         where = await asyncio.to_thread(self.ctx.recorder.record, rec, alert)

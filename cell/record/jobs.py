@@ -23,6 +23,17 @@ from cell.record.trace import pack_trace
 from robot.jobs import EpisodeRef, FastenerResult
 
 
+class AttemptEpisode(BaseModel):
+    """An earlier attempt's episode of a retried job (the last attempt's is the job's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    attempt: int = Field(ge=1)
+    ok: bool
+    policy_version: str | None = None
+    episode: EpisodeRef
+
+
 class JobRecord(BaseModel):
     """Everything recorded about one PLC job; JSON-serialisable for the local outbox."""
 
@@ -47,6 +58,7 @@ class JobRecord(BaseModel):
     fasteners: list[FastenerResult] = Field(default_factory=list)
     # The job's episode in the robot's episode store, where the robot kept one.
     episode: EpisodeRef | None = None
+    earlier_episodes: list[AttemptEpisode] = Field(default_factory=list)
 
     @property
     def key(self) -> str:
@@ -83,7 +95,7 @@ def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Reco
     """
     if rec.part_id is not None:
         session.execute(insert(m.Part).values(part_id=rec.part_id).on_conflict_do_nothing())
-    values = rec.model_dump(exclude={"fasteners", "episode"})
+    values = rec.model_dump(exclude={"fasteners", "episode", "earlier_episodes"})
     job_id = session.execute(
         insert(m.Job)
         .values(**values)
@@ -116,21 +128,36 @@ def record_job(session: Session, rec: JobRecord, *, commit: bool = True) -> Reco
                 for f in rec.fasteners
             ],
         )
-    if rec.episode is not None:
-        session.execute(
-            insert(m.Episode).values(
-                job_id=job_id,
-                attempt=rec.attempt,
-                path=rec.episode.path,
-                frames=rec.episode.frames,
-                bytes=rec.episode.bytes,
-                ok=rec.ok,
-                policy_version=rec.policy_version,
-            )
-        )
+    _record_episodes(session, job_id, rec)
     if commit:
         session.commit()
     return Recorded(job_id, created=True)
+
+
+def _record_episodes(session: Session, job_id: int, rec: JobRecord) -> None:
+    """One row per attempt's episode: the earlier attempts' and the job's own."""
+    own = []
+    if rec.episode is not None:
+        own = [
+            AttemptEpisode(
+                attempt=rec.attempt,
+                ok=rec.ok,
+                policy_version=rec.policy_version,
+                episode=rec.episode,
+            )
+        ]
+    for e in [*rec.earlier_episodes, *own]:
+        session.execute(
+            insert(m.Episode).values(
+                job_id=job_id,
+                attempt=e.attempt,
+                path=e.episode.path,
+                frames=e.episode.frames,
+                bytes=e.episode.bytes,
+                ok=e.ok,
+                policy_version=e.policy_version,
+            )
+        )
 
 
 def quarantine(

@@ -193,3 +193,41 @@ def test_prune_keeps_every_nok_and_drops_the_oldest_ok_within_the_budget() -> No
     assert tight.kept == 8 and tight.over_budget == 500  # NOK only, still over
     with pytest.raises(ValueError, match="between 0 and 1"):
         prune_plan(rows, keep_ok=1.5)
+
+
+def test_a_retried_job_keeps_both_attempts_episodes(db_session: Session) -> None:
+    """The first attempt's episode (the failure worth learning from) is on record beside
+    the second's, each with its own outcome."""
+    sync_line(db_session, load_line_config(sample_config_path()))
+    rec = JobRecord.model_validate(
+        {
+            "station_id": "ST10",
+            "epoch": 0,
+            "job_seq": 7,
+            "part_id": "P-7",
+            "program_no": 1,
+            "task": "nut_install",
+            "policy_version": "v2",
+            "started_at": NOW,
+            "ended_at": NOW + timedelta(minutes=2),
+            "cycle_time_ms": 60000,
+            "ok": True,
+            "attempt": 2,
+            "episode": {"path": "ST10/ST10_0_7_2", "frames": 800, "bytes": 2000},
+            "earlier_episodes": [
+                {
+                    "attempt": 1,
+                    "ok": False,
+                    "policy_version": "v2",
+                    "episode": {"path": "ST10/ST10_0_7", "frames": 900, "bytes": 3000},
+                }
+            ],
+        }
+    )
+    # As the outbox keeps it: JSON there and back.
+    record_job(db_session, JobRecord.model_validate_json(rec.model_dump_json()))
+    rows = db_session.scalars(select(m.Episode).order_by(m.Episode.attempt)).all()
+    assert [(r.attempt, r.path, r.ok) for r in rows] == [
+        (1, "ST10/ST10_0_7", False),
+        (2, "ST10/ST10_0_7_2", True),
+    ]
