@@ -11,9 +11,12 @@
    difficulty, the base policy drives (asynchronously, simulated delay, as in
    ``policy.train.relabel_episode``) and the expert labels every state it visits. On a
    real line a recorded correction episode takes the simulator's place;
-2. keeps every success as a demonstration, so that the fix forgets nothing: as stored
-   when it has all cameras (a job run by a policy), else the expert's run of the same
-   seed (a job run by the robot's own program records no cameras);
+2. keeps every success as a demonstration, so that the fix forgets nothing: the
+   expert's run of the same task, seed and difficulty (the teacher the base learned
+   from), or the stored episode when it carries ``expert_action`` and all cameras. Not
+   the actions a policy applied: on nut installation at difficulty 2, 100 steps with
+   successes labelled by the policy's own actions took 16 held-out seeds from 6 to 3
+   passes, with the expert's runs to 5;
 3. continues the base checkpoint's training for ``cfg.steps`` (its architecture and
    normalisation kept), failures drawn ``cfg.relabel_weight`` times as often, and
    writes the new checkpoint into ``store/<version>/`` beside the others.
@@ -55,23 +58,22 @@ def _manifest(path: Path) -> dict[str, Any]:
     return doc
 
 
-def _stored(path: Path, *, labelled: bool) -> Episode | None:
-    """The episode at ``path`` as training data when it can be used as stored: all
-    cameras, and (``labelled``) the expert's labels; else None."""
+def _stored(path: Path) -> Episode | None:
+    """The episode at ``path`` as training data when it can be used as stored (all
+    cameras and the expert's labels: ``expert_action``), else None."""
     rec = load_episode(path)
-    if set(rec.images) != set(CAMERAS) or (labelled and rec.expert_action is None):
+    if set(rec.images) != set(CAMERAS) or rec.expert_action is None:
         return None
-    label = rec.expert_action if rec.expert_action is not None else rec.action
     m = rec.manifest
     ep = Episode(
         images=np.stack([rec.images[c] for c in CAMERAS], axis=1),
         state=rec.state.astype(np.float32),
-        action=label.astype(np.float32),
+        action=rec.expert_action.astype(np.float32),
         instruction=str(m["instruction"]),
         success=bool(rec.outcome.success),
         task=str(m["task"]),
         seed=int(m["seed"]),
-        executed=rec.action.astype(np.float32) if labelled else None,
+        executed=rec.action.astype(np.float32),
     )
     check_episode(ep, path)
     return ep
@@ -87,7 +89,7 @@ def corrected(
     path: Path, policy: LocalPolicy, cfg: TrainConfig, rng: np.random.Generator
 ) -> Episode:
     """A failure labelled by the expert (module docstring, step 1)."""
-    ep = _stored(path, labelled=True)
+    ep = _stored(path)
     if ep is not None:
         return ep
     doc = _manifest(path)
@@ -97,7 +99,7 @@ def corrected(
 
 def kept(path: Path, cfg: TrainConfig) -> Episode:
     """A success as a demonstration (module docstring, step 2)."""
-    ep = _stored(path, labelled=False)
+    ep = _stored(path)
     if ep is not None:
         return ep
     doc = _manifest(path)

@@ -1,0 +1,37 @@
+"""Which episodes ``policy.retrain`` uses as stored and which it runs again."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from policy.recipe import TrainConfig
+from policy.retrain import corrected, kept
+from robot.env import CellEnv
+from robot.episode_files import load_episode, record_episode
+from robot.jobs import Task
+
+
+def _cfg(tmp_path: Path, task: Task = Task.SCREWING) -> TrainConfig:
+    return TrainConfig(task=task, out=tmp_path, dagger_rounds=0)
+
+
+def test_an_episode_with_expert_labels_and_cameras_is_used_as_stored(tmp_path: Path) -> None:
+    path = record_episode(CellEnv(Task.SCREWING, seed=4), tmp_path, "e", expert_labels=True)
+    rec = load_episode(path)
+    assert rec.expert_action is not None
+    # No policy is needed: nothing runs again.
+    ep = corrected(path, None, _cfg(tmp_path), np.random.default_rng(0))  # type: ignore[arg-type]
+    np.testing.assert_array_equal(ep.action, rec.expert_action)
+    assert ep.executed is not None and len(ep) == rec.length
+    assert len(kept(path, _cfg(tmp_path))) == rec.length
+
+
+def test_an_episode_without_cameras_is_the_experts_run_of_its_seed(tmp_path: Path) -> None:
+    path = record_episode(CellEnv(Task.SCREWING, seed=4, render=False), tmp_path, "e")
+    ep = kept(path, _cfg(tmp_path))
+    assert ep.seed == 4 and ep.images.shape[0] == len(ep) and ep.aim is not None
+    with pytest.raises(ValueError, match="an episode of screwing among nut_install"):
+        kept(path, _cfg(tmp_path, Task.NUT_INSTALL))
