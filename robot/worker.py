@@ -81,10 +81,6 @@ class ClaimRenewal(threading.Thread):
                 self.stop_requested.set()
 
 
-def _interrupted(spec: JobSpec, detail: str) -> JobOutcome:
-    return JobOutcome.failed(spec, ErrorCode.INTERRUPTED, detail)
-
-
 def _job_fields(spec: JobSpec, fence: str) -> dict[str, Any]:
     return {
         "job_key": spec.job_key,
@@ -129,7 +125,8 @@ def execute_fenced(
         outcome = JobOutcome.failed(spec, ErrorCode.DISPATCH_FAILED, str(exc))
     except Exception as exc:  # a crashed skill is a NOK job, recorded, not a lost one
         log.exception("job %s failed in the robot runtime", spec.job_key)
-        outcome = _interrupted(spec, f"robot runtime error: {type(exc).__name__}: {exc}")
+        detail = f"robot runtime error: {type(exc).__name__}: {exc}"
+        outcome = JobOutcome.failed(spec, ErrorCode.INTERRUPTED, detail)
     finally:
         renewal.finished.set()
     if episodes is not None:

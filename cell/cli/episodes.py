@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
     from cell.record.episodes import EpisodeRow
     from robot.job_episodes import EpisodeStore
+    from robot.lerobot_v3 import ExportSummary
 
 episodes_app = typer.Typer(
     no_args_is_help=True,
@@ -175,23 +176,32 @@ def export_cmd(
 ) -> None:
     """Write the record's episodes (OK; NOK too with --nok) as one LeRobotDataset v3.0."""
     from robot.episode_files import EpisodeFormatError
-    from robot.episodes_cli import export as export_folder
-    from robot.episodes_cli import summary_line
-    from robot.lerobot_v3 import ExportError, export_manifests
+    from robot.lerobot_v3 import ExportError, export_episodes, export_manifests
 
-    if source is not None:
-        if station or task or policy or since:
-            raise fail(
-                "--from exports a whole folder: leave out --station, --task, --policy, --since"
-            )
-        export_folder(source, out, nok)  # prints its summary, exits 2 on bad input
-        return
-    paths = _record_paths(config, station, task, policy, since)
+    if source is not None and (station or task or policy or since):
+        raise fail("--from exports a whole folder: leave out --station, --task, --policy, --since")
     try:
-        summary = export_manifests(paths, out, include_failed=nok)
+        if source is not None:
+            summary = export_episodes(source, out, include_failed=nok)
+        else:
+            paths = _record_paths(config, station, task, policy, since)
+            summary = export_manifests(paths, out, include_failed=nok)
     except (ExportError, EpisodeFormatError) as exc:
         raise fail(str(exc)) from None
-    Console().print(summary_line(summary), highlight=False)
+    Console().print(_summary_line(summary), highlight=False)
+
+
+def _summary_line(summary: ExportSummary) -> str:
+    """What an export wrote, in one line for people."""
+    left = (
+        f"; {summary.skipped_failed} NOK left out (--nok keeps them)"
+        if summary.skipped_failed
+        else ""
+    )
+    return (
+        f"wrote {summary.episodes} episodes, {summary.frames} frames, {summary.tasks} tasks "
+        f"to {summary.root}{left}"
+    )
 
 
 def _drop(session: Session, store: EpisodeStore, rows: list[EpisodeRow]) -> None:

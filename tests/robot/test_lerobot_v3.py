@@ -174,22 +174,23 @@ def test_bad_input_is_refused_with_a_reason(recorded: Path, tmp_path: Path) -> N
 def test_cli_export_and_its_errors(recorded: Path, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from robot.episodes_cli import episodes_app
+    from cell.cli import build_app
 
-    runner = CliRunner()
+    runner, app = CliRunner(), build_app()
     pytest.importorskip("pyarrow", reason="the writer needs pyarrow: pip install pyarrow")
     res = runner.invoke(
-        episodes_app, ["export", "--from", str(recorded), "--out", str(tmp_path / "d")]
+        app, ["episodes", "export", "--from", str(recorded), "--out", str(tmp_path / "d")]
     )
     assert res.exit_code == 0, res.output
     assert "wrote 2 episodes" in res.output and "1 NOK left out" in res.output
     assert json.loads((tmp_path / "d/meta/info.json").read_text())["total_episodes"] == 2
     res = runner.invoke(
-        episodes_app, ["export", "--from", str(recorded), "--out", str(tmp_path / "e"), "--nok"]
+        app,
+        ["episodes", "export", "--from", str(recorded), "--out", str(tmp_path / "e"), "--nok"],
     )
     assert res.exit_code == 0 and "wrote 3 episodes" in res.output, res.output
     res = runner.invoke(
-        episodes_app, ["export", "--from", str(recorded), "--out", str(tmp_path / "d")]
+        app, ["episodes", "export", "--from", str(recorded), "--out", str(tmp_path / "d")]
     )
     assert res.exit_code == 2 and "not an empty folder" in res.output
     assert "Traceback" not in res.output
