@@ -3,7 +3,6 @@ running the version a job names (or ending it NOK, untouched, when it cannot).""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -12,18 +11,16 @@ from pathlib import Path
 
 import pytest
 import redis
-import redis.asyncio as aioredis
 
 from cell.config import sample_config_path
 from policy.runtime import SHIPPED, checkpoint_dir, policy_version
 from policy.sources import VersionedPolicies
 from policy.store import CheckpointStore
-from robot.celery_app import RUN_JOB, make_celery, robot_queue
 from robot.errors import PolicyUnavailable
-from robot.fence import CellFences, record_key
-from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome, Task
+from robot.jobs import ErrorCode, JobSpec, Outcome, Task
 from robot.sim.config import default_fasteners
 from tests.checkpoint_variants import variant
+from tests.robot.fenced import send_fenced, stored_outcome
 
 UNKNOWN = "0123456789abcdef"
 WORKER = (sys.executable, "-m", "cell", "worker", "--robot", "R1", "--loglevel", "INFO")
@@ -69,26 +66,6 @@ def _spec(key: str, version: str | None) -> JobSpec:
     )
 
 
-def _issue(redis_url: str, key: str, fence: str) -> None:
-    async def issue() -> str:
-        cell = aioredis.Redis.from_url(redis_url)
-        try:
-            return await CellFences(cell).issue(key, fence, "R1")
-        finally:
-            await cell.aclose()
-
-    assert asyncio.run(issue()) == "issued"
-
-
-def _outcome(client: redis.Redis, key: str, deadline: float) -> JobOutcome:
-    while client.hget(record_key(key), "state") != b"done":
-        assert time.monotonic() < deadline, f"the worker did not finish {key} in time"
-        time.sleep(0.2)
-    raw = client.hget(record_key(key), "outcome")
-    assert raw is not None
-    return JobOutcome.model_validate_json(raw)
-
-
 def test_a_worker_process_runs_the_version_a_job_names(redis_url: str, tmp_path: Path) -> None:
     """``intern worker --policy expert`` with a checkpoint store: a job naming a version
     in the store runs that version; one naming an unknown version ends NOK with
@@ -102,22 +79,16 @@ def test_a_worker_process_runs_the_version_a_job_names(redis_url: str, tmp_path:
         stdout=log,
         stderr=subprocess.STDOUT,
     )
-    app = make_celery(redis_url)
     client = redis.Redis.from_url(redis_url)
     jobs = {"ST10:0:named": candidate, "ST10:0:unknown": UNKNOWN, "ST10:0:default": None}
     try:
-        for n, (key, version) in enumerate(jobs.items()):
-            _issue(redis_url, key, f"f{n}")
-            spec = _spec(key, version)
-            app.send_task(
-                RUN_JOB, args=[spec.model_dump(mode="json"), f"f{n}"], queue=robot_queue("R1")
-            )
+        for key, version in jobs.items():
+            send_fenced(client, _spec(key, version))
         deadline = time.monotonic() + 240
-        out = {key: _outcome(client, key, deadline) for key in jobs}
+        out = {key: stored_outcome(client, key, deadline) for key in jobs}
     finally:
         proc.terminate()
         proc.wait(30)
-        app.close()
         client.close()
     named, unknown, default = out.values()
     assert named.policy_version == candidate and len(named.fasteners) == 6

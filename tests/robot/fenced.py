@@ -15,33 +15,61 @@ from robot.fence import CellFences, record_key
 from robot.jobs import FastenerResult, JobOutcome, JobSpec, Side
 
 
-def run_fenced(redis_url: str, spec: JobSpec, timeout_s: float) -> JobOutcome:
-    """Issue a fence for ``spec``, send it to its robot's queue and wait for the outcome
-    the worker stores under the fence (AssertionError after ``timeout_s``)."""
-    fence = uuid.uuid4().hex
+def cell_says(client: redis.Redis, method: str, key: str, *args: str) -> str:
+    """What the cell's side of the fences (``CellFences.<method>(key, *args)``) answers,
+    on the Redis database ``client`` talks to."""
 
-    async def issue() -> str:
-        cell = aioredis.Redis.from_url(redis_url)
+    async def ask() -> str:
+        kw = client.connection_pool.connection_kwargs
+        cell = aioredis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0))
         try:
-            return await CellFences(cell).issue(spec.job_key, fence, spec.robot_id, spec.part_id)
+            answer: str = await getattr(CellFences(cell), method)(key, *args)
+            return answer
         finally:
             await cell.aclose()
 
-    client = redis.Redis.from_url(redis_url)
+    return asyncio.run(ask())
+
+
+def send_fenced(client: redis.Redis, spec: JobSpec) -> None:
+    """Issue a fresh fence for ``spec`` and send the job to its robot's queue."""
+    fence = uuid.uuid4().hex
     client.delete(record_key(spec.job_key))
-    assert asyncio.run(issue()) == "issued"
-    app = make_celery(redis_url)
+    assert cell_says(client, "issue", spec.job_key, fence, spec.robot_id, spec.part_id) == (
+        "issued"
+    )
+    app = make_celery(_url(client))
     try:
         args = [spec.model_dump(mode="json"), fence]
         app.send_task(RUN_JOB, args=args, queue=robot_queue(spec.robot_id))
-        end = time.monotonic() + timeout_s
-        while client.hget(record_key(spec.job_key), "state") != b"done":
-            assert time.monotonic() < end, f"no outcome for {spec.job_key} in {timeout_s} s"
-            time.sleep(0.2)
-        return JobOutcome.model_validate_json(client.hget(record_key(spec.job_key), "outcome"))
     finally:
         app.close()
+
+
+def stored_outcome(client: redis.Redis, key: str, deadline: float) -> JobOutcome:
+    """The outcome the worker stores under ``key``'s fence, waited for until
+    ``deadline`` (monotonic; AssertionError after it)."""
+    while client.hget(record_key(key), "state") != b"done":
+        assert time.monotonic() < deadline, f"no outcome for {key} in time"
+        time.sleep(0.2)
+    raw = client.hget(record_key(key), "outcome")
+    assert raw is not None
+    return JobOutcome.model_validate_json(raw)
+
+
+def run_fenced(redis_url: str, spec: JobSpec, timeout_s: float) -> JobOutcome:
+    """Send ``spec`` as the cell does and wait for its outcome (see ``stored_outcome``)."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+        send_fenced(client, spec)
+        return stored_outcome(client, spec.job_key, time.monotonic() + timeout_s)
+    finally:
         client.close()
+
+
+def _url(client: redis.Redis) -> str:
+    kw = client.connection_pool.connection_kwargs
+    return f"redis://{kw['host']}:{kw['port']}/{kw.get('db', 0)}"
 
 
 def driven(n: int) -> list[FastenerResult]:

@@ -1,16 +1,15 @@
 """The robot worker on a real Redis: a fence is claimed once, a revoked one never runs,
 a stop request ends a job at a safe point, and a worker process runs a fenced job."""
 
-import asyncio
 import json
 import time
 
 import redis
-import redis.asyncio as aioredis
 
-from robot.fence import CellFences, WorkerFences, claim_key, record_key
+from robot.fence import WorkerFences, claim_key, record_key
 from robot.jobs import ErrorCode, JobOutcome, JobSpec, Outcome, Task
 from robot.worker import execute_fenced
+from tests.robot.fenced import cell_says
 
 
 def _spec(key: str = "ST30:0:1") -> JobSpec:
@@ -36,24 +35,10 @@ def _runner(calls: list[str]):
     return run
 
 
-def _cell(client: redis.Redis, method: str, key: str, *args: str) -> str:
-    """What the cell's side of the fences answers to ``method(key, *args)``."""
-
-    async def ask() -> str:
-        kw = client.connection_pool.connection_kwargs
-        cell = aioredis.Redis(host=kw["host"], port=kw["port"], db=kw.get("db", 0))
-        try:
-            return await getattr(CellFences(cell), method)(key, *args)
-        finally:
-            await cell.aclose()
-
-    return asyncio.run(ask())
-
-
 def _issued(client: redis.Redis, key: str, fence: str = "f1") -> WorkerFences:
     """A fence issued for ``key`` as the cell issues it, and a worker's side of it."""
     client.delete(record_key(key), claim_key(key))
-    assert _cell(client, "issue", key, fence, "R3") == "issued"
+    assert cell_says(client, "issue", key, fence, "R3") == "issued"
     return WorkerFences(client, "w1")
 
 
@@ -76,7 +61,7 @@ def test_a_second_delivery_of_the_same_fence_is_refused_without_running(redis_ur
 def test_a_revoked_or_unknown_fence_never_touches_the_part(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     fences = _issued(client, "ST30:0:2")
-    assert _cell(client, "revoke", "ST30:0:2") == "revoked"
+    assert cell_says(client, "revoke", "ST30:0:2") == "revoked"
     calls: list[str] = []
     assert execute_fenced(fences, _spec("ST30:0:2"), "f1", _paced(calls)) is None
     assert execute_fenced(fences, _spec("ST30:0:2"), "other", _paced(calls)) is None
@@ -142,7 +127,7 @@ def test_a_stop_request_ends_the_job_at_the_next_safe_point(redis_url: str) -> N
     while _record(client, key).get("state") != "claimed":
         time.sleep(0.05)
     time.sleep(0.5)
-    assert _cell(client, "request_stop", key) == "claimed"
+    assert cell_says(client, "request_stop", key) == "claimed"
     worker.join(10)
     out = result[0]
     assert out is not None and out.error_code == ErrorCode.STOPPED
@@ -156,9 +141,9 @@ def test_a_claim_is_declared_lost_only_once_it_expired(redis_url: str) -> None:
     fences = _issued(client, key)
     assert fences.claim(key, "f1") == "claimed"
     assert fences.claim(key, "f1") == "claimed"  # the state found: not claimed again
-    assert _cell(client, "declare_lost", key) == "claimed"  # the claim key is alive
+    assert cell_says(client, "declare_lost", key) == "claimed"  # the claim key is alive
     client.delete(claim_key(key))  # what a dead worker's claim comes to
-    assert _cell(client, "declare_lost", key) == "lost"
+    assert cell_says(client, "declare_lost", key) == "lost"
     out = JobOutcome(job_key=key, robot_id="R3", outcome=Outcome.OK, cycle_time_ms=1)
     assert fences.finish(out, "f1") == "lost"  # too late: kept aside, not the result
     assert _record(client, key)["state"] == "lost" and "late_outcome" in _record(client, key)
