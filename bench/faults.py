@@ -37,38 +37,18 @@ import logging
 import os
 import sys
 import tempfile
-import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.cell.line.kills
 
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
-from cell.record.migrate import upgrade
+from scratch_db import drop_db, fresh_db
+
 from tests.cell.line.kill_analysis import JSON_KEYS
 from tests.cell.line.kill_rig import claim_redis_db, release_redis_db
 from tests.cell.line.kills import SCENARIOS, KillPlan, KillReport, run_scenario
 
 RESTART_AFTER_S = (1.0, 5.0)
-
-
-def fresh_db(server_url: str) -> str:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"intern_faults_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
-
-
-def drop_db(server_url: str, url: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def human(report: KillReport) -> str:
@@ -96,7 +76,7 @@ def run_one(
     if redis_url is None:
         which = f"database {args.redis_db} is" if args.redis_db is not None else "10-15 are"
         raise SystemExit(f"Redis at {redis_server}: {which} in use; stop the other run first")
-    db = fresh_db(server_url) if scenario != "kill-pg-down" else ""
+    db = fresh_db(server_url, "intern_faults") if scenario != "kill-pg-down" else ""
     plan = KillPlan(scenario, kills=args.kills, seed=args.seed, restart_after_s=RESTART_AFTER_S)
     try:
         return asyncio.run(run_scenario(plan, work / scenario, redis_url, db))

@@ -24,19 +24,17 @@ import resource
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import yaml
+from scratch_db import drop_db, fresh_db
 from sqlalchemy import create_engine, func, select, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from cell.config import LineConfig, parse_line_config
 from cell.line.clock import Clock
 from cell.line.orchestrator import RunOptions, run_line
 from cell.record import models as m
-from cell.record.migrate import upgrade
 from cell.services import free_port
 
 TAKT_S = 76.0
@@ -122,24 +120,6 @@ def serve_robots(redis_url: str, robot_ids: list[str], speed: float) -> None:
             f"bench-{os.getpid()}@%h",
         ]
     )
-
-
-def fresh_db(server_url: str) -> str:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    name = f"intern_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    url = make_url(server_url).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url
-
-
-def drop_db(server_url: str, url: str) -> None:
-    admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text(f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)'))
-    admin.dispose()
 
 
 def wait_port(port: int, deadline_s: float) -> None:
