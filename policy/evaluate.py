@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ from policy.chunking import ExecConfig
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner
 from robot.chunk_policy import ChunkPolicy
-from robot.jobs import Task
+from robot.jobs import FastenerSpec, Task
 
 EVAL_SEED0 = 500_000  # training seeds are seed * 1_000_000 + i with i far below this
 
@@ -92,9 +92,11 @@ def evaluate(
     config: ExecConfig | None = None,
     seed0: int = EVAL_SEED0,
     with_expert: bool = True,
+    fasteners: Sequence[FastenerSpec] | None = None,
     progress: Callable[[int, Tally, Tally | None], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``episodes`` seeds; returns policy and expert summaries plus executor counters."""
+    """Run ``episodes`` seeds; returns policy and expert summaries plus executor counters.
+    ``fasteners`` is the recipe the parts are made with (None: the task's default)."""
     from robot.env import CellEnv
 
     cfg = config or ExecConfig()
@@ -102,7 +104,7 @@ def evaluate(
     empty = ages = 0
     for i in range(episodes):
         seed = seed0 + i
-        env = CellEnv(task, seed=seed, difficulty=difficulty, render=True)
+        env = CellEnv(task, seed=seed, difficulty=difficulty, render=True, fasteners=fasteners)
         runner = SimTimeRunner(
             policy,
             cfg,
@@ -114,7 +116,10 @@ def evaluate(
         empty += stats.empty_queue_ticks
         ages = max(ages, max(stats.action_ages, default=0))
         if exp is not None:
-            exp.add(run_expert(CellEnv(task, seed=seed, difficulty=difficulty, render=False)))
+            exp_env = CellEnv(
+                task, seed=seed, difficulty=difficulty, render=False, fasteners=fasteners
+            )
+            exp.add(run_expert(exp_env))
         if progress is not None:
             progress(i + 1, pol, exp)
     out: dict[str, Any] = {

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from robot.jobs import Task
+from robot.jobs import FastenerSpec, Task
 
 
 class TrainConfig(BaseModel):
@@ -23,6 +23,8 @@ class TrainConfig(BaseModel):
     demos: Path | None = None
     expert_episodes: int = Field(default=300, ge=1, le=5000)
     difficulty: float = Field(default=1.0, ge=0.0, le=5.0)
+    # The recipe the episodes are made with (None: the task's default one).
+    fasteners: tuple[FastenerSpec, ...] | None = None
     seed: int = Field(default=0, ge=0, le=1000)
     steps: int = Field(default=2000, ge=1)
     batch: int = Field(default=48, ge=2, le=1024)

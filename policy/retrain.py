@@ -43,6 +43,7 @@ from policy.local import LocalPolicy
 from policy.recipe import TrainConfig
 from policy.train import _Budget, _Fitter, make_env, relabel_episode
 from robot.episode_files import load_episode
+from robot.jobs import FastenerSpec
 from robot.schema import CAMERAS
 
 Log = Callable[[str], None]
@@ -80,9 +81,15 @@ def _stored(path: Path) -> Episode | None:
 
 
 def _episode_cfg(cfg: TrainConfig, doc: dict[str, Any]) -> TrainConfig:
+    """``cfg`` for remaking the episode's part: its difficulty and its job's recipe (an
+    episode written before manifests kept the recipe gets the task's default one)."""
     if doc["task"] != cfg.task.value:
         raise ValueError(f"an episode of {doc['task']} among {cfg.task.value} episodes")
-    return cfg.model_copy(update={"difficulty": float(doc.get("difficulty", cfg.difficulty))})
+    recipe = doc.get("recipe")
+    fasteners = tuple(FastenerSpec.model_validate(f) for f in recipe) if recipe else None
+    return cfg.model_copy(
+        update={"difficulty": float(doc.get("difficulty", cfg.difficulty)), "fasteners": fasteners}
+    )
 
 
 def corrected(

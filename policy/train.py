@@ -52,6 +52,7 @@ def make_env(cfg: TrainConfig, seed: int) -> Any:
         cfg.task,
         seed=seed,
         difficulty=cfg.difficulty,
+        fasteners=cfg.fasteners,
         render=True,
         expert_error=cfg.teacher_error,
     )

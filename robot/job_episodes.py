@@ -13,7 +13,8 @@ LeRobotDataset by ``robot.lerobot_v3``), with these additions:
   ``chunk_actions`` (float32, sum of lengths x ACTION_DIM): the chunks as planned;
 * manifest ``job``: the job key, station, part, program and the robot's outcome
   (``JobOutcome`` as JSON: robot, policy version, error code, cycle time, detail; its
-  per-fastener results are the manifest's ``outcome.fasteners``), and ``camera_every``.
+  per-fastener results are the manifest's ``outcome.fasteners``), ``camera_every``, and
+  ``recipe``: the job's fastener specs, so that its part can be made again;
 
 Why this layout rather than a LeRobot folder per job: a LeRobot image feature needs a
 frame on every row, so a per-job dataset would store each kept frame three times (or
@@ -144,6 +145,9 @@ def manifest_of(tape: JobTape, outcome: JobOutcome, arrays: dict[str, np.ndarray
         "task": spec.task.value,
         "seed": spec.seed,
         "difficulty": spec.difficulty,
+        # The job's recipe: where its fasteners sit and their windows, so that the same
+        # part can be made again (an expert's correction of a failure, for one).
+        "recipe": [f.model_dump(mode="json") for f in spec.fasteners],
         "instruction": instruction_of(spec),
         "policy_version": outcome.policy_version,
         "control_hz": CONTROL_HZ,

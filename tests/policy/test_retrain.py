@@ -11,7 +11,9 @@ from policy.recipe import TrainConfig
 from policy.retrain import corrected, kept
 from robot.env import CellEnv
 from robot.episode_files import load_episode, record_episode
-from robot.jobs import Task
+from robot.job_episodes import EpisodeKeeper, EpisodeStore
+from robot.jobs import FastenerSpec, JobSpec, Side, Task
+from robot.skills import run_job
 
 
 def _cfg(tmp_path: Path, task: Task = Task.SCREWING) -> TrainConfig:
@@ -35,3 +37,38 @@ def test_an_episode_without_cameras_is_the_experts_run_of_its_seed(tmp_path: Pat
     assert ep.seed == 4 and ep.images.shape[0] == len(ep) and ep.aim is not None
     with pytest.raises(ValueError, match="an episode of screwing among nut_install"):
         kept(path, _cfg(tmp_path, Task.NUT_INSTALL))
+
+
+def test_a_job_episode_is_made_again_with_its_own_recipe(tmp_path: Path) -> None:
+    # A housing with four studs per side, not the task's default three: the episode's
+    # manifest keeps the job's recipe and the expert's run is made on that part.
+    four = tuple(
+        FastenerSpec(
+            position=p,
+            side=side,
+            torque_min_nm=18,
+            torque_max_nm=26,
+            angle_min_deg=540,
+            angle_max_deg=900,
+        )
+        for side in Side
+        for p in range(1, 5)
+    )
+    spec = JobSpec(
+        job_key="ST10:0:7",
+        station_id="ST10",
+        robot_id="R1",
+        part_id="P-7",
+        program_no=1,
+        task=Task.NUT_INSTALL,
+        fasteners=four,
+        takt_s=76.0,
+        seed=7,
+    )
+    keeper = EpisodeKeeper(EpisodeStore(tmp_path / "episodes"))
+    out = keeper.keep(spec, run_job(spec, tape=keeper.tape(spec)))
+    assert out.episode is not None
+    path = EpisodeStore(tmp_path / "episodes").manifest_path(out.episode.path)
+    ep = kept(path, _cfg(tmp_path, Task.NUT_INSTALL))
+    assert ep.instruction == "install 4 nuts per side on the casting"
+    assert ep.success and ep.seed == 7
