@@ -129,6 +129,37 @@ def _save_into(store: Path, model: Any, info: dict[str, Any]) -> tuple[str, Path
     return version, final
 
 
+def _correction_rounds(
+    fitter: _Fitter, failures: Sequence[Path], cfg: TrainConfig, log: Log
+) -> list[dict[str, float]]:
+    """``cfg.dagger_rounds`` rounds on the failed parts the simulator can make again: the
+    policy being trained drives each of them, the expert labels what it visits, and
+    ``cfg.dagger_steps`` more steps follow. Why: a step away from the base changes where
+    the policy goes, and states it now reaches were in nobody's labels; without the
+    rounds, continuing the shipped checkpoint cost it yield on its own parts. Returns each
+    round's share of those parts the policy passed before its labels were added."""
+    rounds: list[dict[str, float]] = []
+    for r in range(cfg.dagger_rounds if failures else 0):
+        if fitter.budget.spent():
+            log("time budget reached; skipping remaining correction rounds")
+            break
+        policy = LocalPolicy(fitter.model, "training", seed=cfg.seed + r)
+        passed, new = 0, []
+        for path in failures:
+            doc = _manifest(path)
+            ep, ok = relabel_episode(
+                policy, _episode_cfg(cfg, doc), int(doc["seed"]), fitter.rng, 0.0
+            )
+            new.append(ep)
+            passed += ok
+        fitter.data.add(new, weight=cfg.relabel_weight)
+        rate = passed / len(failures)
+        rounds.append({"round": r, "policy_passed": rate})
+        log(f"correction round {r}: the policy passed {rate:.0%} of {len(failures)} failed parts")
+        fitter.fit(cfg.dagger_steps)
+    return rounds
+
+
 def retrain(
     failures: Sequence[Path],
     successes: Sequence[Path],
@@ -163,11 +194,13 @@ def retrain(
     fitter = _Fitter(model, data, cfg, rng, budget, log)
     started = time.monotonic()
     fitter.fit(cfg.steps)
+    rounds = _correction_rounds(fitter, [p for p in failures if _stored(p) is None], cfg, log)
     train_s = time.monotonic() - started
     info = {
         "task": cfg.task.value,
         "continued_from": base_version,
         "from_record": {"failures": len(fixed), "successes": len(demos)},
+        "correction_rounds": rounds,
         "steps": fitter.step,
         "batch": cfg.batch,
         "lr": cfg.lr,

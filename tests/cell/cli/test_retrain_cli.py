@@ -68,7 +68,20 @@ def test_a_new_version_continues_the_base_on_the_stations_failures(
 ) -> None:
     checkpoints, base = plant
     res = intern(
-        "--station", "ST10", "--base", base, "--steps", "3", "--batch", "4", "--author", "ana"
+        "--station",
+        "ST10",
+        "--base",
+        base,
+        "--steps",
+        "3",
+        "--batch",
+        "4",
+        "--author",
+        "ana",
+        "--rounds",
+        "1",
+        "--round-steps",
+        "2",
     )
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout[res.stdout.index("{") : res.stdout.rindex("}") + 1])
@@ -77,6 +90,10 @@ def test_a_new_version_continues_the_base_on_the_stations_failures(
     assert summary["nok_jobs"] == ["ST10:0:2", "ST10:0:1"]  # every NOK one, newest first
     assert summary["ok_jobs"] == ["ST10:0:7", "ST10:0:4"]  # one OK per NOK
     assert summary["from_record"] == {"failures": 2, "successes": 2}
+    # One correction round: the new policy drove both failed parts again, then 2 steps.
+    [round0] = summary["correction_rounds"]
+    assert round0["round"] == 0 and 0.0 <= round0["policy_passed"] <= 1.0
+    assert summary["steps"] == 3 + 2
     folder = CheckpointStore([checkpoints]).find(new)
     assert folder == checkpoints / new and read_config(folder)["version"] == new
     assert CheckpointStore([checkpoints]).find(base) == checkpoints / "base"  # kept beside
