@@ -7,8 +7,8 @@
 1. labels every failure with the scripted expert's actions. An episode that already
    carries ``expert_action`` and all cameras is used as stored (labels the expert's,
    the prefix the actions applied). Otherwise the simulator stands in for a
-   technician's teleoperated correction: it resets the episode's task, seed and
-   difficulty, the base policy drives (asynchronously, simulated delay, as in
+   technician's teleoperated correction: it makes the episode's part again (task,
+   seed, difficulty and the job's recipe), the base policy drives (asynchronously, simulated delay, as in
    ``policy.train.relabel_episode``) and the expert labels every state it visits. On a
    real line a recorded correction episode takes the simulator's place;
 2. keeps every success as a demonstration, so that the fix forgets nothing: the
@@ -18,8 +18,9 @@
    successes labelled by the policy's own actions took 16 held-out seeds from 6 to 3
    passes, with the expert's runs to 5;
 3. continues the base checkpoint's training for ``cfg.steps`` (its architecture and
-   normalisation kept), failures drawn ``cfg.relabel_weight`` times as often, and
-   writes the new checkpoint into ``store/<version>/`` beside the others.
+   normalisation kept), failures drawn ``cfg.relabel_weight`` times as often, then
+   ``cfg.dagger_rounds`` correction rounds on the failed parts (``_correction_rounds``),
+   and writes the new checkpoint into ``store/<version>/`` beside the others.
 
 Imports torch (through ``policy.train``); the CLI imports this module inside its command.
 """
