@@ -17,7 +17,8 @@ router = APIRouter(prefix="/api", tags=["rollouts"], responses=responses(*READ))
 @router.get("/rollouts")
 def get_rollouts(s: SessionDep, _: Reader, station: StationId | None = None) -> list[dict]:
     """Each station's latest rollout, or all of ``station``'s, latest first: versions,
-    share, each arm's jobs and first-pass yield, the interval for the failure-rate
-    ratio candidate/incumbent, state and decision. Read only: the line records the
-    rule's decision as the rollout's jobs end."""
+    share, each arm's jobs and first-pass yield, the incumbent's jobs and yield before
+    the rollout (the rule's reference), the interval for the failure-rate ratio
+    candidate/incumbent, state and decision. Read only: the line records the rule's
+    decision as the rollout's jobs end."""
     return [asdict(r) for r in ro.status(s, station)]

@@ -125,6 +125,8 @@ COLUMNS: Mapping[str, Column] = {
     "incumbent_jobs": _c("Incumbent jobs", K.COUNT, 1),
     "candidate_fpy": _c("Candidate FPY", K.PERCENT, 0),
     "incumbent_fpy": _c("Incumbent FPY", K.PERCENT, 0),
+    "reference_jobs": _c("Incumbent jobs before", K.COUNT, 2),
+    "reference_fpy": _c("Incumbent FPY before", K.PERCENT, 1),
     "started_by": _c("Started by", K.TEXT, 2),
     "decided_at": _c("Decided", K.TIME, 1),
     "decided_by": _c("Decided by", K.TEXT, 1),

@@ -4,8 +4,10 @@ A rollout row says which candidate version runs beside which incumbent on a stat
 with which share of the jobs; ``rollout_jobs`` says which arm each of its jobs ran on
 (the station writes it with ``record_arm`` when it records the job, the arm chosen by
 ``rollout_rule.arm_for`` on the job's key). ``decide`` replays the rollout's jobs in the
-order they ended through the pure rule (``cell.record.rollout_rule``) and records its
-decision with author ``system``; a supervisor may stop a running rollout at any time.
+order they ended through the pure rule (``cell.record.rollout_rule``), with the
+incumbent's reference (its last jobs on the station before the rollout started), and
+records its decision with author ``system`` and the evidence it rests on (the reference
+used among it); a supervisor may stop a running rollout at any time.
 At most one rollout runs per station (the database enforces it too).
 
 People act through ``cell.record.acts.Acts`` (``start_rollout``, ``stop_rollout``), which
@@ -21,13 +23,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from cell.errors import InvalidInput, Refused
 from cell.record import models as m
+from cell.record.rollout_reference import Reference
 from cell.record.rollout_rule import Arm, Decision, JobOutcome, RolloutRule, Verdict, evaluate
 
 SYSTEM = "system"  # the author of the rule's decisions
@@ -178,14 +181,17 @@ def record_arm(session: Session, rollout_id: int, job_id: int, arm: Arm) -> None
     session.commit()
 
 
+# A job passed first time: OK on its first attempt (a retry's OK is not a first pass).
+FIRST_PASS_OK = and_(m.Job.ok.is_(True), m.Job.attempt == 1)
+
+
 def outcomes(session: Session, rollout_id: int) -> list[tuple[JobOutcome, datetime]]:
     """The rollout's jobs in the order they ended (arm, first pass, cycle time, takt),
     each with the time it ended."""
     rows = session.execute(
         select(
             m.RolloutJob.arm,
-            m.Job.ok,
-            m.Job.attempt,
+            FIRST_PASS_OK,
             m.Job.cycle_time_ms,
             m.Recipe.takt_s,
             m.Job.ended_at,
@@ -196,24 +202,51 @@ def outcomes(session: Session, rollout_id: int) -> list[tuple[JobOutcome, dateti
         .order_by(m.Job.ended_at, m.Job.id)
     ).all()
     return [
-        (JobOutcome(Arm(arm), bool(ok) and attempt == 1, cycle_ms / 1000.0, takt), ended)
-        for arm, ok, attempt, cycle_ms, takt, ended in rows
+        (JobOutcome(Arm(arm), bool(ok), cycle_ms / 1000.0, takt), ended)
+        for arm, ok, cycle_ms, takt, ended in rows
     ]
 
 
+def reference(session: Session, row: m.Rollout, jobs: int) -> Reference:
+    """The incumbent's reference for rollout ``row``: its last ``jobs`` jobs on the
+    station that ended before the rollout started (none of the rollout's own, should a
+    clock put one there), and how many passed first time."""
+    own = select(m.RolloutJob.job_id).where(
+        m.RolloutJob.rollout_id == row.id, m.RolloutJob.job_id == m.Job.id
+    )
+    last = (
+        select(FIRST_PASS_OK.label("ok"))
+        .where(
+            m.Job.station_id == row.station_id,
+            m.Job.policy_version == row.incumbent_version,
+            m.Job.ended_at < row.started_at,
+            ~own.exists(),
+        )
+        .order_by(m.Job.ended_at.desc(), m.Job.id.desc())
+        .limit(jobs)
+        .subquery()
+    )
+    n, ok = session.execute(
+        select(func.count(), func.count().filter(last.c.ok)).select_from(last)
+    ).one()
+    return Reference(jobs=n, ok=ok)
+
+
 def decide(session: Session, rollout_id: int, *, rule: RolloutRule | None = None) -> Verdict | None:
-    """Evaluate the rule on the rollout's recorded jobs, job by job, and record the
-    evidence; a decision ends the rollout with author ``system``, dated when the job it
-    was decided on ended, so asking again later records the same decision. None for a
-    rollout that is no longer running (its ending stands)."""
+    """Evaluate the rule on the rollout's recorded jobs, job by job, with the incumbent's
+    reference (``reference``), and record the evidence; a decision ends the rollout with
+    author ``system``, dated when the job it was decided on ended, so asking again later
+    records the same decision. None for a rollout that is no longer running (its ending
+    stands)."""
     row = session.get(m.Rollout, rollout_id, with_for_update=True)
     if row is None:
         raise InvalidInput(f"no rollout {rollout_id}")
     if row.state != RUNNING:
         session.rollback()
         return None
+    rule = rule or RolloutRule(share=row.share)
     jobs = outcomes(session, rollout_id)
-    verdict = evaluate((job for job, _ in jobs), rule or RolloutRule(share=row.share))
+    verdict = evaluate((job for job, _ in jobs), rule, reference(session, row, rule.reference_jobs))
     row.evidence = verdict.evidence.as_json()
     if verdict.decision is not Decision.CONTINUE:
         read = sum(verdict.evidence.jobs.values())
@@ -241,6 +274,9 @@ class RolloutStatus:
     incumbent_jobs: int
     candidate_fpy: float | None
     incumbent_fpy: float | None
+    # The incumbent's record before the rollout that the rule compared against.
+    reference_jobs: int = 0
+    reference_fpy: float | None = None
     # Always-valid interval for the failure-rate ratio candidate/incumbent (None: unbounded).
     ratio_interval: tuple[float | None, float | None] = (None, None)
 
@@ -266,6 +302,8 @@ def _status(r: m.Rollout) -> RolloutStatus:
     jobs = ev.get("jobs") if isinstance(ev.get("jobs"), dict) else {}
     yields = ev.get("yields") if isinstance(ev.get("yields"), dict) else {}
     assert isinstance(jobs, dict) and isinstance(yields, dict)
+    reference = ev.get("reference") if isinstance(ev.get("reference"), dict) else {}
+    assert isinstance(reference, dict)
     interval = ev.get("ratio_interval")
     low, high = interval if isinstance(interval, list) and len(interval) == 2 else (None, None)
     return RolloutStatus(
@@ -284,5 +322,7 @@ def _status(r: m.Rollout) -> RolloutStatus:
         incumbent_jobs=int(jobs.get(Arm.INCUMBENT.value, 0)),
         candidate_fpy=yields.get(Arm.CANDIDATE.value),
         incumbent_fpy=yields.get(Arm.INCUMBENT.value),
+        reference_jobs=int(reference.get("jobs", 0)),
+        reference_fpy=reference.get("yield"),
         ratio_interval=(low, high),
     )

@@ -97,6 +97,8 @@ def test_status_records_the_rules_decision_with_author_system(db: str) -> None:
     engine.dispose()
     (row,) = _status("--station", "ST10")
     assert (row["state"], row["decided_by"], row["candidate_jobs"]) == ("rolled_back", "system", 7)
+    # The incumbent's one job before the rollout: its reference, too short to decide on.
+    assert (row["reference_jobs"], row["reference_fpy"]) == (1, 1.0)
 
 
 @pytest.mark.parametrize(

@@ -34,7 +34,7 @@ def test_passing_jobs_continue_and_count() -> None:
 
 def test_candidate_failures_roll_back_at_the_seventh() -> None:
     # q(worse) = 1/3 against 0.2: each candidate failure multiplies the ratio by 5/3;
-    # (5/3)**7 = 35.7 is the first power past 1/(0.8 * 0.05) = 25.
+    # (5/3)**7 = 35.7 is the first power past 1/(0.9 * 0.04) = 27.8.
     assert evaluate(jobs(CAND, 6, ok=False)).decision is Decision.CONTINUE
     verdict = evaluate(jobs(CAND, 7, ok=False) + jobs(CAND, 5, ok=False))
     assert verdict.decision is Decision.ROLL_BACK
@@ -42,10 +42,10 @@ def test_candidate_failures_roll_back_at_the_seventh() -> None:
     assert verdict.evidence.jobs["candidate"] == 7  # nothing after the decision is read
 
 
-def test_incumbent_failures_alone_promote_at_the_forty_fourth() -> None:
-    # q(better) = 1/9: each incumbent failure multiplies by 10/9; 1/(0.2 * 0.05) = 100.
-    assert evaluate(jobs(INC, 43, ok=False)).decision is Decision.CONTINUE
-    verdict = evaluate(jobs(INC, 44, ok=False))
+def test_incumbent_failures_alone_promote_at_the_fifty_third() -> None:
+    # q(better) = 1/9: each incumbent failure multiplies by 10/9; 1/(0.1 * 0.04) = 250.
+    assert evaluate(jobs(INC, 52, ok=False)).decision is Decision.CONTINUE
+    verdict = evaluate(jobs(INC, 53, ok=False))
     assert verdict.decision is Decision.PROMOTE
 
 
@@ -81,7 +81,17 @@ def test_three_of_the_last_ten_candidate_jobs_over_takt_roll_back() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"share": 0.0}, {"share": 1.0}, {"alpha": 0.0}, {"max_candidate_jobs": 0}, {"worse_ratio": 1}],
+    [
+        {"share": 0.0},
+        {"share": 1.0},
+        {"alpha": 0.0},
+        {"max_candidate_jobs": 0},
+        {"worse_ratio": 1},
+        {"min_reference_jobs": 0},
+        {"min_reference_jobs": 3000},
+        {"drift_ratio": 1.0},
+        {"look_part": 1.0},
+    ],
 )
 def test_bad_parameters_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(InvalidInput):

@@ -15,7 +15,7 @@ from cell.record import models as m
 from cell.record import rollouts as ro
 from cell.record.acts import Actor, Acts
 from cell.record.jobs import JobRecord, record_job
-from cell.record.rollout_rule import Arm
+from cell.record.rollout_rule import Arm, RolloutRule
 from cell.record.roster import sync_line
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
@@ -40,7 +40,12 @@ class Jobs:
         self.recipe_id, self.takt_s = recipe.id, recipe.takt_s
 
     def add(
-        self, version: str, ok: bool = True, over_takt: bool = False, rollout: int | None = None
+        self,
+        version: str,
+        ok: bool = True,
+        over_takt: bool = False,
+        rollout: int | None = None,
+        attempt: int = 1,
     ) -> int:
         self.seq += 1
         at = T0 + timedelta(seconds=self.seq)
@@ -58,6 +63,7 @@ class Jobs:
             ended_at=at,
             cycle_time_ms=int(cycle_s * 1000),
             ok=ok,
+            attempt=attempt,
         )
         job_id = record_job(self.session, rec).job_id
         if rollout is not None:
@@ -151,7 +157,7 @@ def test_incumbent_failures_promote_and_jobs_outside_the_rollout_do_not_count(
     for _ in range(50):
         jobs.add("v1", ok=False)  # before the rollout: not evidence
     rollout = ro.start(line_db, "ST10", "v2", author="sup-anna").id
-    for _ in range(43):
+    for _ in range(52):
         jobs.add("v1", ok=False, rollout=rollout)
     assert ro.decide(line_db, rollout) is not None
     assert ro.status(line_db, "ST10")[0].state == "running"
@@ -159,7 +165,37 @@ def test_incumbent_failures_promote_and_jobs_outside_the_rollout_do_not_count(
     ro.decide(line_db, rollout)
     (status,) = ro.status(line_db, "ST10")
     assert (status.state, status.decided_by) == ("promoted", "system")
-    assert (status.incumbent_jobs, status.incumbent_fpy, status.candidate_jobs) == (44, 0.0, 0)
+    assert (status.incumbent_jobs, status.incumbent_fpy, status.candidate_jobs) == (53, 0.0, 0)
+
+
+def test_the_rule_compares_with_the_incumbents_last_jobs_before_the_rollout(
+    line_db: Session,
+) -> None:
+    jobs = Jobs(line_db)
+    for _ in range(10):
+        jobs.add("v1", ok=False)  # older than the reference's last 25
+    for _ in range(19):
+        jobs.add("v1")
+    jobs.add("v1", attempt=2)  # OK on a retry: not a first pass
+    for _ in range(5):
+        jobs.add("v1", ok=False)
+        jobs.add("v0", ok=False)  # another version's
+    start = T0 + timedelta(seconds=jobs.seq, milliseconds=500)
+    rollout = ro.start(line_db, "ST10", "v2", author="sup-anna", incumbent="v1", at=start).id
+    jobs.add("v1", ok=False)  # after the start, outside the rollout: neither
+    for _ in range(3):
+        jobs.add("v2", ok=False, rollout=rollout)
+        jobs.add("v1", rollout=rollout)
+    rule = RolloutRule(reference_jobs=25, min_reference_jobs=20)
+    verdict = ro.decide(line_db, rollout, rule=rule)
+    assert verdict is not None and verdict.decision.value == "continue"
+    row = line_db.get(m.Rollout, rollout)
+    assert row is not None
+    assert row.evidence["reference"] == {"jobs": 25, "ok": 19, "yield": 0.76}
+    assert row.evidence["test"] == "reference"
+    assert row.evidence["jobs"] == {"incumbent": 3, "candidate": 3}
+    (status,) = ro.status(line_db, "ST10")
+    assert (status.reference_jobs, status.reference_fpy) == (25, 0.76)
 
 
 def test_candidate_jobs_over_takt_roll_back(line_db: Session) -> None:

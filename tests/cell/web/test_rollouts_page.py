@@ -1,5 +1,6 @@
 """The rollouts page in headless Chromium: a station's rollout with each arm's jobs and
-yield, the rule's interval and its state, read through the API."""
+yield, the incumbent's yield before the rollout, the rule's interval and its state, read
+through the API."""
 
 from __future__ import annotations
 
@@ -16,25 +17,41 @@ from tests.cell.web.conftest import sign_in
 T0 = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
 
 
+def _job(seq: int, version: str, ok: bool = True) -> JobRecord:
+    at = T0 + timedelta(minutes=seq)
+    return JobRecord(
+        station_id="ST30",
+        epoch=97,  # keys of its own, beside the generated history
+        job_seq=seq,
+        part_id=None,
+        program_no=1,
+        policy_version=version,
+        started_at=at,
+        ended_at=at,
+        cycle_time_ms=60000,
+        ok=ok,
+    )
+
+
 def test_the_rollouts_page_lists_a_running_rollout(page: Page, web_world: ApiWorld) -> None:
     with web_world.session() as s:
-        rollout = ro.start(s, "ST30", "cand-v2", author="sup-anna", share=0.5, incumbent="inc-v1")
+        # The incumbent's record before the rollout: one job of two passed first time.
+        record_job(s, _job(1, "inc-v1"))
+        record_job(s, _job(2, "inc-v1", ok=False))
+        rollout = ro.start(
+            s,
+            "ST30",
+            "cand-v2",
+            author="sup-anna",
+            share=0.5,
+            incumbent="inc-v1",
+            at=T0 + timedelta(minutes=2, seconds=30),
+        )
         arms = [Arm.CANDIDATE, Arm.INCUMBENT, Arm.CANDIDATE, Arm.INCUMBENT, Arm.INCUMBENT]
-        for seq, arm in enumerate(arms, start=1):
-            at = T0 + timedelta(minutes=seq)
-            rec = JobRecord(
-                station_id="ST30",
-                epoch=97,  # keys of its own, beside the generated history
-                job_seq=seq,
-                part_id=None,
-                program_no=1,
-                policy_version="cand-v2" if arm is Arm.CANDIDATE else "inc-v1",
-                started_at=at,
-                ended_at=at,
-                cycle_time_ms=60000,
-                ok=seq != 3,  # one candidate job fails its first pass
-            )
-            ro.record_arm(s, rollout.id, record_job(s, rec).job_id, arm)
+        for seq, arm in enumerate(arms, start=3):
+            version = "cand-v2" if arm is Arm.CANDIDATE else "inc-v1"
+            job = record_job(s, _job(seq, version, ok=seq != 5))  # one candidate job fails
+            ro.record_arm(s, rollout.id, job.job_id, arm)
         ro.decide(s, rollout.id)
         rollout_id = rollout.id
     sign_in(page, web_world, "viewer-user")
@@ -47,6 +64,7 @@ def test_the_rollouts_page_lists_a_running_rollout(page: Page, web_world: ApiWor
     expect(cells.nth(4)).to_have_text("2 / 3")
     expect(cells.nth(5)).to_have_text("50.00 %")
     expect(cells.nth(6)).to_have_text("100.00 %")
-    expect(cells.nth(7)).to_contain_text("–")
-    expect(cells.nth(8)).to_have_text("running")
+    expect(cells.nth(7)).to_have_text("50.00 % of 2")
+    expect(cells.nth(8)).to_contain_text("–")
+    expect(cells.nth(9)).to_have_text("running")
     expect(page.locator("nav")).to_contain_text("Rollouts")
