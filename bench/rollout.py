@@ -19,9 +19,11 @@ there), and the share that ended on the reference test. For equal versions only
 promote and roll back are wrong; keeping the incumbent after the maximum is the honest
 ending. The last line is JSON for a machine, from the first three cases. Goals: a worse
 candidate rolled back within a median of 60 candidate jobs, equal versions decided
-wrongly in at most 5 % of rollouts, a better one promoted in at least 95 %.
+wrongly in at most 5 % of rollouts, a better one promoted in at least 95 %. 2000
+rollouts per case by default: at 400 the equal case's rate moves by about a point from
+seed to seed (its standard error is 0.9 points at 3.4 %).
 
-    python bench/rollout.py --rollouts 400 --seed 7
+    python bench/rollout.py --rollouts 2000 --seed 1
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def run_case(
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rollouts", type=int, default=400, help="rollouts per case (>= 200)")
+    ap.add_argument("--rollouts", type=int, default=2000, help="rollouts per case (>= 200)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--share", type=float, default=0.2, help="share of jobs to the candidate")
     ap.add_argument("--max-candidate-jobs", type=int, default=RolloutRule.max_candidate_jobs)
