@@ -8,9 +8,9 @@
    carries ``expert_action`` and all cameras is used as stored (labels the expert's,
    the prefix the actions applied). Otherwise the simulator stands in for a
    technician's teleoperated correction: it makes the episode's part again (task,
-   seed, difficulty and the job's recipe), the base policy drives (asynchronously, simulated delay, as in
-   ``policy.train.relabel_episode``) and the expert labels every state it visits. On a
-   real line a recorded correction episode takes the simulator's place;
+   seed, difficulty and the job's recipe), the base policy drives (asynchronously,
+   simulated delay, as in ``policy.train.relabel_episode``) and the expert labels
+   every state it visits. On a real line a recorded correction episode takes the simulator's place;
 2. keeps every success as a demonstration, so that the fix forgets nothing: the
    expert's run of the same task, seed and difficulty (the teacher the base learned
    from), or the stored episode when it carries ``expert_action`` and all cameras. Not
