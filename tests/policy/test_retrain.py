@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from policy.recipe import TrainConfig
-from policy.retrain import corrected, kept
+from policy.retrain import demonstration
 from robot.env import CellEnv
 from robot.episode_files import load_episode, record_episode
 from robot.job_episodes import EpisodeKeeper, EpisodeStore
@@ -24,19 +24,17 @@ def test_an_episode_with_expert_labels_and_cameras_is_used_as_stored(tmp_path: P
     path = record_episode(CellEnv(Task.SCREWING, seed=4), tmp_path, "e", expert_labels=True)
     rec = load_episode(path)
     assert rec.expert_action is not None
-    # No policy is needed: nothing runs again.
-    ep = corrected(path, None, _cfg(tmp_path), np.random.default_rng(0))  # type: ignore[arg-type]
+    ep = demonstration(path, _cfg(tmp_path))
     np.testing.assert_array_equal(ep.action, rec.expert_action)
     assert ep.executed is not None and len(ep) == rec.length
-    assert len(kept(path, _cfg(tmp_path))) == rec.length
 
 
 def test_an_episode_without_cameras_is_the_experts_run_of_its_seed(tmp_path: Path) -> None:
     path = record_episode(CellEnv(Task.SCREWING, seed=4, render=False), tmp_path, "e")
-    ep = kept(path, _cfg(tmp_path))
+    ep = demonstration(path, _cfg(tmp_path))
     assert ep.seed == 4 and ep.images.shape[0] == len(ep) and ep.aim is not None
     with pytest.raises(ValueError, match="an episode of screwing among nut_install"):
-        kept(path, _cfg(tmp_path, Task.NUT_INSTALL))
+        demonstration(path, _cfg(tmp_path, Task.NUT_INSTALL))
 
 
 def test_a_job_episode_is_made_again_with_its_own_recipe(tmp_path: Path) -> None:
@@ -69,6 +67,6 @@ def test_a_job_episode_is_made_again_with_its_own_recipe(tmp_path: Path) -> None
     out = keeper.keep(spec, run_job(spec, tape=keeper.tape(spec)))
     assert out.episode is not None
     path = EpisodeStore(tmp_path / "episodes").manifest_path(out.episode.path)
-    ep = kept(path, _cfg(tmp_path, Task.NUT_INSTALL))
+    ep = demonstration(path, _cfg(tmp_path, Task.NUT_INSTALL))
     assert ep.instruction == "install 4 nuts per side on the casting"
     assert ep.success and ep.seed == 7
