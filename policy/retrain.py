@@ -175,7 +175,7 @@ def retrain(
     demos = [demonstration(p, cfg) for p in successes]
     t_data = budget.elapsed()
     log(
-        f"{len(fixed)} failures labelled by the expert ({sum(map(len, fixed))} states), "
+        f"{len(fixed)} failures corrected by the expert ({sum(map(len, fixed))} states), "
         f"{len(demos)} successes kept, in {t_data:.0f} s"
     )
     data = ChunkDataset(model.cfg.horizon)
