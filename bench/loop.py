@@ -19,7 +19,8 @@ yield on the same seeds); the shipped policy misses most outer studs.
    continues the station's checkpoint; it writes a new version into the plant's store.
 4. Evaluate the shipped and the new version on the same ``--seeds`` held-out seeds of
    housing B (``policy.evaluate``; never the line's seeds): first-pass yield with its 95 %
-   Wilson interval; and the new version on housing A, to show what it kept.
+   Wilson interval, mean cycle time and the share within the 76 s takt; and both on
+   housing A, to show what the new one kept.
 
 The last line is JSON: ``fpy_before``, ``fpy_before_ci``, ``fpy_after``, ``fpy_after_ci``,
 ``episodes_used``, ``train_s``, ``seeds`` (and the expert's and housing A's figures).
@@ -118,7 +119,8 @@ def show(name: str, r: dict[str, Any]) -> None:
     lo, hi = r["ci95"]
     print(
         f"  {name:22s} {r['success_rate']:6.1%} (95 % {lo:.1%}-{hi:.1%}) over "
-        f"{r['episodes']} seeds; failures {r['failures'] or 'none'}"
+        f"{r['episodes']} seeds; cycle {r['cycle_time_s_mean']:.1f} s, "
+        f"{r['within_takt']:.0%} within takt; failures {r['failures'] or 'none'}"
     )
 
 
@@ -212,6 +214,9 @@ def main() -> None:
                 "expert_fpy": before["expert"]["success_rate"],
                 "housing_a_before": base_a["policy"]["success_rate"],
                 "housing_a_after": kept_a["policy"]["success_rate"],
+                "cycle_s_before": b["cycle_time_s_mean"],
+                "cycle_s_after": a["cycle_time_s_mean"],
+                "within_takt_after": a["within_takt"],
             }
         )
     )
