@@ -123,10 +123,10 @@ def _correction_rounds(
 ) -> list[dict[str, float]]:
     """``cfg.dagger_rounds`` rounds on the failed parts the simulator can make again: the
     policy being trained drives each of them, the expert labels what it visits, and
-    ``cfg.dagger_steps`` more steps follow. Why: a step away from the base changes where
-    the policy goes, and states it now reaches were in nobody's labels; without the
-    rounds, continuing the shipped checkpoint cost it yield on its own parts. Returns each
-    round's share of those parts the policy passed before its labels were added."""
+    ``cfg.dagger_steps`` more steps follow. Why: training moves the policy away from the
+    base, so it reaches states that are in nobody's labels, and the base learnt to
+    recover from its own mistakes in rounds like these. Returns each round's share of
+    those parts the policy passed before its labels were added."""
     rounds: list[dict[str, float]] = []
     for r in range(cfg.dagger_rounds if failures else 0):
         if fitter.budget.spent():
