@@ -47,36 +47,36 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 
 STATION = "ST10"
 PER_SIDE = 4  # housing B's studs per side (housing A, the shipped recipe: 3)
-WINDOWS = {"torque_min_nm": 18, "torque_max_nm": 26, "angle_min_deg": 540, "angle_max_deg": 900}
 
 
-def variant_config(folder: Path) -> Path:
-    """The sample line cut to ST10 and robot R1, ST10 running housing B."""
+def variant_config(folder: Path) -> tuple[Path, dict[str, Any]]:
+    """The sample line cut to ST10 and robot R1, ST10 running housing B (housing A's
+    fastener windows on four positions a side); the config's path and that recipe."""
     import yaml
 
     from cell.config import sample_config_path
 
     doc = yaml.safe_load(sample_config_path().read_text(encoding="utf-8"))
     st10 = next(s for s in doc["stations"] if s["id"] == STATION)
-    st10["recipes"] = [
-        {
-            "program_no": 1,
-            "name": f"Housing B, {PER_SIDE}+{PER_SIDE} self-tapping M8 nuts",
-            "task": "nut_install",
-            "takt_s": 76,
-            "on_nok": "continue",  # nobody clears a hold on an unattended bench line
-            "fasteners": [
-                {"position": p, "side": side, **WINDOWS}
-                for side in ("left", "right")
-                for p in range(1, PER_SIDE + 1)
-            ],
-        }
-    ]
+    windows = st10["recipes"][0]["fasteners"][0]
+    recipe = {
+        "program_no": 1,
+        "name": f"Housing B, {PER_SIDE}+{PER_SIDE} self-tapping M8 nuts",
+        "task": "nut_install",
+        "takt_s": 76,
+        "on_nok": "continue",  # nobody clears a hold on an unattended bench line
+        "fasteners": [
+            windows | {"position": p, "side": side}
+            for side in ("left", "right")
+            for p in range(1, PER_SIDE + 1)
+        ],
+    }
+    st10["recipes"] = [recipe]
     doc["stations"] = [st10]
     doc["robots"] = [r for r in doc["robots"] if r["id"] == "R1"]
     path = folder / "housing_b_line.yaml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
-    return path
+    return path, recipe
 
 
 def intern(args: list[str], data: Path, log: Path) -> str:
@@ -137,7 +137,6 @@ def main() -> None:
     args = ap.parse_args()
 
     import torch
-    import yaml
 
     from policy.runtime import checkpoint_dir
     from robot.jobs import FastenerSpec, Task
@@ -147,8 +146,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="intern-loop-") as tmp:
         work = args.keep or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        config, data, log = variant_config(work), work / "data", work / "loop.log"
-        recipe = yaml.safe_load(config.read_text())["stations"][0]["recipes"][0]
+        (config, recipe), data, log = variant_config(work), work / "data", work / "loop.log"
         housing_b = tuple(FastenerSpec.model_validate(f) for f in recipe["fasteners"])
         print(f"line: {recipe['name']} on {STATION}; commands and their output in {log}")
 

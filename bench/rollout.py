@@ -119,7 +119,7 @@ def main() -> None:
     rule = RolloutRule(share=args.share, max_candidate_jobs=args.max_candidate_jobs)
     rng = random.Random(args.seed)
     print(
-        f"share {rule.share}, alpha {rule.alpha} (rollback {rule.alpha * rule.rollback_part:.3f}),"
+        f"share {rule.share}, alpha {rule.alpha} (rollback {rule.rollback_alpha:.3f}),"
         f" max {rule.max_candidate_jobs} candidate jobs, reference {args.reference_jobs} jobs"
         f" (used from {rule.min_reference_jobs}), {args.rollouts} rollouts per case"
     )

@@ -153,6 +153,16 @@ class RolloutRule:
             if not ok:
                 raise InvalidInput(message)
 
+    @property
+    def rollback_alpha(self) -> float:
+        """The error level spent on rolling back (``rollback_part`` of ``alpha``)."""
+        return self.alpha * self.rollback_part
+
+    @property
+    def promote_alpha(self) -> float:
+        """The error level spent on promoting (the rest of ``alpha``)."""
+        return self.alpha * (1.0 - self.rollback_part)
+
     def q(self, ratio: float) -> float:
         """Chance that a failed job is a candidate job at failure-rate ratio ``ratio``."""
         return self.share * ratio / (self.share * ratio + 1.0 - self.share)
@@ -227,7 +237,7 @@ def evaluate(
             ev.reference,
             worse_ratio=rule.worse_ratio,
             better_ratio=rule.better_ratio,
-            rollback_alpha=rule.alpha * rule.rollback_part,
+            rollback_alpha=rule.rollback_alpha,
             look_jobs=rule.look_jobs,
             look_part=rule.look_part,
             drift_ratio=rule.drift_ratio,
@@ -305,11 +315,11 @@ def _decision(ev: Evidence, rule: RolloutRule) -> tuple[Decision, str] | None:
     else:
         worse, better = ev.log_e_worse, ev.log_e_better
         beside = "the incumbent's jobs beside it"
-    if worse >= math.log(1.0 / (rule.alpha * rule.rollback_part)):
+    if worse >= math.log(1.0 / rule.rollback_alpha):
         return Decision.ROLL_BACK, (
             f"candidate's first-pass yield worse than {beside} (after {n} candidate jobs)"
         )
-    if better >= math.log(1.0 / (rule.alpha * (1.0 - rule.rollback_part))):
+    if better >= math.log(1.0 / rule.promote_alpha):
         return Decision.PROMOTE, (
             f"candidate's first-pass yield better than {beside} (after {n} candidate jobs)"
         )

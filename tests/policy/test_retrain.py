@@ -12,7 +12,8 @@ from policy.retrain import demonstration
 from robot.env import CellEnv
 from robot.episode_files import load_episode, record_episode
 from robot.job_episodes import EpisodeKeeper, EpisodeStore
-from robot.jobs import FastenerSpec, JobSpec, Side, Task
+from robot.jobs import JobSpec, Side, Task
+from robot.sim.config import default_fasteners
 from robot.skills import run_job
 
 
@@ -40,17 +41,9 @@ def test_an_episode_without_cameras_is_the_experts_run_of_its_seed(tmp_path: Pat
 def test_a_job_episode_is_made_again_with_its_own_recipe(tmp_path: Path) -> None:
     # A housing with four studs per side, not the task's default three: the episode's
     # manifest keeps the job's recipe and the expert's run is made on that part.
+    one = default_fasteners(Task.NUT_INSTALL)[0]
     four = tuple(
-        FastenerSpec(
-            position=p,
-            side=side,
-            torque_min_nm=18,
-            torque_max_nm=26,
-            angle_min_deg=540,
-            angle_max_deg=900,
-        )
-        for side in Side
-        for p in range(1, 5)
+        one.model_copy(update={"position": p, "side": side}) for side in Side for p in range(1, 5)
     )
     spec = JobSpec(
         job_key="ST10:0:7",
