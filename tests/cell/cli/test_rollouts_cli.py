@@ -17,28 +17,17 @@ from typer.testing import CliRunner, Result
 from cell.cli import app
 from cell.config import load_line_config, sample_config_path
 from cell.record import rollouts as ro
-from cell.record.jobs import JobRecord, record_job
+from cell.record.jobs import record_job
 from cell.record.rollout_rule import Arm
 from cell.record.roster import sync_line
+from tests.cell.record.test_rollouts import job_record
 
 T0 = datetime(2026, 3, 2, 6, 0, tzinfo=UTC)
 
 
 def _job(s: Session, seq: int, version: str, ok: bool = True) -> int:
     at = T0 + timedelta(seconds=seq)
-    rec = JobRecord(
-        station_id="ST10",
-        epoch=0,
-        job_seq=seq,
-        part_id=None,
-        program_no=1,
-        policy_version=version,
-        started_at=at,
-        ended_at=at,
-        cycle_time_ms=60000,
-        ok=ok,
-    )
-    return record_job(s, rec).job_id
+    return record_job(s, job_record("ST10", seq, version, ok, at)).job_id
 
 
 @pytest.fixture

@@ -29,6 +29,27 @@ def line_db(db_session: Session) -> Session:
     return db_session
 
 
+def job_record(
+    station_id: str, seq: int, version: str, ok: bool, at: datetime, **more: object
+) -> JobRecord:
+    """A job of ``station_id`` for a rollout's tests: JobSeq ``seq``, run by ``version``,
+    started and ended ``at``; epoch 0 and a 60 s cycle unless ``more`` says otherwise."""
+    fields: dict[str, object] = {"epoch": 0, "cycle_time_ms": 60000} | more
+    return JobRecord.model_validate(
+        {
+            "station_id": station_id,
+            "job_seq": seq,
+            "part_id": None,
+            "program_no": 1,
+            "policy_version": version,
+            "started_at": at,
+            "ended_at": at,
+            "ok": ok,
+            **fields,
+        }
+    )
+
+
 class Jobs:
     """Records ST10's jobs one after another, each a second later than the last."""
 
@@ -50,19 +71,15 @@ class Jobs:
         self.seq += 1
         at = T0 + timedelta(seconds=self.seq)
         cycle_s = self.takt_s + 5 if over_takt else self.takt_s - 5
-        rec = JobRecord(
-            station_id="ST10",
-            epoch=0,
-            job_seq=self.seq,
-            part_id=None,
-            program_no=1,
+        rec = job_record(
+            "ST10",
+            self.seq,
+            version,
+            ok,
+            at,
             recipe_id=self.recipe_id,
             task="nut_install",
-            policy_version=version,
-            started_at=at,
-            ended_at=at,
             cycle_time_ms=int(cycle_s * 1000),
-            ok=ok,
             attempt=attempt,
         )
         job_id = record_job(self.session, rec).job_id

@@ -12,6 +12,7 @@ from cell.record import rollouts as ro
 from cell.record.jobs import JobRecord, record_job
 from cell.record.rollout_rule import Arm
 from tests.cell.api.conftest import ApiWorld
+from tests.cell.record.test_rollouts import job_record
 from tests.cell.web.conftest import sign_in
 
 T0 = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
@@ -19,18 +20,8 @@ T0 = datetime(2026, 3, 3, 6, 0, tzinfo=UTC)
 
 def _job(seq: int, version: str, ok: bool = True) -> JobRecord:
     at = T0 + timedelta(minutes=seq)
-    return JobRecord(
-        station_id="ST30",
-        epoch=97,  # keys of its own, beside the generated history
-        job_seq=seq,
-        part_id=None,
-        program_no=1,
-        policy_version=version,
-        started_at=at,
-        ended_at=at,
-        cycle_time_ms=60000,
-        ok=ok,
-    )
+    # Keys of its own (epoch 97), beside the generated history.
+    return job_record("ST30", seq, version, ok, at, epoch=97)
 
 
 def test_the_rollouts_page_lists_a_running_rollout(page: Page, web_world: ApiWorld) -> None:
