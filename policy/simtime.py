@@ -95,8 +95,11 @@ class SimTimeRunner:
         self._horizon = horizon
         self._segment = segment
 
-    def run(self, env: Env, max_steps: int) -> tuple[ExecStats, bool]:
-        """Returns the execution counters and whether the episode ended by itself."""
+    def run(
+        self, env: Env, max_steps: int, on_tick: Callable[[np.ndarray], None] | None = None
+    ) -> tuple[ExecStats, bool]:
+        """Returns the execution counters and whether the episode ended by itself.
+        ``on_tick(action)`` sees every action just before ``env`` applies it."""
         self._policy.reset()
         pipe = SimPipeline(self._policy, self._config, self._latency, self._horizon)
         obs = env.reset()
@@ -105,7 +108,10 @@ class SimTimeRunner:
             pipe.deliver_due(tick)
             if pipe.sched.want_request(tick):
                 pipe.request(tick, obs)
-            obs, done = env.step(pipe.sched.next_action(tick))
+            action = pipe.sched.next_action(tick)
+            if on_tick is not None:
+                on_tick(action)
+            obs, done = env.step(action)
             if done:
                 return pipe.sched.stats, True
         return pipe.sched.stats, False

@@ -102,3 +102,12 @@ def test_simulated_async_wrapper_matches_the_runner():
     assert wrapped.stats.empty_queue_ticks == ref_stats.empty_queue_ticks == 0
     assert max(lengths) == cfg.replan_every + 3 and wrapped.version == "wave-1"
     assert make_obs(0).step == 0
+
+
+def test_the_run_hook_sees_every_action_the_env_applies():
+    env = CountingEnv(200)
+    seen: list[np.ndarray] = []
+    runner = SimTimeRunner(WavePolicy(), ExecConfig(), latency=LatencyInjector("fixed:80", seed=1))
+    runner.run(env, 205, on_tick=lambda a: seen.append(a.copy()))
+    assert len(seen) == len(env.actions) == 200
+    np.testing.assert_array_equal(np.stack(seen), np.stack(env.actions))
