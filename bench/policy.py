@@ -30,7 +30,6 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -195,29 +194,34 @@ class Figures:
 LIFT_DIMS = (2, 2 + len(ARM_ACTION))
 
 
-def late_lift_counter(env: CellEnv, counts: list[int]) -> Callable[[np.ndarray], None]:
-    """A ``SimTimeRunner.run`` hook adding each late-lifting arm-tick to ``counts[0]``."""
+class LateLifts:
+    """A ``SimTimeRunner.run`` hook for one episode of ``env``: ``count`` is its
+    late-lifting arm-ticks so far."""
 
-    def on_tick(action: np.ndarray) -> None:
-        expert = env.expert_action()
+    def __init__(self, env: CellEnv) -> None:
+        self.env = env
+        self.count = 0
+
+    def __call__(self, action: np.ndarray) -> None:
+        expert = self.env.expert_action()
         for d in LIFT_DIMS:
             if expert[d] >= MAX_STEP_M - 1e-9 and action[d] < MAX_STEP_M / 3:
-                counts[0] += 1
-
-    return on_tick
+                self.count += 1
 
 
 def run_method(policy: LocalPolicy, mode: ExecMode, lat_ms: int, episodes: int) -> Figures:
     ticks, cycle, ok = [], [], 0
     jumps: list[float] = []
     steps: list[float] = []
-    late = [0]
+    late = 0
     for i in range(episodes):
         env = CellEnv(Task.NUT_INSTALL, seed=EVAL_SEED0 + i, render=True)
         latency = LatencyInjector(f"fixed:{lat_ms}", seed=i)
+        lifts = LateLifts(env)
         stats, _ = SimTimeRunner(policy, ExecConfig(mode=mode), latency=latency).run(
-            env, env.max_steps + 1, on_tick=late_lift_counter(env, late)
+            env, env.max_steps + 1, on_tick=lifts
         )
+        late += lifts.count
         out = env.outcome()
         ticks.append(out.steps)
         cycle.append(out.cycle_time_s)
@@ -235,7 +239,7 @@ def run_method(policy: LocalPolicy, mode: ExecMode, lat_ms: int, episodes: int) 
         episodes,
         jump,
         median,
-        late[0] / episodes,
+        late / episodes,
     )
 
 

@@ -57,6 +57,10 @@ class Case:
     reference_fpy: float | None = None  # None: the incumbent's
     reference_jobs: int | None = None  # None: --reference-jobs
 
+    @property
+    def reference_yield(self) -> float:
+        return self.incumbent_fpy if self.reference_fpy is None else self.reference_fpy
+
 
 def cases(reference_jobs: int) -> list[Case]:
     return [
@@ -93,9 +97,8 @@ def run_case(
     """``rollouts`` rollouts of ``case``, each with a reference of its own."""
     ends: Counter[Decision] = Counter()
     lengths, on_reference = [], 0
-    ref_fpy = case.incumbent_fpy if case.reference_fpy is None else case.reference_fpy
     for _ in range(rollouts):
-        ok = sum(rng.random() < ref_fpy for _ in range(reference_jobs))
+        ok = sum(rng.random() < case.reference_yield for _ in range(reference_jobs))
         verdict = evaluate(jobs(rng, rule, case), rule, Reference(reference_jobs, ok))
         ends[verdict.decision] += 1
         lengths.append(verdict.evidence.jobs[Arm.CANDIDATE.value])
@@ -132,7 +135,7 @@ def main() -> None:
         n_ref = args.reference_jobs if case.reference_jobs is None else case.reference_jobs
         res = run_case(rng, rule, case, n_ref, args.rollouts)
         results.setdefault(case.name, res)  # the first of each name feeds the JSON line
-        r, ref_fpy = res.rates, case.reference_fpy or case.incumbent_fpy
+        r, ref_fpy = res.rates, case.reference_yield
         print(
             f"{case.name:<8}{case.incumbent_fpy:>8.2f}{case.candidate_fpy:>9.2f}{ref_fpy:>8.2f}"
             f"{n_ref:>9}{r[Decision.PROMOTE]:>9.3f}{r[Decision.ROLL_BACK]:>9.3f}"

@@ -41,7 +41,7 @@ from policy.checkpoint import load_checkpoint, save_checkpoint
 from policy.data import ChunkDataset, Episode, check_episode, collect_expert_episode
 from policy.local import LocalPolicy
 from policy.recipe import TrainConfig
-from policy.train import _Budget, _Fitter, make_env, relabel_episode
+from policy.train import _Budget, _Fitter, expert_share, make_env, relabel_round
 from robot.episode_files import load_episode
 from robot.jobs import FastenerSpec
 from robot.schema import CAMERAS
@@ -92,16 +92,39 @@ def _episode_cfg(cfg: TrainConfig, doc: dict[str, Any]) -> TrainConfig:
     )
 
 
+Part = tuple[TrainConfig, int]  # an episode's part: its environment's config and seed
+
+
+def _part(path: Path, cfg: TrainConfig) -> Part:
+    """The part of the episode at ``path``, to make again on the simulator."""
+    doc = _manifest(path)
+    return _episode_cfg(cfg, doc), int(doc["seed"])
+
+
+def _expert_run(part: Part) -> Episode:
+    env_cfg, seed = part
+    return collect_expert_episode(make_env(env_cfg, seed), task=env_cfg.task.value, seed=seed)
+
+
 def demonstration(path: Path, cfg: TrainConfig) -> Episode:
     """The expert's run of the episode's part (module docstring, steps 1 and 2), or the
     stored episode when it carries the expert's labels and all cameras."""
     ep = _stored(path)
-    if ep is not None:
-        return ep
-    doc = _manifest(path)
-    seed = int(doc["seed"])
-    env = make_env(_episode_cfg(cfg, doc), seed)
-    return collect_expert_episode(env, task=cfg.task.value, seed=seed)
+    return ep if ep is not None else _expert_run(_part(path, cfg))
+
+
+def _corrections(failures: Sequence[Path], cfg: TrainConfig) -> tuple[list[Episode], list[Part]]:
+    """Each failure's correction (as ``demonstration``), and the parts of those that the
+    simulator made again: the ones the correction rounds re-run."""
+    fixed, remade = [], []
+    for path in failures:
+        ep = _stored(path)
+        if ep is None:
+            part = _part(path, cfg)
+            remade.append(part)
+            ep = _expert_run(part)
+        fixed.append(ep)
+    return fixed, remade
 
 
 def _save_into(store: Path, model: Any, info: dict[str, Any]) -> tuple[str, Path]:
@@ -119,34 +142,24 @@ def _save_into(store: Path, model: Any, info: dict[str, Any]) -> tuple[str, Path
 
 
 def _correction_rounds(
-    fitter: _Fitter, failures: Sequence[Path], cfg: TrainConfig, log: Log
+    fitter: _Fitter, parts: Sequence[Part], cfg: TrainConfig, log: Log
 ) -> list[dict[str, float]]:
-    """``cfg.dagger_rounds`` rounds on the failed parts the simulator can make again: the
-    policy being trained drives each of them, the expert labels what it visits, and
-    ``cfg.dagger_steps`` more steps follow. Why: training moves the policy away from the
-    base, so it reaches states that are in nobody's labels, and the base learnt to
-    recover from its own mistakes in rounds like these. Returns each round's share of
-    those parts the policy passed before its labels were added."""
+    """``cfg.dagger_rounds`` rounds on the failed ``parts``: the policy being trained
+    drives each of them, the expert labels what it visits, and ``cfg.dagger_steps`` more
+    steps follow. Why: training moves the policy away from the base, so it reaches states
+    that are in nobody's labels, and the base learnt to recover from its own mistakes in
+    rounds like these. Returns each round's share of those parts the policy passed before
+    its labels were added."""
     rounds: list[dict[str, float]] = []
-    for r in range(cfg.dagger_rounds if failures else 0):
+    for r in range(cfg.dagger_rounds if parts else 0):
         if fitter.budget.spent():
             log("time budget reached; skipping remaining correction rounds")
             break
-        # The expert's share of the ticks fades over the rounds, as in ``policy.train``.
-        beta = 0.3 * (1 - r / cfg.dagger_rounds)
         policy = LocalPolicy(fitter.model, "training", seed=cfg.seed + r)
-        passed, new = 0, []
-        for path in failures:
-            doc = _manifest(path)
-            ep, ok = relabel_episode(
-                policy, _episode_cfg(cfg, doc), int(doc["seed"]), fitter.rng, beta
-            )
-            new.append(ep)
-            passed += ok
-        fitter.data.add(new, weight=cfg.relabel_weight)
-        rate = passed / len(failures)
+        passed, _ = relabel_round(fitter, policy, parts, expert_share(r, cfg.dagger_rounds))
+        rate = passed / len(parts)
         rounds.append({"round": r, "policy_passed": rate})
-        log(f"correction round {r}: the policy passed {rate:.0%} of {len(failures)} failed parts")
+        log(f"correction round {r}: the policy passed {rate:.0%} of {len(parts)} failed parts")
         fitter.fit(cfg.dagger_steps)
     return rounds
 
@@ -171,7 +184,7 @@ def retrain(
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     model, base_version, _ = load_checkpoint(base)
-    fixed = [demonstration(p, cfg) for p in failures]
+    fixed, remade = _corrections(failures, cfg)
     demos = [demonstration(p, cfg) for p in successes]
     t_data = budget.elapsed()
     log(
@@ -184,7 +197,7 @@ def retrain(
     fitter = _Fitter(model, data, cfg, rng, budget, log)
     started = time.monotonic()
     fitter.fit(cfg.steps)
-    rounds = _correction_rounds(fitter, [p for p in failures if _stored(p) is None], cfg, log)
+    rounds = _correction_rounds(fitter, remade, cfg, log)
     train_s = time.monotonic() - started
     info = {
         "task": cfg.task.value,

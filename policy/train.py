@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypedDict
 
@@ -281,6 +281,30 @@ class _Fitter:
         model.eval()
 
 
+def expert_share(r: int, rounds: int) -> float:
+    """The share of ticks the expert drives in relabelling round ``r`` of ``rounds``. It
+    fades over the rounds: early, weak policies would otherwise wander far from anything
+    the task needs and fill the data with states that do not matter."""
+    return 0.3 * (1 - r / max(rounds, 1))
+
+
+def relabel_round(
+    fitter: _Fitter, policy: LocalPolicy, parts: Sequence[tuple[TrainConfig, int]], beta: float
+) -> tuple[int, int]:
+    """``policy`` drives each part (its environment's config and seed, see
+    ``relabel_episode``) and the expert labels every state; the episodes join the data.
+    Returns how many parts the policy passed and how many states were labelled."""
+    new, passed = [], 0
+    for cfg, seed in parts:
+        ep, ok = relabel_episode(policy, cfg, seed, fitter.rng, beta)
+        new.append(ep)
+        passed += ok
+    # The policy's own states are few next to the demonstrations but are where it goes
+    # wrong: draw them more often.
+    fitter.data.add(new, weight=fitter.cfg.relabel_weight)
+    return passed, sum(len(e) for e in new)
+
+
 def _relabel_rounds(fitter: _Fitter, cfg: TrainConfig, log: Log) -> list[dict[str, float]]:
     """The relabelling rounds, each followed by training; returns each round's record."""
     rounds: list[dict[str, float]] = []
@@ -289,25 +313,16 @@ def _relabel_rounds(fitter: _Fitter, cfg: TrainConfig, log: Log) -> list[dict[st
         if fitter.budget.spent():
             log("time budget reached; skipping remaining relabelling rounds")
             break
-        # Expert help fades over the rounds: early, weak policies would otherwise wander far
-        # from anything the task needs and fill the data with states that do not matter.
-        beta = 0.3 * (1 - r / max(cfg.dagger_rounds, 1))
+        beta = expert_share(r, cfg.dagger_rounds)
         policy = LocalPolicy(fitter.model, "training", seed=r, noise_scale=cfg.noise_scale)
-        new, ok = [], 0
-        for i in range(cfg.dagger_episodes):
-            seed = train_seed(cfg, next_seed + i)
-            ep, success = relabel_episode(policy, cfg, seed, fitter.rng, beta)
-            new.append(ep)
-            ok += success
+        parts = [(cfg, train_seed(cfg, next_seed + i)) for i in range(cfg.dagger_episodes)]
+        ok, states = relabel_round(fitter, policy, parts, beta)
         next_seed += cfg.dagger_episodes
-        # The policy's own states are few next to the demonstrations but are where it
-        # goes wrong: draw them more often.
-        fitter.data.add(new, weight=cfg.relabel_weight)
         rate = ok / cfg.dagger_episodes
         rounds.append({"round": r, "beta": beta, "policy_success": rate})
         log(
             f"relabel round {r}: policy success {rate:.0%} (beta {beta:.2f}), "
-            f"{sum(len(e) for e in new)} labelled states"
+            f"{states} labelled states"
         )
         fitter.fit(cfg.dagger_steps)
     return rounds

@@ -334,8 +334,7 @@ class Rollout(Base):
     """A canary rollout of ``candidate_version`` beside ``incumbent_version`` on a station
     (revision 0007); written only by ``cell.record.rollouts``. ``state``: running,
     promoted, rolled_back or stopped; ``decided_by`` is ``system`` for the rule's decision
-    or the supervisor who stopped it; ``evidence`` the rule's counts, yields, interval and
-    the incumbent's reference it compared against."""
+    or the supervisor who stopped it; ``evidence`` the rule's counts, yields, reference."""
 
     __tablename__ = "rollouts"
 
