@@ -70,6 +70,9 @@ def train(
     relabel_steps: Annotated[int, typer.Option(help="training steps after each round")] = _default(
         "dagger_steps"
     ),
+    relabel_weight: Annotated[
+        float, typer.Option(help="how much more often relabelled states are drawn")
+    ] = _default("relabel_weight"),
     minutes: Annotated[float, typer.Option(help="wall-time budget")] = _default("time_budget_min"),
     difficulty: float = _default("difficulty"),
     seed: int = _default("seed"),
@@ -95,6 +98,7 @@ def train(
             dagger_rounds=relabel_rounds,
             dagger_episodes=relabel_episodes,
             dagger_steps=relabel_steps,
+            relabel_weight=relabel_weight,
             time_budget_min=minutes,
             difficulty=difficulty,
             seed=seed,

@@ -24,10 +24,23 @@ from typing import Any
 import numpy as np
 
 from policy.chunking import ACTION_SCALE
-from robot.schema import ACTION_DIM, CAMERAS, IMAGE_SIZE, STATE_DIM, Observation, clip_action
+from robot.schema import (
+    ACTION_DIM,
+    ARM_ACTION,
+    CAMERAS,
+    IMAGE_SIZE,
+    MAX_STEP_M,
+    STATE_DIM,
+    Observation,
+    clip_action,
+)
 
 # Both arms' dx, dy and dyaw: sideways motion, measured as a fraction of full speed.
 _LATERAL = np.array([0, 1, 3, 5, 6, 8])
+# Both arms' dz, and how many ticks ahead a full-speed lift makes a state one to weight:
+# a re-plan interval (5) plus an 80 ms inference delay (3).
+_LIFT = np.array([2, 2 + len(ARM_ACTION)])
+LIFT_WINDOW = 8
 
 
 @dataclass
@@ -163,6 +176,20 @@ def check_episode(ep: Episode, where: Path) -> None:
             raise ValueError(f"{where}: {name} is {arr.dtype}{arr.shape}, expected {dtype}{shape}")
 
 
+def lift_ahead(actions: np.ndarray, window: int = LIFT_WINDOW) -> np.ndarray:
+    """Per tick, 1.0 where an arm's label lifts at full speed within ``window`` ticks.
+
+    Why these states are drawn more often: a lift clear of a finished fastener lasts two
+    ticks in a demonstration, so few samples show it, yet a chunk computed just before it
+    decides whether the arm lifts or keeps pressing on a finished fastener with the tool
+    off. Under asynchronous execution its first rows are dropped (they ran while it was
+    computed), and a model that has seen the lift this rarely left the arm hovering."""
+    lifts = (actions[:, _LIFT] >= MAX_STEP_M - 1e-6).any(axis=1)
+    seen = np.concatenate([[0], np.cumsum(lifts)])
+    t = np.arange(len(actions))
+    return ((seen[np.minimum(t + window, len(actions))] - seen[t]) > 0).astype(np.float64)
+
+
 class ChunkDataset:
     """Random (observation, action chunk) samples over a growing list of episodes."""
 
@@ -182,7 +209,8 @@ class ChunkDataset:
             # States where the arm must move sideways (aligning over a feature) are rare
             # but decide success, so they are drawn more often.
             lateral = np.abs(e.action[:, _LATERAL] / ACTION_SCALE[_LATERAL]).max(axis=1)
-            self._weights.append(weight * (1.0 + 4.0 * np.clip(lateral / 0.1, 0.0, 1.0)))
+            aligning = 1.0 + 4.0 * np.clip(lateral / 0.1, 0.0, 1.0)
+            self._weights.append(weight * aligning * (1.0 + 4.0 * lift_ahead(e.action)))
         self._p = None
         rows = [
             np.stack([np.full(len(e), start + i), np.arange(len(e))], axis=1)

@@ -6,9 +6,9 @@
 2. Behaviour cloning with the flow-matching loss, each sample conditioned on a random
    committed prefix of 0..``max_prefix`` actions (as asynchronous execution will ask),
    loosened so that it cannot stand in for the cameras (``corrupt_prefix``).
-3. Relabelling rounds: the current policy drives the simulator through the same
-   asynchronous executor it will run under (with a simulated inference delay), the
-   expert labels every visited state (``CellEnv.expert_action``), and the new episodes
+3. Relabelling rounds: the current policy drives the simulator through the executors it
+   will run under, asynchronous and synchronous in turn (with a simulated inference
+   delay), the expert labels every visited state (``CellEnv.expert_action``), and the new episodes
    join the data. This teaches recovery from the policy's own mistakes.
 
 Training seeds (``seed * 1_000_000 + i``) never overlap the evaluation seeds
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from policy.checkpoint import load_checkpoint, save_checkpoint
-from policy.chunking import ACTION_SCALE, MOTION_DIMS, ExecConfig
+from policy.chunking import ACTION_SCALE, MOTION_DIMS, ExecConfig, ExecMode
 from policy.data import ChunkDataset, Episode, EpisodeBuilder, collect_expert_episode, load_demos
 from policy.flow import FlowPolicyModel
 from policy.latency import LatencyInjector
@@ -120,17 +120,34 @@ def _to_batch(
     }
 
 
+def relabel_mode(seed: int) -> ExecMode:
+    """How the policy drives relabelling episode ``seed``: every other one synchronously,
+    the rest with the default asynchronous executor.
+
+    Why both: each executor leads the policy into states the other never visits (an
+    asynchronous chunk's first rows ran while it was computed; a synchronous one holds
+    the arm while it thinks). Relabelled only under the asynchronous executor, the
+    policy lost time under the synchronous one; relabelled under both, each lifted clear
+    of a finished nut sooner than before (``bench/policy.py``, late lifts).
+    """
+    return ExecMode.SYNC if seed % 2 else ExecConfig().mode
+
+
 def relabel_episode(
     policy: LocalPolicy, cfg: TrainConfig, seed: int, rng: np.random.Generator, beta: float
 ) -> tuple[Episode, bool]:
-    """The policy drives (asynchronously, simulated delay), the expert labels every state.
+    """The policy drives (under ``relabel_mode(seed)``, with a simulated delay), the expert
+    labels every state.
 
     With probability ``beta`` per tick the expert's own action is executed instead, which
     keeps early, weak policies near the states that matter.
     """
     env = make_env(cfg, seed)
     pipe = SimPipeline(
-        policy, ExecConfig(), LatencyInjector(cfg.dagger_latency, seed=seed), policy.horizon
+        policy,
+        ExecConfig(mode=relabel_mode(seed)),
+        LatencyInjector(cfg.dagger_latency, seed=seed),
+        policy.horizon,
     )
     policy.reset()
     b = EpisodeBuilder()

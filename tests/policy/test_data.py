@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 
-from policy.data import ChunkDataset, collect_expert_episode, load_demos
+from policy.data import LIFT_WINDOW, ChunkDataset, collect_expert_episode, lift_ahead, load_demos
 from robot.env import CellEnv
 from robot.episode_files import write_demos
 from robot.jobs import Task
-from robot.schema import ACTION_DIM, CAMERAS
+from robot.schema import ACTION_DIM, CAMERAS, MAX_STEP_M
 
 
 def test_demos_recorded_by_the_robot_recorder_load_for_training(tmp_path):
@@ -34,6 +34,21 @@ def test_chunk_samples_follow_the_episode_and_mark_its_end():
     p = data.weights()
     lateral = np.abs(ep.action[:, [0, 1, 5, 6]]).max(axis=1) > 1e-4
     assert p[lateral].mean() > p[~lateral].mean()
+
+
+def test_states_shortly_before_a_lift_clear_are_drawn_more_often():
+    actions = np.zeros((20, ACTION_DIM), dtype=np.float32)
+    actions[12, 7] = MAX_STEP_M  # the right arm lifts clear at tick 12
+    soon = lift_ahead(actions)
+    assert np.flatnonzero(soon).tolist() == list(range(13 - LIFT_WINDOW, 13))
+    ep = collect_expert_episode(CellEnv(Task.NUT_INSTALL, seed=5), task="nut_install", seed=5)
+    data = ChunkDataset(horizon=30)
+    data.add([ep])
+    p = data.weights()
+    still = np.abs(ep.action[:, [0, 1, 3, 5, 6, 8]]).max(axis=1) < 1e-9
+    before_lift = lift_ahead(ep.action) > 0
+    assert (still & before_lift).any() and (still & ~before_lift).any()
+    assert p[still & before_lift].min() > 2 * p[still & ~before_lift].max()
 
 
 def test_episodes_made_in_process_carry_the_aim_and_recorded_ones_do_not(tmp_path):

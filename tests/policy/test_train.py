@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,12 @@ def test_relabelled_samples_show_the_plan_the_policy_committed_as_their_prefix(
     assert b["has_executed"].all()
     batch = _to_batch(b, Tokenizer(ModelConfig().vocab, ModelConfig().text_len), rng, 8, cfg)
     np.testing.assert_array_equal(batch["prefix"].numpy(), b["executed"])
+
+
+def test_relabelling_drives_under_both_executors_in_turn() -> None:
+    from policy.chunking import ExecConfig, ExecMode
+    from policy.train import relabel_mode
+
+    modes = [relabel_mode(s) for s in range(6)]
+    assert set(modes) == {ExecMode.SYNC, ExecConfig().mode}
+    assert all(a is not b for a, b in pairwise(modes))
