@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 import typer
@@ -11,6 +13,24 @@ from rich.console import Console
 from cell.cli.common import database, fail, invalid
 
 api_app = typer.Typer(no_args_is_help=True, help="The HTTP API and its users.")
+
+
+def _stopped_server_class() -> type:
+    """A uvicorn server whose graceful stop on a signal ends the command with status 0.
+
+    Why: after its graceful shutdown uvicorn raises the signal that stopped it once more;
+    here that would reach the command's own SIGTERM handler and exit 143 although the
+    server stopped as asked (see ``cell.cli.common.stop_on_signals``)."""
+    import uvicorn
+
+    class StoppedServer(uvicorn.Server):
+        @contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                yield
+                self._captured_signals.clear()
+
+    return StoppedServer
 
 
 @api_app.command("serve")
@@ -48,7 +68,10 @@ def serve(
         Console(stderr=True).print(
             f"serving http://{settings.host}:{settings.port}/ (OpenAPI at /docs)"
         )
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+        config = uvicorn.Config(
+            create_app(settings), host=settings.host, port=settings.port, log_level="info"
+        )
+        _stopped_server_class()(config).run()
 
 
 @api_app.command("user-add")

@@ -37,6 +37,10 @@ def _db_now() -> ColumnElement[datetime]:
     return func.clock_timestamp(type_=DateTime(timezone=True))
 
 
+def _stamp() -> ColumnElement[datetime]:
+    return func.statement_timestamp(type_=DateTime(timezone=True))
+
+
 def _until(lease_s: float) -> ColumnElement[datetime]:
     return _db_now() + literal(timedelta(seconds=lease_s), Interval())
 
@@ -68,8 +72,10 @@ def acquire(
             "station_id": sid,
             "owner": owner,
             "fencing": 1,
-            "acquired_at": _db_now(),
-            "renewed_at": _db_now(),
+            # One instant for both: two calls of clock_timestamp() differ by microseconds.
+            # A new row waits for no lock, so the statement's start is the moment it looks.
+            "acquired_at": _stamp(),
+            "renewed_at": _stamp(),
             "expires_at": _until(lease_s),
         }
         for sid in ids
