@@ -42,6 +42,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from policy.chunking import ExecConfig, ExecMode  # noqa: E402
+from policy.data import LIFT_DIMS, full_lift  # noqa: E402
 from policy.evaluate import EVAL_SEED0, run_expert, wilson  # noqa: E402
 from policy.executor import MonotonicClock, RealTimeExecutor  # noqa: E402
 from policy.latency import LatencyInjector  # noqa: E402
@@ -50,7 +51,7 @@ from policy.runtime import load_policy  # noqa: E402
 from policy.simtime import SimTimeRunner  # noqa: E402
 from robot.env import CellEnv  # noqa: E402
 from robot.jobs import Task  # noqa: E402
-from robot.schema import ACTION_DIM, ARM_ACTION, MAX_STEP_M, Observation  # noqa: E402
+from robot.schema import ACTION_DIM, MAX_STEP_M, Observation  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -188,25 +189,19 @@ class Figures:
     late_lift: float  # arm-ticks per episode the expert would lift clear and the policy not
 
 
-# Each arm's vertical action. The fastening expert lifts at full speed only to clear a
-# fastener it has finished (or a tool it has emptied): a tick where it would and the
-# policy does not is time lost to not seeing, or not believing, that the work is done.
-LIFT_DIMS = (2, 2 + len(ARM_ACTION))
-
-
 class LateLifts:
     """A ``SimTimeRunner.run`` hook for one episode of ``env``: ``count`` is its
-    late-lifting arm-ticks so far."""
+    late-lifting arm-ticks so far. A tick where the expert would lift an arm clear
+    (``policy.data.full_lift``) and the policy does not is time lost to not seeing, or
+    not believing, that the work is done."""
 
     def __init__(self, env: CellEnv) -> None:
         self.env = env
         self.count = 0
 
     def __call__(self, action: np.ndarray) -> None:
-        expert = self.env.expert_action()
-        for d in LIFT_DIMS:
-            if expert[d] >= MAX_STEP_M - 1e-9 and action[d] < MAX_STEP_M / 3:
-                self.count += 1
+        expert_lifts = full_lift(self.env.expert_action())
+        self.count += int(np.sum(expert_lifts & (action[LIFT_DIMS] < MAX_STEP_M / 3)))
 
 
 def run_method(policy: LocalPolicy, mode: ExecMode, lat_ms: int, episodes: int) -> Figures:

@@ -39,7 +39,7 @@ from robot.schema import (
 _LATERAL = np.array([0, 1, 3, 5, 6, 8])
 # Both arms' dz, and how many ticks ahead a full-speed lift makes a state one to weight:
 # a re-plan interval (5) plus an 80 ms inference delay (3).
-_LIFT = np.array([2, 2 + len(ARM_ACTION)])
+LIFT_DIMS = np.array([2, 2 + len(ARM_ACTION)])
 LIFT_WINDOW = 8
 
 
@@ -176,6 +176,13 @@ def check_episode(ep: Episode, where: Path) -> None:
             raise ValueError(f"{where}: {name} is {arr.dtype}{arr.shape}, expected {dtype}{shape}")
 
 
+def full_lift(actions: np.ndarray) -> np.ndarray:
+    """Per arm (last axis, in ``LIFT_DIMS`` order), whether ``actions`` lift it at full
+    speed. The fastening expert does so only to clear a fastener it has finished (or a
+    tool it has emptied)."""
+    return np.asarray(actions)[..., LIFT_DIMS] >= MAX_STEP_M - 1e-6
+
+
 def lift_ahead(actions: np.ndarray, window: int = LIFT_WINDOW) -> np.ndarray:
     """Per tick, 1.0 where an arm's label lifts at full speed within ``window`` ticks.
 
@@ -184,7 +191,7 @@ def lift_ahead(actions: np.ndarray, window: int = LIFT_WINDOW) -> np.ndarray:
     decides whether the arm lifts or keeps pressing on a finished fastener with the tool
     off. Under asynchronous execution its first rows are dropped (they ran while it was
     computed), and a model that has seen the lift this rarely left the arm hovering."""
-    lifts = (actions[:, _LIFT] >= MAX_STEP_M - 1e-6).any(axis=1)
+    lifts = full_lift(actions).any(axis=1)
     seen = np.concatenate([[0], np.cumsum(lifts)])
     t = np.arange(len(actions))
     return ((seen[np.minimum(t + window, len(actions))] - seen[t]) > 0).astype(np.float64)

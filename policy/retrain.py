@@ -106,25 +106,27 @@ def _expert_run(part: Part) -> Episode:
     return collect_expert_episode(make_env(env_cfg, seed), task=env_cfg.task.value, seed=seed)
 
 
+def _demonstration_of(path: Path, cfg: TrainConfig) -> tuple[Episode, Part | None]:
+    """``demonstration(path, cfg)`` and the part the simulator made again for it (None
+    when the stored episode served)."""
+    ep = _stored(path)
+    if ep is not None:
+        return ep, None
+    part = _part(path, cfg)
+    return _expert_run(part), part
+
+
 def demonstration(path: Path, cfg: TrainConfig) -> Episode:
     """The expert's run of the episode's part (module docstring, steps 1 and 2), or the
     stored episode when it carries the expert's labels and all cameras."""
-    ep = _stored(path)
-    return ep if ep is not None else _expert_run(_part(path, cfg))
+    return _demonstration_of(path, cfg)[0]
 
 
 def _corrections(failures: Sequence[Path], cfg: TrainConfig) -> tuple[list[Episode], list[Part]]:
     """Each failure's correction (as ``demonstration``), and the parts of those that the
     simulator made again: the ones the correction rounds re-run."""
-    fixed, remade = [], []
-    for path in failures:
-        ep = _stored(path)
-        if ep is None:
-            part = _part(path, cfg)
-            remade.append(part)
-            ep = _expert_run(part)
-        fixed.append(ep)
-    return fixed, remade
+    pairs = [_demonstration_of(path, cfg) for path in failures]
+    return [ep for ep, _ in pairs], [part for _, part in pairs if part is not None]
 
 
 def _save_into(store: Path, model: Any, info: dict[str, Any]) -> tuple[str, Path]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -12,15 +12,19 @@ from rich.console import Console
 
 from cell.cli.common import database, fail, invalid
 
+if TYPE_CHECKING:
+    import uvicorn
+
 api_app = typer.Typer(no_args_is_help=True, help="The HTTP API and its users.")
 
 
-def _stopped_server_class() -> type:
+def _stopped_server_class() -> type[uvicorn.Server]:
     """A uvicorn server whose graceful stop on a signal ends the command with status 0.
 
     Why: after its graceful shutdown uvicorn raises the signal that stopped it once more;
     here that would reach the command's own SIGTERM handler and exit 143 although the
-    server stopped as asked (see ``cell.cli.common.stop_on_signals``)."""
+    server stopped as asked (see ``cell.cli.common.stop_on_signals``). uvicorn is imported
+    here, not at start-up: every other ``intern`` command would pay for it."""
     import uvicorn
 
     class StoppedServer(uvicorn.Server):

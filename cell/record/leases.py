@@ -38,6 +38,7 @@ def _db_now() -> ColumnElement[datetime]:
 
 
 def _stamp() -> ColumnElement[datetime]:
+    """The statement's start: one value however often a statement asks for it."""
     return func.statement_timestamp(type_=DateTime(timezone=True))
 
 
