@@ -8,6 +8,8 @@ side. This module imports neither torch nor anything heavy.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from robot.schema import ACTION_DIM
@@ -45,3 +47,24 @@ def check_prefix(prefix: np.ndarray | None, max_len: int) -> np.ndarray:
     if not np.issubdtype(p.dtype, np.number) or not np.all(np.isfinite(p)):
         raise PolicyInputError("prefix must hold finite numbers")
     return p.astype(np.float32, copy=True)
+
+
+def parse_replan_age(value: object) -> int | None:
+    """A policy's own replan age (``ExecConfig.replan_age``) as a checkpoint stores it or a
+    server announces it: None when absent, else a whole number of ticks 1-29 (a chunk
+    is 30 rows and the oldest action the executor runs is 29 ticks old); anything else
+    raises ``ValueError`` saying so."""
+    if value is None:
+        return None
+    text = str(value)
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 29:
+        raise ValueError(f"replan_age {value!r} is not a whole number of ticks 1-29")
+    return int(text)
+
+
+def announced_replan_age(meta: dict[str, Any], where: str) -> int | None:
+    """The replan age a policy server's metadata announces (None: it names none)."""
+    try:
+        return parse_replan_age(meta.get("replan_age"))
+    except ValueError as exc:
+        raise PolicyConnectionError(f"policy server {where}: {exc}") from exc

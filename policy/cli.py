@@ -73,6 +73,10 @@ def train(
     relabel_weight: Annotated[
         float, typer.Option(help="how much more often relabelled states are drawn")
     ] = _default("relabel_weight"),
+    replan_age: Annotated[
+        int | None,
+        typer.Option(help="ticks the checkpoint's chunks run (default: --init's, else 8)"),
+    ] = None,
     minutes: Annotated[float, typer.Option(help="wall-time budget")] = _default("time_budget_min"),
     difficulty: float = _default("difficulty"),
     seed: int = _default("seed"),
@@ -99,6 +103,7 @@ def train(
             dagger_episodes=relabel_episodes,
             dagger_steps=relabel_steps,
             relabel_weight=relabel_weight,
+            replan_age=replan_age,
             time_budget_min=minutes,
             difficulty=difficulty,
             seed=seed,

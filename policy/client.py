@@ -15,7 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from policy.base import PolicyConnectionError, PolicyError, PolicyInputError
+from policy.base import (
+    PolicyConnectionError,
+    PolicyError,
+    PolicyInputError,
+    announced_replan_age,
+)
 from policy.wire import HEADER, WireError, frame, frame_length, observation_message, unpack
 from robot.schema import ACTION_DIM, Observation
 
@@ -42,14 +47,17 @@ class RemotePolicy:
         self.version = "unknown"
         self.horizon = 0
         self.max_prefix = 0
+        self.replan_age: int | None = None
         self.last_timing: dict[str, float] = {}
 
     def connect(self) -> RemotePolicy:
-        """Open the connection and read the server's metadata (``version``, ``horizon``)."""
+        """Open the connection and read the server's metadata (``version``, ``horizon``,
+        ``max_prefix``, ``replan_age``)."""
         info = self._call(self._hello())
         self.version = str(info["version"])
         self.horizon = int(info.get("horizon", 0))
         self.max_prefix = int(info.get("max_prefix", 0))
+        self.replan_age = announced_replan_age(info, f"{self._addr[0]}:{self._addr[1]}")
         if int(info.get("action_dim", ACTION_DIM)) != ACTION_DIM:
             raise PolicyConnectionError(
                 f"server speaks action_dim {info.get('action_dim')}, this robot {ACTION_DIM}"

@@ -173,8 +173,8 @@ class RealTimeExecutor:
         on_tick: Callable[[int, Observation, np.ndarray], None] | None = None,
         segment: Segment = round_segment,
     ) -> None:
-        self.config = config
-        self.scheduler = ChunkScheduler(config, horizon)
+        self.config = config.for_policy(policy)
+        self.scheduler = ChunkScheduler(self.config, horizon)
         self._policy = policy
         self._io = io
         self._clock: Clock = clock or MonotonicClock()

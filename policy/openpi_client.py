@@ -28,7 +28,12 @@ import numpy as np
 from websockets.exceptions import InvalidStatus, WebSocketException
 from websockets.sync.client import ClientConnection, connect
 
-from policy.base import PolicyConnectionError, PolicyError, PolicyInputError
+from policy.base import (
+    PolicyConnectionError,
+    PolicyError,
+    PolicyInputError,
+    announced_replan_age,
+)
 from policy.openpi_codec import packb, unpackb
 from policy.openpi_schema import RESET_KEY, actions_from_reply, request_message
 from policy.wire import MAX_FRAME_BYTES, WireError
@@ -44,7 +49,7 @@ _INPUT_CODES = ("bad_request", "bad_dtype", "bad_array", "bad_message")
 class OpenpiPolicy:
     """Infer chunks on the server at ``url`` (``ws://HOST:PORT`` or ``wss://...``).
 
-    ``version``, ``horizon`` and ``max_prefix`` come from the server's metadata
+    ``version``, ``horizon``, ``max_prefix`` and ``replan_age`` come from the server's metadata
     (``version`` is ``openpi@HOST:PORT`` for a server that names none). ``last_timing``
     holds the server's ``infer_ms`` of the last call and the client's ``rtt_ms``.
     """
@@ -61,6 +66,7 @@ class OpenpiPolicy:
         self.version = f"openpi@{self._where}"
         self.horizon = DEFAULT_HORIZON
         self.max_prefix = 0
+        self.replan_age: int | None = None
         self.last_timing: dict[str, float] = {}
         if token and parts.scheme == "ws" and not is_loopback(parts.hostname or ""):
             log.warning("the policy token goes to %s unencrypted: use wss://", self._where)
@@ -174,6 +180,7 @@ class OpenpiPolicy:
         self.version = str(meta.get("version", self.version))
         self.horizon = int(meta.get("horizon") or meta.get("action_horizon") or DEFAULT_HORIZON)
         self.max_prefix = int(meta.get("max_prefix") or 0)
+        self.replan_age = announced_replan_age(meta, self._where)
         ext = meta.get("extensions") or []
         self._extensions = frozenset(str(e) for e in ext) if isinstance(ext, list) else frozenset()
 

@@ -12,6 +12,7 @@ Metadata, the server's first message on a connection::
     "image_size"    int     IMAGE_SIZE (64)
     "horizon"       int     rows of each action chunk
     "max_prefix"    int     longest ``action_prefix`` accepted
+    "replan_age"    int?    ticks its chunks should run (``ExecConfig.replan_age``), or nil
     "image_keys"    map     observation key -> camera name (below)
     "extensions"    list    which of the optional keys below the server understands
 
@@ -92,6 +93,7 @@ def metadata(policy: ChunkPolicy) -> dict[str, Any]:
         "image_size": IMAGE_SIZE,
         "horizon": int(getattr(policy, "horizon", 0)),
         "max_prefix": int(getattr(policy, "max_prefix", 0)),
+        "replan_age": getattr(policy, "replan_age", None),
         "image_keys": dict(IMAGE_KEYS),
         "extensions": list(EXTENSIONS),
     }

@@ -45,6 +45,11 @@ class TrainConfig(BaseModel):
     # against one in twenty at 0, same checkpoint).
     noise_scale: float = Field(default=0.0, ge=0.0, le=1.0)
     relabel_weight: float = Field(default=2.0, gt=0.0, le=100.0)
+    # How old the running actions get before the next chunk is requested
+    # (``ExecConfig.replan_age``): stored with the checkpoint, so every executor runs it
+    # so, and used while relabelling. None keeps the ``init`` checkpoint's, else the
+    # executor's default.
+    replan_age: int | None = Field(default=None, ge=1, le=29)
     # The teacher aims at the hidden truth, not through the expert's seeded perception
     # error: that error is noise in the labels that no image explains. Measured on nut
     # installation, same recipe otherwise: median landing error 0.96 mm against 1.11 mm,

@@ -332,6 +332,7 @@ class PolicyServer:
                 "image_size": IMAGE_SIZE,
                 "horizon": int(getattr(self._policy, "horizon", 0)),
                 "max_prefix": int(getattr(self._policy, "max_prefix", 0)),
+                "replan_age": getattr(self._policy, "replan_age", None),
             }
         if req.op == "reset":
             await self._slot.reset()

@@ -45,9 +45,9 @@ class SimPipeline:
         horizon: int,
     ) -> None:
         self.policy = policy
-        self.config = config
+        self.config = config.for_policy(policy)
         self.latency = latency
-        self.sched = ChunkScheduler(config, horizon)
+        self.sched = ChunkScheduler(self.config, horizon)
         self.pending: tuple[int, np.ndarray, float] | None = None
         self.segment: Hashable = None
 

@@ -192,16 +192,27 @@ class _Budget:
         return time.monotonic() > self.deadline
 
 
+def run_settings(cfg: TrainConfig, inherited: dict[str, str]) -> dict[str, str]:
+    """What the checkpoint keeps beside its weights for run time (``ModelConfig.extra``):
+    its sampling temperature and its replan age (``cfg``'s, else ``inherited`` from the
+    checkpoint continued from, else none)."""
+    extra = {"noise_scale": f"{cfg.noise_scale:g}"}
+    age = cfg.replan_age or inherited.get("replan_age")
+    if age:
+        extra["replan_age"] = str(age)
+    return extra
+
+
 def _initial_model(cfg: TrainConfig, log: Log) -> tuple[FlowPolicyModel, str | None]:
     """A new model, or the ``cfg.init`` checkpoint's with its version."""
-    extra = {"noise_scale": f"{cfg.noise_scale:g}"}
     if cfg.init is None:
+        extra = run_settings(cfg, {})
         mcfg = replace(ModelConfig(), d_model=cfg.d_model, flow_steps=cfg.flow_steps, extra=extra)
         return FlowPolicyModel(mcfg), None
     # Continue from a checkpoint: its architecture, vocabulary and normalisation are
     # kept, so the new run refines what it learned instead of starting over.
     model, init_version, _ = load_checkpoint(cfg.init)
-    model.cfg = replace(model.cfg, extra=extra)
+    model.cfg = replace(model.cfg, extra=run_settings(cfg, model.cfg.extra))
     log(f"continuing from {cfg.init} (version {init_version})")
     return model, init_version
 

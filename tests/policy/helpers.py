@@ -47,9 +47,15 @@ class WavePolicy:
     and glides back to the wave, so joins are smooth.
     """
 
-    def __init__(self, horizon: int = 30, offset: float = 0.4 * MAX_STEP_M) -> None:
+    def __init__(
+        self,
+        horizon: int = 30,
+        offset: float = 0.4 * MAX_STEP_M,
+        replan_age: int | None = None,
+    ) -> None:
         self.horizon = horizon
         self.max_prefix = horizon
+        self.replan_age = replan_age
         self.version = "wave-1"
         self.calls: list[tuple[int, int]] = []
         self._offset = offset

@@ -1,7 +1,13 @@
 import numpy as np
 import pytest
 
-from policy.chunking import ACTION_SCALE, MOTION_DIMS, ExecConfig, ExecMode
+from policy.chunking import (
+    ACTION_SCALE,
+    DEFAULT_REPLAN_AGE,
+    MOTION_DIMS,
+    ExecConfig,
+    ExecMode,
+)
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner, SimulatedAsyncPolicy
 from tests.policy.helpers import CountingEnv, WavePolicy, make_obs
@@ -38,6 +44,36 @@ def test_new_chunk_takes_over_at_the_measured_delay(latency):
     switches = np.flatnonzero(np.diff(ages) < 0) + 1
     assert len(switches) > 5
     assert set(ages[switches].tolist()) == {max(d, 1)}
+
+
+@pytest.mark.parametrize("age", [DEFAULT_REPLAN_AGE, 11])
+@pytest.mark.parametrize("latency", ["fixed:80", "fixed:200"])
+def test_each_chunk_runs_until_its_actions_reach_the_replan_age(latency, age):
+    stats, _, _cfg = run(ExecMode.PREFIX, latency, replan_age=age)
+    d = {"fixed:80": 3, "fixed:200": 6}[latency]
+    ages = np.asarray(stats.action_ages)
+    switches = np.flatnonzero(np.diff(ages) < 0) + 1
+    # Whatever the delay, every chunk runs `age` ticks: its actions are d to age + d - 1
+    # ticks old when they run.
+    assert set(np.diff(switches).tolist()) == {age}
+    assert set(ages[switches - 1].tolist()) == {age + d - 1}
+
+
+def test_the_replan_age_is_the_configs_else_the_policys_else_the_default():
+    own = WavePolicy(replan_age=11)
+    assert ExecConfig().for_policy(WavePolicy()).replan_age == DEFAULT_REPLAN_AGE
+    assert ExecConfig().for_policy(own).replan_age == 11
+    assert ExecConfig(replan_age=6).for_policy(own).replan_age == 6
+    env = CountingEnv(200)
+    runner = SimTimeRunner(own, ExecConfig(), latency=LatencyInjector("fixed:80", seed=3))
+    stats, _ = runner.run(env, 205)
+    assert max(stats.action_ages) == 11 + 3 - 1
+
+
+def test_sync_replans_by_rows_run_not_by_the_replan_age():
+    a = run(ExecMode.SYNC, "fixed:80")[1]
+    b = run(ExecMode.SYNC, "fixed:80", replan_age=20)[1]
+    np.testing.assert_array_equal(a, b)
 
 
 def test_prefix_conditioning_joins_chunks_more_smoothly_than_naive_switching():
@@ -100,7 +136,7 @@ def test_simulated_async_wrapper_matches_the_runner():
                 break
     np.testing.assert_array_equal(np.stack(env.actions), ref_actions)
     assert wrapped.stats.empty_queue_ticks == ref_stats.empty_queue_ticks == 0
-    assert max(lengths) == cfg.replan_every + 3 and wrapped.version == "wave-1"
+    assert max(lengths) == DEFAULT_REPLAN_AGE and wrapped.version == "wave-1"
     assert make_obs(0).step == 0
 
 

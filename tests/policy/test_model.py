@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from policy.base import PolicyInputError
+from policy.base import CheckpointError, PolicyInputError
 from policy.flow import FlowPolicyModel
 from policy.local import LocalPolicy
 from policy.model import ModelConfig, prefix_mask
@@ -174,3 +174,12 @@ def test_a_separate_prefix_replaces_the_clean_tokens_and_nothing_else():
     assert torch.equal(loss(moved), default)
     moved[:, :3] += 5.0
     assert not torch.equal(loss(moved), default)
+
+
+@pytest.mark.parametrize("stored", ["0", "30", "11.5", "eleven"])
+def test_a_checkpoint_with_a_bad_replan_age_is_refused_with_the_reason(stored):
+    model = FlowPolicyModel(replace(TINY, extra={"replan_age": stored}))
+    with pytest.raises(CheckpointError, match=f"checkpoint tiny: replan_age '{stored}' is not"):
+        LocalPolicy(model, "tiny")
+    good = FlowPolicyModel(replace(TINY, extra={"replan_age": "11"}))
+    assert LocalPolicy(good, "tiny").replan_age == 11

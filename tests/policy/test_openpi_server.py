@@ -54,6 +54,17 @@ def test_the_openpi_client_reads_metadata_and_gets_action_chunks(served: ServerT
     assert served.policy.calls == [(0, 0)] * 3  # no step sent: the observation's step is 0
 
 
+def test_the_served_policys_replan_age_reaches_both_clients() -> None:
+    st = ServerThread(ServerConfig(port=0, token=TOKEN), WavePolicy(replan_age=11), openpi=True)
+    try:
+        meta = WebsocketClientPolicy("127.0.0.1", st.port, api_key=TOKEN).get_server_metadata()
+        assert meta["replan_age"] == 11
+        with OpenpiPolicy(f"ws://127.0.0.1:{st.port}", token=TOKEN, timeout_s=30) as remote:
+            assert remote.replan_age == 11
+    finally:
+        st.stop()
+
+
 def test_a_bad_observation_gets_a_message_and_the_connection_stays(served: ServerThread) -> None:
     client = WebsocketClientPolicy("127.0.0.1", served.port, api_key=TOKEN)
     msg = request_message(make_obs(), None, PLAIN)
@@ -140,6 +151,7 @@ def test_our_client_uses_the_step_prefix_and_reset_extensions(served: ServerThre
     prefix = np.full((4, ACTION_DIM), 0.002, dtype=np.float32)
     with OpenpiPolicy(f"ws://127.0.0.1:{served.port}", token=TOKEN, timeout_s=30) as remote:
         assert remote.version == "wave-1" and remote.horizon == 30 and remote.max_prefix == 30
+        assert remote.replan_age is None
         chunk = remote.infer(obs, prefix)
         assert served.policy.calls == [(12, 4)]
         remote.reset()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from policy.base import PolicyError, PolicyInputError
+from policy.base import PolicyConnectionError, PolicyError, PolicyInputError
 from policy.client import RemotePolicy
 from policy.server import ServerConfig
 from policy.wire import NDARRAY_EXT, frame, frame_length, observation_message, unpack
@@ -31,6 +31,21 @@ def raw_call(port: int, data: bytes) -> dict:
         header = s.recv(4, socket.MSG_WAITALL)
         n = frame_length(header)
         return unpack(s.recv(n, socket.MSG_WAITALL))
+
+
+def test_the_client_takes_the_served_policys_replan_age_or_refuses_a_bad_one(served):
+    with RemotePolicy("127.0.0.1", served.port, timeout_s=30) as remote:
+        assert remote.replan_age is None  # the policy names none: the executor's default
+    own = ServerThread(ServerConfig(port=0), WavePolicy(replan_age=11))
+    bad = ServerThread(ServerConfig(port=0), WavePolicy(replan_age=99))
+    try:
+        with RemotePolicy("127.0.0.1", own.port, timeout_s=30) as remote:
+            assert remote.replan_age == 11
+        with pytest.raises(PolicyConnectionError, match="replan_age 99 is not a whole number"):
+            RemotePolicy("127.0.0.1", bad.port, timeout_s=30).connect()
+    finally:
+        own.stop()
+        bad.stop()
 
 
 def test_remote_policy_returns_what_the_served_policy_computes(served):
