@@ -1,4 +1,5 @@
-"""The errors the policy package raises, and the check of a committed prefix.
+"""The errors the policy package raises, the check of a committed prefix and of a
+policy's own replan age (how long its chunks should run, ``ExecConfig.replan_age``).
 
 Every policy here implements ``robot.chunk_policy.ChunkPolicy`` (defined on the robot
 side, once): a local torch model, a remote policy server, a recorder and the

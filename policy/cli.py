@@ -75,7 +75,9 @@ def train(
     ] = _default("relabel_weight"),
     replan_age: Annotated[
         int | None,
-        typer.Option(help="ticks the checkpoint's chunks run (default: --init's, else 8)"),
+        typer.Option(
+            help="ticks the checkpoint's chunks run (default: --init's, else the executor's)"
+        ),
     ] = None,
     minutes: Annotated[float, typer.Option(help="wall-time budget")] = _default("time_budget_min"),
     difficulty: float = _default("difficulty"),

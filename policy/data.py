@@ -38,7 +38,8 @@ from robot.schema import (
 # Both arms' dx, dy and dyaw: sideways motion, measured as a fraction of full speed.
 _LATERAL = np.array([0, 1, 3, 5, 6, 8])
 # Both arms' dz, and how many ticks ahead a full-speed lift makes a state one to weight:
-# a re-plan interval (5) plus an 80 ms inference delay (3).
+# the default replan age (``policy.chunking.DEFAULT_REPLAN_AGE``: 5 ticks past a takeover
+# plus an 80 ms inference delay).
 LIFT_DIMS = np.array([2, 2 + len(ARM_ACTION)])
 LIFT_WINDOW = 8
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from policy.chunking import ExecConfig
+from policy.chunking import ExecConfig, ExecMode
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner
 from robot.chunk_policy import ChunkPolicy
@@ -99,7 +99,7 @@ def evaluate(
     ``fasteners`` is the recipe the parts are made with (None: the task's default)."""
     from robot.env import CellEnv
 
-    cfg = config or ExecConfig()
+    cfg = (config or ExecConfig()).for_policy(policy)
     pol, exp = Tally("policy"), Tally("expert") if with_expert else None
     empty = ages = 0
     for i in range(episodes):
@@ -127,6 +127,7 @@ def evaluate(
         "difficulty": difficulty,
         "latency": latency,
         "mode": cfg.mode.value,
+        "replan_age": None if cfg.mode is ExecMode.SYNC else cfg.replan_age,
         "version": policy.version,
         "policy": pol.summary(),
         "executor": {"empty_queue_ticks": empty, "max_action_age": ages},
@@ -141,6 +142,7 @@ def format_report(r: dict[str, Any]) -> str:
     lines = [
         f"task {r['task']}  difficulty {r['difficulty']}  policy {r['version']}  "
         f"execution {r['mode']} with latency {r['latency']}"
+        + (f", replan age {r['replan_age']} ticks" if r.get("replan_age") else "")
     ]
     for key in ("policy", "expert"):
         s = r.get(key)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from policy.chunking import ExecConfig
-from policy.evaluate import EVAL_SEED0, evaluate, wilson
+from policy.evaluate import EVAL_SEED0, evaluate, format_report, wilson
 from policy.latency import LatencyInjector
 from policy.local import LocalPolicy
 from policy.runtime import checkpoint_dir, has_policy, load_policy, policy_version, simulated_async
@@ -56,6 +56,9 @@ def test_evaluation_reports_policy_beside_expert():
     assert r["policy"]["episodes"] == r["expert"]["episodes"] == 2
     assert 0.0 <= r["policy"]["ci95"][0] <= r["policy"]["success_rate"] <= r["policy"]["ci95"][1]
     assert r["expert"]["cycle_time_s_mean"] > 0
+    # The shipped nut checkpoint says how long its chunks run, and the report says so.
+    assert r["replan_age"] == load_policy(Task.NUT_INSTALL).replan_age == 11
+    assert "execution prefix with latency fixed:80, replan age 11 ticks" in format_report(r)
     lo, hi = wilson(190, 200)
     assert 0.90 < lo < 0.95 < hi < 0.98
     assert np.isclose(sum(wilson(0, 0)), 1.0)
