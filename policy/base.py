@@ -50,16 +50,19 @@ def check_prefix(prefix: np.ndarray | None, max_len: int) -> np.ndarray:
     return p.astype(np.float32, copy=True)
 
 
+#: The oldest a replan age may be: a chunk is 30 rows, the last 29 ticks after its look.
+MAX_REPLAN_AGE = 29
+
+
 def parse_replan_age(value: object) -> int | None:
     """A policy's own replan age (``ExecConfig.replan_age``) as a checkpoint stores it or a
-    server announces it: None when absent, else a whole number of ticks 1-29 (a chunk
-    is 30 rows and the oldest action the executor runs is 29 ticks old); anything else
-    raises ``ValueError`` saying so."""
+    server announces it: None when absent, else a whole number of ticks from 1 to
+    ``MAX_REPLAN_AGE``; anything else raises ``ValueError`` saying so."""
     if value is None:
         return None
     text = str(value)
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= 29:
-        raise ValueError(f"replan_age {value!r} is not a whole number of ticks 1-29")
+    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_REPLAN_AGE:
+        raise ValueError(f"replan_age {value!r} is not a whole number of ticks 1-{MAX_REPLAN_AGE}")
     return int(text)
 
 

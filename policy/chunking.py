@@ -42,6 +42,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from policy.base import MAX_REPLAN_AGE
 from robot.chunk_policy import ChunkPolicy
 from robot.schema import (
     ACTION_DIM,
@@ -90,6 +91,7 @@ class ExecConfig(BaseModel):
     replan_age: int | None = Field(
         default=None,
         ge=1,
+        le=MAX_REPLAN_AGE,
         description="asynchronous modes: request the next chunk once the running actions are "
         "this many ticks older than their observation (None: the policy's own, else "
         f"{DEFAULT_REPLAN_AGE})",

@@ -140,6 +140,9 @@ def evaluate_cmd(
     ] = None,
     latency: Annotated[str, typer.Option(help="simulated inference delay")] = "fixed:80",
     mode: Annotated[str, typer.Option(help="prefix, naive, blend, rtc or sync")] = "prefix",
+    replan_age: Annotated[
+        int | None, typer.Option(help="ticks each chunk runs (default: the checkpoint's)")
+    ] = None,
     difficulty: float = 1.0,
     expert: Annotated[bool, typer.Option(help="run the expert on the same seeds")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -151,7 +154,7 @@ def evaluate_cmd(
 
     try:
         LatencySpec.parse(latency)
-        cfg = ExecConfig.model_validate({"mode": mode})
+        cfg = ExecConfig.model_validate({"mode": mode, "replan_age": replan_age})
     except (ValueError, ValidationError) as exc:
         _fail(str(exc) if not isinstance(exc, ValidationError) else _explain(exc))
     import torch

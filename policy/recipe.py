@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from policy.base import MAX_REPLAN_AGE
 from robot.jobs import FastenerSpec, Task
 
 
@@ -49,7 +50,7 @@ class TrainConfig(BaseModel):
     # (``ExecConfig.replan_age``): stored with the checkpoint, so every executor runs it
     # so, and used while relabelling. None keeps the ``init`` checkpoint's, else the
     # executor's default.
-    replan_age: int | None = Field(default=None, ge=1, le=29)
+    replan_age: int | None = Field(default=None, ge=1, le=MAX_REPLAN_AGE)
     # The teacher aims at the hidden truth, not through the expert's seeded perception
     # error: that error is noise in the labels that no image explains. Measured on nut
     # installation, same recipe otherwise: median landing error 0.96 mm against 1.11 mm,

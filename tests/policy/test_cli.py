@@ -63,6 +63,11 @@ def test_bad_options_get_actionable_errors(tmp_path):
     assert r.exit_code == 2 and "fixed:MS" in r.output
     r = CliRunner().invoke(policy_app, ["eval", "--task", "nut_install", "--mode", "fast"])
     assert r.exit_code == 2 and "mode" in r.output
+    for cmd in ("eval", "train"):
+        r = CliRunner().invoke(policy_app, [cmd, "--task", "nut_install", "--replan-age", "40"])
+        assert r.exit_code == 2 and "replan_age: Input should be less than or equal to 29" in (
+            r.output
+        )
     r = CliRunner().invoke(policy_app, ["train", "--task", "nut_install", "--demos", str(tmp_path)])
     assert r.exit_code == 2 and "intern sim demos" in r.output
     r = CliRunner().invoke(policy_app, ["train", "--task", "welding"])
