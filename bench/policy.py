@@ -48,9 +48,9 @@ sys.path[:] = [str(_HERE.parent)] + [p for p in sys.path if Path(p or ".").resol
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from policy.chunking import ExecConfig, ExecMode  # noqa: E402
 from policy.data import LIFT_DIMS, full_lift  # noqa: E402
 from policy.evaluate import EVAL_SEED0, run_expert, wilson  # noqa: E402
+from policy.exec_config import ExecConfig, ExecMode  # noqa: E402
 from policy.executor import MonotonicClock, RealTimeExecutor  # noqa: E402
 from policy.latency import LatencyInjector  # noqa: E402
 from policy.local import LocalPolicy  # noqa: E402

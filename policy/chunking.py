@@ -12,7 +12,7 @@ as the prefix; the new chunk takes over at the tick it arrives, at row ``tick - 
 A request goes out once the running actions are ``replan_age`` ticks older than their
 observation (the next inference starts while ``horizon - replan_age`` rows are left).
 How long chunks should run is a property of the policy: a checkpoint may carry its own
-(``ExecConfig.for_policy``).
+(``policy.exec_config.ExecConfig.for_policy``).
 Baselines: ``naive`` (no prefix, switch at the arrival row), ``blend`` (no prefix,
 cross-fade old and new over ``blend_ticks``) and ``sync`` (hold the pose while
 inferring, then run the chunk from row 0).
@@ -35,19 +35,15 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
-from policy.base import MAX_REPLAN_AGE
+from policy.exec_config import ExecConfig, ExecMode, ExecStats
 from robot.chunk_policy import ChunkPolicy
 from robot.schema import (
     ACTION_DIM,
     ARM_ACTION,
-    CONTROL_HZ,
     MAX_STEP_M,
     MAX_YAW_STEP,
     Observation,
@@ -61,113 +57,6 @@ MOTION_DIMS = np.array([i for i in range(ACTION_DIM) if i not in TOOL_DIMS])
 ACTION_SCALE = np.array(
     [MAX_STEP_M, MAX_STEP_M, MAX_STEP_M, MAX_YAW_STEP, 1.0] * 2, dtype=np.float32
 )
-
-
-#: How old the running actions get before the next chunk is requested, asynchronously, for
-#: a policy that does not say. At 80 ms this is the 5 ticks after each takeover plus the
-#: delay; on 100 held-out seeds each, 11 instead lost screwing (88 % to 83 %) and material
-#: handling (93 % to 87 %) parts, while nut installation gained speed with none lost.
-DEFAULT_REPLAN_AGE = 8
-
-
-class ExecMode(StrEnum):
-    PREFIX = "prefix"
-    NAIVE = "naive"
-    BLEND = "blend"
-    SYNC = "sync"
-    RTC = "rtc"
-
-
-class ExecConfig(BaseModel):
-    """How chunks are executed. ``staleness_ticks`` bounds the age of any executed action."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    mode: ExecMode = ExecMode.PREFIX
-    hz: float = Field(default=float(CONTROL_HZ), gt=0, le=2000)
-    replan_every: int = Field(
-        default=5, ge=1, description="sync: rows each chunk runs before the arm holds for the next"
-    )
-    replan_age: int | None = Field(
-        default=None,
-        ge=1,
-        le=MAX_REPLAN_AGE,
-        description="asynchronous modes: request the next chunk once the running actions are "
-        "this many ticks older than their observation (None: the policy's own, else "
-        f"{DEFAULT_REPLAN_AGE})",
-    )
-    max_prefix: int = Field(default=8, ge=0, description="longest prefix the model accepts")
-    staleness_ticks: int = Field(default=29, ge=0)
-    accel_limit: float = Field(
-        default=0.5, gt=0, description="max change per tick, as a fraction of the speed limit"
-    )
-    blend_ticks: int = Field(default=5, ge=1)
-    guidance_scale: float = Field(
-        default=1.0, ge=0, description="rtc: clip of the guidance scale (0: plain sampling)"
-    )
-    guide_rows: int = Field(
-        default=30,
-        ge=0,
-        description="rtc: rows of the current plan, past the frozen ones, that guide",
-    )
-    latency_window: int = Field(default=16, ge=1)
-    latency_quantile: float = Field(
-        default=0.75, ge=0, le=1, description="delay estimate: this quantile of the window"
-    )
-    initial_latency_s: float = Field(default=0.1, ge=0)
-    hold_tool: Literal["keep", "zero"] = "keep"
-
-    @property
-    def dt(self) -> float:
-        return 1.0 / self.hz
-
-    def for_policy(self, policy: object) -> ExecConfig:
-        """This config with ``replan_age`` settled: its own, else ``policy.replan_age`` (a
-        checkpoint may say how long its chunks should run), else the default."""
-        if self.replan_age is not None:
-            return self
-        own = getattr(policy, "replan_age", None)
-        return self.model_copy(update={"replan_age": own or DEFAULT_REPLAN_AGE})
-
-
-@dataclass
-class ExecStats:
-    """Counters of one run. Ages are in ticks since the observation an action came from."""
-
-    ticks: int = 0
-    startup_ticks: int = 0
-    empty_queue_ticks: int = 0
-    sync_wait_ticks: int = 0
-    requests: int = 0
-    chunks_used: int = 0
-    dropped_observations: int = 0
-    dropped_chunks: int = 0
-    deadline_misses: int = 0
-    action_ages: list[int] = field(default_factory=list)
-    latencies_s: list[float] = field(default_factory=list)
-    boundary_jumps: list[float] = field(default_factory=list)
-    within_steps: list[float] = field(default_factory=list)
-
-    def summary(self) -> dict[str, float]:
-        ages = np.asarray(self.action_ages or [0])
-        steps = np.asarray(self.within_steps or [0.0])
-        jumps = np.asarray(self.boundary_jumps or [0.0])
-        typical = float(np.median(steps[steps > 0])) if np.any(steps > 0) else 0.0
-        return {
-            "ticks": self.ticks,
-            "startup_ticks": self.startup_ticks,
-            "empty_queue_ticks": self.empty_queue_ticks,
-            "sync_wait_ticks": self.sync_wait_ticks,
-            "requests": self.requests,
-            "chunks_used": self.chunks_used,
-            "dropped_observations": self.dropped_observations,
-            "dropped_chunks": self.dropped_chunks,
-            "deadline_misses": self.deadline_misses,
-            "max_action_age": int(ages.max()),
-            "mean_action_age": float(ages.mean()),
-            "boundary_jump_mean": float(jumps.mean()),
-            "within_step_median": typical,
-        }
 
 
 @dataclass(frozen=True)
@@ -219,6 +108,8 @@ class ChunkScheduler:
         self.config = config
         self.horizon = horizon
         self.stats = ExecStats()
+        sync = config.mode is ExecMode.SYNC
+        self._due_after = config.replan_every if sync else config.settled_replan_age()
         self._chunk: np.ndarray | None = None
         self._base = 0  # tick at which row 0 of the current chunk applies
         self._obs_step = 0  # observation step the current chunk was computed from
@@ -255,12 +146,8 @@ class ChunkScheduler:
         once the running actions are ``replan_age`` ticks older than their observation,
         whatever the delay, so with a steady delay every chunk runs ``replan_age`` ticks
         (the actions executed are ``d`` to ``replan_age + d - 1`` ticks old)."""
-        c = self.config
-        if c.mode is ExecMode.SYNC:
-            due_after, since = c.replan_every, self._base
-        else:
-            due_after, since = c.replan_age or DEFAULT_REPLAN_AGE, self._obs_step
-        due = self._chunk is None or tick - since >= due_after
+        since = self._base if self.config.mode is ExecMode.SYNC else self._obs_step
+        due = self._chunk is None or tick - since >= self._due_after
         if due and self._in_flight is not None:
             if self._chunk is not None:
                 self.stats.dropped_observations += 1

@@ -149,7 +149,7 @@ def evaluate_cmd(
     threads: Annotated[int, typer.Option(min=1, max=64, help="torch threads")] = 1,
 ) -> None:
     """Success rate (95% interval), failure modes and cycle time beside the expert."""
-    from policy.chunking import ExecConfig
+    from policy.exec_config import ExecConfig
     from policy.latency import LatencySpec
 
     try:

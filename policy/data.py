@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from policy.chunking import ACTION_SCALE
+from policy.exec_config import DEFAULT_REPLAN_AGE
 from robot.schema import (
     ACTION_DIM,
     ARM_ACTION,
@@ -38,10 +39,10 @@ from robot.schema import (
 # Both arms' dx, dy and dyaw: sideways motion, measured as a fraction of full speed.
 _LATERAL = np.array([0, 1, 3, 5, 6, 8])
 # Both arms' dz, and how many ticks ahead a full-speed lift makes a state one to weight:
-# the default replan age (``policy.chunking.DEFAULT_REPLAN_AGE``: 5 ticks past a takeover
-# plus an 80 ms inference delay).
+# the default replan age (5 ticks past a takeover plus an 80 ms inference delay), the age
+# the actions of a chunk computed before the lift can reach.
 LIFT_DIMS = np.array([2, 2 + len(ARM_ACTION)])
-LIFT_WINDOW = 8
+LIFT_WINDOW = DEFAULT_REPLAN_AGE
 
 
 @dataclass

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from policy.chunking import ExecConfig, ExecMode
+from policy.exec_config import ExecConfig, ExecMode
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner
 from robot.chunk_policy import ChunkPolicy

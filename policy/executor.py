@@ -25,7 +25,8 @@ from typing import Protocol
 import numpy as np
 
 from policy.base import PolicyError
-from policy.chunking import ChunkScheduler, ExecConfig, ExecStats, Guidance, policy_chunk
+from policy.chunking import ChunkScheduler, Guidance, policy_chunk
+from policy.exec_config import ExecConfig, ExecStats
 from policy.latency import LatencyInjector
 from policy.simtime import Segment, round_segment
 from robot.chunk_policy import ChunkPolicy

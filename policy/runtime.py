@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from policy.base import CheckpointError
-from policy.chunking import ExecConfig
+from policy.exec_config import ExecConfig
 from policy.latency import LatencyInjector
 from policy.simtime import SimulatedAsyncPolicy
 from robot.chunk_policy import ChunkPolicy

@@ -15,7 +15,8 @@ from typing import Protocol
 
 import numpy as np
 
-from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, ExecStats, policy_chunk
+from policy.chunking import ChunkScheduler, policy_chunk
+from policy.exec_config import ExecConfig, ExecMode, ExecStats
 from policy.latency import LatencyInjector
 from robot.chunk_policy import ChunkPolicy
 from robot.schema import Observation

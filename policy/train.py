@@ -27,8 +27,9 @@ import numpy as np
 import torch
 
 from policy.checkpoint import load_checkpoint, save_checkpoint
-from policy.chunking import ACTION_SCALE, MOTION_DIMS, ExecConfig, ExecMode
+from policy.chunking import ACTION_SCALE, MOTION_DIMS
 from policy.data import ChunkDataset, Episode, EpisodeBuilder, collect_expert_episode, load_demos
+from policy.exec_config import ExecConfig, ExecMode
 from policy.flow import FlowPolicyModel
 from policy.latency import LatencyInjector
 from policy.local import LocalPolicy

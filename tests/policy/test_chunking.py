@@ -1,13 +1,8 @@
 import numpy as np
 import pytest
 
-from policy.chunking import (
-    ACTION_SCALE,
-    DEFAULT_REPLAN_AGE,
-    MOTION_DIMS,
-    ExecConfig,
-    ExecMode,
-)
+from policy.chunking import ACTION_SCALE, MOTION_DIMS
+from policy.exec_config import DEFAULT_REPLAN_AGE, ExecConfig, ExecMode
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner, SimulatedAsyncPolicy
 from tests.policy.helpers import CountingEnv, WavePolicy, make_obs
@@ -57,17 +52,6 @@ def test_each_chunk_runs_until_its_actions_reach_the_replan_age(latency, age):
     # ticks old when they run.
     assert set(np.diff(switches).tolist()) == {age}
     assert set(ages[switches - 1].tolist()) == {age + d - 1}
-
-
-def test_the_replan_age_is_the_configs_else_the_policys_else_the_default():
-    own = WavePolicy(replan_age=11)
-    assert ExecConfig().for_policy(WavePolicy()).replan_age == DEFAULT_REPLAN_AGE
-    assert ExecConfig().for_policy(own).replan_age == 11
-    assert ExecConfig(replan_age=6).for_policy(own).replan_age == 6
-    env = CountingEnv(200)
-    runner = SimTimeRunner(own, ExecConfig(), latency=LatencyInjector("fixed:80", seed=3))
-    stats, _ = runner.run(env, 205)
-    assert max(stats.action_ages) == 11 + 3 - 1
 
 
 def test_sync_replans_by_rows_run_not_by_the_replan_age():

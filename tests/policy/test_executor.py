@@ -3,7 +3,8 @@ import threading
 import numpy as np
 import pytest
 
-from policy.chunking import MOTION_DIMS, ExecConfig, ExecMode
+from policy.chunking import MOTION_DIMS
+from policy.exec_config import ExecConfig, ExecMode
 from policy.executor import RealTimeExecutor, VirtualClock
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner

@@ -5,7 +5,8 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from policy.chunking import ChunkScheduler, ExecConfig, ExecMode, delay_estimate
+from policy.chunking import ChunkScheduler, delay_estimate
+from policy.exec_config import ExecConfig, ExecMode
 from policy.executor import RealTimeExecutor, VirtualClock
 from policy.flow import FlowPolicyModel, soft_mask
 from policy.latency import LatencyInjector

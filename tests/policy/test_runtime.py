@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from policy.chunking import ExecConfig
 from policy.evaluate import EVAL_SEED0, evaluate, format_report, wilson
+from policy.exec_config import ExecConfig
 from policy.latency import LatencyInjector
 from policy.local import LocalPolicy
 from policy.runtime import checkpoint_dir, has_policy, load_policy, policy_version, simulated_async

@@ -141,7 +141,7 @@ def test_relabelled_samples_show_the_plan_the_policy_committed_as_their_prefix(
 
 
 def test_relabelling_drives_under_both_executors_in_turn() -> None:
-    from policy.chunking import ExecConfig, ExecMode
+    from policy.exec_config import ExecConfig, ExecMode
     from policy.train import relabel_mode
 
     modes = [relabel_mode(s) for s in range(6)]
