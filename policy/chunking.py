@@ -13,6 +13,10 @@ A request goes out once the running actions are ``replan_age`` ticks older than 
 observation (the next inference starts while ``horizon - replan_age`` rows are left).
 How long chunks should run is a property of the policy: a checkpoint may carry its own
 (``policy.exec_config.ExecConfig.for_policy``).
+Where the new chunk's own rows begin (after the prefix), the step from the last executed
+action is spread over ``join_ticks`` ticks (``join_correction``): the model's first
+row reacts to what the old plan could not see, and the join turns that reaction from one
+jump into a few small steps, while the arm still ends where the new chunk puts it.
 Baselines: ``naive`` (no prefix, switch at the arrival row), ``blend`` (no prefix,
 cross-fade old and new over ``blend_ticks``) and ``sync`` (hold the pose while
 inferring, then run the chunk from row 0).
@@ -91,6 +95,48 @@ def delay_estimate(latencies: list[float] | deque[float], quantile: float, defau
     return float(np.quantile(np.asarray(latencies), quantile, method="inverted_cdf"))
 
 
+def join_correction(jump: np.ndarray, ticks: int) -> np.ndarray:
+    """Rows (``ticks``, ACTION_DIM) to add to the actions that follow a chunk boundary
+    whose ``jump`` is the last executed action minus the new chunk's first.
+
+    The correction starts at the whole jump (the action just executed), falls in even
+    steps past zero and climbs back to zero in even steps (``join_shape``), so no step on
+    the way is larger than ``2.4 / (ticks + 1)`` of the jump. Every dimension's rows sum to zero:
+    actions are motions per tick, so after the last row the arm has moved exactly as the
+    chunk planned (before the velocity and acceleration limits). Tool dimensions are never
+    touched.
+    """
+    rows = np.zeros((max(ticks, 0), ACTION_DIM), dtype=np.float32)
+    if ticks > 0:
+        rows[:, MOTION_DIMS] = join_shape(ticks)[:, None] * jump[MOTION_DIMS]
+    return rows
+
+
+def join_shape(n: int) -> np.ndarray:
+    """``n`` values that sum to zero on the way from 1 (before the first) to 0 (after the
+    last): even steps down past zero, then even steps back up, the turn placed where the
+    largest step is smallest (about ``2.4 / (n + 1)``)."""
+
+    def v(p: int) -> np.ndarray:
+        # Down ``s`` a step for ``p`` steps, then up to 0 over the ``n - p + 1`` after:
+        # the values sum to zero for ``s = (n + p) / (p (n + 1))``.
+        down = 1.0 - (n + p) / (p * (n + 1)) * np.arange(1, p + 1)
+        return np.concatenate([down, down[-1] * (1.0 - np.arange(1, n - p + 1) / (n - p + 1))])
+
+    def largest_step(c: np.ndarray) -> float:
+        return float(np.abs(np.diff(np.concatenate([[1.0], c, [0.0]]))).max())
+
+    return min((v(p) for p in range(1, n + 1)), key=largest_step)
+
+
+def _superpose(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise sum of two correction queues of different lengths."""
+    out = np.zeros((max(len(a), len(b)), ACTION_DIM), dtype=np.float32)
+    out[: len(a)] += a
+    out[: len(b)] += b
+    return out
+
+
 def motion_norm(a: np.ndarray) -> float:
     """Size of an action change, motion dims only, each relative to its per-tick limit."""
     return float(np.linalg.norm((a / ACTION_SCALE)[MOTION_DIMS]))
@@ -121,6 +167,8 @@ class ChunkScheduler:
         self._last = np.zeros(ACTION_DIM, dtype=np.float32)
         self._last_raw: np.ndarray | None = None
         self._last_source: int | None = None
+        self._join_row: int | None = None  # row of the current chunk where the join falls
+        self._joining = np.zeros((0, ACTION_DIM), dtype=np.float32)  # rows still to add
         self._sent_chunks = 0
         self._started = False
 
@@ -212,6 +260,8 @@ class ChunkScheduler:
             self._old = (self._chunk, self._base)
         self._chunk, self._base, self._obs_step = chunk, base, obs_step
         self._switch_tick = tick
+        joins = self.config.mode is ExecMode.PREFIX and self.config.join_ticks > 0
+        self._join_row = len(prefix) if joins and not held else None
         self._sent_chunks += 1
         self._started = True
         self.stats.chunks_used += 1
@@ -227,6 +277,8 @@ class ChunkScheduler:
         self.guidance = None
         self._last = np.zeros(ACTION_DIM, dtype=np.float32)
         self._last_raw = self._last_source = None
+        self._join_row = None
+        self._joining = self._joining[:0]
         self._started = False
 
     def abandon_request(self) -> None:
@@ -240,7 +292,7 @@ class ChunkScheduler:
         raw = self._planned(tick)
         waiting_sync = self.config.mode is ExecMode.SYNC and self._in_flight is not None
         if raw is not None and not waiting_sync:
-            raw = self._blended(tick, raw)
+            raw = self._joined(tick, self._blended(tick, raw))
             age = tick - self._obs_step
             self.stats.action_ages.append(age)
             source = self._sent_chunks
@@ -261,6 +313,7 @@ class ChunkScheduler:
                 self.stats.empty_queue_ticks += 1
             target = self.hold_action()
             self._last_raw, self._last_source = None, None
+            self._joining = self._joining[:0]  # the arm stops; nothing is left to make up
         self._last = self._limit(target)
         return self._last.copy()
 
@@ -278,6 +331,22 @@ class ChunkScheduler:
         if not 0 <= i < len(self._chunk) or tick - self._obs_step > self.config.staleness_ticks:
             return None
         return self._chunk[i]
+
+    def _joined(self, tick: int, raw: np.ndarray) -> np.ndarray:
+        """``raw`` plus the join corrections due now. The first time a row of the current
+        chunk at or past its prefix runs (the new chunk's own actions begin), the jump from
+        the last executed action is queued as a ``join_correction`` over those pending."""
+        pending = self._joining
+        if self._join_row is not None and tick - self._base >= self._join_row:
+            self._join_row = None
+            if self._last_raw is not None:
+                now = raw + (pending[0] if len(pending) else 0.0)
+                new = join_correction(self._last_raw - now, self.config.join_ticks)
+                pending = _superpose(pending, new)
+        if not len(pending):
+            return raw
+        self._joining = pending[1:]
+        return (raw + pending[0]).astype(np.float32)
 
     def _blended(self, tick: int, raw: np.ndarray) -> np.ndarray:
         if self._old is None:

@@ -143,6 +143,10 @@ def evaluate_cmd(
     replan_age: Annotated[
         int | None, typer.Option(help="ticks each chunk runs (default: the checkpoint's)")
     ] = None,
+    join_ticks: Annotated[
+        int | None,
+        typer.Option(help="prefix: ticks a chunk boundary is spread over (default 0: none)"),
+    ] = None,
     difficulty: float = 1.0,
     expert: Annotated[bool, typer.Option(help="run the expert on the same seeds")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -154,7 +158,8 @@ def evaluate_cmd(
 
     try:
         LatencySpec.parse(latency)
-        cfg = ExecConfig.model_validate({"mode": mode, "replan_age": replan_age})
+        given = {"mode": mode, "replan_age": replan_age, "join_ticks": join_ticks}
+        cfg = ExecConfig.model_validate({k: v for k, v in given.items() if v is not None})
     except (ValueError, ValidationError) as exc:
         _fail(str(exc) if not isinstance(exc, ValidationError) else _explain(exc))
     import torch

@@ -128,6 +128,7 @@ def evaluate(
         "latency": latency,
         "mode": cfg.mode.value,
         "replan_age": None if cfg.mode is ExecMode.SYNC else cfg.replan_age,
+        "join_ticks": cfg.join_ticks if cfg.mode is ExecMode.PREFIX else None,
         "version": policy.version,
         "policy": pol.summary(),
         "executor": {"empty_queue_ticks": empty, "max_action_age": ages},
@@ -143,6 +144,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"task {r['task']}  difficulty {r['difficulty']}  policy {r['version']}  "
         f"execution {r['mode']} with latency {r['latency']}"
         + (f", replan age {r['replan_age']} ticks" if r.get("replan_age") else "")
+        + (f", chunks joined over {r['join_ticks']} ticks" if r.get("join_ticks") else "")
     ]
     for key in ("policy", "expert"):
         s = r.get(key)

@@ -1,10 +1,18 @@
 import numpy as np
 import pytest
 
-from policy.chunking import ACTION_SCALE, MOTION_DIMS
+from policy.chunking import (
+    ACTION_SCALE,
+    MOTION_DIMS,
+    TOOL_DIMS,
+    ChunkScheduler,
+    join_correction,
+    join_shape,
+)
 from policy.exec_config import DEFAULT_REPLAN_AGE, ExecConfig, ExecMode
 from policy.latency import LatencyInjector
 from policy.simtime import SimTimeRunner, SimulatedAsyncPolicy
+from robot.schema import ACTION_DIM, MAX_STEP_M
 from tests.policy.helpers import CountingEnv, WavePolicy, make_obs
 
 LATENCIES = ["fixed:0", "fixed:80", "fixed:200", "jitter:200,60", "heavy:80,2.5"]
@@ -67,6 +75,64 @@ def test_prefix_conditioning_joins_chunks_more_smoothly_than_naive_switching():
         jumps[mode] = float(np.mean(stats.boundary_jumps))
     assert jumps[ExecMode.PREFIX] < 0.2 * jumps[ExecMode.NAIVE]
     assert jumps[ExecMode.BLEND] < jumps[ExecMode.NAIVE]
+
+
+@pytest.mark.parametrize("ticks", [3, 6, 12])
+def test_a_join_correction_eases_the_jump_and_gives_the_motion_back(ticks):
+    jump = np.linspace(-1.0, 1.0, ACTION_DIM).astype(np.float32) * MAX_STEP_M
+    rows = join_correction(jump, ticks)
+    assert rows.shape == (ticks, ACTION_DIM)
+    np.testing.assert_allclose(rows.sum(axis=0), 0.0, atol=1e-6 * MAX_STEP_M)
+    assert not rows[:, TOOL_DIMS].any()
+    # From the jump (the action just executed) to no correction at all, in small steps.
+    path = np.vstack([jump, rows, np.zeros(ACTION_DIM)])[:, MOTION_DIMS]
+    steps = np.abs(np.diff(path, axis=0)) / np.abs(jump[MOTION_DIMS]).clip(1e-12)
+    assert steps.max() <= 2.5 / (ticks + 1)
+    assert not join_correction(jump, 0).size
+
+
+def _switch_slow_to_fast(join_ticks: int, arrive: int = 11, ticks: int = 26) -> np.ndarray:
+    """Executed actions: a slow chunk, then at tick 8 a request for a faster one (slow
+    enough that the correction stays within the speed limit) with a 3-row prefix (the
+    delay estimate is 0.1 s at 30 Hz); it arrives at tick ``arrive``."""
+    s = ChunkScheduler(ExecConfig(join_ticks=join_ticks, accel_limit=10.0, replan_age=8))
+    slow = np.zeros((30, ACTION_DIM), dtype=np.float32)
+    slow[:, 0] = 0.1 * MAX_STEP_M
+    fast = slow.copy()
+    fast[:, 0] = 0.5 * MAX_STEP_M
+    out = []
+    for tick in range(ticks):
+        if tick == arrive:
+            assert s.deliver(fast, tick, 0.1)
+        if s.want_request(tick) and tick < 20:
+            assert len(s.begin_request(tick)) == (0 if tick == 0 else 3)
+            if tick == 0:
+                assert s.deliver(slow, tick, 0.1)
+        out.append(s.next_action(tick))
+    return np.stack(out)
+
+
+# Arriving early, the new chunk first runs the rest of its prefix (the old plan): the join
+# falls where its own rows begin, tick 11, either way.
+@pytest.mark.parametrize("arrive", [10, 11])
+def test_the_step_into_a_new_chunk_is_eased_and_the_arm_ends_where_it_puts_it(arrive):
+    plain, joined = _switch_slow_to_fast(0, arrive), _switch_slow_to_fast(6, arrive)
+    step = 0.4 * MAX_STEP_M
+    np.testing.assert_allclose(np.diff(plain[:, 0])[10], step)  # tick 10 -> 11: outright
+    first = step * (1 - join_shape(6)[0])
+    np.testing.assert_allclose(np.diff(joined[:, 0])[10], first, rtol=1e-5)
+    assert np.abs(np.diff(joined[:, 0])).max() <= first + 1e-7
+    # Six ticks after the switch the correction is over and the arm has moved the same.
+    np.testing.assert_allclose(joined[:17, 0].sum(), plain[:17, 0].sum(), rtol=1e-5)
+    np.testing.assert_array_equal(joined[17:], plain[17:])
+
+
+def test_prefix_boundaries_are_smoother_with_the_join_than_without():
+    jumps = {}
+    for join in (0, 6):
+        stats, _, _ = run(ExecMode.PREFIX, "fixed:200", accel_limit=10.0, join_ticks=join)
+        jumps[join] = float(np.mean(stats.boundary_jumps))
+    assert jumps[6] < 0.5 * jumps[0]
 
 
 def test_velocity_and_acceleration_limits_hold_across_boundaries():
