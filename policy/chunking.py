@@ -101,10 +101,10 @@ def join_correction(jump: np.ndarray, ticks: int) -> np.ndarray:
 
     The correction starts at the whole jump (the action just executed), falls in even
     steps past zero and climbs back to zero in even steps (``join_shape``), so no step on
-    the way is larger than ``2.4 / (ticks + 1)`` of the jump. Every dimension's rows sum to zero:
-    actions are motions per tick, so after the last row the arm has moved exactly as the
-    chunk planned (before the velocity and acceleration limits). Tool dimensions are never
-    touched.
+    the way is larger than about ``2.4 / (ticks + 1)`` of the jump. Every dimension's rows
+    sum to zero: actions are motions per tick, so after the last row the arm has moved
+    exactly as the chunk planned (before the velocity and acceleration limits). Tool
+    dimensions are never touched.
     """
     rows = np.zeros((max(ticks, 0), ACTION_DIM), dtype=np.float32)
     if ticks > 0:
