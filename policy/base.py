@@ -66,6 +66,16 @@ def parse_replan_age(value: object) -> int | None:
     return int(text)
 
 
+def run_metadata(policy: object) -> dict[str, Any]:
+    """What both policy servers tell a client about running ``policy``'s chunks: its
+    ``horizon``, its longest ``max_prefix`` and its own ``replan_age`` (None: none)."""
+    return {
+        "horizon": int(getattr(policy, "horizon", 0)),
+        "max_prefix": int(getattr(policy, "max_prefix", 0)),
+        "replan_age": getattr(policy, "replan_age", None),
+    }
+
+
 def announced_replan_age(meta: dict[str, Any], where: str) -> int | None:
     """The replan age a policy server's metadata announces (None: it names none)."""
     try:

@@ -37,6 +37,7 @@ may. The watchdog: an action computed from an observation older than
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -112,10 +113,12 @@ def join_correction(jump: np.ndarray, ticks: int) -> np.ndarray:
     return rows
 
 
+@functools.lru_cache(maxsize=8)
 def join_shape(n: int) -> np.ndarray:
     """``n`` values that sum to zero on the way from 1 (before the first) to 0 (after the
     last): even steps down past zero, then even steps back up, the turn placed where the
-    largest step is smallest (about ``2.4 / (n + 1)``)."""
+    largest step is smallest (about ``2.4 / (n + 1)``). Computed once per ``n`` (read-only):
+    every chunk boundary of a run asks for the same one."""
 
     def v(p: int) -> np.ndarray:
         # Down ``s`` a step for ``p`` steps, then up to 0 over the ``n - p + 1`` after:
@@ -126,7 +129,9 @@ def join_shape(n: int) -> np.ndarray:
     def largest_step(c: np.ndarray) -> float:
         return float(np.abs(np.diff(np.concatenate([[1.0], c, [0.0]]))).max())
 
-    return min((v(p) for p in range(1, n + 1)), key=largest_step)
+    best = min((v(p) for p in range(1, n + 1)), key=largest_step)
+    best.setflags(write=False)
+    return best
 
 
 def _superpose(a: np.ndarray, b: np.ndarray) -> np.ndarray:

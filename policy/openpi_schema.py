@@ -53,6 +53,7 @@ from typing import Any
 import numpy as np
 from pydantic import ValidationError
 
+from policy.base import run_metadata
 from policy.wire import WireError, WireObservation
 from robot.chunk_policy import ChunkPolicy
 from robot.schema import ACTION_DIM, IMAGE_SIZE, STATE_DIM, Observation
@@ -91,9 +92,7 @@ def metadata(policy: ChunkPolicy) -> dict[str, Any]:
         "action_dim": ACTION_DIM,
         "state_dim": STATE_DIM,
         "image_size": IMAGE_SIZE,
-        "horizon": int(getattr(policy, "horizon", 0)),
-        "max_prefix": int(getattr(policy, "max_prefix", 0)),
-        "replan_age": getattr(policy, "replan_age", None),
+        **run_metadata(policy),
         "image_keys": dict(IMAGE_KEYS),
         "extensions": list(EXTENSIONS),
     }

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from policy.base import PolicyError
+from policy.base import PolicyError, run_metadata
 from policy.wire import (
     HEADER,
     MAX_HELLO_BYTES,
@@ -330,9 +330,7 @@ class PolicyServer:
                 "state_dim": STATE_DIM,
                 "cameras": list(CAMERAS),
                 "image_size": IMAGE_SIZE,
-                "horizon": int(getattr(self._policy, "horizon", 0)),
-                "max_prefix": int(getattr(self._policy, "max_prefix", 0)),
-                "replan_age": getattr(self._policy, "replan_age", None),
+                **run_metadata(self._policy),
             }
         if req.op == "reset":
             await self._slot.reset()
