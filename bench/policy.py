@@ -21,9 +21,9 @@
    that ratio an ordinary step inside a chunk already scores its mean over its median
    (printed as the interior floor); the mean jump over the mean within-chunk step
    compares like with like (1: a boundary no rougher than a step inside a chunk).
-   ``prefix/join6`` is ``prefix`` spreading the step into each new chunk's own rows over
-   6 ticks (``ExecConfig.join_ticks``), to show what the join does for smoothness and
-   costs in parts.
+   The nut checkpoint spreads the step into each new chunk's own rows over 6 ticks
+   (``ExecConfig.join_ticks``); ``prefix/join0`` switches outright instead, to show what
+   the join does for smoothness and costs in parts.
    ``sync/10`` is synchronous execution running 10 rows of each chunk instead of 5: it
    holds less often, so it is faster (on 50 seeds at 80 ms it kept about as many parts;
    15 and 20 rows lost 5 and 11 more). Late lifts count
@@ -187,8 +187,7 @@ METHODS = (ExecMode.SYNC, ExecMode.PREFIX, ExecMode.NAIVE, ExecMode.BLEND, ExecM
 LATENCIES_MS = (80, 200)
 #: Synchronous execution with a longer execution horizon, the reference beside ``sync``.
 SYNC_LONG = 10
-JOIN_TICKS = 6
-JOINED = f"prefix/join{JOIN_TICKS}"
+UNJOINED = "prefix/join0"
 
 
 @dataclass
@@ -285,7 +284,7 @@ def bench_methods(policy: LocalPolicy, episodes: int) -> dict[str, object]:
     )
     fig: dict[tuple[str, int], Figures] = {}
     runs = [(m.value, ExecConfig(mode=m)) for m in METHODS]
-    runs.append((JOINED, ExecConfig(mode=ExecMode.PREFIX, join_ticks=JOIN_TICKS)))
+    runs.append((UNJOINED, ExecConfig(mode=ExecMode.PREFIX, join_ticks=0)))
     runs.append((f"sync/{SYNC_LONG}", ExecConfig(mode=ExecMode.SYNC, replan_every=SYNC_LONG)))
     for lat in LATENCIES_MS:
         for name, config in runs:
@@ -302,12 +301,12 @@ def bench_methods(policy: LocalPolicy, episodes: int) -> dict[str, object]:
         "blend_boundary_jump_200ms": round(b200.boundary_jump, 2),
         "boundary_jump_over_mean_step_200ms": round(a200.jump_over_mean, 2),
         "blend_boundary_jump_over_mean_step_200ms": round(b200.jump_over_mean, 2),
-        "joined_boundary_jump_200ms": round(fig[JOINED, 200].boundary_jump, 2),
-        "joined_boundary_jump_over_mean_step_200ms": round(fig[JOINED, 200].jump_over_mean, 2),
-        "joined_over_sync_ticks_80ms": round(fig[JOINED, 80].ticks / s80.ticks, 3),
-        "joined_success_200ms": round(fig[JOINED, 200].successes / episodes, 3),
-        "prefix_success_200ms": round(a200.successes / episodes, 3),
-        "sync_success_200ms": round(fig[ExecMode.SYNC.value, 200].successes / episodes, 3),
+        "join_ticks": ExecConfig().settled_join_ticks(policy),
+        "unjoined_boundary_jump_200ms": round(fig[UNJOINED, 200].boundary_jump, 2),
+        "unjoined_over_sync_ticks_80ms": round(fig[UNJOINED, 80].ticks / s80.ticks, 3),
+        "unjoined_success_200ms": round(fig[UNJOINED, 200].successes / episodes, 3),
+        "success_async_200ms": round(a200.successes / episodes, 3),
+        "success_sync_200ms": round(fig[ExecMode.SYNC.value, 200].successes / episodes, 3),
         "async_over_sync10_ticks_80ms": round(a80.ticks / fig[f"sync/{SYNC_LONG}", 80].ticks, 3),
         "success_async": round(a80.successes / a80.episodes, 3),
         "success_sync": round(s80.successes / s80.episodes, 3),

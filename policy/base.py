@@ -1,5 +1,5 @@
-"""The errors the policy package raises, the check of a committed prefix and of a
-policy's own replan age (how long its chunks should run, ``ExecConfig.replan_age``).
+"""The errors the policy package raises, the check of a committed prefix and of what a
+policy says about running its chunks (``RUN_SETTINGS``).
 
 Every policy here implements ``robot.chunk_policy.ChunkPolicy`` (defined on the robot
 side, once): a local torch model, a remote policy server, a recorder and the
@@ -9,6 +9,7 @@ side. This module imports neither torch nor anything heavy.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -54,31 +55,42 @@ def check_prefix(prefix: np.ndarray | None, max_len: int) -> np.ndarray:
 MAX_REPLAN_AGE = 29
 
 
-def parse_replan_age(value: object) -> int | None:
-    """A policy's own replan age (``ExecConfig.replan_age``) as a checkpoint stores it or a
-    server announces it: None when absent, else a whole number of ticks from 1 to
+#: What a policy may say about running its chunks (``ExecConfig``'s fields of the same
+#: names), each in ticks, with the least it may be: how old the running actions get before
+#: the next chunk is requested, and over how many ticks the step into a new chunk is spread.
+#: A checkpoint stores them in its config's ``extra``; both servers announce them.
+RUN_SETTINGS = {"replan_age": 1, "join_ticks": 0}
+
+
+def parse_run_settings(values: Mapping[str, Any]) -> dict[str, int | None]:
+    """Each of ``RUN_SETTINGS`` as ``values`` (a checkpoint's ``extra``, a server's
+    metadata) give it: None when absent, else a whole number of ticks up to
     ``MAX_REPLAN_AGE``; anything else raises ``ValueError`` saying so."""
-    if value is None:
-        return None
-    text = str(value)
-    if isinstance(value, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_REPLAN_AGE:
-        raise ValueError(f"replan_age {value!r} is not a whole number of ticks 1-{MAX_REPLAN_AGE}")
-    return int(text)
+    out: dict[str, int | None] = {}
+    for name, low in RUN_SETTINGS.items():
+        value, top = values.get(name), MAX_REPLAN_AGE
+        text = str(value)
+        if value is not None and (
+            isinstance(value, bool) or not text.isdigit() or not low <= int(text) <= top
+        ):
+            raise ValueError(f"{name} {value!r} is not a whole number of ticks {low}-{top}")
+        out[name] = None if value is None else int(text)
+    return out
 
 
 def run_metadata(policy: object) -> dict[str, Any]:
     """What both policy servers tell a client about running ``policy``'s chunks: its
-    ``horizon``, its longest ``max_prefix`` and its own ``replan_age`` (None: none)."""
+    ``horizon``, its longest ``max_prefix`` and its own ``RUN_SETTINGS`` (None: none)."""
     return {
         "horizon": int(getattr(policy, "horizon", 0)),
         "max_prefix": int(getattr(policy, "max_prefix", 0)),
-        "replan_age": getattr(policy, "replan_age", None),
+        **{name: getattr(policy, name, None) for name in RUN_SETTINGS},
     }
 
 
-def announced_replan_age(meta: dict[str, Any], where: str) -> int | None:
-    """The replan age a policy server's metadata announces (None: it names none)."""
+def announced_run_settings(meta: dict[str, Any], where: str) -> dict[str, int | None]:
+    """The ``RUN_SETTINGS`` a policy server's metadata announces (None: it names one not)."""
     try:
-        return parse_replan_age(meta.get("replan_age"))
+        return parse_run_settings(meta)
     except ValueError as exc:
         raise PolicyConnectionError(f"policy server {where}: {exc}") from exc

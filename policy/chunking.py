@@ -161,6 +161,7 @@ class ChunkScheduler:
         self.stats = ExecStats()
         sync = config.mode is ExecMode.SYNC
         self._due_after = config.replan_every if sync else config.settled_replan_age()
+        self._join_ticks = config.settled_join_ticks() if config.mode is ExecMode.PREFIX else 0
         self._chunk: np.ndarray | None = None
         self._base = 0  # tick at which row 0 of the current chunk applies
         self._obs_step = 0  # observation step the current chunk was computed from
@@ -265,8 +266,7 @@ class ChunkScheduler:
             self._old = (self._chunk, self._base)
         self._chunk, self._base, self._obs_step = chunk, base, obs_step
         self._switch_tick = tick
-        joins = self.config.mode is ExecMode.PREFIX and self.config.join_ticks > 0
-        self._join_row = len(prefix) if joins and not held else None
+        self._join_row = len(prefix) if self._join_ticks and not held else None
         self._sent_chunks += 1
         self._started = True
         self.stats.chunks_used += 1
@@ -346,7 +346,7 @@ class ChunkScheduler:
             self._join_row = None
             if self._last_raw is not None:
                 now = raw + (pending[0] if len(pending) else 0.0)
-                new = join_correction(self._last_raw - now, self.config.join_ticks)
+                new = join_correction(self._last_raw - now, self._join_ticks)
                 pending = _superpose(pending, new)
         if not len(pending):
             return raw

@@ -79,6 +79,10 @@ def train(
             help="ticks the checkpoint's chunks run (default: --init's, else the executor's)"
         ),
     ] = None,
+    join_ticks: Annotated[
+        int | None,
+        typer.Option(help="ticks the checkpoint's chunk boundaries are spread over (as above)"),
+    ] = None,
     minutes: Annotated[float, typer.Option(help="wall-time budget")] = _default("time_budget_min"),
     difficulty: float = _default("difficulty"),
     seed: int = _default("seed"),
@@ -106,6 +110,7 @@ def train(
             dagger_steps=relabel_steps,
             relabel_weight=relabel_weight,
             replan_age=replan_age,
+            join_ticks=join_ticks,
             time_budget_min=minutes,
             difficulty=difficulty,
             seed=seed,
@@ -145,7 +150,7 @@ def evaluate_cmd(
     ] = None,
     join_ticks: Annotated[
         int | None,
-        typer.Option(help="prefix: ticks a chunk boundary is spread over (default 0: none)"),
+        typer.Option(help="prefix: ticks a boundary is spread over (default: the checkpoint's)"),
     ] = None,
     difficulty: float = 1.0,
     expert: Annotated[bool, typer.Option(help="run the expert on the same seeds")] = True,

@@ -19,7 +19,7 @@ from policy.base import (
     PolicyConnectionError,
     PolicyError,
     PolicyInputError,
-    announced_replan_age,
+    announced_run_settings,
 )
 from policy.wire import HEADER, WireError, frame, frame_length, observation_message, unpack
 from robot.schema import ACTION_DIM, Observation
@@ -48,16 +48,18 @@ class RemotePolicy:
         self.horizon = 0
         self.max_prefix = 0
         self.replan_age: int | None = None
+        self.join_ticks: int | None = None
         self.last_timing: dict[str, float] = {}
 
     def connect(self) -> RemotePolicy:
         """Open the connection and read the server's metadata (``version``, ``horizon``,
-        ``max_prefix``, ``replan_age``)."""
+        ``max_prefix``, ``replan_age``, ``join_ticks``)."""
         info = self._call(self._hello())
         self.version = str(info["version"])
         self.horizon = int(info.get("horizon", 0))
         self.max_prefix = int(info.get("max_prefix", 0))
-        self.replan_age = announced_replan_age(info, f"{self._addr[0]}:{self._addr[1]}")
+        run = announced_run_settings(info, f"{self._addr[0]}:{self._addr[1]}")
+        self.replan_age, self.join_ticks = run["replan_age"], run["join_ticks"]
         if int(info.get("action_dim", ACTION_DIM)) != ACTION_DIM:
             raise PolicyConnectionError(
                 f"server speaks action_dim {info.get('action_dim')}, this robot {ACTION_DIM}"

@@ -49,14 +49,13 @@ class ExecConfig(BaseModel):
         f"{DEFAULT_REPLAN_AGE})",
     )
     max_prefix: int = Field(default=8, ge=0, description="longest prefix the model accepts")
-    join_ticks: int = Field(
-        default=0,
+    join_ticks: int | None = Field(
+        default=None,
         ge=0,
         le=MAX_REPLAN_AGE,
         description="prefix: ticks over which the step into a new chunk's own actions is "
-        "spread, the arm ending where the chunk puts it (0: switch outright). Off by "
-        "default: 6 made nut installation's boundaries as smooth as blending with no "
-        "parts lost, but cost material handling parts (94 % to 89.5 % on 200 seeds)",
+        "spread, the arm ending where the chunk puts it (0: switch outright; None: the "
+        "policy's own, else 0)",
     )
     staleness_ticks: int = Field(default=29, ge=0)
     accel_limit: float = Field(
@@ -87,11 +86,25 @@ class ExecConfig(BaseModel):
         may say how long its chunks should run), else ``DEFAULT_REPLAN_AGE``."""
         return self.replan_age or getattr(policy, "replan_age", None) or DEFAULT_REPLAN_AGE
 
+    def settled_join_ticks(self, policy: object = None) -> int:
+        """The join to run: this config's, else ``policy.join_ticks``, else 0 (switch
+        outright). Joining is the policy's to say: over 6 ticks it smoothed nut
+        installation with no parts lost, but cost material handling parts (94 % to 89.5 %
+        on 200 seeds)."""
+        if self.join_ticks is not None:
+            return self.join_ticks
+        own = getattr(policy, "join_ticks", None)
+        return 0 if own is None else int(own)
+
     def for_policy(self, policy: object) -> ExecConfig:
-        """This config with ``replan_age`` settled for ``policy`` (``settled_replan_age``)."""
-        if self.replan_age is not None:
-            return self
-        return self.model_copy(update={"replan_age": self.settled_replan_age(policy)})
+        """This config with ``replan_age`` and ``join_ticks`` settled for ``policy``
+        (``settled_replan_age``, ``settled_join_ticks``)."""
+        return self.model_copy(
+            update={
+                "replan_age": self.settled_replan_age(policy),
+                "join_ticks": self.settled_join_ticks(policy),
+            }
+        )
 
 
 @dataclass

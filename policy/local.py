@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from policy.base import CheckpointError, PolicyInputError, check_prefix, parse_replan_age
+from policy.base import CheckpointError, PolicyInputError, check_prefix, parse_run_settings
 from policy.checkpoint import load_checkpoint
 from policy.flow import FlowPolicyModel, soft_mask
 from policy.tokenizer import Tokenizer
@@ -19,9 +19,9 @@ from robot.schema import Observation
 TEXT_CACHE_SIZE = 64
 
 
-def _replan_age(extra: dict[str, str], version: str) -> int | None:
+def _run_settings(extra: dict[str, str], version: str) -> dict[str, int | None]:
     try:
-        return parse_replan_age(extra.get("replan_age"))
+        return parse_run_settings(extra)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint {version}: {exc}") from exc
 
@@ -33,9 +33,10 @@ class LocalPolicy:
     episode replays identically. ``max_prefix`` is the longest prefix the model was
     trained with; longer prefixes are refused. ``flow_steps`` overrides the checkpoint's
     number of integration steps; ``noise_scale`` the checkpoint's sampling temperature
-    (``extra["noise_scale"]`` in its config, default 1). ``replan_age`` is how old the
-    running actions get before the next chunk is requested (``extra["replan_age"]``;
-    None: the executor's default, see ``ExecConfig.for_policy``).
+    (``extra["noise_scale"]`` in its config, default 1). ``replan_age`` (how old the
+    running actions get before the next chunk is requested) and ``join_ticks`` (over how
+    many ticks the step into a new chunk is spread) are the config's ``extra`` of those
+    names (None: the executor's default, see ``ExecConfig.for_policy``).
     """
 
     def __init__(
@@ -54,7 +55,8 @@ class LocalPolicy:
         self.version = version
         self.horizon = model.cfg.horizon
         self.max_prefix = model.cfg.max_prefix
-        self.replan_age = _replan_age(model.cfg.extra, version)
+        run = _run_settings(model.cfg.extra, version)
+        self.replan_age, self.join_ticks = run["replan_age"], run["join_ticks"]
         self._tok = Tokenizer(model.cfg.vocab, model.cfg.text_len)
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self._seed = seed

@@ -32,7 +32,7 @@ from policy.base import (
     PolicyConnectionError,
     PolicyError,
     PolicyInputError,
-    announced_replan_age,
+    announced_run_settings,
 )
 from policy.openpi_codec import packb, unpackb
 from policy.openpi_schema import RESET_KEY, actions_from_reply, request_message
@@ -49,9 +49,10 @@ _INPUT_CODES = ("bad_request", "bad_dtype", "bad_array", "bad_message")
 class OpenpiPolicy:
     """Infer chunks on the server at ``url`` (``ws://HOST:PORT`` or ``wss://...``).
 
-    ``version``, ``horizon``, ``max_prefix`` and ``replan_age`` come from the server's metadata
-    (``version`` is ``openpi@HOST:PORT`` for a server that names none). ``last_timing``
-    holds the server's ``infer_ms`` of the last call and the client's ``rtt_ms``.
+    ``version``, ``horizon``, ``max_prefix``, ``replan_age`` and ``join_ticks`` come from
+    the server's metadata (``version`` is ``openpi@HOST:PORT`` for a server that names
+    none). ``last_timing`` holds the server's ``infer_ms`` of the last call and the
+    client's ``rtt_ms``.
     """
 
     def __init__(self, url: str, *, token: str | None = None, timeout_s: float = 10.0) -> None:
@@ -67,6 +68,7 @@ class OpenpiPolicy:
         self.horizon = DEFAULT_HORIZON
         self.max_prefix = 0
         self.replan_age: int | None = None
+        self.join_ticks: int | None = None
         self.last_timing: dict[str, float] = {}
         if token and parts.scheme == "ws" and not is_loopback(parts.hostname or ""):
             log.warning("the policy token goes to %s unencrypted: use wss://", self._where)
@@ -180,7 +182,8 @@ class OpenpiPolicy:
         self.version = str(meta.get("version", self.version))
         self.horizon = int(meta.get("horizon") or meta.get("action_horizon") or DEFAULT_HORIZON)
         self.max_prefix = int(meta.get("max_prefix") or 0)
-        self.replan_age = announced_replan_age(meta, self._where)
+        run = announced_run_settings(meta, self._where)
+        self.replan_age, self.join_ticks = run["replan_age"], run["join_ticks"]
         ext = meta.get("extensions") or []
         self._extensions = frozenset(str(e) for e in ext) if isinstance(ext, list) else frozenset()
 

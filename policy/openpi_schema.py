@@ -13,6 +13,7 @@ Metadata, the server's first message on a connection::
     "horizon"       int     rows of each action chunk
     "max_prefix"    int     longest ``action_prefix`` accepted
     "replan_age"    int?    ticks its chunks should run (``ExecConfig.replan_age``), or nil
+    "join_ticks"    int?    ticks a boundary is spread over (``ExecConfig.join_ticks``), or nil
     "image_keys"    map     observation key -> camera name (below)
     "extensions"    list    which of the optional keys below the server understands
 

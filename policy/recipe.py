@@ -51,6 +51,9 @@ class TrainConfig(BaseModel):
     # so, and used while relabelling. None keeps the ``init`` checkpoint's, else the
     # executor's default.
     replan_age: int | None = Field(default=None, ge=1, le=MAX_REPLAN_AGE)
+    # Over how many ticks the step into a new chunk is spread (``ExecConfig.join_ticks``),
+    # kept the same way.
+    join_ticks: int | None = Field(default=None, ge=0, le=MAX_REPLAN_AGE)
     # The teacher aims at the hidden truth, not through the expert's seeded perception
     # error: that error is noise in the labels that no image explains. Measured on nut
     # installation, same recipe otherwise: median landing error 0.96 mm against 1.11 mm,

@@ -26,6 +26,7 @@ from typing import Any, TypedDict
 import numpy as np
 import torch
 
+from policy.base import RUN_SETTINGS
 from policy.checkpoint import load_checkpoint, save_checkpoint
 from policy.chunking import ACTION_SCALE, MOTION_DIMS
 from policy.data import ChunkDataset, Episode, EpisodeBuilder, collect_expert_episode, load_demos
@@ -195,12 +196,14 @@ class _Budget:
 
 def run_settings(cfg: TrainConfig, inherited: dict[str, str]) -> dict[str, str]:
     """What the checkpoint keeps beside its weights for run time (``ModelConfig.extra``):
-    its sampling temperature and its replan age (``cfg``'s, else ``inherited`` from the
-    checkpoint continued from, else none)."""
+    its sampling temperature and each of ``RUN_SETTINGS`` (``cfg``'s, else ``inherited``
+    from the checkpoint continued from, else none)."""
     extra = {"noise_scale": f"{cfg.noise_scale:g}"}
-    age = cfg.replan_age or inherited.get("replan_age")
-    if age:
-        extra["replan_age"] = str(age)
+    for name in RUN_SETTINGS:
+        own = getattr(cfg, name)
+        value = own if own is not None else inherited.get(name)
+        if value is not None:
+            extra[name] = str(value)
     return extra
 
 

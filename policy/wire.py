@@ -24,8 +24,8 @@ Messages (maps with string keys):
   ACTION_DIM) | None``;
 * reply ``{"ok": true, "version": str, ...}`` with, for ``infer``, ``"actions"``
   (float32 (H, ACTION_DIM)) and ``"timing": {"model_ms", "total_ms"}``; for ``hello``
-  ``"horizon"``, ``"max_prefix"``, ``"replan_age"`` (int or None), ``"action_dim"``,
-  ``"cameras"``, ``"image_size"``, ``"state_dim"``;
+  ``"horizon"``, ``"max_prefix"``, ``"replan_age"`` and ``"join_ticks"`` (int or None),
+  ``"action_dim"``, ``"cameras"``, ``"image_size"``, ``"state_dim"``;
 * error ``{"ok": false, "error": {"code": str, "message": str}}``.
 
 This module imports only numpy, msgpack, pydantic and the standard library.

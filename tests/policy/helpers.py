@@ -52,10 +52,12 @@ class WavePolicy:
         horizon: int = 30,
         offset: float = 0.4 * MAX_STEP_M,
         replan_age: int | None = None,
+        join_ticks: int | None = None,
     ) -> None:
         self.horizon = horizon
         self.max_prefix = horizon
         self.replan_age = replan_age
+        self.join_ticks = join_ticks
         self.version = "wave-1"
         self.calls: list[tuple[int, int]] = []
         self._offset = offset

@@ -183,3 +183,14 @@ def test_a_checkpoint_with_a_bad_replan_age_is_refused_with_the_reason(stored):
         LocalPolicy(model, "tiny")
     good = FlowPolicyModel(replace(TINY, extra={"replan_age": "11"}))
     assert LocalPolicy(good, "tiny").replan_age == 11
+
+
+@pytest.mark.parametrize("stored", ["-1", "30", "6.0"])
+def test_a_checkpoint_with_a_bad_join_is_refused_with_the_reason(stored):
+    model = FlowPolicyModel(replace(TINY, extra={"join_ticks": stored}))
+    with pytest.raises(CheckpointError, match=f"checkpoint tiny: join_ticks '{stored}' is not"):
+        LocalPolicy(model, "tiny")
+    for stored_ok, expected in (("0", 0), ("6", 6)):
+        good = FlowPolicyModel(replace(TINY, extra={"join_ticks": stored_ok}))
+        assert LocalPolicy(good, "tiny").join_ticks == expected
+    assert LocalPolicy(FlowPolicyModel(TINY), "tiny").join_ticks is None

@@ -54,13 +54,14 @@ def test_the_openpi_client_reads_metadata_and_gets_action_chunks(served: ServerT
     assert served.policy.calls == [(0, 0)] * 3  # no step sent: the observation's step is 0
 
 
-def test_the_served_policys_replan_age_reaches_both_clients() -> None:
-    st = ServerThread(ServerConfig(port=0, token=TOKEN), WavePolicy(replan_age=11), openpi=True)
+def test_the_served_policys_run_settings_reach_both_clients() -> None:
+    wave = WavePolicy(replan_age=11, join_ticks=6)
+    st = ServerThread(ServerConfig(port=0, token=TOKEN), wave, openpi=True)
     try:
         meta = WebsocketClientPolicy("127.0.0.1", st.port, api_key=TOKEN).get_server_metadata()
-        assert meta["replan_age"] == 11
+        assert meta["replan_age"] == 11 and meta["join_ticks"] == 6
         with OpenpiPolicy(f"ws://127.0.0.1:{st.port}", token=TOKEN, timeout_s=30) as remote:
-            assert remote.replan_age == 11
+            assert remote.replan_age == 11 and remote.join_ticks == 6
     finally:
         st.stop()
 
@@ -151,7 +152,7 @@ def test_our_client_uses_the_step_prefix_and_reset_extensions(served: ServerThre
     prefix = np.full((4, ACTION_DIM), 0.002, dtype=np.float32)
     with OpenpiPolicy(f"ws://127.0.0.1:{served.port}", token=TOKEN, timeout_s=30) as remote:
         assert remote.version == "wave-1" and remote.horizon == 30 and remote.max_prefix == 30
-        assert remote.replan_age is None
+        assert remote.replan_age is None and remote.join_ticks is None
         chunk = remote.infer(obs, prefix)
         assert served.policy.calls == [(12, 4)]
         remote.reset()

@@ -33,19 +33,24 @@ def raw_call(port: int, data: bytes) -> dict:
         return unpack(s.recv(n, socket.MSG_WAITALL))
 
 
-def test_the_client_takes_the_served_policys_replan_age_or_refuses_a_bad_one(served):
+def test_the_client_takes_the_served_policys_run_settings_or_refuses_bad_ones(served):
     with RemotePolicy("127.0.0.1", served.port, timeout_s=30) as remote:
-        assert remote.replan_age is None  # the policy names none: the executor's default
-    own = ServerThread(ServerConfig(port=0), WavePolicy(replan_age=11))
+        # The policy names none: the executor's defaults.
+        assert remote.replan_age is None and remote.join_ticks is None
+    own = ServerThread(ServerConfig(port=0), WavePolicy(replan_age=11, join_ticks=6))
     bad = ServerThread(ServerConfig(port=0), WavePolicy(replan_age=99))
+    bad_join = ServerThread(ServerConfig(port=0), WavePolicy(join_ticks=-2))
     try:
         with RemotePolicy("127.0.0.1", own.port, timeout_s=30) as remote:
-            assert remote.replan_age == 11
+            assert remote.replan_age == 11 and remote.join_ticks == 6
         with pytest.raises(PolicyConnectionError, match="replan_age 99 is not a whole number"):
             RemotePolicy("127.0.0.1", bad.port, timeout_s=30).connect()
+        with pytest.raises(PolicyConnectionError, match="join_ticks -2 is not a whole number"):
+            RemotePolicy("127.0.0.1", bad_join.port, timeout_s=30).connect()
     finally:
         own.stop()
         bad.stop()
+        bad_join.stop()
 
 
 def test_remote_policy_returns_what_the_served_policy_computes(served):

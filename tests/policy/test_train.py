@@ -62,6 +62,15 @@ def test_a_checkpoint_keeps_its_replan_age_through_continued_training(tmp_path: 
     assert LocalPolicy.load(tmp_path / "c").replan_age == 6
 
 
+def test_a_checkpoint_keeps_its_join_through_continued_training(tmp_path: Path) -> None:
+    train(_tiny(tmp_path / "a", dagger_rounds=0, join_ticks=6), log=lambda _: None)
+    assert LocalPolicy.load(tmp_path / "a").join_ticks == 6
+    train(_tiny(tmp_path / "b", dagger_rounds=0, init=tmp_path / "a"), log=lambda _: None)
+    assert read_config(tmp_path / "b")["model"]["extra"]["join_ticks"] == "6"
+    train(_tiny(tmp_path / "c", dagger_rounds=0, init=tmp_path / "b", join_ticks=0), log=print)
+    assert LocalPolicy.load(tmp_path / "c").join_ticks == 0
+
+
 def test_action_units_have_a_floor_so_large_corrections_stay_in_range(tmp_path: Path) -> None:
     env = make_env(_tiny(tmp_path, task=Task.NUT_INSTALL), 3)
     ep = collect_expert_episode(env, task="nut_install", seed=3)
