@@ -89,7 +89,7 @@ def run_metadata(policy: object) -> dict[str, Any]:
 
 
 def announced_run_settings(meta: dict[str, Any], where: str) -> dict[str, int | None]:
-    """The ``RUN_SETTINGS`` a policy server's metadata announces (None: it names one not)."""
+    """The ``RUN_SETTINGS`` a policy server's metadata announces (None for any it omits)."""
     try:
         return parse_run_settings(meta)
     except ValueError as exc:
