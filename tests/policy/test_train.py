@@ -53,22 +53,17 @@ def test_training_continues_from_a_checkpoint(tmp_path: Path) -> None:
     assert second["continued_from"] == first["version"] != second["version"]
 
 
-def test_a_checkpoint_keeps_its_replan_age_through_continued_training(tmp_path: Path) -> None:
-    train(_tiny(tmp_path / "a", dagger_rounds=0, replan_age=11), log=lambda _: None)
-    assert LocalPolicy.load(tmp_path / "a").replan_age == 11
+# Each of what a checkpoint says about running its chunks: set, kept, then overridden.
+@pytest.mark.parametrize(("name", "own", "later"), [("replan_age", 11, 6), ("join_ticks", 6, 0)])
+def test_a_checkpoint_keeps_its_run_settings_through_continued_training(
+    tmp_path: Path, name: str, own: int, later: int
+) -> None:
+    train(_tiny(tmp_path / "a", dagger_rounds=0, **{name: own}), log=lambda _: None)
+    assert getattr(LocalPolicy.load(tmp_path / "a"), name) == own
     train(_tiny(tmp_path / "b", dagger_rounds=0, init=tmp_path / "a"), log=lambda _: None)
-    assert read_config(tmp_path / "b")["model"]["extra"]["replan_age"] == "11"
-    train(_tiny(tmp_path / "c", dagger_rounds=0, init=tmp_path / "b", replan_age=6), log=print)
-    assert LocalPolicy.load(tmp_path / "c").replan_age == 6
-
-
-def test_a_checkpoint_keeps_its_join_through_continued_training(tmp_path: Path) -> None:
-    train(_tiny(tmp_path / "a", dagger_rounds=0, join_ticks=6), log=lambda _: None)
-    assert LocalPolicy.load(tmp_path / "a").join_ticks == 6
-    train(_tiny(tmp_path / "b", dagger_rounds=0, init=tmp_path / "a"), log=lambda _: None)
-    assert read_config(tmp_path / "b")["model"]["extra"]["join_ticks"] == "6"
-    train(_tiny(tmp_path / "c", dagger_rounds=0, init=tmp_path / "b", join_ticks=0), log=print)
-    assert LocalPolicy.load(tmp_path / "c").join_ticks == 0
+    assert read_config(tmp_path / "b")["model"]["extra"][name] == str(own)
+    train(_tiny(tmp_path / "c", dagger_rounds=0, init=tmp_path / "b", **{name: later}), log=print)
+    assert getattr(LocalPolicy.load(tmp_path / "c"), name) == later
 
 
 def test_action_units_have_a_floor_so_large_corrections_stay_in_range(tmp_path: Path) -> None:
