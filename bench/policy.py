@@ -24,6 +24,10 @@
    The nut checkpoint spreads the step into each new chunk's own rows over 6 ticks
    (``ExecConfig.join_ticks``); ``prefix/join0`` switches outright instead, to show what
    the join does for smoothness and costs in parts.
+   From 5 ticks of delay on (``ExecConfig.continuous_from_ticks``) each chunk is requested
+   as the last arrives, so at 200 ms chunks run 6 ticks rather than the checkpoint's
+   replan age; ``prefix/at-age`` keeps the replan age at every delay, to show what
+   that costs in parts and saves in ticks.
    ``sync/10`` is synchronous execution running 10 rows of each chunk instead of 5: it
    holds less often, so it is faster (on 50 seeds at 80 ms it kept about as many parts;
    15 and 20 rows lost 5 and 11 more). Late lifts count
@@ -188,6 +192,7 @@ LATENCIES_MS = (80, 200)
 #: Synchronous execution with a longer execution horizon, the reference beside ``sync``.
 SYNC_LONG = 10
 UNJOINED = "prefix/join0"
+AT_AGE = "prefix/at-age"
 
 
 @dataclass
@@ -285,6 +290,7 @@ def bench_methods(policy: LocalPolicy, episodes: int) -> dict[str, object]:
     fig: dict[tuple[str, int], Figures] = {}
     runs = [(m.value, ExecConfig(mode=m)) for m in METHODS]
     runs.append((UNJOINED, ExecConfig(mode=ExecMode.PREFIX, join_ticks=0)))
+    runs.append((AT_AGE, ExecConfig(mode=ExecMode.PREFIX, continuous_from_ticks=0)))
     runs.append((f"sync/{SYNC_LONG}", ExecConfig(mode=ExecMode.SYNC, replan_every=SYNC_LONG)))
     for lat in LATENCIES_MS:
         for name, config in runs:
@@ -293,6 +299,7 @@ def bench_methods(policy: LocalPolicy, episodes: int) -> dict[str, object]:
     default = ExecConfig().mode.value
     a80, s80 = fig[default, 80], fig[ExecMode.SYNC.value, 80]
     a200, b200 = fig[default, 200], fig[ExecMode.BLEND.value, 200]
+    s200 = fig[ExecMode.SYNC.value, 200]
     return {
         "method": default,
         "async_over_sync_ticks_80ms": round(a80.ticks / s80.ticks, 3),
@@ -306,7 +313,11 @@ def bench_methods(policy: LocalPolicy, episodes: int) -> dict[str, object]:
         "unjoined_over_sync_ticks_80ms": round(fig[UNJOINED, 80].ticks / s80.ticks, 3),
         "unjoined_success_200ms": round(fig[UNJOINED, 200].successes / episodes, 3),
         "success_async_200ms": round(a200.successes / episodes, 3),
-        "success_sync_200ms": round(fig[ExecMode.SYNC.value, 200].successes / episodes, 3),
+        "continuous_from_ticks": ExecConfig().continuous_from_ticks,
+        "at_age_success_200ms": round(fig[AT_AGE, 200].successes / episodes, 3),
+        "at_age_over_sync_ticks_200ms": round(fig[AT_AGE, 200].ticks / s200.ticks, 3),
+        "async_over_sync_ticks_200ms": round(a200.ticks / s200.ticks, 3),
+        "success_sync_200ms": round(s200.successes / episodes, 3),
         "async_over_sync10_ticks_80ms": round(a80.ticks / fig[f"sync/{SYNC_LONG}", 80].ticks, 3),
         "success_async": round(a80.successes / a80.episodes, 3),
         "success_sync": round(s80.successes / s80.episodes, 3),

@@ -10,7 +10,8 @@ requested at tick ``k`` the scheduler estimates the delay ``d = ceil(latency / d
 from recent latencies and passes the current chunk's actions for ticks ``k .. k+d-1``
 as the prefix; the new chunk takes over at the tick it arrives, at row ``tick - k``.
 A request goes out once the running actions are ``replan_age`` ticks older than their
-observation (the next inference starts while ``horizon - replan_age`` rows are left).
+observation (the next inference starts while ``horizon - replan_age`` rows are left), or,
+once ``d`` reaches ``continuous_from_ticks``, as soon as the running chunk has arrived.
 How long chunks should run is a property of the policy: a checkpoint may carry its own
 (``policy.exec_config.ExecConfig.for_policy``).
 Where the new chunk's own rows begin (after the prefix), the step from the last executed
@@ -194,19 +195,32 @@ class ChunkScheduler:
 
     def want_request(self, tick: int) -> bool:
         """True when a new chunk is due and none is in flight (a due tick while one is in
-        flight counts as a dropped observation).
+        flight counts as a dropped observation, except in continuous inference).
 
         Due: synchronously, after ``replan_every`` rows of the running chunk; otherwise
-        once the running actions are ``replan_age`` ticks older than their observation,
-        whatever the delay, so with a steady delay every chunk runs ``replan_age`` ticks
-        (the actions executed are ``d`` to ``replan_age + d - 1`` ticks old)."""
-        since = self._base if self.config.mode is ExecMode.SYNC else self._obs_step
-        due = self._chunk is None or tick - since >= self._due_after
+        once the running actions are ``replan_after()`` ticks older than their
+        observation, so with a steady delay ``d`` every chunk runs that many ticks (the
+        actions executed are ``d`` to ``replan_after() + d - 1`` ticks old)."""
+        if self.config.mode is ExecMode.SYNC:
+            since, after = self._base, self._due_after
+        else:
+            since, after = self._obs_step, self.replan_after()
+        due = self._chunk is None or tick - since >= after
         if due and self._in_flight is not None:
-            if self._chunk is not None:
+            # Continuous inference (``after`` under the replan age) waits on the request in
+            # flight by design: no observation is lost to it.
+            if self._chunk is not None and after >= self._due_after:
                 self.stats.dropped_observations += 1
             return False
         return due
+
+    def replan_after(self) -> int:
+        """Asynchronously, how old the running actions get before the next request: the
+        replan age, or the delay estimate when that is shorter and has reached
+        ``continuous_from_ticks`` (the next request then goes out as each chunk arrives)."""
+        cont = self.config.continuous_from_ticks
+        d = self.delay_ticks()
+        return min(d, self._due_after) if cont and d >= cont else self._due_after
 
     def begin_request(self, tick: int) -> np.ndarray | None:
         """Mark a request for the observation of ``tick``; returns the prefix to send (and

@@ -152,6 +152,13 @@ def evaluate_cmd(
         int | None,
         typer.Option(help="prefix: ticks a boundary is spread over (default: the checkpoint's)"),
     ] = None,
+    continuous_from: Annotated[
+        int | None,
+        typer.Option(
+            help="delay in ticks from which chunks are requested as they arrive (0: never; "
+            "default: the executor's)"
+        ),
+    ] = None,
     difficulty: float = 1.0,
     expert: Annotated[bool, typer.Option(help="run the expert on the same seeds")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
@@ -163,7 +170,12 @@ def evaluate_cmd(
 
     try:
         LatencySpec.parse(latency)
-        given = {"mode": mode, "replan_age": replan_age, "join_ticks": join_ticks}
+        given = {
+            "mode": mode,
+            "replan_age": replan_age,
+            "join_ticks": join_ticks,
+            "continuous_from_ticks": continuous_from,
+        }
         cfg = ExecConfig.model_validate({k: v for k, v in given.items() if v is not None})
     except (ValueError, ValidationError) as exc:
         _fail(str(exc) if not isinstance(exc, ValidationError) else _explain(exc))

@@ -129,6 +129,7 @@ def evaluate(
         "mode": cfg.mode.value,
         "replan_age": None if cfg.mode is ExecMode.SYNC else cfg.replan_age,
         "join_ticks": cfg.join_ticks if cfg.mode is ExecMode.PREFIX else None,
+        "continuous_from_ticks": None if cfg.mode is ExecMode.SYNC else cfg.continuous_from_ticks,
         "version": policy.version,
         "policy": pol.summary(),
         "executor": {"empty_queue_ticks": empty, "max_action_age": ages},
@@ -145,6 +146,11 @@ def format_report(r: dict[str, Any]) -> str:
         f"execution {r['mode']} with latency {r['latency']}"
         + (f", replan age {r['replan_age']} ticks" if r.get("replan_age") else "")
         + (f", chunks joined over {r['join_ticks']} ticks" if r.get("join_ticks") else "")
+        + (
+            f", continuous from a delay of {r['continuous_from_ticks']} ticks"
+            if r.get("continuous_from_ticks")
+            else ""
+        )
     ]
     for key in ("policy", "expert"):
         s = r.get(key)

@@ -52,7 +52,7 @@ def test_new_chunk_takes_over_at_the_measured_delay(latency):
 @pytest.mark.parametrize("age", [DEFAULT_REPLAN_AGE, 11])
 @pytest.mark.parametrize("latency", ["fixed:80", "fixed:200"])
 def test_each_chunk_runs_until_its_actions_reach_the_replan_age(latency, age):
-    stats, _, _cfg = run(ExecMode.PREFIX, latency, replan_age=age)
+    stats, _, _cfg = run(ExecMode.PREFIX, latency, replan_age=age, continuous_from_ticks=0)
     d = {"fixed:80": 3, "fixed:200": 6}[latency]
     ages = np.asarray(stats.action_ages)
     switches = np.flatnonzero(np.diff(ages) < 0) + 1
@@ -60,6 +60,36 @@ def test_each_chunk_runs_until_its_actions_reach_the_replan_age(latency, age):
     # ticks old when they run.
     assert set(np.diff(switches).tolist()) == {age}
     assert set(ages[switches - 1].tolist()) == {age + d - 1}
+
+
+@pytest.mark.parametrize("mode", [ExecMode.PREFIX, ExecMode.BLEND, ExecMode.RTC])
+@pytest.mark.parametrize(("latency", "d"), [("fixed:160", 5), ("fixed:200", 6), ("fixed:250", 8)])
+def test_from_a_long_delay_on_each_chunk_is_requested_as_the_last_arrives(mode, latency, d):
+    stats, _, cfg = run(mode, latency, replan_age=11)
+    assert cfg.continuous_from_ticks == 5
+    ages = np.asarray(stats.action_ages)
+    switches = np.flatnonzero(np.diff(ages) < 0) + 1
+    # Each chunk runs only while the next is computed: no action is older than 2d - 1
+    # ticks, where the replan age would have run them to 11 + d - 1.
+    assert len(switches) > 50
+    assert set(np.diff(switches).tolist()) == {d}
+    assert set(ages[switches - 1].tolist()) == {2 * d - 1}
+    assert stats.dropped_observations == 0 and stats.empty_queue_ticks == 0
+
+
+def test_below_the_continuous_delay_and_when_turned_off_chunks_run_the_replan_age():
+    for latency, cont in [("fixed:120", 5), ("fixed:200", 7), ("fixed:200", 0)]:
+        stats, _, _ = run(ExecMode.PREFIX, latency, replan_age=11, continuous_from_ticks=cont)
+        switches = np.flatnonzero(np.diff(np.asarray(stats.action_ages)) < 0) + 1
+        assert set(np.diff(switches).tolist()) == {11}, (latency, cont)
+
+
+def test_one_slow_answer_does_not_make_inference_continuous():
+    # 80 ms with a rare 600 ms stall: the delay estimate (a quantile) stays at 3 ticks,
+    # so chunks keep running the replan age between the stalls.
+    stats, _, _ = run(ExecMode.PREFIX, "spike:80,0.02,600", replan_age=11)
+    runs = np.diff(np.flatnonzero(np.diff(np.asarray(stats.action_ages)) < 0) + 1)
+    assert np.median(runs) == 11 and np.mean(runs == 11) > 0.8
 
 
 def test_sync_replans_by_rows_run_not_by_the_replan_age():

@@ -72,6 +72,10 @@ def test_bad_options_get_actionable_errors(tmp_path):
     assert r.exit_code == 2 and "join_ticks: Input should be greater than or equal to 0" in (
         r.output
     )
+    r = CliRunner().invoke(policy_app, ["eval", "--task", "nut_install", "--continuous-from", "-2"])
+    assert r.exit_code == 2 and "continuous_from_ticks: Input should be greater than or" in (
+        r.output
+    )
     r = CliRunner().invoke(policy_app, ["train", "--task", "nut_install", "--demos", str(tmp_path)])
     assert r.exit_code == 2 and "intern sim demos" in r.output
     r = CliRunner().invoke(policy_app, ["train", "--task", "welding"])

@@ -66,8 +66,11 @@ def test_soft_mask_freezes_then_decays_to_zero_where_the_target_ends():
 
 def test_rtc_freezes_the_actions_that_run_while_inferring_and_guides_with_the_plan():
     policy = GuidedWave()
-    # Each chunk runs 5 ticks past its takeover at 200 ms (a replan age of 6 + 5).
-    config = ExecConfig(mode=ExecMode.RTC, guidance_scale=2.0, replan_age=11)
+    # Each chunk runs 5 ticks past its takeover at 200 ms (a replan age of 6 + 5, kept at
+    # this delay).
+    config = ExecConfig(
+        mode=ExecMode.RTC, guidance_scale=2.0, replan_age=11, continuous_from_ticks=0
+    )
     env = CountingEnv(300)
     stats, done = SimTimeRunner(policy, config, latency=LatencyInjector("fixed:200")).run(env, 305)
     assert done and stats.empty_queue_ticks == 0 and stats.dropped_chunks == 0

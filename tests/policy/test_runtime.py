@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from policy.evaluate import EVAL_SEED0, evaluate, format_report, wilson
-from policy.exec_config import ExecConfig
+from policy.exec_config import ExecConfig, ExecMode
 from policy.latency import LatencyInjector
 from policy.local import LocalPolicy
 from policy.runtime import checkpoint_dir, has_policy, load_policy, policy_version, simulated_async
@@ -71,6 +71,19 @@ def test_evaluation_reports_policy_beside_expert():
         with_expert=False,
     )
     assert outright["join_ticks"] == 0 and "joined" not in format_report(outright)
+    # From 5 ticks of delay on, chunks are requested as they arrive; the report says so.
+    assert r["continuous_from_ticks"] == 5
+    assert "joined over 6 ticks, continuous from a delay of 5 ticks" in format_report(r)
+    assert "continuous" not in format_report(
+        evaluate(
+            load_policy(Task.NUT_INSTALL),
+            Task.NUT_INSTALL,
+            1,
+            seed0=EVAL_SEED0 + 970,
+            config=ExecConfig(mode=ExecMode.SYNC),
+            with_expert=False,
+        )
+    )
     lo, hi = wilson(190, 200)
     assert 0.90 < lo < 0.95 < hi < 0.98
     assert np.isclose(sum(wilson(0, 0)), 1.0)
