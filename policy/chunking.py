@@ -171,6 +171,7 @@ class ChunkScheduler:
         self._in_flight: tuple[int, np.ndarray] | None = None  # (obs step, committed rows)
         self.guidance: Guidance | None = None  # of the in-flight request (mode rtc)
         self._latencies: deque[float] = deque(maxlen=config.latency_window)
+        self._delay = self._estimate_delay()  # changes only when a latency arrives
         self._last = np.zeros(ACTION_DIM, dtype=np.float32)
         self._last_raw: np.ndarray | None = None
         self._last_source: int | None = None
@@ -189,6 +190,9 @@ class ChunkScheduler:
 
     def delay_ticks(self) -> int:
         """Estimated delay in ticks (``delay_estimate`` of recent latencies), at least one."""
+        return self._delay
+
+    def _estimate_delay(self) -> int:
         c = self.config
         lat = delay_estimate(self._latencies, c.latency_quantile, c.initial_latency_s)
         return max(1, math.ceil(lat / c.dt - 1e-9))
@@ -218,8 +222,7 @@ class ChunkScheduler:
         """Asynchronously, how old the running actions get before the next request: the
         replan age, or the delay estimate when that is shorter and has reached
         ``continuous_from_ticks`` (the next request then goes out as each chunk arrives)."""
-        cont = self.config.continuous_from_ticks
-        d = self.delay_ticks()
+        cont, d = self.config.continuous_from_ticks, self._delay
         return min(d, self._due_after) if cont and d >= cont else self._due_after
 
     def begin_request(self, tick: int) -> np.ndarray | None:
@@ -265,6 +268,7 @@ class ChunkScheduler:
         self._in_flight = None
         self.guidance = None
         self._latencies.append(latency_s)
+        self._delay = self._estimate_delay()
         self.stats.latencies_s.append(latency_s)
         chunk = np.array(chunk, dtype=np.float32).reshape(-1, ACTION_DIM)
         if len(prefix):
