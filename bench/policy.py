@@ -67,6 +67,8 @@ from policy.simtime import SimTimeRunner  # noqa: E402
 from robot.env import CellEnv  # noqa: E402
 from robot.jobs import Task  # noqa: E402
 from robot.schema import ACTION_DIM, MAX_STEP_M, Observation  # noqa: E402
+from robot.sim.expert import fasten_target  # noqa: E402
+from robot.sim.fasten import FastenTask  # noqa: E402
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -212,16 +214,19 @@ class Figures:
 
 class LateLifts:
     """A ``SimTimeRunner.run`` hook for one episode of ``env``: ``count`` is its
-    late-lifting arm-ticks so far. A tick where the expert would lift an arm clear
-    (``policy.data.full_lift``) and the policy does not is time lost to not seeing, or
-    not believing, that the work is done."""
+    late-lifting arm-ticks so far. A tick where the expert wants to lift an arm clear at
+    full speed (``policy.data.full_lift`` of its target, before its vertical ramp) and
+    the policy does not lift is time lost to not seeing, or not believing, that the work
+    is done. A ramped lift counts until it passes a third of full speed (the expert's own
+    ramp from following a nut down: two ticks)."""
 
     def __init__(self, env: CellEnv) -> None:
-        self.env = env
+        assert isinstance(env.task, FastenTask)
+        self.task = env.task
         self.count = 0
 
     def __call__(self, action: np.ndarray) -> None:
-        expert_lifts = full_lift(self.env.expert_action())
+        expert_lifts = full_lift(fasten_target(self.task))
         self.count += int(np.sum(expert_lifts & (action[LIFT_DIMS] < MAX_STEP_M / 3)))
 
 

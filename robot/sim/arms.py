@@ -33,6 +33,7 @@ class Arm:
     tool_cmd: float = -1.0
     tool_level: float = 0.0  # spindle turning (0/1), or gripper closure 0..1
     vel: np.ndarray = field(default_factory=lambda: np.zeros(3))  # last displacement, m/tick
+    dz_cmd: float = 0.0  # the last commanded vertical step, m/tick
 
     def command(self, a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Take the arm action ``a`` (dx, dy, dz, dyaw, tool), already clipped to the schema.
@@ -49,6 +50,7 @@ class Arm:
         applied[3] = yaw - self.yaw
         self.yaw = yaw
         self.tool_cmd = float(a[4])
+        self.dz_cmd = float(a[2])
         return target, applied
 
     def move_to(self, new_pos: np.ndarray) -> None:
@@ -60,6 +62,7 @@ class Arm:
         self.pos = np.asarray(pos, dtype=np.float64).copy()
         self.yaw = yaw
         self.vel = np.zeros(3)
+        self.dz_cmd = 0.0
 
 
 @dataclass

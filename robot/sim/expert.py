@@ -1,8 +1,9 @@
 """The scripted experts: what a careful programmer's controller would command, per state.
 
 Each expert is a pure function of the task's current state (it reads the hidden truth, so
-it is "privileged"), which is what makes it usable both for demonstrations and for
-relabelling states a learned policy visits. Its imperfection is realistic and seeded: it
+it is "privileged"; the state includes each arm's last commanded step), which is what
+makes it usable both for demonstrations and for relabelling states a learned policy
+visits. Its imperfection is realistic and seeded: it
 aims at the true feature plus a perception error drawn per position and per attempt at
 reset (``expert_bias``), growing with difficulty. When its aim is outside the lead-in it
 lands beside the stud, lifts, and tries again with its next (smaller) error; when it is
@@ -45,6 +46,14 @@ SETTLE_TICKS = 8
 # than a camera can confirm leaves a controller hovering, re-aiming below its own noise.
 PICK_ALIGN_M = 0.002
 PICK_ALIGN_RAD = float(np.radians(1.5))
+# The fastening arms' vertical step changes by at most this much a tick, as a real arm's
+# speed does (3 mm per tick per tick: 0 to full speed in four ticks). Without it the
+# teacher turned from following a nut down to lifting clear at full speed in one tick,
+# and so did a policy trained on it: where a new chunk saw a finished nut that the
+# chunk before it could not, the boundary between them jumped at full speed. With it
+# the reaction is a ramp, and a chunk that continues from its committed prefix
+# continues from the speed the arm is at.
+Z_ACCEL_M = 0.003
 
 
 def _toward(err: np.ndarray, gain: float = GAIN, limit: float = MAX_STEP_M) -> np.ndarray:
@@ -65,36 +74,52 @@ def _retry_bias(biases: np.ndarray, attempts: int) -> np.ndarray:
 
 
 def fasten_expert(task: FastenTask) -> np.ndarray:
-    """Both arms' actions for a nut installation or screwing task."""
+    """Both arms' actions for a nut installation or screwing task: ``fasten_target``
+    with each arm's vertical step ramped from its last command by ``Z_ACCEL_M``."""
+    out = fasten_target(task)
+    for i, side in enumerate((Side.LEFT, Side.RIGHT)):
+        dz = task.arms[side].dz_cmd
+        k = i * ARM_DIM + 2
+        out[k] = np.clip(out[k], dz - Z_ACCEL_M, dz + Z_ACCEL_M)
+    return out
+
+
+def fasten_target(task: FastenTask) -> np.ndarray:
+    """Both arms' actions for a fastening task before the vertical ramp: what the expert
+    wants each arm to do now (a full-speed lift once a fastener is finished, say)."""
     out = np.zeros(ACTION_DIM, dtype=np.float32)
     for i, side in enumerate((Side.LEFT, Side.RIGHT)):
-        a = out[i * ARM_DIM : (i + 1) * ARM_DIM]
-        a[4] = -1.0
-        arm, job, kind = task.arms[side], task.jobs[side], task.kind
-        h = float(arm.pos[2] - kind.engage_z)
-        if job.done:
-            continue
-        if job.engaged is not None:
-            r = job.engaged.rundown
-            if job.loaded and r is not None and not r.finished:
-                a[2], a[4] = -FOLLOW_M, 1.0  # hold the trigger, follow the fastener down
-            else:
-                a[2] = MAX_STEP_M  # released: lift clear
-            continue
-        if not job.loaded:
-            a[2] = MAX_STEP_M if h < CLEARANCE_M + 0.002 else 0.0
-            continue
-        p = task.free_position(side)
-        if p is None:
-            continue
-        if job.blocked:
-            a[2] = 0.006  # landed beside the stud: lift and look again
-            continue
-        bias = _retry_bias(task.expert_bias[i, p.slot], job.attempts)
-        err = (p.xy + bias) - arm.pos[:2]
-        a[:2] = _toward(err)
-        a[2] = _approach_dz(h, float(np.linalg.norm(err)) <= ALIGN_TOL_M)
+        _fasten_arm(task, i, side, out[i * ARM_DIM : (i + 1) * ARM_DIM])
     return out
+
+
+def _fasten_arm(task: FastenTask, i: int, side: Side, a: np.ndarray) -> None:
+    """Fill arm ``i``'s action ``a`` (released tool, no motion, on entry)."""
+    a[4] = -1.0
+    arm, job, kind = task.arms[side], task.jobs[side], task.kind
+    h = float(arm.pos[2] - kind.engage_z)
+    if job.done:
+        return
+    if job.engaged is not None:
+        r = job.engaged.rundown
+        if job.loaded and r is not None and not r.finished:
+            a[2], a[4] = -FOLLOW_M, 1.0  # hold the trigger, follow the fastener down
+        else:
+            a[2] = MAX_STEP_M  # released: lift clear
+        return
+    if not job.loaded:
+        a[2] = MAX_STEP_M if h < CLEARANCE_M + 0.002 else 0.0
+        return
+    p = task.free_position(side)
+    if p is None:
+        return
+    if job.blocked:
+        a[2] = 0.006  # landed beside the stud: lift and look again
+        return
+    bias = _retry_bias(task.expert_bias[i, p.slot], job.attempts)
+    err = (p.xy + bias) - arm.pos[:2]
+    a[:2] = _toward(err)
+    a[2] = _approach_dz(h, float(np.linalg.norm(err)) <= ALIGN_TOL_M)
 
 
 def _approach_dz(h: float, aligned: bool) -> float:

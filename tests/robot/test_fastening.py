@@ -164,7 +164,7 @@ def test_in_the_cell_a_porous_stud_strips() -> None:
 
 
 def test_the_expert_takes_the_last_millimetres_slowly_and_starts_the_thread_square() -> None:
-    from robot.sim.expert import FINE_STEP_M, FINE_ZONE_M
+    from robot.sim.expert import FINE_STEP_M, FINE_ZONE_M, Z_ACCEL_M
 
     env = CellEnv(Task.NUT_INSTALL, seed=24, difficulty=1.0, render=False, expert_error=False)
     env.reset()
@@ -177,11 +177,35 @@ def test_the_expert_takes_the_last_millimetres_slowly_and_starts_the_thread_squa
         env.step(a)
     steps = -np.diff(heights)
     fine = steps[np.array(heights[:-1]) <= FINE_ZONE_M + 1e-9]
-    # Inside the zone it never comes down faster than the fine step, and it takes the
-    # zone in several ticks (a policy re-planning every few ticks gets a close look).
+    # Inside the zone it comes down no faster than the fine step (its first tick there
+    # still braking, at most one ramp step faster), and it takes the zone in several
+    # ticks (a policy re-planning every few ticks gets a close look).
     assert len(fine) >= FINE_ZONE_M / FINE_STEP_M - 2
-    assert fine.max() <= FINE_STEP_M + 1e-9
+    assert fine[0] <= FINE_STEP_M + Z_ACCEL_M + 1e-9
+    assert fine[1:].max() <= FINE_STEP_M + 1e-9
     assert task.positions[0].rundown.misalignment_mm < 0.5
+
+
+def test_the_experts_vertical_step_changes_by_at_most_its_ramp_and_still_lifts_clear() -> None:
+    from robot.schema import MAX_STEP_M
+    from robot.sim.expert import FOLLOW_M, Z_ACCEL_M
+
+    env = CellEnv(Task.NUT_INSTALL, seed=24, difficulty=1.0, render=False, expert_error=False)
+    env.reset()
+    task = env.task
+    dz: list[float] = []
+    done = False
+    while not done:
+        before = task.arms[Side.LEFT].dz_cmd  # 0 after a scripted phase moved the arm
+        a = env.expert_action()
+        assert abs(a[2] - before) <= Z_ACCEL_M + 1e-6
+        dz.append(float(a[2]))
+        _, done = env.step(a)
+    assert env.outcome().success
+    # From following a nut down to a full-speed lift clear of it, through the ramp.
+    lift = int(np.flatnonzero(np.isclose(dz, MAX_STEP_M))[0])
+    ramp = -FOLLOW_M + Z_ACCEL_M * np.arange(5)
+    assert np.allclose(dz[lift - 5 : lift], ramp)
 
 
 def test_a_misaligned_tool_in_the_fine_zone_holds_its_height_and_corrects() -> None:
