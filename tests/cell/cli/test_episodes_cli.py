@@ -84,7 +84,7 @@ def test_list_shows_each_job_with_outcome_size_and_rework(store: Path) -> None:
     rows = _listed()
     assert [r["job_key"] for r in rows] == [f"ST10:0:{s}" for s in SEEDS]
     first = rows[0]
-    assert first["outcome"] == "NOK cross_thread" and first["policy_version"] == "expert"
+    assert first["outcome"] == "NOK stripped" and first["policy_version"] == "expert"
     assert first["part_id"] == "P-1" and first["station_id"] == "ST10"
     assert isinstance(first["frames"], int) and first["frames"] > 100
     size = sum(p.stat().st_size for p in (store / "ST10/ST10_0_1").iterdir())
