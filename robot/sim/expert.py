@@ -3,12 +3,12 @@
 Each expert is a pure function of the task's current state (it reads the hidden truth, so
 it is "privileged"; the state includes each arm's last commanded step), which is what
 makes it usable both for demonstrations and for relabelling states a learned policy
-visits. Its imperfection is realistic and seeded: it
-aims at the true feature plus a perception error drawn per position and per attempt at
-reset (``expert_bias``), growing with difficulty. When its aim is outside the lead-in it
-lands beside the stud, lifts, and tries again with its next (smaller) error; when it is
-inside the lead-in but outside the clean-start tolerance the thread cross-threads.
-With ``SimConfig.expert_error`` False the drawn errors are zero: a teacher for training.
+visits. Its imperfection is realistic and seeded: it aims at the true feature plus a
+perception error drawn per position and per attempt at reset (``expert_bias``), growing
+with difficulty. When its aim is outside the lead-in it lands beside the stud, lifts, and
+tries again with its next (smaller) error; when it is inside the lead-in but outside the
+clean-start tolerance the thread cross-threads. With ``SimConfig.expert_error`` False the
+drawn errors are zero: a teacher for training.
 """
 
 from __future__ import annotations
